@@ -1,0 +1,157 @@
+"""Tables. Times are integer microseconds since the epoch (see app.timeutil).
+
+`sync_users` holds each user's identity and its one row of current state (status, latest sync,
+current run, version, due time), indexed for every filter and order of the Sync Status page.
+`status_counts` and `change_buckets` are counters kept in the same transaction as each state
+change, so metrics and the common exact counts never scan users.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+EMAIL_MAX = 254
+NAME_MAX = 200
+TEXT_MAX = 2000
+CODE_MAX = 100
+ITEM_ID_MAX = 500
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX), unique=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Policy(Base):
+    __tablename__ = "policies"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name", name="uq_policies_tenant_name"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(NAME_MAX))
+    description: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean)
+    sync_interval_minutes: Mapped[int] = mapped_column(Integer)
+    services: Mapped[str] = mapped_column(String(100))  # comma-separated SyncService names
+    user_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class SyncUser(Base):
+    __tablename__ = "sync_users"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "email", name="uq_sync_users_tenant_email"),
+        Index("ix_sync_users_status_email", "tenant_id", "status", "email"),
+        Index("ix_sync_users_policy_email", "tenant_id", "policy_id", "email"),
+        Index("ix_sync_users_latest", "tenant_id", "latest_sync_at", "id"),
+        Index("ix_sync_users_status_latest", "tenant_id", "status", "latest_sync_at", "id"),
+        Index("ix_sync_users_policy_latest", "tenant_id", "policy_id", "latest_sync_at", "id"),
+        Index("ix_sync_users_due", "tenant_id", "due_at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX))
+    destination_email: Mapped[str] = mapped_column(String(EMAIL_MAX))
+    policy_id: Mapped[int | None] = mapped_column(ForeignKey("policies.id"))
+    status: Mapped[str] = mapped_column(String(24))
+    latest_sync_at: Mapped[int | None] = mapped_column(BigInteger)
+    # When the next delta sync is due (latest start + interval; assignment or request time
+    # when never synced or requested); null without a policy. Active is checked at claim time.
+    due_at: Mapped[int | None] = mapped_column(BigInteger)
+    sync_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    current_run_id: Mapped[int | None] = mapped_column(BigInteger)
+    last_finished_run_id: Mapped[int | None] = mapped_column(BigInteger)
+    unresolved_failure_count: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[int] = mapped_column(BigInteger, default=1)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class SyncRun(Base):
+    __tablename__ = "sync_runs"
+    __table_args__ = (Index("ix_sync_runs_user", "user_id", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("sync_users.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    service: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(24))
+    started_at: Mapped[int] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger)
+    items_total: Mapped[int | None] = mapped_column(BigInteger)
+    items_processed: Mapped[int] = mapped_column(BigInteger, default=0)
+    items_failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    changes: Mapped[int] = mapped_column(BigInteger, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(CODE_MAX))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+
+class FailedItem(Base):
+    __tablename__ = "failed_items"
+    __table_args__ = (
+        UniqueConstraint("run_id", "item_id", name="uq_failed_items_run_item"),
+        Index("ix_failed_items_run", "run_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    run_id: Mapped[int] = mapped_column(ForeignKey("sync_runs.id"))
+    item_id: Mapped[str] = mapped_column(String(ITEM_ID_MAX))
+    item_type: Mapped[str] = mapped_column(String(CODE_MAX))
+    error_code: Mapped[str] = mapped_column(String(CODE_MAX))
+    error_message: Mapped[str] = mapped_column(Text)
+    failed_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class StatusCount(Base):
+    """Users per (tenant, policy, status); policy_key 0 means no policy."""
+
+    __tablename__ = "status_counts"
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    policy_key: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(24), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ChangeBucket(Base):
+    """Changes reported per tenant and minute, so "last 24 h" sums at most 1,441 rows."""
+
+    __tablename__ = "change_buckets"
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    changes: Mapped[int] = mapped_column(BigInteger, default=0)

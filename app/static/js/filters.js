@@ -1,0 +1,96 @@
+// Filter controls. Editing them changes nothing until Apply filters (or Enter in the search box);
+// Clear filters resets them and applies the empty filter; Refresh reloads with the applied ones.
+
+import { h } from "./dom.js";
+import { STATUS_LABELS, localDayEnd, localDayStart } from "./format.js";
+
+export function createFilters({ form, note, onApply, onClear, onRefresh }) {
+  const email = form.elements.namedItem("email");
+  const start = form.elements.namedItem("start");
+  const end = form.elements.namedItem("end");
+  const policy = form.elements.namedItem("policy");
+  const status = form.elements.namedItem("status");
+  let applied = snapshot();
+
+  for (const [value, label] of Object.entries(STATUS_LABELS)) {
+    status.append(h("option", { value }, label));
+  }
+
+  function snapshot() {
+    return {
+      email: email.value.trim(),
+      start: start.value,
+      end: end.value,
+      policy: policy.value,
+      status: status.value,
+    };
+  }
+
+  function same(a, b) {
+    return Object.keys(a).every((key) => a[key] === b[key]);
+  }
+
+  function showNote(text, isError = false) {
+    note.hidden = !text;
+    note.textContent = text || "";
+    note.classList.toggle("error-text", isError);
+    note.setAttribute("role", isError ? "alert" : "status");
+  }
+
+  function updatePendingNote() {
+    const pending = !same(snapshot(), applied);
+    showNote(pending ? "Filters changed: click Apply filters to update the table." : "");
+  }
+
+  form.addEventListener("input", updatePendingNote);
+  form.addEventListener("change", updatePendingNote);
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const next = snapshot();
+    if (next.start && next.end && next.start > next.end) {
+      showNote("Start date must be on or before End date.", true);
+      start.focus();
+      return;
+    }
+    applied = next;
+    showNote("");
+    onApply(toFilter(applied));
+  });
+
+  form.querySelector("#clear-filters").addEventListener("click", () => {
+    form.reset();
+    applied = snapshot();
+    showNote("");
+    onClear(toFilter(applied));
+  });
+
+  form.querySelector("#refresh").addEventListener("click", () => onRefresh());
+
+  return {
+    /** Fill the Policy dropdown, keeping the current choice when it still exists. */
+    setPolicies(policies) {
+      const current = policy.value;
+      const options = [h("option", { value: "" }, "Select a policy")];
+      for (const p of policies) options.push(h("option", { value: p.id }, p.name));
+      policy.replaceChildren(...options);
+      policy.value = policies.some((p) => p.id === current) ? current : "";
+    },
+
+    /** The filter that is applied now (not what the controls show). */
+    appliedFilter() {
+      return toFilter(applied);
+    },
+  };
+}
+
+/** Control values → SyncUserFilter (only the parts that are set), or null. */
+export function toFilter(values) {
+  const filter = {};
+  if (values.email) filter.emailContains = values.email;
+  if (values.start) filter.latestSyncFrom = localDayStart(values.start);
+  if (values.end) filter.latestSyncTo = localDayEnd(values.end);
+  if (values.policy) filter.policyId = values.policy;
+  if (values.status) filter.status = values.status;
+  return Object.keys(filter).length ? filter : null;
+}

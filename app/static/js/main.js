@@ -1,0 +1,430 @@
+// The Sync Status page: wires the token, the GraphQL client, the live connection, the metric
+// cards, the filters, the table with its cursor pagination, and the detail panel.
+
+import { $ } from "./dom.js";
+import { ApiError, createClient } from "./graphql.js";
+import { createWsClient, defaultWsUrl } from "./ws.js";
+import { createFilters } from "./filters.js";
+import { createTable } from "./table.js";
+import { createPanel } from "./panel.js";
+import { formatNumber, formatRange } from "./format.js";
+import {
+  METRICS_QUERY,
+  METRICS_SUBSCRIPTION,
+  POLICIES_QUERY,
+  USERS_QUERY,
+  USER_UPDATED_SUBSCRIPTION,
+} from "./queries.js";
+
+const TOKEN_KEY = "syncstatus.token";
+const MAX_IDS_PER_SUBSCRIPTION = 100;
+const METRIC_NAMES = ["usersWithActivePolicy", "changesLast24h", "syncsInProgress", "failedSyncs"];
+const CONNECTION_TEXT = {
+  connecting: "Connecting…",
+  live: "Live",
+  reconnecting: "Reconnecting…",
+  offline: "Offline",
+  closed: "Not connected",
+};
+
+// ---- token ------------------------------------------------------------------------------------
+
+function takeTokenFromUrl() {
+  if (!location.hash) return;
+  const params = new URLSearchParams(location.hash.slice(1));
+  const token = params.get("token");
+  if (token === null) return;
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  params.delete("token");
+  const rest = params.toString();
+  history.replaceState(history.state, "", `${location.pathname}${location.search}${rest ? `#${rest}` : ""}`);
+}
+
+const getToken = () => sessionStorage.getItem(TOKEN_KEY) || "";
+
+// ---- page state -------------------------------------------------------------------------------
+
+const state = {
+  started: false,
+  filter: null,
+  pageSize: 10,
+  args: { first: 10 }, // cursor arguments of the page shown
+  offset: 0, // 0-based position of the first row shown
+  pageInfo: null,
+  totalCount: 0,
+  rowCount: 0,
+  loadSeq: 0,
+  metricsAsOf: null,
+  rowSubs: { key: "", unsubscribe: [] },
+  metricsUnsubscribe: null,
+};
+
+const el = {
+  main: $("#main"),
+  gate: $("#token-gate"),
+  gateMessage: $("#token-gate-message"),
+  tokenForm: $("#token-form"),
+  tokenInput: $("#token-input"),
+  changeToken: $("#change-token"),
+  connection: $("#connection"),
+  connectionText: $("#connection-text"),
+  pageError: $("#page-error"),
+  resultCount: $("#result-count"),
+  pageSize: $("#page-size"),
+  prev: $("#prev-page"),
+  next: $("#next-page"),
+};
+
+const client = createClient({ url: "/graphql", getToken });
+
+const ws = createWsClient({
+  url: defaultWsUrl("/graphql"),
+  connectionParams: () => ({ authorization: `Bearer ${getToken()}` }),
+  onStatus: (status) => {
+    el.connection.dataset.state = status;
+    el.connectionText.textContent = CONNECTION_TEXT[status] ?? status;
+  },
+  onReconnect: () => {
+    // Events may have been missed while the connection was down: read everything again.
+    loadMetrics();
+    loadPage("reload");
+    panel.refetch();
+  },
+  onAuthError: (reason) => askForToken(`The live connection was refused: ${reason}`),
+});
+
+const table = createTable({
+  table: $("#users-table"),
+  tbody: $("#users-body"),
+  onOpen: (id) => openPanel(id),
+});
+
+const panel = createPanel({
+  panel: $("#panel"),
+  body: $("#panel-body"),
+  closeButton: $("#panel-close"),
+  heading: $("#panel-title"),
+  modal: $("#errors-modal"),
+  client,
+  onUserChange: () => resubscribeRows(),
+  onClose: (id) => {
+    table.setSelected(null);
+    if (!table.focusRow(id)) $("#users-table").querySelector("tr.user-row")?.focus();
+  },
+  onError: (error) => handleAuth(error),
+});
+
+const filters = createFilters({
+  form: $("#filters"),
+  note: $("#filters-note"),
+  onApply: (filter) => {
+    state.filter = filter;
+    loadPage("first");
+  },
+  onClear: (filter) => {
+    state.filter = filter;
+    loadPage("first");
+  },
+  onRefresh: () => refreshAll(),
+});
+
+// ---- errors -----------------------------------------------------------------------------------
+
+/** Handles a missing / rejected token; returns true when it did. */
+function handleAuth(error) {
+  if (error instanceof ApiError && error.unauthenticated) {
+    askForToken(`Your API token was not accepted: ${error.message} Enter a valid token to continue.`);
+    return true;
+  }
+  return false;
+}
+
+function showPageError(message) {
+  el.pageError.hidden = !message;
+  el.pageError.textContent = message || "";
+}
+
+// ---- token gate -------------------------------------------------------------------------------
+
+function askForToken(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  stopLive();
+  state.started = false;
+  panel.close();
+  el.main.hidden = true;
+  el.changeToken.hidden = true;
+  el.gate.hidden = false;
+  el.gateMessage.textContent = message
+    || "This page reads your tenant's sync status with an API token (a viewer token is enough). It is kept only for this browser tab.";
+  el.gateMessage.classList.toggle("error-text", Boolean(message));
+  el.tokenInput.value = "";
+  el.tokenInput.focus();
+}
+
+el.tokenForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const token = el.tokenInput.value.trim();
+  if (!token) return;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  el.tokenInput.value = "";
+  start();
+});
+
+el.changeToken.addEventListener("click", () => askForToken(""));
+
+// ---- metrics ----------------------------------------------------------------------------------
+
+function renderMetrics(metrics) {
+  if (!metrics) return;
+  if (state.metricsAsOf && metrics.asOf && new Date(metrics.asOf) < new Date(state.metricsAsOf)) return;
+  state.metricsAsOf = metrics.asOf;
+  for (const name of METRIC_NAMES) {
+    const node = $(`#metric-${name}`);
+    const text = formatNumber(metrics[name]);
+    if (node.textContent !== text) {
+      const hadValue = node.textContent !== "—";
+      node.textContent = text;
+      if (hadValue) {
+        node.classList.remove("flash");
+        void node.offsetWidth;
+        node.classList.add("flash");
+      }
+    }
+  }
+}
+
+async function loadMetrics() {
+  try {
+    const data = await client.request(METRICS_QUERY);
+    state.metricsAsOf = null; // a fresh read replaces whatever was shown
+    renderMetrics(data.syncMetrics);
+  } catch (error) {
+    if (!handleAuth(error)) showPageError(`Could not load the metrics: ${error.message}`);
+  }
+}
+
+// ---- policies ---------------------------------------------------------------------------------
+
+async function loadPolicies() {
+  try {
+    const all = [];
+    let after = null;
+    for (let page = 0; page < 100; page += 1) {
+      const data = await client.request(POLICIES_QUERY, { first: 100, after });
+      all.push(...data.policies.edges.map((e) => e.node));
+      if (!data.policies.pageInfo.hasNextPage) break;
+      after = data.policies.pageInfo.endCursor;
+    }
+    filters.setPolicies(all);
+  } catch (error) {
+    if (!handleAuth(error)) showPageError(`Could not load the policies: ${error.message}`);
+  }
+}
+
+// ---- users table and pagination --------------------------------------------------------------
+
+/**
+ * mode: "first" (page 1), "next", "prev", or "reload" (the same cursor arguments again).
+ * Cursors are keyset positions; the offset is tracked here for the "x-y of N" text.
+ */
+async function loadPage(mode) {
+  const size = state.pageSize;
+  let args;
+  let offset;
+  if (mode === "next" && state.pageInfo?.endCursor) {
+    args = { first: size, after: state.pageInfo.endCursor };
+    offset = state.offset + state.rowCount;
+  } else if (mode === "prev" && state.pageInfo?.startCursor && state.offset > 0) {
+    args = { last: size, before: state.pageInfo.startCursor };
+    offset = Math.max(0, state.offset - size);
+  } else if (mode === "reload") {
+    args = state.args;
+    offset = state.offset;
+  } else {
+    args = { first: size };
+    offset = 0;
+  }
+
+  const seq = ++state.loadSeq;
+  table.setLoading(true);
+  el.prev.disabled = true;
+  el.next.disabled = true;
+  try {
+    const data = await client.request(USERS_QUERY, { filter: state.filter, ...args });
+    if (seq !== state.loadSeq) return;
+    const connection = data.syncUsers;
+    const users = connection.edges.map((e) => e.node);
+    const backward = "last" in args;
+    if (backward && !connection.pageInfo.hasPreviousPage) {
+      offset = 0;
+      // Rows went away before this page: show a full first page instead of a short one.
+      if (users.length < size && connection.totalCount > users.length) {
+        state.args = { first: size };
+        state.offset = 0;
+        return loadPage("reload");
+      }
+    }
+    if (!backward && !("after" in args)) offset = 0;
+    if (offset >= connection.totalCount && users.length === 0 && connection.totalCount > 0) {
+      // The page emptied under us (rows left the filter): go back to the first page.
+      state.args = { first: size };
+      state.offset = 0;
+      return loadPage("reload");
+    }
+    state.args = args;
+    state.offset = offset;
+    state.pageInfo = connection.pageInfo;
+    state.totalCount = connection.totalCount;
+    state.rowCount = users.length;
+    showPageError("");
+
+    if (users.length) {
+      table.showRows(users);
+      table.setSelected(panel.userId);
+    } else {
+      table.showEmpty(
+        state.filter
+          ? "No users match these filters. Change or clear the filters to see more users."
+          : "No users yet. Users appear here once they are added to this tenant.",
+      );
+    }
+    el.resultCount.textContent = formatRange(offset, users.length, connection.totalCount);
+    el.prev.disabled = !(offset > 0);
+    el.next.disabled = backward
+      ? !(offset + users.length < connection.totalCount)
+      : !connection.pageInfo.hasNextPage;
+    resubscribeRows();
+  } catch (error) {
+    if (seq !== state.loadSeq) return;
+    if (handleAuth(error)) return;
+    state.rowCount = 0;
+    el.resultCount.textContent = "";
+    table.showError(`Could not load users: ${error.message}`, () => loadPage("reload"));
+  } finally {
+    if (seq === state.loadSeq) table.setLoading(false);
+  }
+}
+
+el.pageSize.addEventListener("change", () => {
+  state.pageSize = Number(el.pageSize.value) || 10;
+  loadPage("first");
+});
+el.prev.addEventListener("click", () => loadPage("prev"));
+el.next.addEventListener("click", () => loadPage("next"));
+
+function refreshAll() {
+  loadMetrics();
+  loadPolicies();
+  loadPage("reload");
+  panel.refetch();
+}
+
+// ---- panel ------------------------------------------------------------------------------------
+
+function openPanel(id) {
+  table.setSelected(id);
+  panel.open(id, table.user(id));
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape") return;
+  if (panel.modalOpen) {
+    event.preventDefault();
+    panel.closeModal();
+  } else if (panel.isOpen) {
+    event.preventDefault();
+    panel.close();
+  }
+});
+
+// ---- live updates -----------------------------------------------------------------------------
+
+function onUserEvent(result) {
+  if (result.errors?.length && !result.data) {
+    const error = new ApiError(result.errors[0].message, {
+      code: result.errors[0].extensions?.code ?? "GRAPHQL",
+      errors: result.errors,
+    });
+    handleAuth(error);
+    return;
+  }
+  const user = result.data?.syncUserUpdated;
+  if (!user) return;
+  table.applyUpdate(user);
+  panel.applyUpdate(user);
+}
+
+function subscriptionError(what) {
+  return (error) => {
+    if (handleAuth(error)) return;
+    showPageError(`Live updates of ${what} stopped: ${error.message} Use Refresh to see the latest data.`);
+  };
+}
+
+/** Subscribe to the visible rows and the open panel's user; only when that set changed. */
+function resubscribeRows() {
+  if (!state.started) return;
+  const ids = new Set(table.ids());
+  if (panel.userId) ids.add(panel.userId);
+  const sorted = [...ids].sort();
+  const key = sorted.join(",");
+  if (key === state.rowSubs.key) return;
+  for (const unsubscribe of state.rowSubs.unsubscribe) unsubscribe();
+  const unsubscribe = [];
+  for (let i = 0; i < sorted.length; i += MAX_IDS_PER_SUBSCRIPTION) {
+    const userIds = sorted.slice(i, i + MAX_IDS_PER_SUBSCRIPTION);
+    unsubscribe.push(ws.subscribe(
+      { query: USER_UPDATED_SUBSCRIPTION, variables: { userIds } },
+      { next: onUserEvent, error: subscriptionError("the table"), complete: () => {} },
+    ));
+  }
+  state.rowSubs = { key, unsubscribe };
+}
+
+function startLive() {
+  ws.start();
+  state.metricsUnsubscribe = ws.subscribe(
+    { query: METRICS_SUBSCRIPTION, variables: {} },
+    {
+      next: (result) => {
+        if (result.data?.syncMetricsUpdated) renderMetrics(result.data.syncMetricsUpdated);
+        else if (result.errors?.length) subscriptionError("the metrics")(new ApiError(result.errors[0].message, { code: result.errors[0].extensions?.code }));
+      },
+      error: subscriptionError("the metrics"),
+      complete: () => {},
+    },
+  );
+}
+
+function stopLive() {
+  state.metricsUnsubscribe?.();
+  state.metricsUnsubscribe = null;
+  for (const unsubscribe of state.rowSubs.unsubscribe) unsubscribe();
+  state.rowSubs = { key: "", unsubscribe: [] };
+  ws.stop();
+}
+
+// ---- start ------------------------------------------------------------------------------------
+
+function start() {
+  if (!getToken()) {
+    askForToken("");
+    return;
+  }
+  state.started = true;
+  state.metricsAsOf = null;
+  el.gate.hidden = true;
+  el.main.hidden = false;
+  el.changeToken.hidden = false;
+  showPageError("");
+  startLive();
+  loadMetrics();
+  loadPolicies();
+  loadPage("first");
+}
+
+takeTokenFromUrl();
+start();
+
+// For debugging from the console; not used by the page itself.
+window.syncStatusPage = { state, ws };

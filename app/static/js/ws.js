@@ -1,0 +1,235 @@
+// A small graphql-transport-ws client: connection_init, subscribe/next/error/complete,
+// ping/pong both ways, and reconnection with exponential backoff and jitter.
+// Subscriptions survive reconnects: they are sent again after every connection_ack.
+
+import { errorFromGraphQL } from "./graphql.js";
+
+const PROTOCOL = "graphql-transport-ws";
+const AUTH_CLOSE_CODES = new Set([4401, 4403]); // Unauthorized / Forbidden (connection_init refused)
+
+/** ws(s)://<this host>/graphql */
+export function defaultWsUrl(path = "/graphql") {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}${path}`;
+}
+
+/**
+ * @param {object} options
+ * @param {string} options.url
+ * @param {() => object} options.connectionParams  payload of connection_init
+ * @param {(status: string) => void} [options.onStatus]  connecting | live | reconnecting | offline | closed
+ * @param {() => void} [options.onReconnect]  after a connection was lost and is back (refetch here)
+ * @param {(reason: string) => void} [options.onAuthError]  the server refused the credentials
+ */
+export function createWsClient({
+  url,
+  connectionParams,
+  onStatus = () => {},
+  onReconnect = () => {},
+  onAuthError = () => {},
+  ackTimeoutMs = 10000,
+  pingIntervalMs = 15000,
+  pongTimeoutMs = 8000,
+  maxBackoffMs = 20000,
+}) {
+  const subscriptions = new Map(); // id → { payload, sink }
+  let socket = null;
+  let acknowledged = false;
+  let everConnected = false;
+  let stopped = true;
+  let attempts = 0;
+  let nextId = 1;
+  let status = "closed";
+  let reconnectTimer = null;
+  let ackTimer = null;
+  let pingTimer = null;
+  let pongTimer = null;
+
+  function setStatus(next) {
+    if (status !== next) {
+      status = next;
+      onStatus(next);
+    }
+  }
+
+  function send(message) {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+  }
+
+  function clearTimers() {
+    clearTimeout(ackTimer);
+    clearInterval(pingTimer);
+    clearTimeout(pongTimer);
+    ackTimer = pingTimer = pongTimer = null;
+  }
+
+  function connect() {
+    clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    setStatus(everConnected ? "reconnecting" : "connecting");
+    acknowledged = false;
+    let ws;
+    try {
+      ws = new WebSocket(url, PROTOCOL);
+    } catch {
+      scheduleReconnect();
+      return;
+    }
+    socket = ws;
+    ws.onopen = () => {
+      send({ type: "connection_init", payload: connectionParams() });
+      ackTimer = setTimeout(() => drop(ws, 4408, "Connection acknowledgement timeout"), ackTimeoutMs);
+    };
+    ws.onmessage = (event) => handleMessage(ws, event.data);
+    ws.onerror = () => {
+      // A close event always follows; reconnection is decided there.
+    };
+    ws.onclose = (event) => handleClose(ws, event.code, event.reason);
+  }
+
+  /** Stop using a socket at once (a dead connection may take long to report its close). */
+  function drop(ws, code, reason) {
+    if (ws !== socket) return;
+    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+    try {
+      ws.close(code, reason);
+    } catch {
+      /* already closing */
+    }
+    handleClose(ws, code, reason);
+  }
+
+  function handleMessage(ws, raw) {
+    if (ws !== socket) return;
+    let message;
+    try {
+      message = JSON.parse(raw);
+    } catch {
+      drop(ws, 4400, "Invalid message");
+      return;
+    }
+    switch (message.type) {
+      case "connection_ack": {
+        clearTimeout(ackTimer);
+        acknowledged = true;
+        attempts = 0;
+        const wasReconnect = everConnected;
+        everConnected = true;
+        setStatus("live");
+        for (const [id, sub] of subscriptions) send({ id, type: "subscribe", payload: sub.payload });
+        startKeepalive(ws);
+        if (wasReconnect) onReconnect();
+        break;
+      }
+      case "ping":
+        send(message.payload === undefined ? { type: "pong" } : { type: "pong", payload: message.payload });
+        break;
+      case "pong":
+        clearTimeout(pongTimer);
+        pongTimer = null;
+        break;
+      case "next": {
+        const sub = subscriptions.get(message.id);
+        if (sub) sub.sink.next?.(message.payload || {});
+        break;
+      }
+      case "error": {
+        const sub = subscriptions.get(message.id);
+        if (sub) {
+          subscriptions.delete(message.id);
+          sub.sink.error?.(errorFromGraphQL(message.payload));
+        }
+        break;
+      }
+      case "complete": {
+        const sub = subscriptions.get(message.id);
+        if (sub) {
+          subscriptions.delete(message.id);
+          sub.sink.complete?.();
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  function startKeepalive(ws) {
+    clearInterval(pingTimer);
+    pingTimer = setInterval(() => {
+      if (ws !== socket || pongTimer) return;
+      send({ type: "ping" });
+      pongTimer = setTimeout(() => drop(ws, 4408, "Ping timeout"), pongTimeoutMs);
+    }, pingIntervalMs);
+  }
+
+  function handleClose(ws, code, reason) {
+    if (ws !== socket) return;
+    socket = null;
+    acknowledged = false;
+    clearTimers();
+    if (stopped) {
+      setStatus("closed");
+      return;
+    }
+    if (AUTH_CLOSE_CODES.has(code)) {
+      stopped = true;
+      setStatus("offline");
+      onAuthError(reason || "The service refused the API token.");
+      return;
+    }
+    scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    if (stopped) return;
+    setStatus(everConnected ? "reconnecting" : "connecting");
+    const base = Math.min(maxBackoffMs, 500 * 2 ** attempts);
+    const delay = base / 2 + Math.random() * (base / 2);
+    attempts += 1;
+    clearTimeout(reconnectTimer);
+    reconnectTimer = setTimeout(connect, delay);
+  }
+
+  function onOnline() {
+    if (!stopped && !socket) connect();
+  }
+
+  return {
+    get status() {
+      return status;
+    },
+
+    start() {
+      if (!stopped) return;
+      stopped = false;
+      attempts = 0;
+      window.addEventListener("online", onOnline);
+      connect();
+    },
+
+    stop() {
+      stopped = true;
+      clearTimeout(reconnectTimer);
+      window.removeEventListener("online", onOnline);
+      if (socket) drop(socket, 1000, "Normal closure");
+      everConnected = false;
+      setStatus("closed");
+    },
+
+    /**
+     * subscribe({query, variables}, {next, error, complete}) → unsubscribe()
+     * `next` receives the ExecutionResult ({data, errors}).
+     */
+    subscribe(payload, sink) {
+      const id = String(nextId++);
+      subscriptions.set(id, { payload, sink });
+      if (acknowledged) send({ id, type: "subscribe", payload });
+      return () => {
+        if (!subscriptions.has(id)) return;
+        subscriptions.delete(id);
+        if (acknowledged) send({ id, type: "complete" });
+      };
+    },
+  };
+}

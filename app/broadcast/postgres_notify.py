@@ -1,0 +1,293 @@
+"""PostgreSQL LISTEN/NOTIFY backend for broadcaster that survives connection loss.
+
+broadcaster's own PostgresBackend publishes on its single LISTEN connection (concurrent
+publishes fail with "another operation is in progress") and never reconnects. Here one
+dedicated connection LISTENs, supervised by a task that reconnects and re-LISTENs after a
+server restart or a terminated backend; publishing goes through a small separate pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import asyncpg
+from broadcaster import Event
+from broadcaster._backends.base import BroadcastBackend
+
+from ._common import (
+    DEFAULT_MAX_QUEUE,
+    Backoff,
+    BroadcastUnavailable,
+    DropOldestQueue,
+    cancel_and_wait,
+    redact_url,
+)
+
+log = logging.getLogger(__name__)
+
+# PostgreSQL rejects NOTIFY payloads of 8000 bytes or more; keep a margin below that.
+MAX_PAYLOAD_BYTES = 7_900
+# Channel names are identifiers: LISTEN silently truncates longer ones, pg_notify rejects them.
+MAX_CHANNEL_BYTES = 63
+
+# What a lost or unreachable server looks like; other errors are bugs and propagate.
+_CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, server starting up
+)
+
+
+def _check_channel(channel: str) -> None:
+    size = len(channel.encode("utf-8"))
+    if not 0 < size <= MAX_CHANNEL_BYTES:
+        raise ValueError(
+            f"PostgreSQL channel name must be 1..{MAX_CHANNEL_BYTES} bytes, got {size}: {channel!r}"
+        )
+
+
+class PostgresNotifyBackend(BroadcastBackend):
+    """Reconnecting LISTEN/NOTIFY backend; use as ``Broadcast(backend=PostgresNotifyBackend(url))``.
+
+    ``url`` must be a plain ``postgresql://`` DSN (no SQLAlchemy ``+driver``).
+    ``dropped`` counts events discarded because the receive queue was full; ``reconnects``
+    counts successful reconnections of the LISTEN connection.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        connect_timeout: float = 5.0,
+        publish_timeout: float = 3.0,
+        health_interval: float = 5.0,
+        publish_pool_size: int = 4,
+        application_name: str = "syncstatus-broadcast",
+    ) -> None:
+        self._url = url
+        self._connect_timeout = connect_timeout
+        self._publish_timeout = publish_timeout
+        self._health_interval = health_interval
+        self._publish_pool_size = publish_pool_size
+        # Shown in pg_stat_activity as "<name>-listen" / "<name>-publish".
+        self._application_name = application_name
+        self._queue: DropOldestQueue[Event] = DropOldestQueue(max_queue, "postgres backend")
+        self._channels: set[str] = set()
+        # asyncpg allows one operation at a time per connection: LISTEN/UNLISTEN and the health
+        # check take turns under this lock, which also guards swapping the connection.
+        self._lock = asyncio.Lock()
+        self._connected = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._last_error: BaseException | None = None
+        self.reconnects = 0
+
+    @property
+    def dropped(self) -> int:
+        return self._queue.dropped
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the LISTEN connection is currently up."""
+        return self._connected.is_set()
+
+    @property
+    def listen_server_pid(self) -> int | None:
+        """Server process id of the LISTEN connection (for diagnostics), if connected."""
+        return self._conn.get_server_pid() if self._conn is not None else None
+
+    async def connect(self) -> None:
+        """Open the connections; raise BroadcastUnavailable if PostgreSQL is unreachable."""
+        if self._supervisor is not None:
+            raise RuntimeError("PostgresNotifyBackend is already connected")
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._url,
+                min_size=1,
+                max_size=self._publish_pool_size,
+                timeout=self._connect_timeout,
+                server_settings={"application_name": f"{self._application_name}-publish"},
+            )
+        except _CONNECTION_ERRORS as exc:
+            raise BroadcastUnavailable(
+                f"PostgreSQL at {redact_url(self._url)} not reachable: {exc}"
+            ) from exc
+        self._supervisor = asyncio.create_task(self._run(), name="postgres-listen-supervisor")
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                await self._connected.wait()
+        except TimeoutError:
+            error = self._last_error
+            await self.disconnect()
+            raise BroadcastUnavailable(
+                f"PostgreSQL LISTEN connection to {redact_url(self._url)} not established "
+                f"within {self._connect_timeout:g}s: {error}"
+            ) from error
+
+    async def disconnect(self) -> None:
+        await cancel_and_wait(self._supervisor)
+        self._supervisor = None
+        self._connected.clear()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await _close_connection(conn)
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                async with asyncio.timeout(2.0):
+                    await pool.close()
+            except (*_CONNECTION_ERRORS, TimeoutError):
+                pool.terminate()
+
+    async def subscribe(self, channel: str) -> None:
+        """LISTEN, returning once the server has acknowledged it.
+
+        Never raises for an outage (broadcaster's Broadcast.subscribe cannot recover from that):
+        the channel is remembered and LISTENed again when the connection is re-established.
+        """
+        _check_channel(channel)
+        async with self._lock:
+            self._channels.add(channel)
+            if self._conn is None:
+                return
+            try:
+                await self._conn.add_listener(channel, self._on_notification)
+            except _CONNECTION_ERRORS as exc:
+                log.warning("LISTEN %s failed (%s); will LISTEN after reconnect", channel, exc)
+
+    async def unsubscribe(self, channel: str) -> None:
+        async with self._lock:
+            self._channels.discard(channel)
+            if self._conn is None:
+                return
+            try:
+                await self._conn.remove_listener(channel, self._on_notification)
+            except _CONNECTION_ERRORS as exc:
+                # A new connection will not LISTEN to it again, so nothing is left to do.
+                log.debug("UNLISTEN %s failed: %s", channel, exc)
+
+    async def publish(self, channel: str, message: Any) -> None:
+        """NOTIFY through the publish pool, retrying briefly over dead pooled connections.
+
+        Raises ValueError for payloads over MAX_PAYLOAD_BYTES (publish an id and let clients
+        refetch instead) and BroadcastUnavailable when the server stays unreachable.
+        """
+        _check_channel(channel)
+        if not isinstance(message, str):
+            raise TypeError(f"NOTIFY payload must be str, got {type(message).__name__}")
+        size = len(message.encode("utf-8"))
+        if size > MAX_PAYLOAD_BYTES:
+            raise ValueError(
+                f"NOTIFY payload for channel {channel!r} is {size} bytes; PostgreSQL caps it "
+                f"below 8000 bytes and this backend allows at most {MAX_PAYLOAD_BYTES}"
+            )
+        if self._pool is None:
+            raise RuntimeError("PostgresNotifyBackend.publish() called before connect()")
+        error: BaseException | None = None
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                backoff = Backoff(initial=0.05, cap=0.5)
+                while True:
+                    try:
+                        await self._pool.execute("SELECT pg_notify($1, $2)", channel, message)
+                        return
+                    except _CONNECTION_ERRORS as exc:
+                        # A pooled connection may have died with the server; the pool replaces
+                        # it on the next acquire, so one more try usually succeeds.
+                        error = exc
+                    await asyncio.sleep(backoff.next_delay())
+        except TimeoutError as exc:
+            error = error or exc
+        raise BroadcastUnavailable(
+            f"could not NOTIFY channel {channel!r} at {redact_url(self._url)}: "
+            f"{error or 'timed out'}"
+        ) from error
+
+    async def next_published(self) -> Event:
+        return await self._queue.get()
+
+    def _on_notification(self, connection: object, pid: int, channel: str, payload: str) -> None:
+        self._queue.put_nowait(Event(channel=channel, message=payload))
+
+    async def _run(self) -> None:
+        backoff = Backoff()
+        ever_connected = False
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn, lost = await self._open()
+                if ever_connected:
+                    self.reconnects += 1
+                    log.info(
+                        "reconnected LISTEN connection to %s, re-LISTENed %d channel(s)",
+                        redact_url(self._url),
+                        len(self._channels),
+                    )
+                ever_connected = True
+                backoff.reset()
+                await self._watch(conn, lost)
+                log.warning("PostgreSQL LISTEN connection to %s lost", redact_url(self._url))
+            except _CONNECTION_ERRORS as exc:
+                self._last_error = exc
+                # Warn on the first failure and then about every 30 s, not on every retry.
+                if backoff.attempts % 15 == 0:
+                    log.warning(
+                        "PostgreSQL LISTEN connection to %s failed, retrying: %s",
+                        redact_url(self._url),
+                        exc,
+                    )
+            except Exception as exc:
+                # E.g. a permission error on LISTEN: a supervisor that died silently would stop
+                # all delivery, so log it and start over with backoff instead.
+                self._last_error = exc
+                log.exception("PostgreSQL LISTEN supervisor failed, reconnecting")
+            self._connected.clear()
+            async with self._lock:
+                if self._conn is conn:
+                    self._conn = None
+            if conn is not None:
+                conn.terminate()
+            await asyncio.sleep(backoff.next_delay())
+
+    async def _open(self) -> tuple[asyncpg.Connection, asyncio.Event]:
+        # Connect outside the lock so that subscribe() does not wait on a slow connect.
+        conn = await asyncpg.connect(
+            self._url,
+            timeout=self._connect_timeout,
+            server_settings={"application_name": f"{self._application_name}-listen"},
+        )
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: lost.set())
+        try:
+            async with self._lock:
+                for channel in self._channels:
+                    await conn.add_listener(channel, self._on_notification)
+                self._conn = conn
+                self._connected.set()
+        except BaseException:
+            conn.terminate()
+            raise
+        return conn, lost
+
+    async def _watch(self, conn: asyncpg.Connection, lost: asyncio.Event) -> None:
+        """Return when the connection is lost; a periodic query catches silent network loss."""
+        while not lost.is_set():
+            try:
+                async with asyncio.timeout(self._health_interval):
+                    await lost.wait()
+            except TimeoutError:
+                async with self._lock:
+                    await conn.fetchval("SELECT 1", timeout=self._health_interval)
+
+
+async def _close_connection(conn: asyncpg.Connection) -> None:
+    try:
+        await conn.close(timeout=2.0)
+    except _CONNECTION_ERRORS:
+        conn.terminate()

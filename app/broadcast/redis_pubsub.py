@@ -1,0 +1,268 @@
+"""Redis pub/sub backend for broadcaster that delivers reliably and survives Redis restarts.
+
+broadcaster 0.3.1's RedisBackend wakes its listener before the first SUBSCRIBE completes; the
+listener finds no channel, stops for good, and every message is lost. It also never reconnects.
+Here a single reader task owns the subscribe connection: it (re)connects with capped backoff,
+resubscribes every wanted channel, and sends PINGs when idle so that a silently dead connection
+is noticed too. Publishing uses a separate client with a short bounded retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from broadcaster import Event
+from broadcaster._backends.base import BroadcastBackend
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ._common import (
+    DEFAULT_MAX_QUEUE,
+    Backoff,
+    BroadcastUnavailable,
+    DropOldestQueue,
+    cancel_and_wait,
+    redact_url,
+)
+
+log = logging.getLogger(__name__)
+
+# What a lost or unreachable broker looks like; anything else is a bug and propagates.
+_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class RedisPubSubBackend(BroadcastBackend):
+    """Reconnecting Redis pub/sub backend; use as ``Broadcast(backend=RedisPubSubBackend(url))``.
+
+    ``dropped`` counts events discarded because the receive queue was full; ``reconnects``
+    counts successful reconnections after a lost connection.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        connect_timeout: float = 5.0,
+        publish_timeout: float = 3.0,
+        subscribe_timeout: float = 5.0,
+        health_interval: float = 5.0,
+    ) -> None:
+        # BroadcastBackend.__init__ only raises NotImplementedError, so it is not called.
+        self._url = url
+        self._connect_timeout = connect_timeout
+        self._publish_timeout = publish_timeout
+        self._subscribe_timeout = subscribe_timeout
+        self._health_interval = health_interval
+        self._queue: DropOldestQueue[Event] = DropOldestQueue(max_queue, "redis backend")
+        self._channels: set[str] = set()
+        # Serialises writes on the subscribe connection and swapping it on reconnect.
+        self._lock = asyncio.Lock()
+        self._confirmations: dict[str, asyncio.Future[None]] = {}
+        self._connected = asyncio.Event()
+        self._sub_client: Redis | None = None
+        self._pub_client: Redis | None = None
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._last_error: BaseException | None = None
+        self.reconnects = 0
+
+    @property
+    def dropped(self) -> int:
+        return self._queue.dropped
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the subscribe connection is currently up."""
+        return self._connected.is_set()
+
+    async def connect(self) -> None:
+        """Open the connections; raise BroadcastUnavailable if Redis is unreachable at startup."""
+        if self._reader is not None:
+            raise RuntimeError("RedisPubSubBackend is already connected")
+        # No retries inside redis-py on the subscribe side: the reader's own loop reconnects,
+        # so there is exactly one place that rebuilds the connection and resubscribes.
+        self._sub_client = Redis.from_url(
+            self._url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=2.0
+        )
+        self._pub_client = Redis.from_url(
+            self._url,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+            socket_connect_timeout=1.0,
+            socket_timeout=2.0,
+        )
+        self._reader = asyncio.create_task(self._run(), name="redis-pubsub-reader")
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                await self._connected.wait()
+        except TimeoutError:
+            error = self._last_error
+            await self.disconnect()
+            raise BroadcastUnavailable(
+                f"Redis at {redact_url(self._url)} not reachable within "
+                f"{self._connect_timeout:g}s: {error}"
+            ) from error
+
+    async def disconnect(self) -> None:
+        await cancel_and_wait(self._reader)
+        self._reader = None
+        self._connected.clear()
+        await self._close_pubsub()
+        for client in (self._sub_client, self._pub_client):
+            if client is not None:
+                await client.aclose()
+        self._sub_client = self._pub_client = None
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe, and return once Redis confirmed it so a following publish is delivered.
+
+        Never raises for a broker outage (broadcaster's Broadcast.subscribe cannot recover from
+        that): the channel is remembered and subscribed again when the reader reconnects.
+        """
+        async with self._lock:
+            self._channels.add(channel)
+            if self._pubsub is None:
+                return
+            confirmation = self._confirmations.setdefault(
+                channel, asyncio.get_running_loop().create_future()
+            )
+            try:
+                await self._pubsub.subscribe(channel)
+            except _CONNECTION_ERRORS as exc:
+                log.warning(
+                    "SUBSCRIBE %s failed (%s); will subscribe after reconnect", channel, exc
+                )
+                return
+        await asyncio.wait({confirmation}, timeout=self._subscribe_timeout)
+        if not confirmation.done():
+            log.warning(
+                "Redis did not confirm SUBSCRIBE %s within %gs", channel, self._subscribe_timeout
+            )
+
+    async def unsubscribe(self, channel: str) -> None:
+        async with self._lock:
+            self._channels.discard(channel)
+            self._confirmations.pop(channel, None)
+            if self._pubsub is None:
+                return
+            try:
+                await self._pubsub.unsubscribe(channel)
+            except _CONNECTION_ERRORS as exc:
+                # A new connection will not subscribe it again, so nothing is left to do.
+                log.debug("UNSUBSCRIBE %s failed: %s", channel, exc)
+
+    async def publish(self, channel: str, message: Any) -> None:
+        """Publish; if Redis is down, raise BroadcastUnavailable within ``publish_timeout``."""
+        if self._pub_client is None:
+            raise RuntimeError("RedisPubSubBackend.publish() called before connect()")
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                await self._pub_client.publish(channel, message)
+        except (*_CONNECTION_ERRORS, TimeoutError) as exc:
+            raise BroadcastUnavailable(
+                f"could not publish to Redis channel {channel!r} at {redact_url(self._url)}: "
+                f"{exc or type(exc).__name__}"
+            ) from exc
+
+    async def next_published(self) -> Event:
+        return await self._queue.get()
+
+    async def _run(self) -> None:
+        backoff = Backoff()
+        ever_connected = False
+        while True:
+            try:
+                await self._open()
+                if ever_connected:
+                    self.reconnects += 1
+                    log.info(
+                        "reconnected to Redis at %s, resubscribed %d channel(s)",
+                        redact_url(self._url),
+                        len(self._channels),
+                    )
+                ever_connected = True
+                backoff.reset()
+                await self._read()
+            except _CONNECTION_ERRORS as exc:
+                self._last_error = exc
+                # Warn on the first failure and then about every 30 s, not on every retry.
+                if backoff.attempts % 15 == 0:
+                    log.warning(
+                        "Redis pub/sub connection to %s failed, retrying: %s",
+                        redact_url(self._url),
+                        exc,
+                    )
+            except Exception as exc:
+                # E.g. an ACL error on SUBSCRIBE: a reader that died silently would stop all
+                # delivery, so log it and start over with backoff instead.
+                self._last_error = exc
+                log.exception("Redis pub/sub reader failed, reconnecting")
+            self._connected.clear()
+            await self._close_pubsub()
+            await asyncio.sleep(backoff.next_delay())
+
+    async def _open(self) -> None:
+        assert self._sub_client is not None
+        pubsub = self._sub_client.pubsub()
+        try:
+            # Connect outside the lock so that subscribe() does not wait on a slow connect.
+            await pubsub.connect()
+            async with self._lock:
+                if self._channels:
+                    await pubsub.subscribe(*self._channels)
+                self._pubsub = pubsub
+                self._connected.set()
+        except BaseException:
+            await pubsub.aclose()
+            raise
+
+    async def _read(self) -> None:
+        """Read until the connection fails; PING when idle and give up if no reply arrives."""
+        pubsub = self._pubsub
+        assert pubsub is not None
+        loop = asyncio.get_running_loop()
+        last_seen = loop.time()
+        ping_sent: float | None = None
+        poll = min(1.0, self._health_interval)
+        while True:
+            message = await pubsub.get_message(timeout=poll)
+            now = loop.time()
+            if message is not None:
+                last_seen, ping_sent = now, None
+                self._handle(message)
+            elif ping_sent is not None:
+                if now - ping_sent > self._health_interval:
+                    raise RedisConnectionError(
+                        f"no reply to PING within {self._health_interval:g}s"
+                    )
+            elif now - last_seen >= self._health_interval:
+                async with self._lock:
+                    await pubsub.ping()
+                ping_sent = now
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "message":
+            channel = message["channel"].decode("utf-8", errors="replace")
+            data = message["data"].decode("utf-8", errors="replace")
+            self._queue.put_nowait(Event(channel=channel, message=data))
+        elif kind == "subscribe":
+            channel = message["channel"].decode("utf-8", errors="replace")
+            confirmation = self._confirmations.pop(channel, None)
+            if confirmation is not None and not confirmation.done():
+                confirmation.set_result(None)
+
+    async def _close_pubsub(self) -> None:
+        async with self._lock:
+            pubsub, self._pubsub = self._pubsub, None
+            if pubsub is not None:
+                try:
+                    await pubsub.aclose()
+                except _CONNECTION_ERRORS as exc:
+                    log.debug("closing Redis pub/sub connection: %s", exc)

@@ -1,0 +1,142 @@
+"""RedisPubSubBackend against the real Redis, and a private redis-server for restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from broadcaster import Broadcast
+from redis.asyncio import Redis
+
+from app.broadcast import BroadcastUnavailable, ReliableBroadcast, create_broadcast
+from app.broadcast.redis_pubsub import RedisPubSubBackend
+from tests.services import redis_url
+
+from .conftest import WAIT, PrivateRedis, backend_tasks, eventually, publish_until_received, receive
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[Broadcast, Broadcast]]:
+    """Publisher and subscriber as separate Broadcast objects, as in two processes."""
+    url = redis_url()
+    async with create_broadcast(url) as publisher, create_broadcast(url) as subscriber:
+        yield publisher, subscriber
+
+
+async def test_delivers_in_order_between_two_broadcasts(
+    pair: tuple[Broadcast, Broadcast], channel: str
+) -> None:
+    publisher, subscriber = pair
+    async with subscriber.subscribe(channel) as sub:
+        # No sleep: subscribe() returns only once Redis confirmed the SUBSCRIBE.
+        for i in range(200):
+            await publisher.publish(channel, f"m{i}")
+        received = [(await receive(sub)).message for _ in range(200)]
+    assert received == [f"m{i}" for i in range(200)]
+
+
+async def test_channels_are_separate(pair: tuple[Broadcast, Broadcast], channel: str) -> None:
+    publisher, subscriber = pair
+    async with (
+        subscriber.subscribe(channel + "-a") as sub_a,
+        subscriber.subscribe(channel + "-b") as sub_b,
+    ):
+        await publisher.publish(channel + "-b", "for b")
+        await publisher.publish(channel + "-a", "for a")
+        assert (await receive(sub_a)).message == "for a"
+        assert (await receive(sub_b)).message == "for b"
+
+
+async def test_unreachable_redis_fails_connect_quickly(private_redis: PrivateRedis) -> None:
+    private_redis.kill()
+    backend = RedisPubSubBackend(private_redis.url, connect_timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(BroadcastUnavailable, match="not reachable"):
+        await backend.connect()
+    assert time.monotonic() - started < 3
+    assert backend_tasks("redis-pubsub-reader") == []
+
+
+async def test_survives_redis_restart(private_redis: PrivateRedis, channel: str) -> None:
+    backend = RedisPubSubBackend(private_redis.url, publish_timeout=1.0)
+    async with (
+        create_broadcast(private_redis.url) as publisher,
+        ReliableBroadcast(backend=backend) as subscriber,
+        subscriber.subscribe(channel) as sub,
+    ):
+        await publisher.publish(channel, "before")
+        assert (await receive(sub)).message == "before"
+
+        private_redis.kill()
+        await eventually(lambda: not backend.is_connected)
+
+        # Publishing into an outage fails clearly and within a bound, it does not hang.
+        started = time.monotonic()
+        with pytest.raises(BroadcastUnavailable, match="could not publish"):
+            await publisher.publish(channel, "lost")
+        assert time.monotonic() - started < 3
+
+        await asyncio.to_thread(private_redis.start)
+        started = time.monotonic()
+        await publish_until_received(publisher, sub, channel)
+        assert time.monotonic() - started < 5, "delivery should resume within a few seconds"
+        assert backend.reconnects >= 1
+
+        await publisher.publish(channel, "after")
+        async with asyncio.timeout(WAIT):
+            while (await receive(sub)).message != "after":
+                pass
+
+
+async def test_backend_queue_is_bounded(channel: str) -> None:
+    url = redis_url()
+    backend = RedisPubSubBackend(url, max_queue=5)
+    await backend.connect()
+    client = Redis.from_url(url)
+    try:
+        await backend.subscribe(channel)
+        for i in range(20):
+            await client.publish(channel, f"m{i}")
+        await eventually(lambda: backend.dropped >= 15)
+        received = [(await backend.next_published()).message for _ in range(5)]
+        assert received == [f"m{i}" for i in range(15, 20)]
+    finally:
+        await client.aclose()
+        await backend.disconnect()
+
+
+async def test_disconnect_leaves_no_tasks(channel: str) -> None:
+    url = redis_url()
+    before = asyncio.all_tasks()
+    publisher, subscriber = create_broadcast(url), create_broadcast(url)
+    await publisher.connect()
+    await subscriber.connect()
+    async with subscriber.subscribe(channel) as sub:
+        await publisher.publish(channel, "x")
+        await receive(sub)
+    await subscriber.disconnect()
+    await publisher.disconnect()
+    assert backend_tasks("redis-pubsub-reader") == []
+    await asyncio.sleep(0.05)  # let broadcaster's own cancelled listener task finish
+    assert [t for t in asyncio.all_tasks() - before if not t.done()] == []
+
+
+async def test_detects_silent_connection_loss(private_redis: PrivateRedis, channel: str) -> None:
+    # A frozen server keeps the TCP connection open: only the PING heartbeat notices.
+    backend = RedisPubSubBackend(private_redis.url, health_interval=0.5)
+    async with (
+        ReliableBroadcast(
+            backend=RedisPubSubBackend(private_redis.url, publish_timeout=0.5)
+        ) as publisher,
+        ReliableBroadcast(backend=backend) as subscriber,
+        subscriber.subscribe(channel) as sub,
+    ):
+        private_redis.pause()
+        try:
+            await eventually(lambda: not backend.is_connected)
+        finally:
+            private_redis.resume()
+        await publish_until_received(publisher, sub, channel)
+        assert backend.reconnects >= 1

@@ -59,9 +59,7 @@ class ApiToken(Base):
 
 class Policy(Base):
     __tablename__ = "policies"
-    __table_args__ = (
-        UniqueConstraint("tenant_id", "name", name="uq_policies_tenant_name"),
-    )
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_policies_tenant_name"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
     name: Mapped[str] = mapped_column(String(NAME_MAX))
@@ -70,6 +68,9 @@ class Policy(Base):
     sync_interval_minutes: Mapped[int] = mapped_column(Integer)
     services: Mapped[str] = mapped_column(String(100))  # comma-separated SyncService names
     user_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Grows with every change; a user's public version is its own version plus its policy's
+    # revision, so toggling a policy of a million users is one row write, not a million.
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int] = mapped_column(BigInteger)
 
@@ -80,9 +81,9 @@ class SyncUser(Base):
         UniqueConstraint("tenant_id", "email", name="uq_sync_users_tenant_email"),
         Index("ix_sync_users_status_email", "tenant_id", "status", "email"),
         Index("ix_sync_users_policy_email", "tenant_id", "policy_id", "email"),
-        Index("ix_sync_users_latest", "tenant_id", "latest_sync_at", "id"),
-        Index("ix_sync_users_status_latest", "tenant_id", "status", "latest_sync_at", "id"),
-        Index("ix_sync_users_policy_latest", "tenant_id", "policy_id", "latest_sync_at", "id"),
+        Index("ix_sync_users_latest", "tenant_id", "latest_sort", "id"),
+        Index("ix_sync_users_status_latest", "tenant_id", "status", "latest_sort", "id"),
+        Index("ix_sync_users_policy_latest", "tenant_id", "policy_id", "latest_sort", "id"),
         Index("ix_sync_users_due", "tenant_id", "due_at"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -92,6 +93,9 @@ class SyncUser(Base):
     policy_id: Mapped[int | None] = mapped_column(ForeignKey("policies.id"))
     status: Mapped[str] = mapped_column(String(24))
     latest_sync_at: Mapped[int | None] = mapped_column(BigInteger)
+    # latest_sync_at with 0 for never synced: sorts never-synced users last under DESC on both
+    # SQLite and PostgreSQL with a plain index, and keeps keyset comparisons free of NULLs.
+    latest_sort: Mapped[int] = mapped_column(BigInteger, default=0)
     # When the next delta sync is due (latest start + interval; assignment or request time
     # when never synced or requested); null without a policy. Active is checked at claim time.
     due_at: Mapped[int | None] = mapped_column(BigInteger)

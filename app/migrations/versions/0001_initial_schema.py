@@ -2,14 +2,13 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 16:52:35.185190
+Create Date: 2026-11-25 16:54:38.024376
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-
 
 revision = "0001"
 down_revision = None
@@ -69,6 +68,7 @@ def upgrade() -> None:
         sa.Column("sync_interval_minutes", sa.Integer(), nullable=False),
         sa.Column("services", sa.String(length=100), nullable=False),
         sa.Column("user_count", sa.Integer(), nullable=False),
+        sa.Column("revision", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.Column("updated_at", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -86,6 +86,7 @@ def upgrade() -> None:
         sa.Column("policy_id", sa.Integer(), nullable=True),
         sa.Column("status", sa.String(length=24), nullable=False),
         sa.Column("latest_sync_at", sa.BigInteger(), nullable=True),
+        sa.Column("latest_sort", sa.BigInteger(), nullable=False),
         sa.Column("due_at", sa.BigInteger(), nullable=True),
         sa.Column("sync_requested", sa.Boolean(), nullable=False),
         sa.Column("current_run_id", sa.BigInteger(), nullable=True),
@@ -105,14 +106,14 @@ def upgrade() -> None:
     with op.batch_alter_table("sync_users", schema=None) as batch_op:
         batch_op.create_index("ix_sync_users_due", ["tenant_id", "due_at"], unique=False)
         batch_op.create_index(
-            "ix_sync_users_latest", ["tenant_id", "latest_sync_at", "id"], unique=False
+            "ix_sync_users_latest", ["tenant_id", "latest_sort", "id"], unique=False
         )
         batch_op.create_index(
             "ix_sync_users_policy_email", ["tenant_id", "policy_id", "email"], unique=False
         )
         batch_op.create_index(
             "ix_sync_users_policy_latest",
-            ["tenant_id", "policy_id", "latest_sync_at", "id"],
+            ["tenant_id", "policy_id", "latest_sort", "id"],
             unique=False,
         )
         batch_op.create_index(
@@ -120,7 +121,7 @@ def upgrade() -> None:
         )
         batch_op.create_index(
             "ix_sync_users_status_latest",
-            ["tenant_id", "status", "latest_sync_at", "id"],
+            ["tenant_id", "status", "latest_sort", "id"],
             unique=False,
         )
 

@@ -1,0 +1,117 @@
+"""The ASGI application: the one module of app/ that wires GraphQL, subscriptions and the page
+together. Resources are created in the lifespan and handed to requests as typed state."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+from app.auth import Authenticator
+from app.broadcast import create_broadcast
+from app.context import Context
+from app.db.engine import is_sqlite, open_database
+from app.errors import ServiceError
+from app.events import Publisher
+from app.migrate import upgrade
+from app.services import Services
+from app.settings import Settings
+from schema.schema import build_schema
+from subscriptions.hub import Hub
+from subscriptions.transport import SyncStatusTransportHandler
+
+log = logging.getLogger("syncstatus")
+STATIC = Path(__file__).with_name("static")
+MAX_SUBSCRIPTIONS_PER_CONNECTION = 20
+
+
+class SyncStatusGraphQL(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = SyncStatusTransportHandler
+
+    def __init__(self, services_ref: dict[str, Services]) -> None:
+        super().__init__(
+            build_schema(),
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),  # legacy graphql-ws off
+            connection_init_wait_timeout=timedelta(seconds=5),
+            max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
+        )
+        self._services_ref = services_ref
+
+    async def get_context(self, request: Any, response: Any = None) -> Context:
+        return Context(
+            services=self._services_ref["services"],
+            request=request,
+            websocket=request.scope["type"] == "websocket",
+        )
+
+    async def on_ws_connect(self, context: Context) -> None:
+        try:
+            context.principal_ = await context.services.authenticator.authenticate(context.bearer())
+        except ServiceError:
+            raise ConnectionRejectionError from None
+
+
+def create_app(settings: Settings | None = None, *, simulate: bool = False) -> Starlette:
+    settings = settings or Settings.from_env()
+    ref: dict[str, Services] = {}
+    graphql = SyncStatusGraphQL(ref)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        if is_sqlite(settings.database_url):
+            # The embedded default migrates itself; PostgreSQL deployments run `db upgrade`.
+            await asyncio.to_thread(upgrade, settings.database_url)
+        db = open_database(settings.database_url)
+        broadcast = create_broadcast(settings.broadcast_url)
+        try:
+            async with broadcast:
+                services = Services(
+                    settings=settings,
+                    db=db,
+                    broadcast=broadcast,
+                    publisher=Publisher(broadcast),
+                    authenticator=Authenticator(db),
+                )
+                services.hub = Hub(broadcast, db)
+                ref["services"] = services
+                try:
+                    yield {"services": services}
+                finally:
+                    await services.hub.close()
+        finally:
+            await db.dispose()
+
+    async def index(_request: Request) -> Response:
+        return FileResponse(STATIC / "index.html")
+
+    async def docs(_request: Request) -> Response:
+        return FileResponse(STATIC / "docs.html")
+
+    async def health(_request: Request) -> Response:
+        hub = ref["services"].hub if "services" in ref else None
+        return JSONResponse({"ok": True, "subscriptions": hub.stats() if hub else {}})
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/docs", docs),
+            Route("/healthz", health),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
+        ],
+        lifespan=lifespan,
+    )

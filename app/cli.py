@@ -1,0 +1,140 @@
+"""The `syncstatus` command. Every command honours SYNCSTATUS_DATABASE_URL."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+import uvicorn
+
+from app.auth import ROLES, create_token, tenant_by_name
+from app.db.engine import open_database
+from app.migrate import upgrade
+from app.settings import Settings
+
+DEMO_TENANT = "Demo"
+DEMO_USERS = 250
+WS_MAX_MESSAGE_BYTES = 64 * 1024
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="syncstatus", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the API and the page")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    db = commands.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["upgrade"])
+    token = commands.add_parser("token", help="API tokens")
+    token.add_argument("action", choices=["create"])
+    token.add_argument("--tenant", required=True)
+    token.add_argument("--role", required=True, choices=[r.lower() for r in ROLES])
+    token.add_argument("--name", default="cli")
+    seed = commands.add_parser("seed", help="fill a tenant with realistic data")
+    seed.add_argument("--tenant", required=True)
+    seed.add_argument("--users", type=int, required=True)
+    demo = commands.add_parser("demo", help="seeded demo with moving syncs")
+    demo.add_argument("--host")
+    demo.add_argument("--port", type=int)
+    demo.add_argument("--users", type=int, default=DEMO_USERS)
+    demo.add_argument("--no-simulator", action="store_true", help="keep the data still")
+    worker = commands.add_parser("worker", help="simulated sync worker over GraphQL")
+    worker.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8000/graphql")
+    worker.add_argument("--token", required=True, help="a WORKER token")
+    return parser
+
+
+def serve(settings: Settings, **app_options: object) -> None:
+    from app.asgi import create_app
+
+    uvicorn.run(
+        create_app(settings, **app_options),  # type: ignore[arg-type]
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws_max_size=WS_MAX_MESSAGE_BYTES,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        timeout_graceful_shutdown=5,
+    )
+
+
+async def _create_token(settings: Settings, tenant: str, role: str, name: str) -> str:
+    await asyncio.to_thread(upgrade, settings.database_url)
+    db = open_database(settings.database_url)
+    try:
+        async with db.write() as session:
+            row = await tenant_by_name(session, tenant, create=True)
+            assert row is not None
+            return await create_token(session, row.id, name, role.upper())
+    finally:
+        await db.dispose()
+
+
+async def _seed(settings: Settings, tenant: str, users: int, *, only_if_empty: bool) -> None:
+    from app.seed import seed
+
+    await asyncio.to_thread(upgrade, settings.database_url)
+    db = open_database(settings.database_url)
+    try:
+        if only_if_empty:
+            async with db.read() as session:
+                row = await tenant_by_name(session, tenant, create=False)
+            if row is not None:
+                return
+        started = time.perf_counter()
+        await seed(db, tenant, users)
+        print(
+            f"seeded {users} users into tenant {tenant!r} in {time.perf_counter() - started:.1f} s"
+        )
+    finally:
+        await db.dispose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    base = Settings.from_env()
+    logging.basicConfig(level=base.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    settings = Settings(
+        database_url=base.database_url,
+        broadcast_url=base.broadcast_url,
+        host=getattr(args, "host", None) or base.host,
+        port=getattr(args, "port", None) or base.port,
+        log_level=base.log_level,
+    )
+    if args.command == "serve":
+        serve(settings)
+    elif args.command == "db":
+        upgrade(settings.database_url)
+        print("database is up to date")
+    elif args.command == "token":
+        token = asyncio.run(_create_token(settings, args.tenant, args.role, args.name))
+        print(f"created a {args.role} token for tenant {args.tenant!r}; it is shown only once:")
+        print(token)
+    elif args.command == "seed":
+        if args.users < 0:
+            print("--users must not be negative", file=sys.stderr)
+            return 2
+        asyncio.run(_seed(settings, args.tenant, args.users, only_if_empty=False))
+    elif args.command == "demo":
+        asyncio.run(_seed(settings, DEMO_TENANT, args.users, only_if_empty=True))
+        token = asyncio.run(_create_token(settings, DEMO_TENANT, "viewer", "demo page"))
+        print(
+            f"\n  Sync Status demo: http://{settings.host}:{settings.port}/#token={token}\n"
+            f"  viewer token: {token}\n",
+            flush=True,
+        )
+        serve(settings, simulate=not args.no_simulator)
+    elif args.command == "worker":
+        from app.worker import run_worker
+
+        asyncio.run(run_worker(args.url, args.token))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Keyset pagination (never OFFSET): cursors are opaque encodings of the sort key, tagged with
+the connection they belong to and the tenant, so a cursor from elsewhere is rejected."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.errors import BadUserInput
+
+T = TypeVar("T")
+DEFAULT_PAGE_SIZE = 10
+MAX_PAGE_SIZE = 100
+MAX_CURSOR_LENGTH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PageArgs:
+    first: int | None = None
+    after: str | None = None
+    last: int | None = None
+    before: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[tuple[str, T]]  # (cursor, item)
+    has_next: bool
+    has_previous: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Keyset:
+    """How one connection sorts: its cursor tag, key columns (all in one direction)."""
+
+    tag: str
+    columns: Sequence[ColumnElement[Any]]
+    descending: bool
+    key_types: tuple[type, ...]
+
+
+def encode_cursor(tag: str, tenant_id: int, key: Sequence[Any]) -> str:
+    raw = json.dumps([tag, tenant_id, *key], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, keyset: Keyset, tenant_id: int) -> tuple[Any, ...]:
+    if not isinstance(cursor, str) or not cursor or len(cursor) > MAX_CURSOR_LENGTH:
+        raise BadUserInput("Malformed cursor.")
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise BadUserInput("Malformed cursor.") from None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2 + len(keyset.key_types)
+        or value[0] != keyset.tag
+        or value[1] != tenant_id
+        or not all(type(v) is t for v, t in zip(value[2:], keyset.key_types, strict=True))
+    ):
+        raise BadUserInput("The cursor does not belong to this list.")
+    return tuple(value[2:])
+
+
+def page_size(args: PageArgs) -> tuple[int, bool]:
+    """(limit, forward). first/last: 1..100, default 10, not both."""
+    if args.first is not None and args.last is not None:
+        raise BadUserInput("Pass either first or last, not both.")
+    size = args.last if args.last is not None else args.first
+    if size is None:
+        return DEFAULT_PAGE_SIZE, args.before is None or args.after is not None
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise BadUserInput(f"first/last must be between 1 and {MAX_PAGE_SIZE} (got {size}).")
+    return size, args.last is None
+
+
+async def keyset_page(
+    session: AsyncSession,
+    query: Select[Any],
+    keyset: Keyset,
+    tenant_id: int,
+    args: PageArgs,
+    key_of: Callable[[Any], Sequence[Any]],
+) -> Page[Any]:
+    limit, forward = page_size(args)
+    key = tuple_(*keyset.columns)
+    after = decode_cursor(args.after, keyset, tenant_id) if args.after else None
+    before = decode_cursor(args.before, keyset, tenant_id) if args.before else None
+    if after is not None:
+        query = query.where(key < tuple_(*after) if keyset.descending else key > tuple_(*after))
+    if before is not None:
+        query = query.where(key > tuple_(*before) if keyset.descending else key < tuple_(*before))
+    ascending = forward != keyset.descending
+    order = [c.asc() if ascending else c.desc() for c in keyset.columns]
+    rows = list((await session.execute(query.order_by(*order).limit(limit + 1))).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if not forward:
+        rows.reverse()
+    items = [(encode_cursor(keyset.tag, tenant_id, key_of(row)), row) for row in rows]
+    if forward:
+        return Page(items, has_next=more, has_previous=after is not None)
+    return Page(items, has_next=before is not None, has_previous=more)

@@ -1,0 +1,77 @@
+"""Run history, runs by id, failed items, and policies: small keyset lists."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import FailedItem, Policy, SyncRun
+from app.reads.pagination import Keyset, Page, PageArgs, keyset_page
+from app.views import FailedItemView, PolicyView, RunView
+
+RUNS = Keyset("r", (SyncRun.id,), True, (int,))  # newest first: ids grow with start time
+FAILED_ITEMS = Keyset("f", (FailedItem.id,), False, (int,))
+POLICIES = Keyset("p", (Policy.name, Policy.id), False, (str, int))
+
+
+async def runs_by_ids(session: AsyncSession, tenant_id: int, ids: list[int]) -> dict[int, RunView]:
+    rows = await session.scalars(
+        select(SyncRun).where(SyncRun.tenant_id == tenant_id, SyncRun.id.in_(ids))
+    )
+    return {row.id: RunView.of(row) for row in rows}
+
+
+async def run_page(
+    session: AsyncSession, tenant_id: int, user_id: int, args: PageArgs
+) -> tuple[Page[RunView], int]:
+    query = select(SyncRun).where(SyncRun.tenant_id == tenant_id, SyncRun.user_id == user_id)
+    page = await keyset_page(session, query, RUNS, tenant_id, args, lambda row: (row[0].id,))
+    total = await session.scalar(select(func.count()).where(SyncRun.user_id == user_id))
+    items = [(cursor, RunView.of(row[0])) for cursor, row in page.items]
+    return Page(items, page.has_next, page.has_previous), int(total or 0)
+
+
+async def failed_item_page(
+    session: AsyncSession, tenant_id: int, run_id: int, args: PageArgs
+) -> tuple[Page[FailedItemView], int]:
+    query = select(FailedItem).where(FailedItem.tenant_id == tenant_id, FailedItem.run_id == run_id)
+    page = await keyset_page(
+        session, query, FAILED_ITEMS, tenant_id, args, lambda row: (row[0].id,)
+    )
+    total = await session.scalar(select(func.count()).where(FailedItem.run_id == run_id))
+    items = [
+        (
+            cursor,
+            FailedItemView(
+                id=r.id,
+                item_id=r.item_id,
+                item_type=r.item_type,
+                error_code=r.error_code,
+                error_message=r.error_message,
+                failed_at=r.failed_at,
+            ),
+        )
+        for cursor, (r,) in page.items
+    ]
+    return Page(items, page.has_next, page.has_previous), int(total or 0)
+
+
+async def policies_by_ids(
+    session: AsyncSession, tenant_id: int, ids: list[int]
+) -> dict[int, PolicyView]:
+    rows = await session.scalars(
+        select(Policy).where(Policy.tenant_id == tenant_id, Policy.id.in_(ids))
+    )
+    return {row.id: PolicyView.of(row) for row in rows}
+
+
+async def policy_page(
+    session: AsyncSession, tenant_id: int, args: PageArgs
+) -> tuple[Page[PolicyView], int]:
+    query = select(Policy).where(Policy.tenant_id == tenant_id)
+    page = await keyset_page(
+        session, query, POLICIES, tenant_id, args, lambda row: (row[0].name, row[0].id)
+    )
+    total = await session.scalar(select(func.count()).where(Policy.tenant_id == tenant_id))
+    items = [(cursor, PolicyView.of(row[0])) for cursor, row in page.items]
+    return Page(items, page.has_next, page.has_previous), int(total or 0)

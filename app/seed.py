@@ -1,0 +1,324 @@
+"""Realistic demo and benchmark data: policies (active and inactive, hourly to weekly), users in
+every status, run history with warnings and failures, and changes in the last 24 hours.
+
+Bulk inserts with executemany in large transactions (aiosqlite costs several times plain
+sqlite3 per statement), ids assigned here, counters rebuilt once at the end."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app import counters
+from app.auth import tenant_by_name
+from app.db.engine import Database
+from app.db.models import FailedItem, Policy, SyncRun, SyncUser
+from app.timeutil import MICROS_PER_MINUTE, minute_of, now_micros
+
+POLICIES = (
+    # name, description, active, interval minutes, services
+    ("Executive mailboxes", "Hourly sync for leadership", True, 60, "MAIL,CALENDAR"),
+    ("Sales team", "Mail and contacts every 4 hours", True, 240, "MAIL,CONTACTS"),
+    ("Finance", "Mail every 6 hours", True, 360, "MAIL"),
+    ("Engineering", "Daily sync of mail, calendar and drive", True, 1440, "MAIL,CALENDAR,DRIVE"),
+    ("Legacy archive", "Weekly archive sync, paused", False, 10080, "MAIL"),
+    ("Contractors", "Daily sync, pending approval", False, 1440, "MAIL"),
+)
+POLICY_WEIGHTS = (8, 20, 10, 45, 7, 10)
+FIRST = (
+    "alex",
+    "sam",
+    "maria",
+    "john",
+    "li",
+    "priya",
+    "omar",
+    "anna",
+    "lucas",
+    "emma",
+    "noah",
+    "mia",
+    "david",
+    "sofia",
+    "yuki",
+    "fatima",
+    "ivan",
+    "chloe",
+    "mateo",
+    "zoe",
+)
+LAST = (
+    "smith",
+    "garcia",
+    "chen",
+    "patel",
+    "mueller",
+    "rossi",
+    "kim",
+    "nguyen",
+    "silva",
+    "johnson",
+    "brown",
+    "kowalski",
+    "haddad",
+    "tanaka",
+    "dubois",
+    "okafor",
+)
+RUN_ERRORS = (
+    ("ERR_TOKEN_001", "Authentication token expired"),
+    ("ERR_USER_404", "User not found in source tenant"),
+    ("ERR_RATE_429", "API rate limit exceeded (Microsoft Graph throttling)"),
+    ("ERR_QUOTA_507", "Destination mailbox storage quota exceeded"),
+    ("ERR_PERM_403", "Insufficient permissions on the source mailbox"),
+)
+ITEM_ERRORS = (
+    ("message", "ERR_ITEM_SIZE", "Message exceeds the 25 MB destination size limit"),
+    ("attachment", "ERR_ATTACH_BLOCKED", "Attachment type is blocked by the destination"),
+    ("folder", "ERR_FOLDER_NAME", "Folder name contains characters not allowed in labels"),
+    ("event", "ERR_EVENT_RECURRENCE", "Recurrence pattern is not supported"),
+    ("contact", "ERR_CONTACT_INVALID", "Contact has no name or email address"),
+)
+SERVICES_OF_KIND = ("MAIL", "CALENDAR", "CONTACTS", "DRIVE")
+BATCH = 20_000
+
+
+@dataclass(slots=True)
+class Batch:
+    users: list[dict[str, Any]]
+    runs: list[dict[str, Any]]
+    items: list[dict[str, Any]]
+    changes: dict[int, int]
+
+
+async def _next_id(conn: AsyncConnection, column: Any) -> int:
+    return int(await conn.scalar(select(func.coalesce(func.max(column), 0))) or 0) + 1
+
+
+async def seed(db: Database, tenant_name: str, users: int, rng_seed: int = 7) -> int:
+    """Adds `users` users to the tenant (created if missing); returns the tenant id."""
+    rng = random.Random(rng_seed)
+    now = now_micros()
+    async with db.write() as session:
+        tenant = await tenant_by_name(session, tenant_name, create=True)
+        assert tenant is not None
+        existing = (
+            await session.scalars(select(Policy).where(Policy.tenant_id == tenant.id))
+        ).all()
+        if not existing:
+            session.add_all(
+                Policy(
+                    tenant_id=tenant.id,
+                    name=n,
+                    description=d,
+                    active=a,
+                    sync_interval_minutes=i,
+                    services=s,
+                    user_count=0,
+                    revision=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+                for n, d, a, i, s in POLICIES
+            )
+            await session.flush()
+            existing = (
+                await session.scalars(select(Policy).where(Policy.tenant_id == tenant.id))
+            ).all()
+        tenant_id = tenant.id
+        policies = [(p.id, p.active, p.sync_interval_minutes, p.services) for p in existing]
+    weights = [POLICY_WEIGHTS[i % len(POLICY_WEIGHTS)] for i in range(len(policies))]
+    async with db.write_engine.connect() as conn:
+        user_id = await _next_id(conn, SyncUser.id)
+        run_id = await _next_id(conn, SyncRun.id)
+        domain = f"{tenant_name.lower().replace(' ', '')[:20] or 'tenant'}"
+        n_existing = int(
+            await conn.scalar(select(func.count()).where(SyncUser.tenant_id == tenant_id)) or 0
+        )
+    done = 0
+    while done < users:
+        size = min(BATCH, users - done)
+        batch = _make_batch(
+            rng,
+            tenant_id,
+            policies,
+            weights,
+            user_id,
+            run_id,
+            n_existing + done,
+            size,
+            now,
+            domain,
+        )
+        user_id += size
+        run_id += len(batch.runs)
+        async with db.write() as session:
+            conn = await session.connection()
+            await conn.execute(insert(SyncUser), batch.users)
+            if batch.runs:
+                await conn.execute(insert(SyncRun), batch.runs)
+            if batch.items:
+                await conn.execute(insert(FailedItem), batch.items)
+            for minute, changes in sorted(batch.changes.items()):
+                await counters.add_changes(session, tenant_id, minute * MICROS_PER_MINUTE, changes)
+        done += size
+    async with db.write() as session:
+        await counters.recount(session, tenant_id)
+        if session.bind.dialect.name == "postgresql":
+            for table in ("sync_users", "sync_runs", "failed_items"):
+                await session.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"(SELECT coalesce(max(id), 1) FROM {table}))"
+                    )
+                )
+    return tenant_id
+
+
+def _pick_status(rng: random.Random) -> str:
+    r = rng.random()
+    if r < 0.62:
+        return "SYNCED"
+    if r < 0.74:
+        return "COMPLETED_WITH_WARNING"
+    if r < 0.82:
+        return "FAILED"
+    if r < 0.87:
+        return "IN_PROGRESS"
+    return "NEVER_SYNCED"
+
+
+def _make_batch(
+    rng: random.Random,
+    tenant_id: int,
+    policies: list[tuple[int, bool, int, str]],
+    weights: list[int],
+    first_user_id: int,
+    first_run_id: int,
+    ordinal: int,
+    size: int,
+    now: int,
+    domain: str,
+) -> Batch:
+    batch = Batch([], [], [], {})
+    run_id = first_run_id
+    for offset in range(size):
+        uid = first_user_id + offset
+        n = ordinal + offset
+        local = f"{rng.choice(FIRST)}.{rng.choice(LAST)}{n}"
+        policy_id, active, interval, services = rng.choices(policies, weights)[0]
+        status = _pick_status(rng)
+        user: dict[str, Any] = {
+            "id": uid,
+            "tenant_id": tenant_id,
+            "email": f"{local}@{domain}.onmicrosoft.com",
+            "destination_email": f"{local}@{domain}.com",
+            "policy_id": policy_id,
+            "status": status,
+            "latest_sync_at": None,
+            "latest_sort": 0,
+            "due_at": now,
+            "sync_requested": False,
+            "current_run_id": None,
+            "last_finished_run_id": None,
+            "unresolved_failure_count": 0,
+            "version": 1,
+            "created_at": now,
+        }
+        batch.users.append(user)
+        if status == "NEVER_SYNCED":
+            continue
+        interval_us = interval * MICROS_PER_MINUTE
+        latest = now - int(rng.uniform(0.02, 1.3 if active else 3.0) * interval_us)
+        history = rng.choice((1, 2, 2, 3))
+        starts = sorted(latest - k * interval_us for k in range(history))
+        for k, started in enumerate(starts):
+            last = k == history - 1
+            state = _run_state(rng, status if last else "SYNCED")
+            service = services.split(",")[0]
+            run = _run(rng, run_id, tenant_id, uid, k == 0, service, state, started, now)
+            batch.runs.append(run)
+            if state == "COMPLETED_WITH_WARNING":
+                items = list(_items(rng, tenant_id, run_id, run["finished_at"]))
+                run["items_failed"] = len(items)
+                batch.items.extend(items)
+            if started > now - 24 * 60 * MICROS_PER_MINUTE and run["changes"]:
+                minute = minute_of(run["finished_at"] or now)
+                batch.changes[minute] = batch.changes.get(minute, 0) + run["changes"]
+            if state == "RUNNING":
+                user["current_run_id"] = run_id
+            else:
+                user["last_finished_run_id"] = run_id
+            user["version"] += 2 if state != "RUNNING" else 1
+            run_id += 1
+        user["latest_sync_at"] = user["latest_sort"] = latest
+        user["due_at"] = latest + interval_us
+        if status == "FAILED":
+            user["unresolved_failure_count"] = 1 + (history > 1 and rng.random() < 0.3)
+    return batch
+
+
+def _run_state(rng: random.Random, status: str) -> str:
+    return {
+        "SYNCED": "SUCCEEDED",
+        "COMPLETED_WITH_WARNING": "COMPLETED_WITH_WARNING",
+        "FAILED": "FAILED",
+        "IN_PROGRESS": "RUNNING",
+    }[status]
+
+
+def _run(
+    rng: random.Random,
+    run_id: int,
+    tenant_id: int,
+    user_id: int,
+    initial: bool,
+    service: str,
+    state: str,
+    started: int,
+    now: int,
+) -> dict[str, Any]:
+    total = rng.randint(2_000, 40_000) if initial else rng.randint(5, 1_500)
+    running = state == "RUNNING"
+    processed = rng.randint(0, total) if running else total
+    duration = int(rng.uniform(20, 1_800 if initial else 240) * 1_000_000)
+    code, message = rng.choice(RUN_ERRORS) if state == "FAILED" else (None, None)
+    if state == "FAILED":
+        processed = rng.randint(0, total // 3)
+    return {
+        "id": run_id,
+        "tenant_id": tenant_id,
+        "user_id": user_id,
+        "kind": "INITIAL" if initial else "DELTA",
+        "service": service,
+        "state": state,
+        "started_at": started,
+        "finished_at": None if running else min(now, started + duration),
+        "items_total": total,
+        "items_processed": processed,
+        "items_failed": 0,
+        "changes": processed // rng.randint(5, 20),
+        "error_code": code,
+        "error_message": message,
+    }
+
+
+def _items(
+    rng: random.Random, tenant_id: int, run_id: int, failed_at: int
+) -> Iterator[dict[str, Any]]:
+    for k in range(rng.randint(1, 4)):
+        item_type, code, message = rng.choice(ITEM_ERRORS)
+        yield {
+            "tenant_id": tenant_id,
+            "run_id": run_id,
+            "item_id": f"{item_type}-{run_id}-{k}",
+            "item_type": item_type,
+            "error_code": code,
+            "error_message": message,
+            "failed_at": failed_at,
+        }

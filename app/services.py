@@ -1,0 +1,22 @@
+"""The resources one process holds, created in the lifespan (never at import time)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.auth import Authenticator
+from app.db.engine import Database
+from app.events import Publisher
+from app.settings import Settings
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    db: Database
+    broadcast: Any  # broadcaster.Broadcast
+    publisher: Publisher
+    authenticator: Authenticator
+    # The subscription fan-out of this process (subscriptions.hub.Hub), set by the app factory.
+    hub: Any = field(default=None)

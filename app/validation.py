@@ -1,0 +1,103 @@
+"""Input checks shared by every writer (API, simulator, CLI): clear BAD_USER_INPUT errors."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from app.db.models import CODE_MAX, EMAIL_MAX, ITEM_ID_MAX, NAME_MAX, TEXT_MAX
+from app.errors import BadUserInput
+
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+SERVICES = ("MAIL", "CALENDAR", "CONTACTS", "DRIVE")
+RUN_KINDS = ("INITIAL", "DELTA")
+MIN_INTERVAL, MAX_INTERVAL = 15, 10080
+MAX_FAILED_ITEMS_PER_CALL = 1000
+MAX_USERS_PER_CALL = 1000
+SEARCH_MAX = 254
+
+
+@dataclass(frozen=True, slots=True)
+class FailedItemInput:
+    item_id: str
+    item_type: str
+    error_code: str
+    error_message: str
+
+
+def text(value: str, field: str, max_length: int, *, allow_empty: bool = False) -> str:
+    value = value.strip()
+    if not value and not allow_empty:
+        raise BadUserInput(f"{field} must not be empty.")
+    if len(value) > max_length:
+        raise BadUserInput(f"{field} is longer than {max_length} characters.")
+    return value
+
+
+def email(value: str, field: str = "email") -> str:
+    value = text(value, field, EMAIL_MAX).lower()
+    if not EMAIL_RE.match(value):
+        raise BadUserInput(f"{field} is not a valid email address: {value!r}.")
+    return value
+
+
+def name(value: str, field: str = "name") -> str:
+    return text(value, field, NAME_MAX)
+
+
+def optional_text(value: str | None, field: str, max_length: int = TEXT_MAX) -> str | None:
+    if value is None:
+        return None
+    return text(value, field, max_length, allow_empty=True) or None
+
+
+def error_code(value: str, field: str = "errorCode") -> str:
+    return text(value, field, CODE_MAX)
+
+
+def counter(value: int | None, field: str) -> None:
+    if value is not None and value < 0:
+        raise BadUserInput(f"{field} must not be negative (got {value}).")
+
+
+def interval(minutes: int) -> int:
+    if not MIN_INTERVAL <= minutes <= MAX_INTERVAL:
+        raise BadUserInput(
+            f"syncIntervalMinutes must be between {MIN_INTERVAL} and {MAX_INTERVAL}."
+        )
+    return minutes
+
+
+def services(values: list[str]) -> tuple[str, ...]:
+    if not values:
+        raise BadUserInput("services must name at least one service.")
+    unique = tuple(dict.fromkeys(values))
+    unknown = [s for s in unique if s not in SERVICES]
+    if unknown:
+        raise BadUserInput(f"Unknown services: {unknown}.")
+    return unique
+
+
+def failed_items(items: list[FailedItemInput] | None) -> list[FailedItemInput]:
+    if not items:
+        return []
+    if len(items) > MAX_FAILED_ITEMS_PER_CALL:
+        raise BadUserInput(f"At most {MAX_FAILED_ITEMS_PER_CALL} failed items per call.")
+    return [
+        FailedItemInput(
+            item_id=text(item.item_id, "itemId", ITEM_ID_MAX),
+            item_type=text(item.item_type, "itemType", CODE_MAX),
+            error_code=error_code(item.error_code),
+            error_message=text(item.error_message, "errorMessage", TEXT_MAX),
+        )
+        for item in items
+    ]
+
+
+def search(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if len(value) > SEARCH_MAX:
+        raise BadUserInput(f"emailContains is longer than {SEARCH_MAX} characters.")
+    return value or None

@@ -1,0 +1,171 @@
+"""Mutation resolvers: check the role, parse ids, run one unit of work through app/."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from app import lifecycle, policies
+from app.auth import create_token
+from app.context import Context
+from app.ids import decode_id
+from app.unit_of_work import unit_of_work
+from app.validation import FailedItemInput, name
+from app.views import PolicyView, RunView, UserView
+
+
+async def _tenant(ctx: Context, role: str) -> int:
+    principal = await ctx.principal()
+    principal.require(role)
+    return principal.tenant_id
+
+
+def _uow(ctx: Context):  # type: ignore[no-untyped-def]
+    return unit_of_work(ctx.services.db, ctx.services.publisher)
+
+
+async def claim_due_sync_runs(
+    ctx: Context, limit: int, services: Sequence[str] | None
+) -> list[RunView]:
+    tenant_id = await _tenant(ctx, "WORKER")
+    async with _uow(ctx) as work:
+        runs, events = await lifecycle.claim_due_runs(
+            work.session, tenant_id, work.now, limit, services
+        )
+        work.events.extend(events)
+        return [RunView.of(run) for run in runs]
+
+
+async def start_sync_run(
+    ctx: Context, user_id: str, kind: str | None, service: str, items_total: int | None
+) -> RunView:
+    tenant_id = await _tenant(ctx, "WORKER")
+    row_id = decode_id(user_id, "SyncUser")
+    async with _uow(ctx) as work:
+        user = await lifecycle.load_user(work.session, tenant_id, row_id)
+        run, event = await lifecycle.start_run(
+            work.session, user, work.now, kind, service, items_total
+        )
+        work.events.append(event)
+        return RunView.of(run)
+
+
+async def report_sync_progress(
+    ctx: Context,
+    run_id: str,
+    items_processed: int,
+    changes: int,
+    items_total: int | None,
+    failed_items: list[FailedItemInput] | None,
+) -> RunView:
+    tenant_id = await _tenant(ctx, "WORKER")
+    row_id = decode_id(run_id, "SyncRun")
+    async with _uow(ctx) as work:
+        run, user = await lifecycle.load_run(work.session, tenant_id, row_id)
+        work.events.extend(
+            await lifecycle.report_progress(
+                work.session,
+                run,
+                user,
+                work.now,
+                items_processed,
+                changes,
+                items_total,
+                failed_items,
+            )
+        )
+        return RunView.of(run)
+
+
+async def finish_sync_run(
+    ctx: Context,
+    run_id: str,
+    error_code: str | None,
+    error_message: str | None,
+    failed_items: list[FailedItemInput] | None,
+) -> RunView:
+    tenant_id = await _tenant(ctx, "WORKER")
+    row_id = decode_id(run_id, "SyncRun")
+    async with _uow(ctx) as work:
+        run, user = await lifecycle.load_run(work.session, tenant_id, row_id)
+        work.events.append(
+            await lifecycle.finish_run(
+                work.session, run, user, work.now, error_code, error_message, failed_items
+            )
+        )
+        return RunView.of(run)
+
+
+async def request_sync(ctx: Context, user_id: str) -> UserView:
+    tenant_id = await _tenant(ctx, "OPERATOR")
+    row_id = decode_id(user_id, "SyncUser")
+    async with _uow(ctx) as work:
+        user = await lifecycle.load_user(work.session, tenant_id, row_id)
+        event = await lifecycle.request_sync(work.session, user, work.now)
+        work.events.append(event)
+        return event.user
+
+
+async def create_policy(ctx: Context, data: policies.PolicyInput) -> PolicyView:
+    tenant_id = await _tenant(ctx, "ADMIN")
+    async with _uow(ctx) as work:
+        policy, event = await policies.create_policy(work.session, tenant_id, work.now, data)
+        work.events.append(event)
+        return PolicyView.of(policy)
+
+
+async def update_policy(ctx: Context, policy_id: str, data: policies.PolicyInput) -> PolicyView:
+    tenant_id = await _tenant(ctx, "ADMIN")
+    row_id = decode_id(policy_id, "Policy")
+    async with _uow(ctx) as work:
+        policy, events = await policies.update_policy(
+            work.session, tenant_id, row_id, work.now, data
+        )
+        work.events.extend(events)
+        return PolicyView.of(policy)
+
+
+async def set_policy_active(ctx: Context, policy_id: str, active: bool) -> PolicyView:
+    tenant_id = await _tenant(ctx, "ADMIN")
+    row_id = decode_id(policy_id, "Policy")
+    async with _uow(ctx) as work:
+        policy, events = await policies.set_policy_active(
+            work.session, tenant_id, row_id, work.now, active
+        )
+        work.events.extend(events)
+        return PolicyView.of(policy)
+
+
+async def add_sync_users(
+    ctx: Context, users: Sequence[tuple[str, str, str | None]]
+) -> list[UserView]:
+    tenant_id = await _tenant(ctx, "ADMIN")
+    parsed = [
+        (email, destination, decode_id(policy_id, "Policy") if policy_id else None)
+        for email, destination, policy_id in users
+    ]
+    async with _uow(ctx) as work:
+        _, events = await lifecycle.add_users(work.session, tenant_id, work.now, parsed)
+        work.events.extend(events)
+        return [event.user for event in events if hasattr(event, "user")]
+
+
+async def assign_policy(
+    ctx: Context, user_ids: Sequence[str], policy_id: str | None
+) -> list[UserView]:
+    tenant_id = await _tenant(ctx, "ADMIN")
+    ids = [decode_id(user_id, "SyncUser") for user_id in user_ids]
+    policy_row_id = decode_id(policy_id, "Policy") if policy_id else None
+    async with _uow(ctx) as work:
+        rows, events = await lifecycle.assign_policy(
+            work.session, tenant_id, work.now, ids, policy_row_id
+        )
+        work.events.extend(events)
+        return [UserView.of(row) for row in rows]
+
+
+async def create_api_token(ctx: Context, token_name: str, role: str) -> tuple[str, str, str]:
+    tenant_id = await _tenant(ctx, "ADMIN")
+    token_name = name(token_name)
+    async with ctx.services.db.write() as session:
+        token = await create_token(session, tenant_id, token_name, role)
+    return token, role, token_name

@@ -1,0 +1,104 @@
+"""Query resolvers: check the caller, parse arguments, call the read side in app/."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from app.context import Context
+from app.errors import BadUserInput
+from app.ids import decode_any_id, decode_id
+from app.reads import metrics, runs, users
+from app.reads.pagination import Page, PageArgs
+from app.reads.users import UserFilter
+from app.timeutil import now_micros, to_micros
+from app.views import FailedItemView, MetricsView, PolicyView, RunView, UserView
+
+
+async def viewer(ctx: Context) -> int:
+    principal = await ctx.principal()
+    principal.require("VIEWER")
+    return principal.tenant_id
+
+
+async def sync_metrics(ctx: Context) -> MetricsView:
+    tenant_id = await viewer(ctx)
+    async with ctx.services.db.read() as session:
+        return await metrics.sync_metrics(session, tenant_id, now_micros())
+
+
+def user_filter(
+    email_contains: str | None,
+    latest_sync_from: datetime | None,
+    latest_sync_to: datetime | None,
+    policy_id: str | None,
+    status: str | None,
+) -> UserFilter:
+    return UserFilter(
+        email_contains=email_contains,
+        latest_sync_from=to_micros(latest_sync_from) if latest_sync_from else None,
+        latest_sync_to=to_micros(latest_sync_to) if latest_sync_to else None,
+        policy_id=decode_id(policy_id, "Policy") if policy_id is not None else None,
+        status=status,
+    )
+
+
+async def sync_users(
+    ctx: Context, filt: UserFilter, order: str, args: PageArgs
+) -> tuple[Page[UserView], UserFilter, int]:
+    tenant_id = await viewer(ctx)
+    async with ctx.services.db.read() as session:
+        page = await users.user_page(session, tenant_id, filt, order, args)
+    return page, filt, tenant_id
+
+
+async def sync_user_count(ctx: Context, filt: UserFilter) -> int:
+    tenant_id = await viewer(ctx)
+    async with ctx.services.db.read() as session:
+        return await users.user_count(session, tenant_id, filt)
+
+
+async def sync_user(ctx: Context, global_id: str) -> UserView | None:
+    await viewer(ctx)
+    return await ctx.loaders.user.load(decode_id(global_id, "SyncUser"))
+
+
+async def sync_run(ctx: Context, global_id: str) -> RunView | None:
+    await viewer(ctx)
+    return await ctx.loaders.run.load(decode_id(global_id, "SyncRun"))
+
+
+async def policy(ctx: Context, policy_id: int) -> PolicyView | None:
+    await viewer(ctx)
+    return await ctx.loaders.policy.load(policy_id)
+
+
+async def node(ctx: Context, global_id: str) -> UserView | RunView | PolicyView | None:
+    await viewer(ctx)
+    type_name, row_id = decode_any_id(global_id)
+    if type_name == "SyncUser":
+        return await ctx.loaders.user.load(row_id)
+    if type_name == "SyncRun":
+        return await ctx.loaders.run.load(row_id)
+    if type_name == "Policy":
+        return await ctx.loaders.policy.load(row_id)
+    raise BadUserInput("Unknown node type.")  # unreachable: decode_any_id checks the type
+
+
+async def policies(ctx: Context, args: PageArgs) -> tuple[Page[PolicyView], int]:
+    tenant_id = await viewer(ctx)
+    async with ctx.services.db.read() as session:
+        return await runs.policy_page(session, tenant_id, args)
+
+
+async def user_runs(ctx: Context, user_id: int, args: PageArgs) -> tuple[Page[RunView], int]:
+    tenant_id = await viewer(ctx)
+    async with ctx.services.db.read() as session:
+        return await runs.run_page(session, tenant_id, user_id, args)
+
+
+async def failed_items(
+    ctx: Context, run_id: int, args: PageArgs
+) -> tuple[Page[FailedItemView], int]:
+    tenant_id = await viewer(ctx)
+    async with ctx.services.db.read() as session:
+        return await runs.failed_item_page(session, tenant_id, run_id, args)

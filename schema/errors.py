@@ -1,0 +1,47 @@
+"""Every error gets a contract code: ours keep theirs, request errors (syntax, validation,
+bad variables) are BAD_USER_INPUT, anything unexpected is masked and logged in full."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from app.errors import ServiceError
+
+log = logging.getLogger("syncstatus.errors")
+UNEXPECTED = "Unexpected error."
+
+
+def classify(error: GraphQLError) -> GraphQLError:
+    original = error.original_error
+    while isinstance(original, GraphQLError) and original.original_error is not None:
+        original = original.original_error
+    if isinstance(original, ServiceError):
+        code, message = original.code, original.message
+    elif original is None or error.path is None:
+        if error.extensions and "code" in error.extensions:
+            return error
+        code, message = "BAD_USER_INPUT", error.message
+    else:
+        log.error("unexpected error at %s", error.path, exc_info=original)
+        code, message = "INTERNAL_SERVER_ERROR", UNEXPECTED
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={**(error.extensions or {}), "code": code},
+    )
+
+
+class ErrorCodes(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        errors = getattr(result, "errors", None)
+        if result is not None and errors:
+            result.errors = [classify(e) for e in errors]

@@ -1,0 +1,111 @@
+"""The Query type."""
+
+from __future__ import annotations
+
+import strawberry
+
+from app.reads.pagination import PageArgs
+from app.reads.users import UserFilter
+from app.views import PolicyView, RunView, UserView
+from resolvers import queries
+from schema.enums import SyncUserOrder
+from schema.inputs import SyncUserFilter
+from schema.types import (
+    Info,
+    Node,
+    Policy,
+    PolicyConnection,
+    PolicyEdge,
+    SyncMetrics,
+    SyncRun,
+    SyncUser,
+    SyncUserEdge,
+    page_info,
+)
+from schema.types import PageInfo as PageInfoType
+
+
+@strawberry.type(description="A page of users; totalCount is exact and computed only if asked.")
+class SyncUserConnection:
+    edges: list[SyncUserEdge]
+    page_info: PageInfoType
+    filter_: strawberry.Private[UserFilter]
+
+    @strawberry.field(description="Exact number of users matching the filter.")
+    async def total_count(self, info: Info) -> int:
+        return await queries.sync_user_count(info.context, self.filter_)
+
+
+def as_node(view: UserView | RunView | PolicyView | None) -> Node | None:
+    if isinstance(view, UserView):
+        return SyncUser.of(view)
+    if isinstance(view, RunView):
+        return SyncRun.of(view)
+    if isinstance(view, PolicyView):
+        return Policy.of(view)
+    return None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Any object by its global id; null if not found.")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        return as_node(await queries.node(info.context, id))
+
+    @strawberry.field(description="The metric cards.")
+    async def sync_metrics(self, info: Info) -> SyncMetrics:
+        return SyncMetrics.of(await queries.sync_metrics(info.context))
+
+    @strawberry.field(description="The tenant's policies, by name.")
+    async def policies(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> PolicyConnection:
+        page, total = await queries.policies(info.context, PageArgs(first, after, last, before))
+        return PolicyConnection(
+            edges=[PolicyEdge(cursor=c, node=Policy.of(v)) for c, v in page.items],
+            page_info=page_info(page.items, page.has_next, page.has_previous),  # type: ignore[arg-type]
+            total_count=total,
+        )
+
+    @strawberry.field(description="Users with their sync state, filtered and keyset-paginated.")
+    async def sync_users(
+        self,
+        info: Info,
+        filter: SyncUserFilter | None = None,
+        order_by: SyncUserOrder = SyncUserOrder.EMAIL_ASC,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> SyncUserConnection:
+        f = filter or SyncUserFilter()
+        parsed = queries.user_filter(
+            f.email_contains,
+            f.latest_sync_from,  # type: ignore[arg-type]
+            f.latest_sync_to,  # type: ignore[arg-type]
+            f.policy_id,
+            f.status.value if f.status else None,
+        )
+        page, filt, _ = await queries.sync_users(
+            info.context, parsed, order_by.value, PageArgs(first, after, last, before)
+        )
+        return SyncUserConnection(
+            edges=[SyncUserEdge(cursor=c, node=SyncUser.of(v)) for c, v in page.items],
+            page_info=page_info(page.items, page.has_next, page.has_previous),  # type: ignore[arg-type]
+            filter_=filt,
+        )
+
+    @strawberry.field(description="One user; null if not found.")
+    async def sync_user(self, info: Info, id: strawberry.ID) -> SyncUser | None:
+        view = await queries.sync_user(info.context, id)
+        return SyncUser.of(view) if view else None
+
+    @strawberry.field(description="One run; null if not found.")
+    async def sync_run(self, info: Info, id: strawberry.ID) -> SyncRun | None:
+        view = await queries.sync_run(info.context, id)
+        return SyncRun.of(view) if view else None

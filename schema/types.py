@@ -1,0 +1,324 @@
+"""Object types. Thin: built from app views; fields that need more delegate to resolvers/."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from app.context import Context
+from app.ids import encode_id
+from app.reads.pagination import PageArgs
+from app.timeutil import from_micros, now_micros
+from app.views import FailedItemView, MetricsView, PolicyView, RunView, UserView
+from resolvers import queries
+from schema.enums import Role, RunKind, RunState, SyncService, SyncStatus
+from schema.scalars import DateTime
+
+Info = strawberry.Info[Context, None]
+
+
+def _time(micros: int | None) -> datetime | None:
+    return from_micros(micros) if micros is not None else None
+
+
+@strawberry.interface(description="An object with a global id; `node(id:)` finds it.")
+class Node:
+    id: strawberry.ID = strawberry.field(description="Opaque global id.")
+
+
+@strawberry.type(description="The page info of a connection (Relay).")
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+def page_info(items: list[tuple[str, object]], has_next: bool, has_previous: bool) -> PageInfo:
+    return PageInfo(
+        has_next_page=has_next,
+        has_previous_page=has_previous,
+        start_cursor=items[0][0] if items else None,
+        end_cursor=items[-1][0] if items else None,
+    )
+
+
+@strawberry.type(description="The four metric cards of the Sync Status page, and more.")
+class SyncMetrics:
+    users_with_active_policy: int = strawberry.field(
+        description="Users assigned to a policy that is active."
+    )
+    changes_last_24h: int = strawberry.field(
+        name="changesLast24h",
+        description="Changes processed across all users in the 24 hours before asOf.",
+    )
+    syncs_in_progress: int = strawberry.field(description="Runs in state RUNNING.")
+    failed_syncs: int = strawberry.field(
+        description="Users whose most recent finished run FAILED and that have no run running."
+    )
+    total_users: int = strawberry.field(description="All sync users of the tenant.")
+    as_of: DateTime = strawberry.field(description="When these figures were read.")
+
+    @classmethod
+    def of(cls, view: MetricsView) -> SyncMetrics:
+        return cls(
+            users_with_active_policy=view.users_with_active_policy,
+            changes_last_24h=view.changes_last_24h,
+            syncs_in_progress=view.syncs_in_progress,
+            failed_syncs=view.failed_syncs,
+            total_users=view.total_users,
+            as_of=from_micros(view.as_of),  # type: ignore[arg-type]
+        )
+
+
+@strawberry.type(description="A sync policy: which services, how often, active or not.")
+class Policy(Node):
+    name: str
+    description: str | None
+    active: bool
+    sync_interval_minutes: int = strawberry.field(
+        description="A delta sync is due this long after the last one started."
+    )
+    services: list[SyncService]
+    user_count: int = strawberry.field(description="Users assigned to this policy.")
+    created_at: DateTime
+    updated_at: DateTime
+
+    @classmethod
+    def of(cls, view: PolicyView) -> Policy:
+        return cls(
+            id=strawberry.ID(encode_id("Policy", view.id)),
+            name=view.name,
+            description=view.description,
+            active=view.active,
+            sync_interval_minutes=view.sync_interval_minutes,
+            services=[SyncService(s) for s in view.services],
+            user_count=view.user_count,
+            created_at=from_micros(view.created_at),  # type: ignore[arg-type]
+            updated_at=from_micros(view.updated_at),  # type: ignore[arg-type]
+        )
+
+
+@strawberry.type(description="A problem with one item of a run (a message, folder, event...).")
+class FailedItem:
+    item_id: str
+    item_type: str
+    error_code: str
+    error_message: str
+    failed_at: DateTime
+
+    @classmethod
+    def of(cls, view: FailedItemView) -> FailedItem:
+        return cls(
+            item_id=view.item_id,
+            item_type=view.item_type,
+            error_code=view.error_code,
+            error_message=view.error_message,
+            failed_at=from_micros(view.failed_at),  # type: ignore[arg-type]
+        )
+
+
+@strawberry.type
+class FailedItemEdge:
+    cursor: str
+    node: FailedItem
+
+
+@strawberry.type
+class FailedItemConnection:
+    edges: list[FailedItemEdge]
+    page_info: PageInfo
+    total_count: int = strawberry.field(description="Exact.")
+
+
+@strawberry.type(description="One sync run of one user and service.")
+class SyncRun(Node):
+    kind: RunKind
+    service: SyncService
+    state: RunState
+    started_at: DateTime
+    finished_at: DateTime | None
+    items_total: int | None = strawberry.field(description="Null while the worker does not know.")
+    items_processed: int
+    items_failed: int
+    changes: int = strawberry.field(description="Changes applied by this run.")
+    error_code: str | None = strawberry.field(description="Set when the run FAILED.")
+    error_message: str | None
+    view: strawberry.Private[RunView]
+
+    @classmethod
+    def of(cls, view: RunView) -> SyncRun:
+        return cls(
+            id=strawberry.ID(encode_id("SyncRun", view.id)),
+            kind=RunKind(view.kind),
+            service=SyncService(view.service),
+            state=RunState(view.state),
+            started_at=from_micros(view.started_at),  # type: ignore[arg-type]
+            finished_at=_time(view.finished_at),  # type: ignore[arg-type]
+            items_total=view.items_total,
+            items_processed=view.items_processed,
+            items_failed=view.items_failed,
+            changes=view.changes,
+            error_code=view.error_code,
+            error_message=view.error_message,
+            view=view,
+        )
+
+    @strawberry.field(description="finishedAt - startedAt; running: the time so far.")
+    def duration_seconds(self) -> float:
+        end = self.view.finished_at if self.view.finished_at is not None else now_micros()
+        return max(0, end - self.view.started_at) / 1_000_000
+
+    @strawberry.field(description="itemsProcessed / itemsTotal in 0..1; null without a total.")
+    def progress(self) -> float | None:
+        total = self.view.items_total
+        if total is None:
+            return None
+        if total == 0:
+            return 1.0
+        return min(1.0, self.view.items_processed / total)
+
+    @strawberry.field
+    async def user(self, info: Info) -> SyncUser:
+        view = await info.context.loaders.user.load(self.view.user_id)
+        assert view is not None  # a run's user exists in the run's tenant
+        return SyncUser.of(view)
+
+    @strawberry.field
+    async def failed_items(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> FailedItemConnection:
+        page, total = await queries.failed_items(
+            info.context, self.view.id, PageArgs(first=first, after=after)
+        )
+        return FailedItemConnection(
+            edges=[FailedItemEdge(cursor=c, node=FailedItem.of(v)) for c, v in page.items],
+            page_info=page_info(page.items, page.has_next, page.has_previous),  # type: ignore[arg-type]
+            total_count=total,
+        )
+
+
+@strawberry.type
+class SyncRunEdge:
+    cursor: str
+    node: SyncRun
+
+
+@strawberry.type
+class SyncRunConnection:
+    edges: list[SyncRunEdge]
+    page_info: PageInfo
+    total_count: int = strawberry.field(description="Exact.")
+
+
+@strawberry.type(description="A user whose mailbox is synced, with its current sync state.")
+class SyncUser(Node):
+    email: str = strawberry.field(description="The source mailbox (Microsoft 365).")
+    destination_email: str = strawberry.field(description="Where it syncs to (Google Workspace).")
+    status: SyncStatus
+    latest_sync_at: DateTime | None = strawberry.field(
+        description="Start of the most recent run; null if never synced."
+    )
+    unresolved_failure_count: int = strawberry.field(
+        description="FAILED runs since the last run that completed."
+    )
+    view: strawberry.Private[UserView]
+
+    @classmethod
+    def of(cls, view: UserView) -> SyncUser:
+        return cls(
+            id=strawberry.ID(encode_id("SyncUser", view.id)),
+            email=view.email,
+            destination_email=view.destination_email,
+            status=SyncStatus(view.status),
+            latest_sync_at=_time(view.latest_sync_at),  # type: ignore[arg-type]
+            unresolved_failure_count=view.unresolved_failure_count,
+            view=view,
+        )
+
+    async def _policy(self, info: Info) -> PolicyView | None:
+        if self.view.policy_id is None:
+            return None
+        if self.view.policy is not None:
+            return self.view.policy
+        return await info.context.loaders.policy.load(self.view.policy_id)
+
+    @strawberry.field
+    async def policy(self, info: Info) -> Policy | None:
+        view = await self._policy(info)
+        return Policy.of(view) if view else None
+
+    @strawberry.field(description="Grows with every change of this user's sync state.")
+    async def version(self, info: Info) -> int:
+        policy = await self._policy(info)
+        return self.view.version + (policy.revision if policy else 0)
+
+    @strawberry.field(description="From the policy's schedule; null without an active policy.")
+    async def next_scheduled_sync_at(self, info: Info) -> DateTime | None:
+        policy = await self._policy(info)
+        if policy is None or not policy.active:
+            return None
+        if self.view.sync_requested or self.view.latest_sync_at is None:
+            return from_micros(now_micros())  # type: ignore[return-value]
+        return _time(self.view.due_at)  # type: ignore[return-value]
+
+    @strawberry.field(description="The RUNNING run, if any.")
+    async def current_run(self, info: Info) -> SyncRun | None:
+        if self.view.current_run_id is None:
+            return None
+        run = self.view.current_run or await info.context.loaders.run.load(self.view.current_run_id)
+        return SyncRun.of(run) if run else None
+
+    @strawberry.field
+    async def last_finished_run(self, info: Info) -> SyncRun | None:
+        if self.view.last_finished_run_id is None:
+            return None
+        run = self.view.last_finished_run or await info.context.loaders.run.load(
+            self.view.last_finished_run_id
+        )
+        return SyncRun.of(run) if run else None
+
+    @strawberry.field(description="The user's runs, newest first.")
+    async def runs(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> SyncRunConnection:
+        page, total = await queries.user_runs(
+            info.context, self.view.id, PageArgs(first, after, last, before)
+        )
+        return SyncRunConnection(
+            edges=[SyncRunEdge(cursor=c, node=SyncRun.of(v)) for c, v in page.items],
+            page_info=page_info(page.items, page.has_next, page.has_previous),  # type: ignore[arg-type]
+            total_count=total,
+        )
+
+
+@strawberry.type
+class SyncUserEdge:
+    cursor: str
+    node: SyncUser
+
+
+@strawberry.type
+class PolicyEdge:
+    cursor: str
+    node: Policy
+
+
+@strawberry.type
+class PolicyConnection:
+    edges: list[PolicyEdge]
+    page_info: PageInfo
+    total_count: int = strawberry.field(description="Exact.")
+
+
+@strawberry.type(description="A new API token: shown once, only its hash is stored.")
+class ApiToken:
+    token: str
+    role: Role
+    name: str

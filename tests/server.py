@@ -1,0 +1,157 @@
+"""A real syncstatus server in a subprocess (uvicorn on 127.0.0.1), its database, and clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _run_async(coro: Any) -> Any:
+    # Works whether or not the caller runs inside an event loop.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+@contextmanager
+def sqlite_database() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="syncstatus-") as folder:
+        yield f"sqlite+aiosqlite:///{folder}/syncstatus.db"
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A throw-away database on the machine's PostgreSQL, dropped afterwards."""
+    name = f"syncstatus_test_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    _run_async(admin(f'CREATE DATABASE "{name}"'))
+    base = admin_url.rsplit("/", 1)[0]
+    try:
+        yield f"postgresql+asyncpg://{base.split('://', 1)[1]}/{name}"
+    finally:
+        _run_async(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def cli(database_url: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """Runs the syncstatus CLI; returns its stdout."""
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, "SYNCSTATUS_DATABASE_URL": database_url, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"syncstatus {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def create_token(database_url: str, tenant: str, role: str) -> str:
+    output = cli(database_url, "token", "create", "--tenant", tenant, "--role", role)
+    return output.strip().splitlines()[-1]
+
+
+@dataclass
+class Server:
+    database_url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def graphql_url(self) -> str:
+        return f"{self.url}/graphql"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/graphql"
+
+    def token(self, tenant: str, role: str) -> str:
+        return create_token(self.database_url, tenant, role)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server did not start:\n{log_path.read_text()[-3000:]}")
+
+
+@contextmanager
+def run_server(
+    database_url: str, env: dict[str, str] | None = None, command: str = "serve"
+) -> Iterator[Server]:
+    if not database_url.startswith("sqlite"):
+        cli(database_url, "db", "upgrade")
+    port = free_port()
+    env = {
+        **os.environ,
+        "SYNCSTATUS_DATABASE_URL": database_url,
+        "SYNCSTATUS_LOG_LEVEL": "warning",
+        **(env or {}),
+    }
+    with tempfile.NamedTemporaryFile(prefix="syncstatus-log-", delete=False) as log_file:
+        log_path = Path(log_file.name)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", command, "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", process, log_path)
+        yield Server(database_url, port, process, log_path, env)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

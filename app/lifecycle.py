@@ -50,8 +50,12 @@ async def load_run(session: AsyncSession, tenant_id: int, run_id: int) -> tuple[
 
 
 async def load_policy(session: AsyncSession, tenant_id: int, policy_id: int) -> Policy:
-    policy = await session.get(Policy, policy_id)
-    if policy is None or policy.tenant_id != tenant_id:
+    """The tenant's policy, row-locked on PostgreSQL (its revision and counts change)."""
+    query = select(Policy).where(Policy.id == policy_id, Policy.tenant_id == tenant_id)
+    if session.bind.dialect.name == "postgresql":
+        query = query.with_for_update()
+    policy = (await session.execute(query)).scalar_one_or_none()
+    if policy is None:
         raise NotFound("No such policy.")
     return policy
 

@@ -236,12 +236,11 @@ export function createPanel({ panel, body, closeButton, heading, modal, client, 
       "section",
       { class: "panel-section identity", "aria-label": "Source and destination" },
       h("div", { class: "identity-row" },
-        h("span", { class: "identity-email", "data-role": "source-email" }, user.email),
-        badge("Source", "source")),
-      h("span", { class: "identity-arrow", "aria-hidden": "true" }, "↓ synced to"),
+        badge("Source", "source"),
+        h("span", { class: "identity-email", "data-role": "source-email" }, user.email)),
       h("div", { class: "identity-row" },
-        h("span", { class: "identity-email", "data-role": "destination-email" }, user.destinationEmail ?? "—"),
-        badge("Destination", "destination")),
+        badge("Destination", "destination"),
+        h("span", { class: "identity-email", "data-role": "destination-email" }, user.destinationEmail ?? "—")),
     );
   }
 

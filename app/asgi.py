@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -29,6 +30,7 @@ from app.events import Publisher
 from app.migrate import upgrade
 from app.services import Services
 from app.settings import Settings
+from app.timing import ServerTiming
 from schema.schema import build_schema
 from subscriptions.hub import Hub
 from subscriptions.transport import SyncStatusTransportHandler
@@ -113,5 +115,6 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
             WebSocketRoute("/graphql", graphql),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ],
+        middleware=[Middleware(ServerTiming)],
         lifespan=lifespan,
     )

@@ -76,6 +76,11 @@ export function formatDuration(seconds, fallback = "—") {
   return `${Math.floor(hrs / 24)}d ${hrs % 24}h`;
 }
 
+/** "1 change", "3 changes" (with the number formatted). */
+export function plural(n, one, many = `${one}s`) {
+  return `${formatNumber(n)} ${n === 1 ? one : many}`;
+}
+
 /** "1,234 of 2,000" or "1,234 of unknown total". */
 export function formatItems(processed, total) {
   const p = formatNumber(processed ?? 0);

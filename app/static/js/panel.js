@@ -9,6 +9,7 @@ import {
   formatItems,
   formatNumber,
   kindLabel,
+  plural,
   serviceLabel,
 } from "./format.js";
 import { USER_DETAIL_QUERY, USER_FAILURES_QUERY, USER_RUNS_QUERY } from "./queries.js";
@@ -339,7 +340,7 @@ export function createPanel({ panel, body, closeButton, heading, modal, client, 
           h("div", { class: "item-head" },
             h("span", { class: "item-id" }, item.itemId),
             h("span", { class: "item-type" }, item.itemType)),
-          h("div", {}, item.errorMessage, " ", badge(item.errorCode, "code"))))),
+          h("div", { class: "item-error" }, h("span", {}, item.errorMessage), " ", badge(item.errorCode, "code"))))),
         failed.totalCount > failed.items.length
           ? h("p", { class: "more-note" }, `Showing ${failed.items.length} of ${formatNumber(failed.totalCount)} items.`)
           : null,
@@ -370,7 +371,7 @@ export function createPanel({ panel, body, closeButton, heading, modal, client, 
               kindLabel(run.kind),
               serviceLabel(run.service),
               `${formatItems(run.itemsProcessed, run.itemsTotal)} items`,
-              `${formatNumber(run.changes)} changes`,
+              plural(run.changes, "change"),
               run.itemsFailed ? `${formatNumber(run.itemsFailed)} failed` : null,
               run.state === "RUNNING" ? "running" : formatDuration(run.durationSeconds),
             ].filter(Boolean).join(" · ")),
@@ -508,8 +509,9 @@ export function createPanel({ panel, body, closeButton, heading, modal, client, 
     if (!items.length) return null;
     return h("ul", { class: "error-items", "aria-label": "Failed items" },
       items.map((item) => h("li", {},
-        h("span", {}, h("span", { class: "item-type" }, `${item.itemType} `), h("span", { class: "item-id" }, item.itemId),
-          h("br"), item.errorMessage),
+        h("div", {},
+          h("div", {}, h("span", { class: "item-type" }, `${item.itemType} `), h("span", { class: "item-id" }, item.itemId)),
+          h("div", { class: "item-error" }, item.errorMessage)),
         badge(item.errorCode, "code"))),
       connection.totalCount > items.length
         ? h("li", { class: "more-note" }, `and ${formatNumber(connection.totalCount - items.length)} more`)

@@ -1,0 +1,85 @@
+"""Live updates: worker mutations reach the open page (cards, rows, panel) without a reload, and
+the page reconnects and refetches after losing its WebSocket."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Page, WebSocketRoute, expect
+
+from tests.page.conftest import PageEnv, screenshot
+from tests.page.test_panel import live_user, panel, row, section
+
+
+def metric(page: Page, label: str):
+    return page.locator("article.metric-card", has_text=label).locator(".metric-value")
+
+
+def test_worker_run_appears_live_in_row_panel_and_cards(
+    page_env: PageEnv, live_dashboard: Page
+) -> None:
+    page = live_dashboard
+    worker = page_env.live_worker
+    user = live_user(page_env, 0)  # first by email: on the first page
+    before = page_env.live_viewer.metrics()
+    expect(metric(page, "Syncs in progress")).to_have_text(f"{before['syncsInProgress']:,}")
+    page.evaluate("window.__noReload = true")
+
+    user_row = row(page, user["email"])
+    user_row.click()
+    details = panel(page)
+    expect(details.locator("[data-role=source-email]")).to_have_text(user["email"])
+    page_env.wait_for_subscribers()
+
+    run = worker.start_run(user["id"], items_total=200)
+    status_cell = user_row.locator("td").nth(3)
+    expect(status_cell.locator(".badge")).to_have_text("In Progress")
+    expect(details.locator("dd .badge").first).to_have_text("In Progress")
+    expect(metric(page, "Syncs in progress")).to_have_text(f"{before['syncsInProgress'] + 1:,}")
+
+    worker.report(run["id"], processed=100, changes=12)
+    expect(status_cell.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "50")
+    expect(status_cell).to_contain_text("50%")
+    expect(details.get_by_role("progressbar").first).to_have_attribute("aria-valuenow", "50")
+    expect(details.get_by_text("100 of 200", exact=True)).to_be_visible()
+    screenshot(page, "live-progress.png")
+
+    worker.report(run["id"], processed=200, changes=30)
+    expect(status_cell).to_contain_text("100%")
+    worker.finish(run["id"])
+    expect(status_cell.locator(".badge")).to_have_text("Synced")
+    expect(status_cell.get_by_role("progressbar")).to_have_count(0)
+    expect(details.locator("dd .badge").first).to_have_text("Synced")
+    expect(metric(page, "Syncs in progress")).to_have_text(f"{before['syncsInProgress']:,}")
+    history = section(details, re.compile("^Sync history"))
+    expect(history.locator("li").first.locator(".badge")).to_have_text("Succeeded")
+
+    assert page.evaluate("window.__noReload") is True  # the same document all along
+
+
+def test_reconnects_after_a_lost_connection_and_refetches(page_env: PageEnv, new_page) -> None:
+    page = new_page()
+    sockets: list[WebSocketRoute] = []
+
+    def through_to_server(ws: WebSocketRoute) -> None:
+        ws.connect_to_server()
+        sockets.append(ws)
+
+    page.route_web_socket(re.compile(r"/graphql$"), through_to_server)
+    page.goto(f"{page_env.url}/#token={page_env.live_viewer_token}")
+    connection = page.locator("#connection")
+    expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
+    user = live_user(page_env, 3)
+    user_row = row(page, user["email"])
+    expect(user_row).to_be_visible()
+    page.evaluate("window.__noReload = true")
+
+    # Drop the connection, change the user meanwhile, and let the page come back.
+    sockets[-1].close(code=1011, reason="test drops the connection")
+    expect(connection).to_have_text(re.compile("Reconnecting"))
+    run = page_env.live_worker.start_run(user["id"], items_total=10)
+    page_env.live_worker.finish(run["id"], error_code="ERR_NET_001", error_message="Gone")
+    expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible(timeout=20_000)
+    assert len(sockets) >= 2
+    expect(user_row.locator("td").nth(3).locator(".badge")).to_have_text("Failed")
+    assert page.evaluate("window.__noReload") is True

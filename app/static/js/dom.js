@@ -51,3 +51,12 @@ export function focusable(root) {
     (el) => !el.closest("[hidden]") && !el.closest("[inert]") && el.getClientRects().length > 0,
   );
 }
+
+/** An email address that may wrap before its "@" (and nowhere else) when space is short. */
+export function emailText(email) {
+  const at = String(email ?? "").indexOf("@");
+  if (at <= 0) return document.createTextNode(String(email ?? ""));
+  const fragment = document.createDocumentFragment();
+  fragment.append(email.slice(0, at), document.createElement("wbr"), email.slice(at));
+  return fragment;
+}

@@ -1,6 +1,6 @@
 // The "Sync details" side panel (non-modal, slides in from the right) and its errors modal.
 
-import { clear, focusable, h } from "./dom.js";
+import { clear, emailText, focusable, h } from "./dom.js";
 import { badge, progressBar, runStateBadge, statusBadge } from "./components.js";
 import {
   formatDateTime,
@@ -238,10 +238,10 @@ export function createPanel({ panel, body, closeButton, heading, modal, client, 
       { class: "panel-section identity", "aria-label": "Source and destination" },
       h("div", { class: "identity-row" },
         badge("Source", "source"),
-        h("span", { class: "identity-email", "data-role": "source-email" }, user.email)),
+        h("span", { class: "identity-email", "data-role": "source-email" }, emailText(user.email))),
       h("div", { class: "identity-row" },
         badge("Destination", "destination"),
-        h("span", { class: "identity-email", "data-role": "destination-email" }, user.destinationEmail ?? "—")),
+        h("span", { class: "identity-email", "data-role": "destination-email" }, emailText(user.destinationEmail ?? "—"))),
     );
   }
 

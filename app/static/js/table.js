@@ -1,7 +1,7 @@
 // The users table: rows keyed by user id, so live updates patch a row in place
 // (focus and selection survive), and the empty / loading / error states.
 
-import { clear, h } from "./dom.js";
+import { clear, emailText, h } from "./dom.js";
 import { statusBadge, progressBar } from "./components.js";
 import { formatDateTime, formatDateTimeLong } from "./format.js";
 
@@ -40,7 +40,7 @@ export function createTable({ table, tbody, onOpen }) {
       status.append(progressBar(user.currentRun, { label: `Sync progress for ${user.email}` }));
     }
     return [
-      h("td", { class: "cell-user" }, user.email),
+      h("td", { class: "cell-user" }, emailText(user.email)),
       h(
         "td",
         { class: "cell-date", title: formatDateTimeLong(user.latestSyncAt) || null },

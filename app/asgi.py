@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from app.events import Publisher
 from app.migrate import upgrade
 from app.services import Services
 from app.settings import Settings
+from app.simulator import running_simulator
 from app.timing import ServerTiming
 from schema.schema import build_schema
 from subscriptions.hub import Hub
@@ -66,6 +67,13 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
             raise ConnectionRejectionError from None
 
 
+def _simulation(services: Services, simulate: bool) -> AbstractAsyncContextManager[object]:
+    """Simulated sync workers in this process (`syncstatus demo`), or nothing."""
+    if not simulate:
+        return nullcontext()
+    return running_simulator(services.db, services.publisher)
+
+
 def create_app(settings: Settings | None = None, *, simulate: bool = False) -> Starlette:
     settings = settings or Settings.from_env()
     ref: dict[str, Services] = {}
@@ -90,7 +98,8 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                 services.hub = Hub(broadcast, db)
                 ref["services"] = services
                 try:
-                    yield {"services": services}
+                    async with _simulation(services, simulate):
+                        yield {"services": services}
                 finally:
                     await services.hub.close()
         finally:

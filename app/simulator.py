@@ -1,0 +1,262 @@
+"""Simulated sync workers inside the server process (`syncstatus demo`).
+
+A background task that works like a real worker, through the same run lifecycle: it claims due
+runs and reports progress, item failures and run failures as app.simulation plans them, each
+write in its own unit of work so events go out after commit. It keeps a handful of runs in
+flight in every tenant with an active policy: when nothing is due it asks for a sync of a random
+user ("sync now"), and it takes over runs left RUNNING before it started (the seed's, or those
+of a previous process), so no user stays in progress for good. Stopped by cancellation; runs in
+flight then stay RUNNING and the next start takes them over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from sqlalchemy import func, select
+
+from app import lifecycle
+from app.db.engine import Database
+from app.db.models import Policy, SyncRun, SyncUser
+from app.errors import Conflict, NotFound
+from app.events import Publisher
+from app.simulation import (
+    MAX_IN_FLIGHT,
+    STARTS_PER_TICK,
+    ItemFailure,
+    RunPlan,
+    Step,
+    plan_run,
+    rng_for,
+)
+from app.timeutil import now_micros
+from app.unit_of_work import unit_of_work
+from app.validation import FailedItemInput
+
+log = logging.getLogger("syncstatus.simulator")
+T = TypeVar("T")
+TICK_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 30.0
+WRITE_ATTEMPTS = 3
+MAX_ORPHANS = 1000
+
+
+class Simulator:
+    def __init__(
+        self,
+        db: Database,
+        publisher: Publisher,
+        *,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        speed: float = 1.0,
+        seed: int | None = None,
+    ) -> None:
+        self._db = db
+        self._publisher = publisher
+        self._max_in_flight = max_in_flight
+        self._speed = speed
+        self._seed = seed
+        self._rng = random.Random(seed)
+        self._started_at = now_micros()
+        self._runs: dict[int, asyncio.Task[None]] = {}
+        self._orphans: list[tuple[int, int]] | None = None  # (tenant id, run id)
+        self._turn = 0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._runs)
+
+    async def run(self) -> None:
+        """Runs until cancelled; then stops the runs in flight and waits for them."""
+        backoff = 0.0
+        try:
+            while True:
+                try:
+                    await self.tick()
+                    backoff = 0.0
+                except Exception:
+                    backoff = min(max(1.0, backoff * 2), MAX_BACKOFF_SECONDS)
+                    log.exception("simulator tick failed; retrying in %.0f s", backoff)
+                await asyncio.sleep(backoff or TICK_SECONDS / self._speed)
+        finally:
+            tasks = list(self._runs.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def tick(self) -> None:
+        """Starts up to STARTS_PER_TICK runs while fewer than max_in_flight are in flight."""
+        budget = min(STARTS_PER_TICK, self._max_in_flight - self.in_flight)
+        if budget <= 0:
+            return
+        if self._orphans is None:
+            self._orphans = await self._load_orphans()
+            if self._orphans:
+                log.info("taking over %d runs left RUNNING", len(self._orphans))
+        if self._orphans:
+            tenant_id, run_id = self._orphans.pop(0)
+            await self._adopt(tenant_id, run_id)
+            budget -= 1
+        tenants = await self._tenants()
+        if not tenants or budget <= 0:
+            return
+        self._turn += 1
+        start = self._turn % len(tenants)
+        for tenant_id in tenants[start:] + tenants[:start]:
+            claimed = await self._claim(tenant_id, budget)
+            budget -= claimed
+            if not claimed and self.in_flight < self._max_in_flight:
+                await self._nudge(tenant_id)  # claimed on a later tick
+            if budget <= 0:
+                return
+
+    async def _tenants(self) -> list[int]:
+        async with self._db.read() as session:
+            rows = await session.scalars(
+                select(Policy.tenant_id).where(Policy.active.is_(True)).distinct()
+            )
+            return sorted(rows.all())
+
+    async def _load_orphans(self) -> list[tuple[int, int]]:
+        async with self._db.read() as session:
+            rows = await session.execute(
+                select(SyncRun.tenant_id, SyncRun.id)
+                .where(SyncRun.state == lifecycle.RUNNING, SyncRun.started_at < self._started_at)
+                .order_by(SyncRun.started_at)
+                .limit(MAX_ORPHANS)
+            )
+            return [(row.tenant_id, row.id) for row in rows]
+
+    async def _claim(self, tenant_id: int, limit: int) -> int:
+        async with unit_of_work(self._db, self._publisher) as work:
+            runs, events = await lifecycle.claim_due_runs(work.session, tenant_id, work.now, limit)
+            work.events.extend(events)
+            claimed = [(run.id, run.kind, run.service) for run in runs]
+        for run_id, kind, service in claimed:  # after commit
+            plan = plan_run(rng_for(f"{tenant_id}/{run_id}", self._seed), kind, service)
+            self._launch(tenant_id, run_id, plan)
+        return len(claimed)
+
+    async def _adopt(self, tenant_id: int, run_id: int) -> None:
+        async with self._db.read() as session:
+            run = await session.get(SyncRun, run_id)
+        if run is None or run.state != lifecycle.RUNNING or run_id in self._runs:
+            return
+        plan = plan_run(
+            rng_for(f"{tenant_id}/{run_id}", self._seed),
+            run.kind,
+            run.service,
+            items_total=run.items_total,
+            items_processed=run.items_processed,
+            changes=run.changes,
+        )
+        self._launch(tenant_id, run_id, plan)
+
+    async def _nudge(self, tenant_id: int) -> None:
+        """ "Sync now" for a random idle user of an active policy, the way an operator would."""
+        async with unit_of_work(self._db, self._publisher) as work:
+            session = work.session
+            active = select(Policy.id).where(Policy.tenant_id == tenant_id, Policy.active.is_(True))
+            idle = select(SyncUser.id).where(
+                SyncUser.tenant_id == tenant_id,
+                SyncUser.policy_id.in_(active.scalar_subquery()),
+                SyncUser.current_run_id.is_(None),
+            )
+            highest = await session.scalar(select(func.max(SyncUser.id)))
+            pick = self._rng.randint(1, highest or 1)
+            user_id = await session.scalar(
+                idle.where(SyncUser.id >= pick).order_by(SyncUser.id).limit(1)
+            ) or await session.scalar(idle.order_by(SyncUser.id).limit(1))
+            if user_id is None:
+                return
+            user = await lifecycle.load_user(session, tenant_id, user_id)
+            work.events.append(await lifecycle.request_sync(session, user, work.now))
+
+    def _launch(self, tenant_id: int, run_id: int, plan: RunPlan) -> None:
+        task = asyncio.create_task(self._drive(tenant_id, run_id, plan), name=f"run-{run_id}")
+        self._runs[run_id] = task
+        task.add_done_callback(lambda _: self._runs.pop(run_id, None))
+
+    async def _drive(self, tenant_id: int, run_id: int, plan: RunPlan) -> None:
+        try:
+            for step in plan.steps:
+                await asyncio.sleep(step.delay / self._speed)
+                await self._write(lambda step=step: self._report(tenant_id, run_id, step))
+            await asyncio.sleep(plan.finish_delay / self._speed)
+            state = await self._write(lambda: self._finish(tenant_id, run_id, plan))
+            log.debug("run %d finished: %s", run_id, state)
+        except (NotFound, Conflict) as error:
+            log.info("run %d left to others: %s", run_id, error.message)
+        except Exception:
+            log.exception("simulated run %d stopped", run_id)
+
+    async def _write(self, write: Callable[[], Awaitable[T]]) -> T:
+        """A write, retried on unexpected errors (database busy, connection lost): reports are
+        cumulative, so repeating one is harmless."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                return await write()
+            except (NotFound, Conflict):
+                raise
+            except Exception:
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+                log.warning("simulator write failed, retrying", exc_info=True)
+                await asyncio.sleep(attempt)
+        raise AssertionError("unreachable")
+
+    async def _report(self, tenant_id: int, run_id: int, step: Step) -> None:
+        async with unit_of_work(self._db, self._publisher) as work:
+            run, user = await lifecycle.load_run(work.session, tenant_id, run_id)
+            if run.state != lifecycle.RUNNING:
+                raise Conflict(f"The sync run already finished ({run.state}).")
+            work.events.extend(
+                await lifecycle.report_progress(
+                    work.session,
+                    run,
+                    user,
+                    work.now,
+                    step.items_processed,
+                    step.changes,
+                    step.items_total,
+                    [_item_input(item) for item in step.failed_items],
+                )
+            )
+
+    async def _finish(self, tenant_id: int, run_id: int, plan: RunPlan) -> str:
+        code, message = plan.error or (None, None)
+        async with unit_of_work(self._db, self._publisher) as work:
+            run, user = await lifecycle.load_run(work.session, tenant_id, run_id)
+            work.events.append(
+                await lifecycle.finish_run(work.session, run, user, work.now, code, message)
+            )
+            return run.state
+
+
+def _item_input(item: ItemFailure) -> FailedItemInput:
+    return FailedItemInput(item.item_id, item.item_type, item.error_code, item.error_message)
+
+
+@asynccontextmanager
+async def running_simulator(
+    db: Database, publisher: Publisher, *, speed: float = 1.0, seed: int | None = None
+) -> AsyncIterator[Simulator]:
+    """The simulator as a background task for the block; cancelled and awaited at its end."""
+    simulator = Simulator(db, publisher, speed=speed, seed=seed)
+    task = asyncio.create_task(simulator.run(), name="syncstatus-simulator")
+    log.info("simulated sync workers started (up to %d runs in flight)", MAX_IN_FLIGHT)
+    try:
+        yield simulator
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # we are being cancelled ourselves, not just stopping the simulator

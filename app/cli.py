@@ -15,6 +15,7 @@ from app.auth import ROLES, create_token, tenant_by_name
 from app.db.engine import open_database
 from app.migrate import upgrade
 from app.settings import Settings
+from app.simulation import MAX_IN_FLIGHT
 
 DEMO_TENANT = "Demo"
 DEMO_USERS = 250
@@ -45,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="simulated sync worker over GraphQL")
     worker.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8000/graphql")
     worker.add_argument("--token", required=True, help="a WORKER token")
+    worker.add_argument(
+        "--concurrency", type=int, default=MAX_IN_FLIGHT, help="runs in flight at most"
+    )
+    worker.add_argument(
+        "--speed", type=float, default=1.0, help="time factor: 2 runs twice as fast"
+    )
     return parser
 
 
@@ -132,7 +139,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "worker":
         from app.worker import run_worker
 
-        asyncio.run(run_worker(args.url, args.token))
+        if args.concurrency < 1 or args.speed <= 0:
+            print("--concurrency must be at least 1 and --speed positive", file=sys.stderr)
+            return 2
+        try:
+            return asyncio.run(
+                run_worker(args.url, args.token, max_in_flight=args.concurrency, speed=args.speed)
+            )
+        except KeyboardInterrupt:  # before the worker took over the signal
+            return 130
     return 0
 
 

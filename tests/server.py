@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -125,8 +125,13 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> No
 
 @contextmanager
 def run_server(
-    database_url: str, env: dict[str, str] | None = None, command: str = "serve"
+    database_url: str,
+    env: dict[str, str] | None = None,
+    command: str = "serve",
+    args: Sequence[str] = (),
 ) -> Iterator[Server]:
+    """`syncstatus <command> --port <free port> <args>` until the block ends; its output
+    (stdout and stderr) goes to Server.log()."""
     if not database_url.startswith("sqlite"):
         cli(database_url, "db", "upgrade")
     port = free_port()
@@ -139,7 +144,7 @@ def run_server(
     with tempfile.NamedTemporaryFile(prefix="syncstatus-log-", delete=False) as log_file:
         log_path = Path(log_file.name)
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", command, "--port", str(port)],
+            [sys.executable, "-m", "app.cli", command, "--port", str(port), *args],
             cwd=ROOT,
             env=env,
             stdout=log_file,

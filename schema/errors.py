@@ -41,7 +41,16 @@ def classify(error: GraphQLError) -> GraphQLError:
 class ErrorCodes(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         yield
-        result = self.execution_context.result
-        errors = getattr(result, "errors", None)
-        if result is not None and errors:
-            result.errors = [classify(e) for e in errors]
+        _classify_result(self.execution_context.result)
+
+    def on_stream_result(self, result: object) -> Iterator[None]:
+        # WebSocket operations (subscriptions above all) send each result as it is yielded,
+        # before on_operation ends: give their errors codes here. classify() is idempotent.
+        _classify_result(result)
+        yield
+
+
+def _classify_result(result: object) -> None:
+    errors = getattr(result, "errors", None)
+    if result is not None and errors:
+        result.errors = [classify(e) for e in errors]  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncIterator
 
 import strawberry
 
@@ -19,13 +19,12 @@ class Subscription:
     )
     async def sync_user_updated(
         self, info: Info, user_ids: list[strawberry.ID] | None = None
-    ) -> AsyncGenerator[SyncUser, None]:
-        async for view in streams.user_updates(info.context, user_ids):
-            yield SyncUser.of(view)
+    ) -> AsyncIterator[SyncUser]:
+        # Awaited first, so bad arguments fail the subscribe itself (a GraphQL error).
+        return await streams.user_updates(info.context, user_ids, SyncUser.of)
 
     @strawberry.subscription(
         description="The metrics at once, then whenever they change, at most about once a second."
     )
-    async def sync_metrics_updated(self, info: Info) -> AsyncGenerator[SyncMetrics, None]:
-        async for metrics in streams.metrics_updates(info.context):
-            yield SyncMetrics.of(metrics)
+    async def sync_metrics_updated(self, info: Info) -> AsyncIterator[SyncMetrics]:
+        return await streams.metrics_updates(info.context, SyncMetrics.of)

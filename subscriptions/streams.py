@@ -1,8 +1,15 @@
-"""Subscription streams: snapshot-free live updates for the caller's tenant."""
+"""Subscription streams: live updates for the caller's tenant.
+
+Opening a stream checks the caller and the arguments first and only then returns the live
+iterator, so a bad request fails as a GraphQL error before the subscription starts (an `error`
+message on graphql-transport-ws), and a subscription sent over plain HTTP gets a clear error
+instead of a null.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TypeVar
 
 from app.context import Context
 from app.errors import BadUserInput, ServiceError
@@ -12,6 +19,7 @@ from subscriptions.hub import Hub
 from subscriptions.subscriber import SubscriberOverflow
 
 MAX_USER_IDS = 100
+T = TypeVar("T")
 
 
 class TooSlow(ServiceError):
@@ -19,6 +27,10 @@ class TooSlow(ServiceError):
 
 
 async def _tenant(ctx: Context) -> int:
+    if not ctx.websocket:
+        raise BadUserInput(
+            "Subscriptions are served over WebSocket (graphql-transport-ws) at /graphql."
+        )
     principal = await ctx.principal()
     principal.require("VIEWER")
     return principal.tenant_id
@@ -26,18 +38,32 @@ async def _tenant(ctx: Context) -> int:
 
 def _hub(ctx: Context) -> Hub:
     hub = ctx.services.hub
-    assert isinstance(hub, Hub)
+    if not isinstance(hub, Hub):
+        raise RuntimeError("the subscription hub is not running")
     return hub
 
 
-async def user_updates(ctx: Context, user_ids: Sequence[str] | None) -> AsyncIterator[UserView]:
+def _user_ids(user_ids: Sequence[str] | None) -> frozenset[int] | None:
+    if user_ids is None:
+        return None
+    if len(user_ids) > MAX_USER_IDS:
+        raise BadUserInput(f"At most {MAX_USER_IDS} userIds per subscription.")
+    return frozenset(decode_id(i, "SyncUser") for i in user_ids)
+
+
+async def user_updates(
+    ctx: Context, user_ids: Sequence[str] | None, convert: Callable[[UserView], T]
+) -> AsyncIterator[T]:
+    """Checks the request, then returns the stream of the watched users' new states."""
     tenant_id = await _tenant(ctx)
-    ids: frozenset[int] | None = None
-    if user_ids is not None:
-        if len(user_ids) > MAX_USER_IDS:
-            raise BadUserInput(f"At most {MAX_USER_IDS} userIds per subscription.")
-        ids = frozenset(decode_id(i, "SyncUser") for i in user_ids)
-    async with _hub(ctx).users(tenant_id, ids) as subscriber:
+    ids = _user_ids(user_ids)
+    return _user_stream(_hub(ctx), tenant_id, ids, convert)
+
+
+async def _user_stream(
+    hub: Hub, tenant_id: int, ids: frozenset[int] | None, convert: Callable[[UserView], T]
+) -> AsyncIterator[T]:
+    async with hub.users(tenant_id, ids) as subscriber:
         while True:
             try:
                 batch = await subscriber.next_batch()
@@ -46,11 +72,18 @@ async def user_updates(ctx: Context, user_ids: Sequence[str] | None) -> AsyncIte
                     "The subscriber fell too far behind; refetch and resubscribe."
                 ) from None
             for event in batch:
-                yield event.user
+                yield convert(event.user)
 
 
-async def metrics_updates(ctx: Context) -> AsyncIterator[MetricsView]:
+async def metrics_updates(ctx: Context, convert: Callable[[MetricsView], T]) -> AsyncIterator[T]:
+    """Checks the caller, then returns the metrics at once and then on change."""
     tenant_id = await _tenant(ctx)
-    async with _hub(ctx).metrics(tenant_id) as subscriber:
+    return _metrics_stream(_hub(ctx), tenant_id, convert)
+
+
+async def _metrics_stream(
+    hub: Hub, tenant_id: int, convert: Callable[[MetricsView], T]
+) -> AsyncIterator[T]:
+    async with hub.metrics(tenant_id) as subscriber:
         while True:
-            yield await subscriber.next()
+            yield convert(await subscriber.next())

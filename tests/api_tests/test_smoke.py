@@ -1,4 +1,4 @@
-"""The basic round trip: admin creates a policy and users, a worker runs a sync, a viewer sees it."""
+"""The basic round trip: admin creates a policy and users, a worker syncs, a viewer sees it."""
 
 from __future__ import annotations
 

@@ -140,7 +140,7 @@ async def add_sync_users(
 ) -> list[UserView]:
     tenant_id = await _tenant(ctx, "ADMIN")
     parsed = [
-        (email, destination, decode_id(policy_id, "Policy") if policy_id else None)
+        (email, destination, decode_id(policy_id, "Policy") if policy_id is not None else None)
         for email, destination, policy_id in users
     ]
     async with _uow(ctx) as work:
@@ -154,7 +154,8 @@ async def assign_policy(
 ) -> list[UserView]:
     tenant_id = await _tenant(ctx, "ADMIN")
     ids = [decode_id(user_id, "SyncUser") for user_id in user_ids]
-    policy_row_id = decode_id(policy_id, "Policy") if policy_id else None
+    # Only null unassigns: "" is a malformed id, not a missing one.
+    policy_row_id = decode_id(policy_id, "Policy") if policy_id is not None else None
     async with _uow(ctx) as work:
         rows, events = await lifecycle.assign_policy(
             work.session, tenant_id, work.now, ids, policy_row_id

@@ -92,8 +92,9 @@ async def keyset_page(
 ) -> Page[Any]:
     limit, forward = page_size(args)
     key = tuple_(*keyset.columns)
-    after = decode_cursor(args.after, keyset, tenant_id) if args.after else None
-    before = decode_cursor(args.before, keyset, tenant_id) if args.before else None
+    # An empty string is a malformed cursor, not a missing one.
+    after = decode_cursor(args.after, keyset, tenant_id) if args.after is not None else None
+    before = decode_cursor(args.before, keyset, tenant_id) if args.before is not None else None
     if after is not None:
         query = query.where(key < tuple_(*after) if keyset.descending else key > tuple_(*after))
     if before is not None:

@@ -1,0 +1,382 @@
+"""Bad input gets the contract's code and changes nothing: every test here compares the whole
+visible state of the module's tenant before and after."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.api import Api
+from tests.api_tests import helpers as h
+from tests.api_tests.conftest import ApiTenant
+
+FAILED_ITEMS = """query($id: ID!, $first: Int, $after: String) { syncRun(id: $id) {
+  failedItems(first: $first, after: $after) { totalCount edges { cursor } } } }"""
+NODE = "query($id: ID!) { node(id: $id) { id } }"
+TOKEN = "mutation($name: String!) { createApiToken(name: $name, role: VIEWER) { token } }"
+
+
+@dataclass
+class World:
+    tenant: ApiTenant
+    policy: str
+    paused: str
+    fresh: str
+    busy: str
+    run: str  # running
+    done: str
+    done_run: str  # finished, with failed items
+    state: dict[str, Any]
+
+
+def b64(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+@pytest.fixture(scope="module")
+async def world(module_tenant: ApiTenant) -> World:
+    admin, worker = module_tenant.admin, module_tenant.worker
+    policy = await h.create_policy(admin, "Main")
+    paused = await h.create_policy(admin, "Paused", active=False)
+    fresh, busy, done = await h.add_users(
+        admin, ["fresh@b.example", "busy@b.example", "done@b.example"], policy["id"]
+    )
+    runs = await h.drive(worker, [(done["id"], "COMPLETED_WITH_WARNING")], changes=2)
+    run = await h.start(worker, busy["id"], total=10)
+    await h.report(worker, run["id"], 4, 3)
+    return World(
+        module_tenant,
+        policy["id"],
+        paused["id"],
+        fresh["id"],
+        busy["id"],
+        run["id"],
+        done["id"],
+        runs[done["id"]]["id"],
+        await h.snapshot(admin),
+    )
+
+
+@pytest.fixture
+async def unchanged(world: World):  # type: ignore[no-untyped-def]
+    """Fails the test when the tenant's visible state changed."""
+    yield
+    assert await h.snapshot(world.tenant.admin) == world.state
+
+
+async def expect(api: Api, want: str, document: str, /, **variables: Any) -> None:
+    errors = await api.errors(document, **variables)
+    assert [e["extensions"]["code"] for e in errors] == [want], (variables, errors)
+
+
+MALFORMED_CURSORS = [
+    "zzz",
+    "",
+    "!!!",
+    "a" * 5000,
+    b64("not json"),
+    b64("[]"),
+    b64('{"a": 1}'),
+    b64('["u.email", 1, "x"]'),
+    b64('["u.email", "1", "x", 1]'),
+    b64('["u.email", 1, 5, "x"]'),
+    b64('["zz", 1, "x", 1]'),
+    b64("null"),
+]
+
+
+@pytest.mark.parametrize("cursor", MALFORMED_CURSORS)
+async def test_malformed_cursors(world: World, unchanged: None, cursor: str) -> None:
+    viewer = world.tenant.viewer
+    for arg in ("after", "before"):
+        await expect(viewer, "BAD_USER_INPUT", h.SYNC_USERS, **{arg: cursor})
+        await expect(viewer, "BAD_USER_INPUT", h.POLICIES, **{arg: cursor})
+        await expect(viewer, "BAD_USER_INPUT", h.RUNS, id=world.done, **{arg: cursor})
+    await expect(viewer, "BAD_USER_INPUT", FAILED_ITEMS, id=world.done_run, after=cursor)
+
+
+async def test_cursors_of_another_list(world: World, unchanged: None) -> None:
+    viewer = world.tenant.viewer
+    users = (await viewer.execute(h.SYNC_USERS, first=1))["syncUsers"]["edges"][0]["cursor"]
+    latest = (await viewer.execute(h.SYNC_USERS, first=1, order="LATEST_SYNC_DESC"))["syncUsers"][
+        "edges"
+    ][0]["cursor"]
+    policies = (await viewer.execute(h.POLICIES, first=1))["policies"]["edges"][0]["cursor"]
+    runs = (await viewer.execute(h.RUNS, id=world.done, first=1))["syncUser"]["runs"]
+    run_cursor = runs["edges"][0]["cursor"]
+    await expect(viewer, "BAD_USER_INPUT", h.SYNC_USERS, after=policies)
+    await expect(viewer, "BAD_USER_INPUT", h.SYNC_USERS, after=users, order="LATEST_SYNC_DESC")
+    await expect(viewer, "BAD_USER_INPUT", h.SYNC_USERS, before=latest, order="EMAIL_ASC")
+    await expect(viewer, "BAD_USER_INPUT", h.POLICIES, after=users)
+    await expect(viewer, "BAD_USER_INPUT", h.RUNS, id=world.done, after=users)
+    await expect(viewer, "BAD_USER_INPUT", FAILED_ITEMS, id=world.done_run, after=run_cursor)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"first": 0},
+        {"first": -1},
+        {"first": 101},
+        {"last": 0},
+        {"last": -5},
+        {"last": 101},
+        {"first": 5, "last": 5},
+        {"first": 2**31},
+    ],
+    ids=str,
+)
+async def test_page_sizes_out_of_range(world: World, unchanged: None, args: dict) -> None:
+    viewer = world.tenant.viewer
+    await expect(viewer, "BAD_USER_INPUT", h.SYNC_USERS, **args)
+    await expect(viewer, "BAD_USER_INPUT", h.POLICIES, **args)
+    await expect(viewer, "BAD_USER_INPUT", h.RUNS, id=world.done, **args)
+    if "last" not in args:
+        await expect(viewer, "BAD_USER_INPUT", FAILED_ITEMS, id=world.done_run, **args)
+
+
+async def test_page_size_bounds_are_inclusive(world: World, unchanged: None) -> None:
+    viewer = world.tenant.viewer
+    for args in ({"first": 1}, {"first": 100}, {"last": 1}, {"last": 100}):
+        found = (await viewer.execute(h.SYNC_USERS, **args))["syncUsers"]
+        assert len(found["edges"]) == min(3, next(iter(args.values())))
+
+
+MALFORMED_IDS = [
+    "",
+    "x",
+    "!!!",
+    "a" * 300,
+    b64("SyncUser:abc"),
+    b64("SyncUser:-1"),
+    b64("SyncUser:0"),
+    b64("SyncUser:1.5"),
+    b64("Tenant:1"),
+    b64("SyncUser:01"),
+    b64("SyncUser:1") + "==",
+]
+
+
+@pytest.mark.parametrize("bad", MALFORMED_IDS)
+async def test_malformed_ids(world: World, unchanged: None, bad: str) -> None:
+    t = world.tenant
+    await expect(t.viewer, "BAD_USER_INPUT", h.USER, id=bad)
+    await expect(t.viewer, "BAD_USER_INPUT", h.RUN, id=bad)
+    await expect(t.viewer, "BAD_USER_INPUT", NODE, id=bad)
+    await expect(t.viewer, "BAD_USER_INPUT", h.SYNC_USERS, filter={"policyId": bad})
+    await expect(t.worker, "BAD_USER_INPUT", h.START, user=bad)
+    await expect(t.worker, "BAD_USER_INPUT", h.REPORT, run=bad, processed=1, changes=1)
+    await expect(t.worker, "BAD_USER_INPUT", h.FINISH, run=bad)
+    await expect(t.operator, "BAD_USER_INPUT", h.REQUEST_SYNC, id=bad)
+    await expect(t.admin, "BAD_USER_INPUT", h.SET_ACTIVE, id=bad, active=True)
+    await expect(t.admin, "BAD_USER_INPUT", h.ASSIGN, ids=[world.fresh, bad], policy=None)
+    await expect(t.admin, "BAD_USER_INPUT", h.ASSIGN, ids=[world.fresh], policy=bad)
+    users = [{"email": "n@b.example", "destinationEmail": "n@d.example", "policyId": bad}]
+    await expect(t.admin, "BAD_USER_INPUT", h.ADD_USERS, users=users)
+
+
+async def test_ids_of_the_wrong_type(world: World, unchanged: None) -> None:
+    t = world.tenant
+    await expect(t.viewer, "BAD_USER_INPUT", h.USER, id=world.run)
+    await expect(t.viewer, "BAD_USER_INPUT", h.RUN, id=world.busy)
+    await expect(t.viewer, "BAD_USER_INPUT", h.SYNC_USERS, filter={"policyId": world.busy})
+    await expect(t.worker, "BAD_USER_INPUT", h.START, user=world.policy)
+    await expect(t.worker, "BAD_USER_INPUT", h.FINISH, run=world.busy)
+    await expect(t.operator, "BAD_USER_INPUT", h.REQUEST_SYNC, id=world.run)
+    await expect(t.admin, "BAD_USER_INPUT", h.SET_ACTIVE, id=world.fresh, active=True)
+    await expect(t.admin, "BAD_USER_INPUT", h.ASSIGN, ids=[world.policy], policy=None)
+    await expect(t.admin, "BAD_USER_INPUT", h.ASSIGN, ids=[world.fresh], policy=world.fresh)
+
+
+async def test_unknown_ids(world: World, unchanged: None) -> None:
+    t = world.tenant
+    user, run, policy = b64("SyncUser:987654"), b64("SyncRun:987654"), b64("Policy:987654")
+    assert (await t.viewer.execute(h.USER, id=user))["syncUser"] is None
+    assert (await t.viewer.execute(h.RUN, id=run))["syncRun"] is None
+    for node_id in (user, run, policy):
+        assert (await t.viewer.execute(NODE, id=node_id))["node"] is None
+    found = (await t.viewer.execute(h.SYNC_USERS, filter={"policyId": policy}))["syncUsers"]
+    assert (found["totalCount"], found["edges"]) == (0, [])
+    await expect(t.worker, "NOT_FOUND", h.START, user=user)
+    await expect(t.worker, "NOT_FOUND", h.REPORT, run=run, processed=1, changes=1)
+    await expect(t.worker, "NOT_FOUND", h.FINISH, run=run)
+    await expect(t.operator, "NOT_FOUND", h.REQUEST_SYNC, id=user)
+    await expect(t.admin, "NOT_FOUND", h.SET_ACTIVE, id=policy, active=True)
+    update = {"name": "X", "syncIntervalMinutes": 60}
+    await expect(t.admin, "NOT_FOUND", h.UPDATE_POLICY, id=policy, input=update)
+    await expect(t.admin, "NOT_FOUND", h.ASSIGN, ids=[world.fresh, user], policy=None)
+    await expect(t.admin, "NOT_FOUND", h.ASSIGN, ids=[world.fresh], policy=policy)
+    users = [
+        {"email": "ok@b.example", "destinationEmail": "ok@d.example"},
+        {"email": "n@b.example", "destinationEmail": "n@d.example", "policyId": policy},
+    ]
+    await expect(t.admin, "NOT_FOUND", h.ADD_USERS, users=users)
+
+
+BAD_DATES = ["garbage", "", "2024-13-01T00:00:00Z", "2024-02-30", "tomorrow", "12:00", 12345, True]
+
+
+@pytest.mark.parametrize("bad", BAD_DATES, ids=str)
+async def test_malformed_dates(world: World, unchanged: None, bad: Any) -> None:
+    viewer = world.tenant.viewer
+    await expect(viewer, "BAD_USER_INPUT", h.SYNC_USERS, filter={"latestSyncFrom": bad})
+    await expect(viewer, "BAD_USER_INPUT", h.SYNC_USERS, filter={"latestSyncTo": bad})
+    literal = json.dumps(bad)
+    inline = f"{{ syncUsers(filter: {{latestSyncFrom: {literal}}}) {{ totalCount }} }}"
+    await expect(viewer, "BAD_USER_INPUT", inline)
+
+
+async def test_date_bounds_in_the_wrong_order(world: World, unchanged: None) -> None:
+    filt = {"latestSyncFrom": "2026-01-02T00:00:00Z", "latestSyncTo": "2026-01-01T00:00:00Z"}
+    await expect(world.tenant.viewer, "BAD_USER_INPUT", h.SYNC_USERS, filter=filt)
+
+
+@pytest.mark.parametrize(
+    "date",
+    ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "0001-01-01", "9999-12-31"],
+)
+async def test_extreme_dates_are_no_server_error(world: World, unchanged: None, date: str) -> None:
+    viewer = world.tenant.viewer
+    for key in ("latestSyncFrom", "latestSyncTo"):
+        try:
+            found = (await viewer.execute(h.SYNC_USERS, filter={key: date}))["syncUsers"]
+        except Exception:
+            await expect(viewer, "BAD_USER_INPUT", h.SYNC_USERS, filter={key: date})
+        else:
+            early = date.startswith("0001")
+            expected = 2 if (key == "latestSyncFrom") == early else 0
+            assert found["totalCount"] == expected  # the fresh user never synced
+
+
+BAD_EMAILS = [
+    "",
+    "   ",
+    "noat",
+    "a@b",
+    "a b@c.example",
+    "a@@b.example",
+    "@b.example",
+    "a@b.",
+    "a@" + "x" * 250 + ".example",
+]
+
+
+@pytest.mark.parametrize("bad", BAD_EMAILS)
+async def test_malformed_emails_add_nobody(world: World, unchanged: None, bad: str) -> None:
+    admin = world.tenant.admin
+    ok = {"email": "valid@b.example", "destinationEmail": "valid@d.example"}
+    for user in (
+        {"email": bad, "destinationEmail": "x@d.example"},
+        {"email": "x@b.example", "destinationEmail": bad},
+    ):
+        await expect(admin, "BAD_USER_INPUT", h.ADD_USERS, users=[ok, user])
+
+
+LONG = "x" * 2001
+
+
+async def test_strings_over_their_length(world: World, unchanged: None) -> None:
+    t = world.tenant
+    for policy in (
+        {"name": "n" * 201, "syncIntervalMinutes": 60},
+        {"name": "  ", "syncIntervalMinutes": 60},
+        {"name": "ok", "description": LONG, "syncIntervalMinutes": 60},
+    ):
+        await expect(t.admin, "BAD_USER_INPUT", h.CREATE_POLICY, input=policy)
+        await expect(t.admin, "BAD_USER_INPUT", h.UPDATE_POLICY, id=world.policy, input=policy)
+    await expect(t.admin, "BAD_USER_INPUT", TOKEN, name="t" * 201)
+    await expect(t.admin, "BAD_USER_INPUT", TOKEN, name=" ")
+    await expect(t.viewer, "BAD_USER_INPUT", h.SYNC_USERS, filter={"emailContains": "e" * 255})
+    run = world.run
+    await expect(t.worker, "BAD_USER_INPUT", h.FINISH, run=run, code="E" * 101)
+    await expect(t.worker, "BAD_USER_INPUT", h.FINISH, run=run, code="  ")
+    await expect(t.worker, "BAD_USER_INPUT", h.FINISH, run=run, code="E", message=LONG)
+    for bad in (
+        {**h.item("i"), "itemId": "i" * 501},
+        {**h.item("i"), "itemId": " "},
+        {**h.item("i"), "itemType": "t" * 101},
+        {**h.item("i"), "errorCode": "c" * 101},
+        {**h.item("i"), "errorMessage": LONG},
+        {**h.item("i"), "errorMessage": ""},
+    ):
+        items = [h.item("fine"), bad]
+        await expect(t.worker, "BAD_USER_INPUT", h.FINISH, run=run, items=items)
+        await expect(
+            t.worker, "BAD_USER_INPUT", h.REPORT, run=run, processed=9, changes=9, items=items
+        )
+
+
+async def test_negative_counters(world: World, unchanged: None) -> None:
+    worker = world.tenant.worker
+    await expect(worker, "BAD_USER_INPUT", h.START, user=world.fresh, total=-1)
+    for processed, changes, total in ((-1, 5, None), (5, -1, None), (5, 5, -1)):
+        await expect(
+            worker,
+            "BAD_USER_INPUT",
+            h.REPORT,
+            run=world.run,
+            processed=processed,
+            changes=changes,
+            total=total,
+        )
+
+
+async def test_conflicts(world: World, unchanged: None) -> None:
+    t = world.tenant
+    await expect(t.worker, "CONFLICT", h.FINISH, run=world.done_run)
+    await expect(t.worker, "CONFLICT", h.FINISH, run=world.done_run, code="ERR_LATE")
+    await expect(t.worker, "CONFLICT", h.FINISH, run=world.done_run, items=[h.item("late")])
+    await expect(t.worker, "CONFLICT", h.START, user=world.busy)
+    await expect(t.worker, "CONFLICT", h.START, user=world.busy, kind="DELTA", service="DRIVE")
+    existing = {"email": "DONE@b.example", "destinationEmail": "x@d.example"}
+    new = {"email": "new@b.example", "destinationEmail": "new@d.example"}
+    await expect(t.admin, "CONFLICT", h.ADD_USERS, users=[new, existing])
+    twice = [new, {"email": "New@B.example", "destinationEmail": "other@d.example"}]
+    await expect(t.admin, "CONFLICT", h.ADD_USERS, users=twice)
+    await expect(
+        t.admin, "CONFLICT", h.CREATE_POLICY, input={"name": "Paused", "syncIntervalMinutes": 60}
+    )
+    await expect(
+        t.admin,
+        "CONFLICT",
+        h.UPDATE_POLICY,
+        id=world.policy,
+        input={"name": "Paused", "syncIntervalMinutes": 60},
+    )
+
+
+async def test_other_bad_arguments(world: World, unchanged: None) -> None:
+    t = world.tenant
+    for policy in (
+        {"name": "p", "syncIntervalMinutes": 14},
+        {"name": "p", "syncIntervalMinutes": 10081},
+        {"name": "p", "syncIntervalMinutes": -60},
+        {"name": "p", "syncIntervalMinutes": 60, "services": []},
+        {"name": "p", "syncIntervalMinutes": 60, "services": ["FAX"]},
+        {"name": "p"},
+    ):
+        await expect(t.admin, "BAD_USER_INPUT", h.CREATE_POLICY, input=policy)
+        await expect(t.admin, "BAD_USER_INPUT", h.UPDATE_POLICY, id=world.policy, input=policy)
+    for limit in (0, -1, 101):
+        await expect(t.worker, "BAD_USER_INPUT", h.CLAIM, limit=limit)
+    await expect(t.worker, "BAD_USER_INPUT", h.CLAIM, limit=5, services=[])
+    await expect(t.worker, "BAD_USER_INPUT", h.CLAIM, limit=5, services=["FAX"])
+    await expect(t.worker, "BAD_USER_INPUT", h.FINISH, run=world.run, message="no code")
+    await expect(t.worker, "BAD_USER_INPUT", h.START, user=world.fresh, kind="FULL")
+    await expect(t.viewer, "BAD_USER_INPUT", h.SYNC_USERS, filter={"status": "BROKEN"})
+    await expect(t.viewer, "BAD_USER_INPUT", h.SYNC_USERS, order="EMAIL_DESC")
+    await expect(t.admin, "BAD_USER_INPUT", TOKEN.replace("VIEWER", "ROOT"), name="x")
+    many = [
+        {"email": f"m{i}@b.example", "destinationEmail": f"m{i}@d.example"} for i in range(1001)
+    ]
+    await expect(t.admin, "BAD_USER_INPUT", h.ADD_USERS, users=many)
+    await expect(t.admin, "BAD_USER_INPUT", h.ASSIGN, ids=[world.fresh] * 1001, policy=None)
+    items = [h.item(f"i{i}") for i in range(1001)]
+    await expect(t.worker, "BAD_USER_INPUT", h.FINISH, run=world.run, items=items)
+    await expect(
+        t.worker, "BAD_USER_INPUT", h.REPORT, run=world.run, processed=9, changes=9, items=items
+    )

@@ -4,6 +4,7 @@ together. Resources are created in the lifespan and handed to requests as typed 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -11,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -20,6 +22,7 @@ from starlette.staticfiles import StaticFiles
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET
 
 from app.auth import Authenticator
 from app.broadcast import create_broadcast
@@ -65,6 +68,31 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
             context.principal_ = await context.services.authenticator.authenticate(context.bearer())
         except ServiceError:
             raise ConnectionRejectionError from None
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        """A request strawberry refuses before GraphQL (not JSON, no query, unknown operation,
+        mutation over GET...) still gets a GraphQL error with a contract code, not plain text."""
+        try:
+            return await super().run(request, context, root_value)
+        except HTTPException as error:
+            if request.scope["type"] == "websocket":
+                raise
+            body = {
+                "data": None,
+                "errors": [{"message": error.reason, "extensions": {"code": "BAD_USER_INPUT"}}],
+            }
+            return JSONResponse(body, status_code=error.status_code)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """The body (or a GET parameter) must be a JSON object, or a list for a batch:
+        anything else, or bytes that are not UTF-8, is a bad request (strawberry: a 500)."""
+        try:
+            value = json.loads(data)
+        except UnicodeDecodeError:
+            raise HTTPException(400, "The request body is not UTF-8.") from None
+        if not isinstance(value, dict | list):
+            raise HTTPException(400, "Expected a JSON object.")
+        return value
 
 
 def _simulation(services: Services, simulate: bool) -> AbstractAsyncContextManager[object]:

@@ -40,7 +40,12 @@ def classify(error: GraphQLError) -> GraphQLError:
 
 class ErrorCodes(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
-        yield
+        try:
+            yield
+        except GraphQLError as error:
+            # Raised through this hook, not returned (a syntax error found by the parser cache):
+            # strawberry makes the result of it afterwards, so give it its code now.
+            raise classify(error) from None
         _classify_result(self.execution_context.result)
 
     def on_stream_result(self, result: object) -> Iterator[None]:

@@ -47,11 +47,15 @@ class Mutation:
         info: Info,
         user_id: strawberry.ID,
         kind: RunKind | None = None,
-        service: SyncService = SyncService.MAIL,
+        service: SyncService | None = SyncService.MAIL,  # null: the default
         items_total: int | None = None,
     ) -> SyncRun:
         run = await mutations.start_sync_run(
-            info.context, user_id, kind.value if kind else None, service.value, items_total
+            info.context,
+            user_id,
+            kind.value if kind else None,
+            (service or SyncService.MAIL).value,
+            items_total,
         )
         return SyncRun.of(run)
 

@@ -77,7 +77,7 @@ class Query:
         self,
         info: Info,
         filter: SyncUserFilter | None = None,
-        order_by: SyncUserOrder = SyncUserOrder.EMAIL_ASC,
+        order_by: SyncUserOrder | None = SyncUserOrder.EMAIL_ASC,  # null: the default
         first: int | None = None,
         after: str | None = None,
         last: int | None = None,
@@ -92,7 +92,10 @@ class Query:
             f.status.value if f.status else None,
         )
         page, filt, _ = await queries.sync_users(
-            info.context, parsed, order_by.value, PageArgs(first, after, last, before)
+            info.context,
+            parsed,
+            (order_by or SyncUserOrder.EMAIL_ASC).value,
+            PageArgs(first, after, last, before),
         )
         return SyncUserConnection(
             edges=[SyncUserEdge(cursor=c, node=SyncUser.of(v)) for c, v in page.items],

@@ -1,0 +1,315 @@
+"""syncUsers: every filter alone and combined, both orders, forward and backward pages and exact
+totalCount, each checked against a brute-force expectation computed from the created users."""
+
+from __future__ import annotations
+
+import base64
+import random
+from dataclasses import dataclass
+from datetime import timedelta, timezone
+from typing import Any
+
+import pytest
+
+from tests.api_tests import helpers as h
+from tests.api_tests.conftest import ApiTenant
+
+# (source, destination) per kind of user; "%" and "_" are literal characters of some emails,
+# with look-alike decoys a LIKE wildcard would also match.
+KINDS = (
+    lambda i: (f"alice.smith{i}@contoso.example", f"alice.smith{i}@gw.example"),
+    lambda i: (f"Bob.Jones{i}@Fabrikam.EXAMPLE", f"bj{i}@gw.example"),
+    lambda i: (f"pct%{i}@contoso.example", f"pct{i}@gw.example"),
+    lambda i: (f"under_score{i}@contoso.example", f"us{i}@gw.example"),
+    lambda i: (f"underxscore{i}@contoso.example", f"ux{i}@gw.example"),
+    lambda i: (f"c{i}@tiny.example", f"zq{i}@alias.example"),
+)
+USERS = 90
+PLUS_2 = timezone(timedelta(hours=2))
+
+
+@dataclass
+class World:
+    tenant: ApiTenant
+    users: list[dict[str, Any]]  # as listed by the API, with "row" (the key's tie-breaker)
+    policies: dict[str, str]  # name -> id
+
+
+def row_id(global_id: str) -> int:
+    """The keyset tie-breaker (DESIGN.md: sort key + id) of an opaque SyncUser id."""
+    raw = base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode()
+    kind, _, number = raw.partition(":")
+    assert kind == "SyncUser"
+    return int(number)
+
+
+@pytest.fixture(scope="module")
+async def world(module_tenant: ApiTenant) -> World:
+    admin = module_tenant.admin
+    rng = random.Random(20261125)
+    policies = {
+        "one": (await h.create_policy(admin, "One"))["id"],
+        "two": (await h.create_policy(admin, "Two", interval=240))["id"],
+        "off": (await h.create_policy(admin, "Off", active=False))["id"],
+    }
+    groups: dict[str | None, list[dict[str, Any]]] = {}
+    plan: list[tuple[str, str, str | None, str]] = []
+    for i in range(USERS):
+        source, destination = KINDS[i % len(KINDS)](i)
+        policy = ("one", "two", "off", None)[(i // 2) % 4]
+        status = h.STATUSES[(i * 3 + i // 7) % 5]
+        plan.append((source, destination, policy, status))
+        groups.setdefault(policy, []).append(
+            {
+                "email": source,
+                "destinationEmail": destination,
+                "policyId": policies[policy] if policy else None,
+            }
+        )
+    added: dict[str, dict[str, Any]] = {}
+    for group in groups.values():
+        for node in (await admin.execute(h.ADD_USERS, users=group))["addSyncUsers"]:
+            added[node["email"]] = node
+    targets = [(added[source.lower()]["id"], status) for source, _, _, status in plan]
+    rng.shuffle(targets)  # start order differs from email order
+    await h.drive(module_tenant.worker, targets)
+    # Some users run twice: their latestSyncAt is the start of the second run.
+    again = [(u, "SYNCED") for u, s in targets[:12] if s not in ("NEVER_SYNCED", "IN_PROGRESS")]
+    await h.drive(module_tenant.worker, again)
+    final = dict(targets) | dict(again)
+
+    users = await h.all_users(module_tenant.viewer)
+    assert len(users) == USERS
+    by_email = {u["email"]: u for u in users}
+    for source, destination, policy, status in plan:
+        found = by_email[source.lower()]  # emails are stored lower-case
+        assert found["destinationEmail"] == destination
+        assert found["status"] == final[found["id"]]
+        assert (found["policy"] or {}).get("id") == (policies[policy] if policy else None)
+        assert (found["latestSyncAt"] is None) == (status == "NEVER_SYNCED")
+        assert (found["currentRun"] is None) == (status != "IN_PROGRESS")
+        found["row"] = row_id(found["id"])
+    return World(module_tenant, users, policies)
+
+
+def expected(world: World, filt: dict[str, Any], order: str) -> list[str]:
+    def keep(u: dict[str, Any]) -> bool:
+        term = filt.get("emailContains")
+        if term is not None:
+            term = term.strip().lower()
+            if term and term not in u["email"] and term not in u["destinationEmail"]:
+                return False
+        low, high = filt.get("latestSyncFrom"), filt.get("latestSyncTo")
+        if low is not None or high is not None:
+            if u["latestSyncAt"] is None:
+                return False
+            at = h.when(u["latestSyncAt"])
+            if (low is not None and at < h.when(low)) or (high is not None and at > h.when(high)):
+                return False
+        if filt.get("policyId") and (u["policy"] or {}).get("id") != filt["policyId"]:
+            return False
+        return not (filt.get("status") and u["status"] != filt["status"])
+
+    kept = [u for u in world.users if keep(u)]
+    if order == "EMAIL_ASC":
+        kept.sort(key=lambda u: (u["email"], u["row"]))
+    else:
+        synced = sorted(
+            (u for u in kept if u["latestSyncAt"]),
+            key=lambda u: (h.when(u["latestSyncAt"]), u["row"]),
+            reverse=True,
+        )
+        never = sorted((u for u in kept if not u["latestSyncAt"]), key=lambda u: -u["row"])
+        kept = synced + never  # never-synced last
+    return [u["id"] for u in kept]
+
+
+async def page(world: World, filt: dict[str, Any], order: str, **args: Any) -> dict[str, Any]:
+    data = await world.tenant.viewer.execute(h.SYNC_USERS, filter=filt, order=order, **args)
+    return data["syncUsers"]
+
+
+def check_page_info(found: dict[str, Any]) -> list[str]:
+    edges = found["edges"]
+    info = found["pageInfo"]
+    assert info["startCursor"] == (edges[0]["cursor"] if edges else None)
+    assert info["endCursor"] == (edges[-1]["cursor"] if edges else None)
+    return [e["node"]["id"] for e in edges]
+
+
+async def walk_forward(world: World, filt: dict[str, Any], order: str, size: int) -> list[str]:
+    ids: list[str] = []
+    after = None
+    total = len(expected(world, filt, order))
+    while True:
+        found = await page(world, filt, order, first=size, after=after)
+        assert found["totalCount"] == total
+        got = check_page_info(found)
+        ids += got
+        assert found["pageInfo"]["hasPreviousPage"] == (after is not None)
+        if not found["pageInfo"]["hasNextPage"]:
+            return ids
+        assert len(got) == size
+        after = found["pageInfo"]["endCursor"]
+
+
+async def walk_backward(world: World, filt: dict[str, Any], order: str, size: int) -> list[str]:
+    ids: list[str] = []
+    before = None
+    while True:
+        found = await page(world, filt, order, last=size, before=before)
+        got = check_page_info(found)
+        assert found["pageInfo"]["hasNextPage"] == (before is not None)
+        ids = got + ids
+        if not found["pageInfo"]["hasPreviousPage"]:
+            return ids
+        assert len(got) == size
+        before = found["pageInfo"]["startCursor"]
+
+
+def filters(world: World) -> list[dict[str, Any]]:
+    times = sorted(h.when(u["latestSyncAt"]) for u in world.users if u["latestSyncAt"])
+    at = [h.iso(t) for t in times]
+    one, two, off = world.policies["one"], world.policies["two"], world.policies["off"]
+    return [
+        {},
+        {"emailContains": "alice"},
+        {"emailContains": "ALICE.Smith1"},
+        {"emailContains": "bob.jones"},  # given in mixed case
+        {"emailContains": "gw.example"},  # destinations only
+        {"emailContains": "alias"},
+        {"emailContains": "zq1"},
+        {"emailContains": "%"},
+        {"emailContains": "_"},
+        {"emailContains": "t%1"},
+        {"emailContains": "r_s"},
+        {"emailContains": "%1"},
+        {"emailContains": "_s"},
+        {"emailContains": "q"},
+        {"emailContains": "Q1"},
+        {"emailContains": "1"},
+        {"emailContains": "@"},
+        {"emailContains": "e1"},
+        {"emailContains": "no-such-user"},
+        {"latestSyncFrom": at[10]},
+        {"latestSyncTo": at[20]},
+        {"latestSyncFrom": at[5], "latestSyncTo": at[30]},
+        {"latestSyncFrom": at[7], "latestSyncTo": at[7]},  # bounds inclusive: one user
+        {"latestSyncFrom": h.iso(times[-1] + timedelta(microseconds=1))},
+        {"latestSyncTo": h.iso(times[0] - timedelta(microseconds=1))},
+        {"latestSyncFrom": times[3].astimezone(PLUS_2).isoformat()},  # another offset
+        {"policyId": one},
+        {"policyId": two},
+        {"policyId": off},
+        *({"status": s} for s in h.STATUSES),
+        {"status": "FAILED", "policyId": one},
+        {"status": "NEVER_SYNCED", "policyId": off},
+        {"status": "SYNCED", "emailContains": "contoso"},
+        {"emailContains": "%", "policyId": two},
+        {"latestSyncFrom": at[10], "status": "IN_PROGRESS"},
+        {"latestSyncTo": at[40], "policyId": one, "emailContains": "o"},
+        {
+            "emailContains": "example",
+            "latestSyncFrom": at[2],
+            "latestSyncTo": at[50],
+            "policyId": two,
+            "status": "COMPLETED_WITH_WARNING",
+        },
+    ]
+
+
+ORDERS = ("EMAIL_ASC", "LATEST_SYNC_DESC")
+
+
+@pytest.mark.parametrize("order", ORDERS)
+async def test_every_filter_gives_exactly_the_matching_users(world: World, order: str) -> None:
+    nonempty = 0
+    for filt in filters(world):
+        want = expected(world, filt, order)
+        found = await page(world, filt, order, first=100)
+        assert found["totalCount"] == len(want), filt
+        assert check_page_info(found) == want, filt
+        assert found["pageInfo"]["hasNextPage"] is False
+        assert found["pageInfo"]["hasPreviousPage"] is False
+        nonempty += bool(want)
+    assert nonempty >= 30  # the data set exercises the filters
+
+
+async def test_default_order_is_email(world: World) -> None:
+    data = await world.tenant.viewer.execute("{ syncUsers(first: 100) { edges { node { id } } } }")
+    ids = [e["node"]["id"] for e in data["syncUsers"]["edges"]]
+    assert ids == expected(world, {}, "EMAIL_ASC")
+    default = await world.tenant.viewer.execute("{ syncUsers { edges { node { id } } } }")
+    assert [e["node"]["id"] for e in default["syncUsers"]["edges"]] == ids[:10]
+    # orderBy is nullable in the contract: an explicit null is the default order.
+    found = await page(world, {}, None, first=100)  # type: ignore[arg-type]
+    assert check_page_info(found) == ids
+    inline = "{ syncUsers(orderBy: null, first: 3) { edges { node { id } } } }"
+    data = await world.tenant.viewer.execute(inline)
+    assert [e["node"]["id"] for e in data["syncUsers"]["edges"]] == ids[:3]
+
+
+async def test_small_search_terms_and_wildcards_are_literal(world: World) -> None:
+    emails = {u["email"] for u in world.users}
+    for term, matches in (
+        ("%", lambda e: "%" in e),
+        ("_", lambda e: "_" in e),
+        ("r_s", lambda e: "r_s" in e),
+        ("t%1", lambda e: "t%1" in e),
+    ):
+        found = await page(world, {"emailContains": term}, "EMAIL_ASC", first=100)
+        got = {e["node"]["email"] for e in found["edges"]}
+        assert got == {e for e in emails if matches(e)} and got, term
+    # A search never treats % or _ as wildcards, so the decoys do not match.
+    found = await page(world, {"emailContains": "r_s"}, "EMAIL_ASC", first=100)
+    assert all("underxscore" not in e["node"]["email"] for e in found["edges"])
+
+
+PAGED = (
+    {},
+    {"emailContains": "example"},
+    {"status": "SYNCED"},
+    {"policyId": "two"},
+    {"emailContains": "o", "status": "NEVER_SYNCED"},
+)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("which", range(len(PAGED)))
+async def test_pages_forward_and_backward(world: World, order: str, which: int) -> None:
+    filt = dict(PAGED[which])
+    if "policyId" in filt:
+        filt["policyId"] = world.policies[filt["policyId"]]
+    want = expected(world, filt, order)
+    assert want
+    assert await walk_forward(world, filt, order, 7) == want
+    assert await walk_backward(world, filt, order, 6) == want
+    # first/before and the middle of the list: the rows just before a cursor.
+    if len(want) > 12:
+        middle = await page(world, filt, order, first=10)
+        cursor = middle["edges"][9]["cursor"]
+        back = await page(world, filt, order, last=4, before=cursor)
+        assert check_page_info(back) == want[5:9]
+        assert back["pageInfo"]["hasPreviousPage"] is True
+        assert back["pageInfo"]["hasNextPage"] is True
+        ahead = await page(world, filt, order, first=3, after=cursor)
+        assert check_page_info(ahead) == want[10:13]
+
+
+async def test_an_empty_page(world: World) -> None:
+    found = await page(world, {"emailContains": "nobody-here"}, "EMAIL_ASC", first=5)
+    assert found == {
+        "totalCount": 0,
+        "pageInfo": {
+            "hasNextPage": False,
+            "hasPreviousPage": False,
+            "startCursor": None,
+            "endCursor": None,
+        },
+        "edges": [],
+    }
+    last = await page(world, {}, "EMAIL_ASC", first=100)
+    end = last["edges"][-1]["cursor"]
+    beyond = await page(world, {}, "EMAIL_ASC", first=5, after=end)
+    assert beyond["edges"] == [] and beyond["pageInfo"]["hasNextPage"] is False
+    assert beyond["totalCount"] == USERS

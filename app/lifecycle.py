@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import counters, validation
@@ -60,6 +62,38 @@ async def load_policy(session: AsyncSession, tenant_id: int, policy_id: int) -> 
     return policy
 
 
+def _locked(session: AsyncSession, query: Select[Any]) -> Select[Any]:
+    return query.with_for_update() if session.bind.dialect.name == "postgresql" else query
+
+
+async def _lock_for_assignment(
+    session: AsyncSession, tenant_id: int, user_ids: Sequence[int], policy_id: int | None
+) -> tuple[Policy | None, list[SyncUser]]:
+    """Locks what an assignment changes in the order every writer follows, policies then
+    users, each by id (one by one, in the caller's order, concurrent assignments deadlocked).
+    All the tenant's policies: the users' current ones are only known once the users are
+    locked, and the few policy rows make assignments queue per tenant (they are rare)."""
+    wanted = list(dict.fromkeys(user_ids))
+    found = await session.scalars(
+        _locked(session, select(Policy).where(Policy.tenant_id == tenant_id).order_by(Policy.id))
+    )
+    policies = {p.id: p for p in found}
+    if policy_id is not None and policy_id not in policies:
+        raise NotFound("No such policy.")
+    rows = await session.scalars(
+        _locked(
+            session,
+            select(SyncUser)
+            .where(SyncUser.tenant_id == tenant_id, SyncUser.id.in_(wanted))
+            .order_by(SyncUser.id),
+        )
+    )
+    users = {u.id: u for u in rows}
+    if len(users) != len(wanted):
+        raise NotFound("No such sync user.")
+    return (policies[policy_id] if policy_id is not None else None), [users[i] for i in wanted]
+
+
 def _due_after_start(policy: Policy | None, started_at: int) -> int | None:
     return started_at + policy.sync_interval_minutes * MICROS_PER_MINUTE if policy else None
 
@@ -71,7 +105,10 @@ async def start_run(
     kind: str | None = None,
     service: str = "MAIL",
     items_total: int | None = None,
+    *,
+    moves: Counter[tuple[int, str]] | None = None,
 ) -> tuple[SyncRun, Event]:
+    """Starts a run; its counter moves go to `moves` when given (the caller applies them)."""
     if user.current_run_id is not None:
         raise Conflict("A sync run is already running for this user.")
     validation.counter(items_total, "itemsTotal")
@@ -92,9 +129,13 @@ async def start_run(
     session.add(run)
     await session.flush()
     policy = await session.get(Policy, user.policy_id) if user.policy_id else None
-    await counters.move_status(
-        session, user.tenant_id, (user.policy_id, user.status), (user.policy_id, "IN_PROGRESS")
-    )
+    if moves is None:
+        await counters.move_status(
+            session, user.tenant_id, (user.policy_id, user.status), (user.policy_id, "IN_PROGRESS")
+        )
+    else:
+        moves[(counters.policy_key(user.policy_id), user.status)] -= 1
+        moves[(counters.policy_key(user.policy_id), "IN_PROGRESS")] += 1
     user.status = "IN_PROGRESS"
     user.latest_sync_at = user.latest_sort = now
     user.due_at = _due_after_start(policy, now)
@@ -248,11 +289,17 @@ async def claim_due_runs(
         query = query.with_for_update(skip_locked=True)
     runs: list[SyncRun] = []
     events: list[Event] = []
+    # The counters of all these starts in one sorted write: claimers taking users of several
+    # policies and statuses in different orders would otherwise deadlock on the counter rows.
+    moves = Counter[tuple[int, str]]()
     for user in (await session.scalars(query)).all():
         assert user.policy_id is not None  # selected by policy_id IN (...)
-        run, event = await start_run(session, user, now, service=service_of[user.policy_id])
+        run, event = await start_run(
+            session, user, now, service=service_of[user.policy_id], moves=moves
+        )
         runs.append(run)
         events.append(event)
+    await counters.add_status_counts(session, tenant_id, moves)
     return runs, events
 
 
@@ -297,8 +344,8 @@ async def add_users(
     duplicates += existing.all()
     if duplicates:
         raise Conflict(f"Already present: {', '.join(sorted(set(duplicates)))}.")
-    policies = {
-        p: await load_policy(session, tenant_id, p) for p in {p for _, _, p in cleaned if p}
+    policies = {  # locked in id order, as every writer locks policies
+        p: await load_policy(session, tenant_id, p) for p in sorted({p for _, _, p in cleaned if p})
     }
     rows = [
         SyncUser(
@@ -317,7 +364,13 @@ async def add_users(
         for e, d, p in cleaned
     ]
     session.add_all(rows)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as error:
+        if "uq_sync_users_tenant_email" not in str(error.orig):
+            raise
+        # Added by a concurrent call after the check above (PostgreSQL): the same CONFLICT.
+        raise Conflict("Some of these emails were added meanwhile.") from None
     await counters.add_status_counts(
         session, tenant_id, Counter((counters.policy_key(p), "NEVER_SYNCED") for _, _, p in cleaned)
     )
@@ -335,8 +388,7 @@ async def assign_policy(
 ) -> tuple[list[SyncUser], list[Event]]:
     if len(user_ids) > validation.MAX_USERS_PER_CALL:
         raise BadUserInput(f"At most {validation.MAX_USERS_PER_CALL} users per call.")
-    policy = await load_policy(session, tenant_id, policy_id) if policy_id else None
-    users = [await load_user(session, tenant_id, user_id) for user_id in dict.fromkeys(user_ids)]
+    policy, users = await _lock_for_assignment(session, tenant_id, user_ids, policy_id)
     changed: list[SyncUser] = []
     moved: Counter[int] = Counter()
     status_moves: Counter[tuple[int, str]] = Counter()

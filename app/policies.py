@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import validation
@@ -64,7 +65,7 @@ async def create_policy(
         updated_at=now,
     )
     session.add(policy)
-    await session.flush()
+    await _flush_name(session, data.name)
     return policy, PolicyEvent(PolicyView.of(policy))
 
 
@@ -117,5 +118,15 @@ async def set_policy_active(
 async def _touch(session: AsyncSession, policy: Policy, now: int) -> PolicyEvent:
     policy.revision += 1
     policy.updated_at = now
-    await session.flush()
+    await _flush_name(session, policy.name)
     return PolicyEvent(PolicyView.of(policy))
+
+
+async def _flush_name(session: AsyncSession, name: str) -> None:
+    """A name taken by a concurrent call after _ensure_unique_name (PostgreSQL): CONFLICT."""
+    try:
+        await session.flush()
+    except IntegrityError as error:
+        if "uq_policies_tenant_name" not in str(error.orig):
+            raise
+        raise Conflict(f"A policy named {name!r} already exists.") from None

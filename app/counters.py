@@ -9,10 +9,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import ChangeBucket, Policy, StatusCount, SyncUser
-from app.timeutil import minute_of
+from app.db.models import ChangeBucket, LatestCount, Policy, StatusCount, SyncUser
+from app.timeutil import MICROS_PER_HOUR, minute_of
 
 NO_POLICY = 0
+# A user as the counters see it: (policy id, status, latest_sort).
+UserKey = tuple[int | None, str, int]
 
 
 def policy_key(policy_id: int | None) -> int:
@@ -44,19 +46,62 @@ async def add_status_counts(
     )
 
 
-async def move_status(
-    session: AsyncSession,
-    tenant_id: int,
-    old: tuple[int | None, str] | None,
-    new: tuple[int | None, str] | None,
+def hour_of(latest_sort: int) -> int:
+    return latest_sort // MICROS_PER_HOUR
+
+
+async def add_latest_counts(
+    session: AsyncSession, tenant_id: int, deltas: Counter[tuple[int, int, str]]
 ) -> None:
-    """Move one user between (policy, status) counters; None means added or removed."""
-    deltas: Counter[tuple[int, str]] = Counter()
-    if old is not None:
-        deltas[(policy_key(old[0]), old[1])] -= 1
-    if new is not None:
-        deltas[(policy_key(new[0]), new[1])] += 1
-    await add_status_counts(session, tenant_id, deltas)
+    """Apply {(hour, policy_key, status): delta} to the tenant's latest-sync hour counters."""
+    rows = [
+        {"tenant_id": tenant_id, "hour": hour, "policy_key": key, "status": status, "count": d}
+        for (hour, key, status), d in sorted(deltas.items())
+        if d
+    ]
+    if not rows:
+        return
+    insert = _insert(session)(LatestCount)
+    await session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["tenant_id", "hour", "policy_key", "status"],
+            set_={"count": LatestCount.count + insert.excluded.count},
+        ),
+        rows,
+    )
+
+
+class Moves:
+    """Counter deltas of users moving between (policy, status, latest sync hour)."""
+
+    def __init__(self) -> None:
+        self.status: Counter[tuple[int, str]] = Counter()
+        self.latest: Counter[tuple[int, int, str]] = Counter()
+
+    def add(self, key: UserKey | None, sign: int) -> None:
+        if key is None:
+            return
+        policy_id, status, latest_sort = key
+        self.status[(policy_key(policy_id), status)] += sign
+        if latest_sort > 0:  # never-synced users have no latest sync hour
+            self.latest[(hour_of(latest_sort), policy_key(policy_id), status)] += sign
+
+    def move(self, old: UserKey | None, new: UserKey | None) -> None:
+        self.add(old, -1)
+        self.add(new, 1)
+
+    async def apply(self, session: AsyncSession, tenant_id: int) -> None:
+        await add_status_counts(session, tenant_id, self.status)
+        await add_latest_counts(session, tenant_id, self.latest)
+
+
+async def move_user(
+    session: AsyncSession, tenant_id: int, old: UserKey | None, new: UserKey | None
+) -> None:
+    """Move one user between counters; None means added or removed."""
+    moves = Moves()
+    moves.move(old, new)
+    await moves.apply(session, tenant_id)
 
 
 async def add_changes(session: AsyncSession, tenant_id: int, at_micros: int, changes: int) -> None:
@@ -84,19 +129,28 @@ async def add_policy_users(session: AsyncSession, deltas: Counter[int]) -> None:
 
 
 async def recount(session: AsyncSession, tenant_id: int) -> None:
-    """Rebuild a tenant's status counters and policy user counts from the users (bulk loads)."""
+    """Rebuild a tenant's counters and policy user counts from the users (bulk loads)."""
     await session.execute(StatusCount.__table__.delete().where(StatusCount.tenant_id == tenant_id))
+    await session.execute(LatestCount.__table__.delete().where(LatestCount.tenant_id == tenant_id))
+    moves = Moves()
+    per_policy: Counter[int] = Counter()
     grouped = await session.execute(
         select(SyncUser.policy_id, SyncUser.status, func.count())
         .where(SyncUser.tenant_id == tenant_id)
         .group_by(SyncUser.policy_id, SyncUser.status)
     )
-    deltas: Counter[tuple[int, str]] = Counter()
-    per_policy: Counter[int] = Counter()
     for policy_id, status, count in grouped:
-        deltas[(policy_key(policy_id), status)] += count
+        moves.status[(policy_key(policy_id), status)] += count
         if policy_id:
             per_policy[policy_id] += count
-    await add_status_counts(session, tenant_id, deltas)
+    hour = SyncUser.latest_sort // MICROS_PER_HOUR
+    grouped = await session.execute(
+        select(hour, SyncUser.policy_id, SyncUser.status, func.count())
+        .where(SyncUser.tenant_id == tenant_id, SyncUser.latest_sort > 0)
+        .group_by(hour, SyncUser.policy_id, SyncUser.status)
+    )
+    for hour_value, policy_id, status, count in grouped:
+        moves.latest[(int(hour_value), policy_key(policy_id), status)] += count
+    await moves.apply(session, tenant_id)
     await session.execute(update(Policy).where(Policy.tenant_id == tenant_id).values(user_count=0))
     await add_policy_users(session, per_policy)

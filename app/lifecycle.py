@@ -106,7 +106,7 @@ async def start_run(
     service: str = "MAIL",
     items_total: int | None = None,
     *,
-    moves: Counter[tuple[int, str]] | None = None,
+    moves: counters.Moves | None = None,
 ) -> tuple[SyncRun, Event]:
     """Starts a run; its counter moves go to `moves` when given (the caller applies them)."""
     if user.current_run_id is not None:
@@ -129,13 +129,12 @@ async def start_run(
     session.add(run)
     await session.flush()
     policy = await session.get(Policy, user.policy_id) if user.policy_id else None
+    old = (user.policy_id, user.status, user.latest_sort)
+    new = (user.policy_id, "IN_PROGRESS", now)
     if moves is None:
-        await counters.move_status(
-            session, user.tenant_id, (user.policy_id, user.status), (user.policy_id, "IN_PROGRESS")
-        )
+        await counters.move_user(session, user.tenant_id, old, new)
     else:
-        moves[(counters.policy_key(user.policy_id), user.status)] -= 1
-        moves[(counters.policy_key(user.policy_id), "IN_PROGRESS")] += 1
+        moves.move(old, new)
     user.status = "IN_PROGRESS"
     user.latest_sync_at = user.latest_sort = now
     user.due_at = _due_after_start(policy, now)
@@ -238,8 +237,11 @@ async def finish_run(
     run.error_code, run.error_message = error_code, error_message
     run.finished_at = now
     status = STATUS_OF_STATE[run.state]
-    await counters.move_status(
-        session, user.tenant_id, (user.policy_id, user.status), (user.policy_id, status)
+    await counters.move_user(
+        session,
+        user.tenant_id,
+        (user.policy_id, user.status, user.latest_sort),
+        (user.policy_id, status, user.latest_sort),
     )
     user.status = status
     user.current_run_id = None
@@ -291,7 +293,7 @@ async def claim_due_runs(
     events: list[Event] = []
     # The counters of all these starts in one sorted write: claimers taking users of several
     # policies and statuses in different orders would otherwise deadlock on the counter rows.
-    moves = Counter[tuple[int, str]]()
+    moves = counters.Moves()
     for user in (await session.scalars(query)).all():
         assert user.policy_id is not None  # selected by policy_id IN (...)
         run, event = await start_run(
@@ -299,7 +301,7 @@ async def claim_due_runs(
         )
         runs.append(run)
         events.append(event)
-    await counters.add_status_counts(session, tenant_id, moves)
+    await moves.apply(session, tenant_id)
     return runs, events
 
 
@@ -391,13 +393,15 @@ async def assign_policy(
     policy, users = await _lock_for_assignment(session, tenant_id, user_ids, policy_id)
     changed: list[SyncUser] = []
     moved: Counter[int] = Counter()
-    status_moves: Counter[tuple[int, str]] = Counter()
+    moves = counters.Moves()
     for user in users:
         if user.policy_id == policy_id:
             continue
         old = await session.get(Policy, user.policy_id) if user.policy_id else None
-        status_moves[(counters.policy_key(user.policy_id), user.status)] -= 1
-        status_moves[(counters.policy_key(policy_id), user.status)] += 1
+        moves.move(
+            (user.policy_id, user.status, user.latest_sort),
+            (policy_id, user.status, user.latest_sort),
+        )
         if old:
             moved[old.id] -= 1
         if policy:
@@ -407,7 +411,7 @@ async def assign_policy(
         user.policy_id = policy_id
         user.due_at = _due_for(user, policy, now)
         changed.append(user)
-    await counters.add_status_counts(session, tenant_id, status_moves)
+    await moves.apply(session, tenant_id)
     await counters.add_policy_users(session, moved)
     await session.flush()
     events: list[Event] = [

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 MICROS_PER_SECOND = 1_000_000
 MICROS_PER_MINUTE = 60 * MICROS_PER_SECOND
+MICROS_PER_HOUR = 60 * MICROS_PER_MINUTE
 
 
 def utcnow() -> datetime:

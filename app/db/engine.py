@@ -18,11 +18,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+SQLITE_CACHE_SIZE = -65536  # KiB
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA busy_timeout=10000",
-    "PRAGMA cache_size=-65536",
+    f"PRAGMA cache_size={SQLITE_CACHE_SIZE}",
     "PRAGMA temp_store=MEMORY",
     "PRAGMA mmap_size=1073741824",
 )

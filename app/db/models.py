@@ -2,8 +2,8 @@
 
 `sync_users` holds each user's identity and its one row of current state (status, latest sync,
 current run, version, due time), indexed for every filter and order of the Sync Status page.
-`status_counts` and `change_buckets` are counters kept in the same transaction as each state
-change, so metrics and the common exact counts never scan users.
+`status_counts`, `latest_counts` and `change_buckets` are counters kept in the same transaction
+as each state change, so metrics and exact counts never scan a million users.
 """
 
 from __future__ import annotations
@@ -82,7 +82,10 @@ class SyncUser(Base):
         Index("ix_sync_users_status_email", "tenant_id", "status", "email"),
         Index("ix_sync_users_policy_email", "tenant_id", "policy_id", "email"),
         Index("ix_sync_users_latest", "tenant_id", "latest_sort", "id"),
-        Index("ix_sync_users_status_latest", "tenant_id", "status", "latest_sort", "id"),
+        # policy_id last: counts of status + policy + date range stay inside the index.
+        Index(
+            "ix_sync_users_status_latest", "tenant_id", "status", "latest_sort", "id", "policy_id"
+        ),
         Index("ix_sync_users_policy_latest", "tenant_id", "policy_id", "latest_sort", "id"),
         Index("ix_sync_users_due", "tenant_id", "due_at"),
     )
@@ -147,6 +150,19 @@ class StatusCount(Base):
 
     __tablename__ = "status_counts"
     tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    policy_key: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(24), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class LatestCount(Base):
+    """Synced users per (tenant, hour of latestSyncAt, policy, status); never-synced users are not
+    counted here. An exact count for a date range sums the whole hours inside it here and counts
+    only the two partial hours at its ends in the sync_users indexes."""
+
+    __tablename__ = "latest_counts"
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     policy_key: Mapped[int] = mapped_column(Integer, primary_key=True)
     status: Mapped[str] = mapped_column(String(24), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, default=0)

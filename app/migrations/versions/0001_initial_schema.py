@@ -34,6 +34,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tenant_id", "policy_key", "status", name=op.f("pk_status_counts")),
     )
     op.create_table(
+        "latest_counts",
+        sa.Column("tenant_id", sa.Integer(), nullable=False),
+        sa.Column("hour", sa.BigInteger(), nullable=False),
+        sa.Column("policy_key", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=24), nullable=False),
+        sa.Column("count", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "tenant_id", "hour", "policy_key", "status", name=op.f("pk_latest_counts")
+        ),
+    )
+    op.create_table(
         "tenants",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
@@ -121,7 +132,7 @@ def upgrade() -> None:
         )
         batch_op.create_index(
             "ix_sync_users_status_latest",
-            ["tenant_id", "status", "latest_sort", "id"],
+            ["tenant_id", "status", "latest_sort", "id", "policy_id"],
             unique=False,
         )
 
@@ -204,6 +215,7 @@ def downgrade() -> None:
 
     op.drop_table("api_tokens")
     op.drop_table("tenants")
+    op.drop_table("latest_counts")
     op.drop_table("status_counts")
     op.drop_table("change_buckets")
     # ### end Alembic commands ###

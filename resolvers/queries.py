@@ -7,7 +7,7 @@ from datetime import datetime
 from app.context import Context
 from app.errors import BadUserInput
 from app.ids import decode_any_id, decode_id
-from app.reads import metrics, runs, users
+from app.reads import metrics, relations, runs, users
 from app.reads.pagination import Page, PageArgs
 from app.reads.users import UserFilter
 from app.timeutil import now_micros, to_micros
@@ -43,12 +43,24 @@ def user_filter(
 
 
 async def sync_users(
-    ctx: Context, filt: UserFilter, order: str, args: PageArgs
-) -> tuple[Page[UserView], UserFilter, int]:
+    ctx: Context,
+    filt: UserFilter,
+    order: str,
+    args: PageArgs,
+    *,
+    with_total: bool = False,
+    runs: frozenset[str] = frozenset(),
+) -> tuple[Page[UserView], int | None]:
+    """A page with each user's policy and the asked runs, and the exact total when asked (or
+    when planning the page needed it), all in one session."""
     tenant_id = await viewer(ctx)
     async with ctx.services.db.read() as session:
-        page = await users.user_page(session, tenant_id, filt, order, args)
-    return page, filt, tenant_id
+        result = await users.user_page(session, tenant_id, filt, order, args)
+        total = result.total
+        if with_total and total is None:
+            total = await users.user_count(session, tenant_id, filt)
+        page = await relations.with_relations(session, tenant_id, result.page, runs)
+    return page, total
 
 
 async def sync_user_count(ctx: Context, filt: UserFilter) -> int:

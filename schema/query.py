@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
+from strawberry.types.nodes import FragmentSpread, InlineFragment
 
 from app.reads.pagination import PageArgs
 from app.reads.users import UserFilter
@@ -30,10 +33,31 @@ class SyncUserConnection:
     edges: list[SyncUserEdge]
     page_info: PageInfoType
     filter_: strawberry.Private[UserFilter]
+    known_total: strawberry.Private[int | None] = None
 
     @strawberry.field(description="Exact number of users matching the filter.")
     async def total_count(self, info: Info) -> int:
+        if self.known_total is not None:
+            return self.known_total
         return await queries.sync_user_count(info.context, self.filter_)
+
+
+def _names(selections: list[Any], path: tuple[str, ...]) -> set[str]:
+    names: set[str] = set()
+    for selection in selections:
+        if isinstance(selection, FragmentSpread | InlineFragment):
+            names |= _names(selection.selections, path)
+        elif not path:
+            names.add(selection.name)
+        elif selection.name == path[0]:
+            names |= _names(selection.selections, path[1:])
+    return names
+
+
+def selected(info: Info, path: tuple[str, ...]) -> set[str]:
+    """Names of the fields the query selects at `path` below this field (fragments included),
+    so a resolver reads in one go what its children will need."""
+    return _names(info.selected_fields[0].selections, path)
 
 
 def as_node(view: UserView | RunView | PolicyView | None) -> Node | None:
@@ -91,16 +115,25 @@ class Query:
             f.policy_id,
             f.status.value if f.status else None,
         )
-        page, filt, _ = await queries.sync_users(
+        node = selected(info, ("edges", "node"))
+        runs = frozenset(
+            key
+            for key, field in (("current", "currentRun"), ("last", "lastFinishedRun"))
+            if field in node
+        )
+        page, total = await queries.sync_users(
             info.context,
             parsed,
             (order_by or SyncUserOrder.EMAIL_ASC).value,
             PageArgs(first, after, last, before),
+            with_total="totalCount" in selected(info, ()),
+            runs=runs,
         )
         return SyncUserConnection(
             edges=[SyncUserEdge(cursor=c, node=SyncUser.of(v)) for c, v in page.items],
             page_info=page_info(page.items, page.has_next, page.has_previous),  # type: ignore[arg-type]
-            filter_=filt,
+            filter_=parsed,
+            known_total=total,
         )
 
     @strawberry.field(description="One user; null if not found.")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import TypeVar
 
 import strawberry
 
@@ -16,6 +18,7 @@ from schema.enums import Role, RunKind, RunState, SyncService, SyncStatus
 from schema.scalars import DateTime
 
 Info = strawberry.Info[Context, None]
+T = TypeVar("T")
 
 
 def _time(micros: int | None) -> datetime | None:
@@ -98,6 +101,10 @@ class Policy(Node):
             created_at=from_micros(view.created_at),  # type: ignore[arg-type]
             updated_at=from_micros(view.updated_at),  # type: ignore[arg-type]
         )
+
+
+def _policy_node(view: PolicyView | None) -> Policy | None:
+    return Policy.of(view) if view else None
 
 
 @strawberry.type(description="A problem with one item of a run (a message, folder, event...).")
@@ -237,47 +244,66 @@ class SyncUser(Node):
             view=view,
         )
 
-    async def _policy(self, info: Info) -> PolicyView | None:
-        if self.view.policy_id is None:
+    # Pages preload policy and runs into the view (app.reads.relations); then these resolve
+    # synchronously, which costs graphql-core far less than an awaitable per field and row.
+    # Otherwise (single users, subscriptions without snapshots) they return a loader awaitable.
+    def _with_policy(self, info: Info, then: Callable[[PolicyView | None], T]) -> T | Awaitable[T]:
+        view = self.view
+        if view.policy_id is None or view.policy is not None:
+            return then(view.policy if view.policy_id is not None else None)
+
+        async def load() -> T:
+            return then(await info.context.loaders.policy.load(view.policy_id))
+
+        return load()
+
+    def _with_run(
+        self, info: Info, run_id: int | None, run: RunView | None
+    ) -> SyncRun | Awaitable[SyncRun | None] | None:
+        if run_id is None:
             return None
-        if self.view.policy is not None:
-            return self.view.policy
-        return await info.context.loaders.policy.load(self.view.policy_id)
+        if run is not None:
+            return SyncRun.of(run)
+
+        async def load() -> SyncRun | None:
+            found = await info.context.loaders.run.load(run_id)
+            return SyncRun.of(found) if found else None
+
+        return load()
 
     @strawberry.field
-    async def policy(self, info: Info) -> Policy | None:
-        view = await self._policy(info)
-        return Policy.of(view) if view else None
+    def policy(self, info: Info) -> Policy | None:
+        return self._with_policy(info, _policy_node)  # type: ignore[return-value]
 
     @strawberry.field(description="Grows with every change of this user's sync state.")
-    async def version(self, info: Info) -> int:
-        policy = await self._policy(info)
-        return self.view.version + (policy.revision if policy else 0)
+    def version(self, info: Info) -> int:
+        own = self.view.version
+        return self._with_policy(  # type: ignore[return-value]
+            info, lambda policy: own + (policy.revision if policy else 0)
+        )
 
     @strawberry.field(description="From the policy's schedule; null without an active policy.")
-    async def next_scheduled_sync_at(self, info: Info) -> DateTime | None:
-        policy = await self._policy(info)
+    def next_scheduled_sync_at(self, info: Info) -> DateTime | None:
+        return self._with_policy(info, self._next_sync)  # type: ignore[return-value]
+
+    def _next_sync(self, policy: PolicyView | None) -> datetime | None:
         if policy is None or not policy.active:
             return None
         if self.view.sync_requested or self.view.latest_sync_at is None:
-            return from_micros(now_micros())  # type: ignore[return-value]
-        return _time(self.view.due_at)  # type: ignore[return-value]
+            return from_micros(now_micros())
+        return _time(self.view.due_at)
 
     @strawberry.field(description="The RUNNING run, if any.")
-    async def current_run(self, info: Info) -> SyncRun | None:
-        if self.view.current_run_id is None:
-            return None
-        run = self.view.current_run or await info.context.loaders.run.load(self.view.current_run_id)
-        return SyncRun.of(run) if run else None
+    def current_run(self, info: Info) -> SyncRun | None:
+        return self._with_run(  # type: ignore[return-value]
+            info, self.view.current_run_id, self.view.current_run
+        )
 
     @strawberry.field
-    async def last_finished_run(self, info: Info) -> SyncRun | None:
-        if self.view.last_finished_run_id is None:
-            return None
-        run = self.view.last_finished_run or await info.context.loaders.run.load(
-            self.view.last_finished_run_id
+    def last_finished_run(self, info: Info) -> SyncRun | None:
+        return self._with_run(  # type: ignore[return-value]
+            info, self.view.last_finished_run_id, self.view.last_finished_run
         )
-        return SyncRun.of(run) if run else None
 
     @strawberry.field(description="The user's runs, newest first.")
     async def runs(

@@ -1,4 +1,15 @@
-"""The Sync Status table: filtered, ordered keyset pages of users with exact totals."""
+"""The Sync Status table: filtered, ordered keyset pages of users with exact totals.
+
+On SQLite the access path of each page is chosen here, from exact counts (see user_counts):
+SQLite has no statistics to tell a filter matching 80% of a million users from one matching 30.
+- walk: follow the order's index (by email, or by latest sync), starting with the status or
+  policy equality that selects fewer users, and check the other filters row by row; it reads
+  about limit x (users in the index prefix / users matching) rows.
+- range: read the latestSyncAt range from its index, then sort by email (all the range's rows).
+- search: read the trigram index's matches by rowid, then sort (all the matches).
+The cheapest wins. Columns that must not pick the index are written `col + 0` / `col || ''`.
+PostgreSQL plans with its own statistics, so it gets the plain conditions.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +21,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from app import validation
-from app.db.models import StatusCount, SyncUser
+from app.db.models import SyncUser
 from app.errors import BadUserInput
-from app.reads.pagination import Keyset, Page, PageArgs, keyset_page
+from app.reads.pagination import Keyset, Page, PageArgs, decode_cursor, keyset_page, page_size
+from app.reads.user_counts import counted, fts_matches, fts_phrase, structured_count
+from app.reads.user_counts import tenant_owns_all_users as _single_tenant
 from app.views import UserView
 
 STATUSES = ("NEVER_SYNCED", "IN_PROGRESS", "SYNCED", "COMPLETED_WITH_WARNING", "FAILED")
 TRIGRAM = 3  # shorter searches cannot use the trigram index and fall back to a scan
+FEW = 20_000  # rows cheaper to check one by one than to count the trigram index's matches
+ALL = frozenset({"tenant", "status", "policy", "latest"})
+COLUMNS = tuple(SyncUser.__table__.c)
 
 ORDERS = {
     "EMAIL_ASC": Keyset("u.email", (SyncUser.email, SyncUser.id), False, (str, int)),
@@ -37,13 +53,18 @@ class UserFilter:
     status: str | None = None
 
     @property
-    def counted_by_counters(self) -> bool:
-        """Status and policy alone are served exactly by the status_counts counters."""
-        return (
-            self.email_contains is None
-            and self.latest_sync_from is None
-            and self.latest_sync_to is None
-        )
+    def ranged(self) -> bool:
+        return self.latest_sync_from is not None or self.latest_sync_to is not None
+
+    @property
+    def term(self) -> str | None:
+        return validation.search(self.email_contains)
+
+
+@dataclass(frozen=True, slots=True)
+class UserPage:
+    page: Page[UserView]
+    total: int | None  # the exact count, when planning the page needed it
 
 
 def _like_pattern(term: str) -> str:
@@ -51,15 +72,7 @@ def _like_pattern(term: str) -> str:
     return f"%{escaped}%"
 
 
-def _search_condition(dialect: str, term: str) -> ColumnElement[bool]:
-    if dialect == "sqlite" and len(term) >= TRIGRAM:
-        phrase = '"' + term.replace('"', '""') + '"'
-        matches = (
-            select(literal_column("rowid"))
-            .select_from(text("sync_users_search"))
-            .where(text("sync_users_search MATCH :phrase").bindparams(phrase=phrase))
-        )
-        return SyncUser.id.in_(matches)
+def _like(term: str) -> ColumnElement[bool]:
     # Emails are stored lower-case; pg_trgm's GIN indexes serve LIKE '%term%' directly.
     pattern = _like_pattern(term)
     return or_(
@@ -68,21 +81,55 @@ def _search_condition(dialect: str, term: str) -> ColumnElement[bool]:
     )
 
 
-def conditions(tenant_id: int, dialect: str, filt: UserFilter) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = [SyncUser.tenant_id == tenant_id]
+def _fts(term: str) -> ColumnElement[bool]:
+    matches = (
+        select(literal_column("rowid"))
+        .select_from(text("sync_users_search"))
+        .where(text("sync_users_search MATCH :phrase").bindparams(phrase=fts_phrase(term)))
+    )
+    return SyncUser.id.in_(matches)
+
+
+def _trigram(dialect: str, term: str) -> bool:
+    return dialect == "sqlite" and len(term) >= TRIGRAM
+
+
+def conditions(
+    tenant_id: int,
+    dialect: str,
+    filt: UserFilter,
+    indexed: frozenset[str] = ALL,
+    search: str = "auto",
+    ids: bool = False,
+) -> list[ColumnElement[bool]]:
+    """The filter as SQL; columns not in `indexed` are kept from using an index (SQLite).
+    search: "fts" (trigram index), "like", or "auto" (fts when it can). ids: select the
+    users the other filters match by id in a subquery that SQLite answers from an index
+    alone, and read only those rows."""
+
+    def col(name: str, column: Any, numeric: bool = True) -> Any:
+        if name in indexed:
+            return column
+        return column + 0 if numeric else column.concat("")
+
+    where: list[ColumnElement[bool]] = [col("tenant", SyncUser.tenant_id) == tenant_id]
     if filt.status is not None:
-        where.append(SyncUser.status == filt.status)
+        where.append(col("status", SyncUser.status, numeric=False) == filt.status)
     if filt.policy_id is not None:
-        where.append(SyncUser.policy_id == filt.policy_id)
-    if filt.latest_sync_from is not None or filt.latest_sync_to is not None:
-        where.append(SyncUser.latest_sort > 0)  # never-synced users are excluded
+        where.append(col("policy", SyncUser.policy_id) == filt.policy_id)
+    if filt.ranged:
+        latest = col("latest", SyncUser.latest_sort)
+        where.append(latest > 0)  # never-synced users are excluded
         if filt.latest_sync_from is not None:
-            where.append(SyncUser.latest_sort >= filt.latest_sync_from)
+            where.append(latest >= filt.latest_sync_from)
         if filt.latest_sync_to is not None:
-            where.append(SyncUser.latest_sort <= filt.latest_sync_to)
-    term = validation.search(filt.email_contains)
+            where.append(latest <= filt.latest_sync_to)
+    if ids:
+        where = [SyncUser.id.in_(select(SyncUser.id).where(*where).correlate(None))]
+    term = filt.term
     if term:
-        where.append(_search_condition(dialect, term))
+        use_fts = search == "fts" or (search == "auto" and _trigram(dialect, term))
+        where.append(_fts(term) if use_fts else _like(term))
     return where
 
 
@@ -97,41 +144,172 @@ def check_filter(filt: UserFilter) -> None:
         raise BadUserInput("latestSyncFrom is after latestSyncTo.")
 
 
+@dataclass(frozen=True, slots=True)
+class Access:
+    """How to read rows on SQLite (see conditions)."""
+
+    indexed: frozenset[str]
+    search: str = "like"
+    ids: bool = False
+
+
+BY_TRIGRAMS = Access(frozenset(), "fts")  # rowids from the trigram index only
+# The users the other filters select, from the covering status / policy / latest index (SQLite
+# would rather walk the bare latest index once it must read rows anyway), then their rows.
+BY_FILTERS = Access(ALL, "like", ids=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    total: int
+    structured: int | None  # users matching all but emailContains, when known
+    fts: int | None  # trigram matches in every tenant, when searched
+
+
+async def _sqlite_counts(
+    session: AsyncSession, tenant_id: int, filt: UserFilter, term: str | None
+) -> Counts:
+    if not term or len(term) < TRIGRAM:
+        structured = await structured_count(
+            session,
+            tenant_id,
+            filt.status,
+            filt.policy_id,
+            filt.latest_sync_from,
+            filt.latest_sync_to,
+        )
+        if not term or structured == 0:
+            return Counts(structured, structured, None)
+        total = await _scan_count(session, tenant_id, filt, BY_FILTERS)
+        return Counts(total, structured, None)
+    if filt.status is None and filt.policy_id is None and not filt.ranged:
+        fts = await fts_matches(session, term)
+        if fts == 0 or await _single_tenant(session, tenant_id):
+            return Counts(fts, None, fts)
+        return Counts(await _scan_count(session, tenant_id, filt, BY_TRIGRAMS), None, fts)
+    structured = await structured_count(
+        session, tenant_id, filt.status, filt.policy_id, filt.latest_sync_from, filt.latest_sync_to
+    )
+    if structured == 0:
+        return Counts(0, 0, None)
+    # Few users selected by the other filters: check them with LIKE, no trigram lookup at all.
+    fts = await fts_matches(session, term) if structured > FEW else None
+    if fts == 0:
+        return Counts(0, structured, 0)
+    if fts is None or structured <= fts:
+        total = await _scan_count(session, tenant_id, filt, BY_FILTERS)
+    else:  # check the fewer trigram matches against the other filters
+        total = await _scan_count(session, tenant_id, filt, BY_TRIGRAMS)
+    return Counts(total, structured, fts)
+
+
+async def _scan_count(
+    session: AsyncSession, tenant_id: int, filt: UserFilter, access: Access
+) -> int:
+    where = conditions(tenant_id, "sqlite", filt, access.indexed, access.search, access.ids)
+    query = select(func.count()).select_from(SyncUser).where(*where)
+    return int(await session.scalar(query) or 0)
+
+
+async def user_count(session: AsyncSession, tenant_id: int, filt: UserFilter) -> int:
+    check_filter(filt)
+    dialect = session.bind.dialect.name
+    term = filt.term
+    if dialect == "sqlite":
+        return (await _sqlite_counts(session, tenant_id, filt, term)).total
+    if not term:
+        return await structured_count(
+            session,
+            tenant_id,
+            filt.status,
+            filt.policy_id,
+            filt.latest_sync_from,
+            filt.latest_sync_to,
+        )
+    query = select(func.count()).select_from(SyncUser)
+    return int(await session.scalar(query.where(*conditions(tenant_id, dialect, filt))) or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    access: Access
+    total: int | None
+
+
+async def _sqlite_plan(
+    session: AsyncSession, tenant_id: int, filt: UserFilter, order: str, limit: int
+) -> Plan:
+    # The walk's index prefix: the status or policy equality that selects fewer users.
+    prefix = "tenant"
+    if filt.status is not None and filt.policy_id is not None:
+        by_status = await counted(session, tenant_id, filt.status, None)
+        by_policy = await counted(session, tenant_id, None, filt.policy_id)
+        prefix = "status" if by_status <= by_policy else "policy"
+    elif filt.status is not None:
+        prefix = "status"
+    elif filt.policy_id is not None:
+        prefix = "policy"
+    walk = Access(frozenset({"tenant", prefix} | ({"latest"} if order != "EMAIL_ASC" else set())))
+    term = filt.term
+    if not filt.ranged and not term:
+        return Plan(walk, None)
+    counts = await _sqlite_counts(session, tenant_id, filt, term)
+    if counts.total == 0:
+        return Plan(walk, 0)
+    base = await counted(
+        session,
+        tenant_id,
+        filt.status if prefix == "status" else None,
+        filt.policy_id if prefix == "policy" else None,
+    )
+    if order != "EMAIL_ASC" and filt.ranged and counts.structured is not None:
+        base = min(base, counts.structured * 2)  # the walk seeks to the range in that index
+    options = [(limit * base / counts.total, walk)]
+    if filt.ranged and order == "EMAIL_ASC" and counts.structured is not None:
+        options.append((counts.structured, BY_FILTERS))
+    if term and counts.fts is not None:
+        options.append((counts.fts, BY_TRIGRAMS))
+    return Plan(min(options, key=lambda option: option[0])[1], counts.total)
+
+
 async def user_page(
     session: AsyncSession,
     tenant_id: int,
     filt: UserFilter,
     order: str,
     args: PageArgs,
-) -> Page[UserView]:
+    *,
+    access: Access | None = None,
+) -> UserPage:
+    """A keyset page; on SQLite read as planned, or as `access` says (tests compare them)."""
     check_filter(filt)
     keyset = ORDERS[order]
     dialect = session.bind.dialect.name
-    query: Select[Any] = select(SyncUser).where(and_(*conditions(tenant_id, dialect, filt)))
-    page = await keyset_page(
-        session, query, keyset, tenant_id, args, lambda row: _KEY_OF[order](row[0])
-    )
-    return Page(
-        [(cursor, UserView.of(row[0])) for cursor, row in page.items],
-        page.has_next,
-        page.has_previous,
-    )
-
-
-async def user_count(session: AsyncSession, tenant_id: int, filt: UserFilter) -> int:
-    check_filter(filt)
-    if filt.counted_by_counters:
-        query = select(func.coalesce(func.sum(StatusCount.count), 0)).where(
-            StatusCount.tenant_id == tenant_id
-        )
-        if filt.status is not None:
-            query = query.where(StatusCount.status == filt.status)
-        if filt.policy_id is not None:
-            query = query.where(StatusCount.policy_key == filt.policy_id)
-        return int(await session.scalar(query) or 0)
-    dialect = session.bind.dialect.name
-    query = select(func.count()).select_from(SyncUser)
-    return int(await session.scalar(query.where(*conditions(tenant_id, dialect, filt))) or 0)
+    if dialect == "sqlite":
+        limit, _ = page_size(args)
+        if access is None:
+            plan = await _sqlite_plan(session, tenant_id, filt, order, limit)
+        else:
+            plan = Plan(access, None)
+        if plan.total == 0:  # nothing to walk; still reject bad arguments
+            _, forward = page_size(args)
+            after = decode_cursor(args.after, keyset, tenant_id) if args.after is not None else None
+            before = (
+                decode_cursor(args.before, keyset, tenant_id) if args.before is not None else None
+            )
+            if forward:
+                return UserPage(Page([], False, after is not None), 0)
+            return UserPage(Page([], before is not None, False), 0)
+        access = plan.access
+        where = conditions(tenant_id, dialect, filt, access.indexed, access.search, access.ids)
+        query: Select[Any] = select(*COLUMNS).where(and_(*where))
+        total = plan.total
+    else:
+        query = select(*COLUMNS).where(and_(*conditions(tenant_id, dialect, filt)))
+        total = None
+    page = await keyset_page(session, query, keyset, tenant_id, args, _KEY_OF[order])
+    items = [(cursor, UserView.of(row)) for cursor, row in page.items]
+    return UserPage(Page(items, page.has_next, page.has_previous), total)
 
 
 async def get_user(session: AsyncSession, tenant_id: int, user_id: int) -> UserView | None:
@@ -142,7 +320,7 @@ async def get_user(session: AsyncSession, tenant_id: int, user_id: int) -> UserV
 async def users_by_ids(
     session: AsyncSession, tenant_id: int, user_ids: list[int]
 ) -> dict[int, UserView]:
-    rows = await session.scalars(
-        select(SyncUser).where(SyncUser.tenant_id == tenant_id, SyncUser.id.in_(user_ids))
+    rows = await session.execute(
+        select(*COLUMNS).where(SyncUser.tenant_id == tenant_id, SyncUser.id.in_(user_ids))
     )
     return {row.id: UserView.of(row) for row in rows}

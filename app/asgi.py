@@ -31,6 +31,7 @@ from app.db.engine import is_sqlite, open_database
 from app.errors import ServiceError
 from app.events import Publisher
 from app.migrate import upgrade
+from app.runtime import freeze_startup_heap
 from app.services import Services
 from app.settings import Settings
 from app.simulator import running_simulator
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                 )
                 services.hub = Hub(broadcast, db)
                 ref["services"] = services
+                freeze_startup_heap()
                 try:
                     async with _simulation(services, simulate):
                         yield {"services": services}

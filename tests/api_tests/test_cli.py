@@ -1,0 +1,186 @@
+"""The `syncstatus` command: db upgrade, token create and seed, each honouring
+SYNCSTATUS_DATABASE_URL (run from an empty folder, so the default ./syncstatus.db would show)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import asyncpg
+import pytest
+from alembic.script import ScriptDirectory
+
+from app.migrate import alembic_config
+from tests.api import Api
+from tests.api_tests import helpers as h
+from tests.server import Server, _run_async, postgres_database
+from tests.services import postgres_admin_url
+
+SYNCSTATUS = str(Path(sys.executable).with_name("syncstatus"))
+
+
+def syncstatus(database_url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCSTATUS_")}
+    return subprocess.run(
+        [SYNCSTATUS, *args],
+        cwd=cwd,
+        env={**env, "SYNCSTATUS_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def _empty(folder: Path) -> bool:
+    return not any(folder.iterdir())
+
+
+def _ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+async def _pg_tables(url: str) -> set[str]:
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return {r["tablename"] for r in rows}
+    finally:
+        await conn.close()
+
+
+HEAD = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+async def _pg_version(url: str) -> str:
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        return str(await conn.fetchval("SELECT version_num FROM alembic_version"))
+    finally:
+        await conn.close()
+
+
+TABLES = {"tenants", "api_tokens", "policies", "sync_users", "sync_runs", "failed_items"}
+
+
+def test_db_upgrade_on_sqlite(tmp_path: Path) -> None:
+    where = tmp_path / "data" / "store.db"
+    where.parent.mkdir()
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    url = f"sqlite+aiosqlite:///{where}"
+    for _ in range(2):  # idempotent
+        assert "up to date" in _ok(syncstatus(url, "db", "upgrade", cwd=cwd))
+    with sqlite3.connect(where) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        version = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    assert tables >= TABLES | {"alembic_version"}
+    assert version == [(HEAD,)]
+    assert _empty(cwd)  # nothing written to the default ./syncstatus.db
+
+
+def test_db_upgrade_on_postgres(tmp_path: Path) -> None:
+    with postgres_database(postgres_admin_url()) as url:
+        assert _run_async(_pg_tables(url)) == set()
+        for _ in range(2):
+            _ok(syncstatus(url, "db", "upgrade", cwd=tmp_path))
+        assert _run_async(_pg_tables(url)) >= TABLES | {"alembic_version"}
+        assert _run_async(_pg_version(url)) == HEAD
+    assert _empty(tmp_path)
+
+
+@pytest.fixture
+def cwd(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+async def test_token_create(server: Server, cwd: Path) -> None:
+    out = _ok(
+        syncstatus(
+            server.database_url, "token", "create", "--tenant", "cli-t", "--role", "viewer", cwd=cwd
+        )
+    )
+    token = out.strip().splitlines()[-1]
+    assert token.startswith("sst_") and " " not in token
+    viewer = Api(server.graphql_url, server.ws_url, token)
+    assert (await h.metrics(viewer))["totalUsers"] == 0
+    code = await viewer.error_code(h.CREATE_POLICY, input={"name": "N", "syncIntervalMinutes": 60})
+    assert code == "FORBIDDEN"
+    admin_out = _ok(
+        syncstatus(
+            server.database_url,
+            "token",
+            "create",
+            "--tenant",
+            "cli-t",
+            "--role",
+            "admin",
+            "--name",
+            "ops",
+            cwd=cwd,
+        )
+    )
+    admin = Api(server.graphql_url, server.ws_url, admin_out.strip().splitlines()[-1])
+    await h.add_users(admin, ["cli@t.example"])
+    assert (await h.metrics(viewer))["totalUsers"] == 1  # the same tenant
+    # Unknown roles are refused by the command, and no token is printed.
+    bad = syncstatus(
+        server.database_url, "token", "create", "--tenant", "cli-t", "--role", "root", cwd=cwd
+    )
+    assert bad.returncode != 0 and "sst_" not in bad.stdout
+    assert _empty(cwd)  # nothing written to the default ./syncstatus.db
+
+
+async def test_seed(server: Server, cwd: Path) -> None:
+    users = 300
+    out = _ok(
+        syncstatus(
+            server.database_url, "seed", "--tenant", "cli-seed", "--users", str(users), cwd=cwd
+        )
+    )
+    assert f"seeded {users} users" in out
+    token = (
+        _ok(
+            syncstatus(
+                server.database_url,
+                "token",
+                "create",
+                "--tenant",
+                "cli-seed",
+                "--role",
+                "admin",
+                cwd=cwd,
+            )
+        )
+        .strip()
+        .splitlines()[-1]
+    )
+    api = Api(server.graphql_url, server.ws_url, token)
+    found = await h.metrics(api)
+    assert found["totalUsers"] == users
+    listed = await h.all_users(api)
+    assert len(listed) == users
+    statuses = Counter(u["status"] for u in listed)
+    assert set(statuses) == set(h.STATUSES)  # every status appears
+    for status in h.STATUSES:
+        page = (await api.execute(h.SYNC_USERS, filter={"status": status}, first=1))["syncUsers"]
+        assert page["totalCount"] == statuses[status], status
+    total = (await api.execute(h.SYNC_USERS, first=1))["syncUsers"]["totalCount"]
+    assert total == users
+    assert found["failedSyncs"] == statuses["FAILED"]
+    assert found["syncsInProgress"] == statuses["IN_PROGRESS"]
+    policies = await h.all_policies(api)
+    assert sum(p["userCount"] for p in policies) == users
+    assert found["usersWithActivePolicy"] == sum(p["userCount"] for p in policies if p["active"])
+    assert found["changesLast24h"] > 0
+    # Seeded rows leave the id sequences right: the API adds users and runs after them.
+    (added,) = await h.add_users(api, ["after.seed@t.example"], policies[0]["id"])
+    run = await h.start(api, added["id"])
+    await h.finish(api, run["id"])
+    assert (await h.metrics(api))["totalUsers"] == users + 1
+    assert _empty(cwd)  # nothing written to the default ./syncstatus.db

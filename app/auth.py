@@ -66,7 +66,7 @@ class Authenticator:
     async def authenticate(self, token: str | None) -> Principal:
         if not token:
             raise Unauthenticated("An API token is required (Authorization: Bearer <token>).")
-        if len(token) > MAX_TOKEN_LENGTH:
+        if len(token) > MAX_TOKEN_LENGTH or not token.isascii():  # ours are ASCII
             raise Unauthenticated("Invalid API token.")
         digest = hash_token(token)
         cached = self._cache.get(digest)

@@ -10,6 +10,7 @@ from app.errors import BadUserInput
 
 NODE_TYPES = ("SyncUser", "SyncRun", "Policy")
 MAX_ID_LENGTH = 200
+MAX_ROW_ID = 2**31 - 1  # INTEGER primary keys: larger ids are never issued (nor storable)
 
 
 def encode_id(type_name: str, row_id: int) -> str:
@@ -27,7 +28,11 @@ def decode_any_id(global_id: str) -> tuple[str, int]:
         row_id = int(raw_id)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadUserInput(f"Malformed id: {global_id!r}.") from None
-    if type_name not in NODE_TYPES or row_id <= 0 or encode_id(type_name, row_id) != global_id:
+    if (
+        type_name not in NODE_TYPES
+        or not 0 < row_id <= MAX_ROW_ID
+        or encode_id(type_name, row_id) != global_id
+    ):
         raise BadUserInput(f"Malformed id: {global_id!r}.")
     return type_name, row_id
 

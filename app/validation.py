@@ -25,8 +25,20 @@ class FailedItemInput:
     error_message: str
 
 
+def storable(value: str, field: str) -> str:
+    """Text both databases can store and compare: PostgreSQL refuses NUL characters, and
+    neither encodes lone surrogates (JSON can carry both)."""
+    if "\x00" in value:
+        raise BadUserInput(f"{field} must not contain NUL characters.")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise BadUserInput(f"{field} is not valid Unicode.") from None
+    return value
+
+
 def text(value: str, field: str, max_length: int, *, allow_empty: bool = False) -> str:
-    value = value.strip()
+    value = storable(value, field).strip()
     if not value and not allow_empty:
         raise BadUserInput(f"{field} must not be empty.")
     if len(value) > max_length:
@@ -97,7 +109,7 @@ def failed_items(items: list[FailedItemInput] | None) -> list[FailedItemInput]:
 def search(value: str | None) -> str | None:
     if value is None:
         return None
-    value = value.strip().lower()
+    value = storable(value, "emailContains").strip().lower()
     if len(value) > SEARCH_MAX:
         raise BadUserInput(f"emailContains is longer than {SEARCH_MAX} characters.")
     return value or None

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, tuple_
+from sqlalchemy import BigInteger, Select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -65,9 +65,25 @@ def decode_cursor(cursor: str, keyset: Keyset, tenant_id: int) -> tuple[Any, ...
         or value[0] != keyset.tag
         or value[1] != tenant_id
         or not all(type(v) is t for v, t in zip(value[2:], keyset.key_types, strict=True))
+        or not all(_storable(v, c) for v, c in zip(value[2:], keyset.columns, strict=True))
     ):
         raise BadUserInput("The cursor does not belong to this list.")
     return tuple(value[2:])
+
+
+def _storable(value: Any, column: ColumnElement[Any]) -> bool:
+    """A key value the database can compare with the column (a forged cursor may hold any
+    JSON): integers within the column's range, text without NUL or lone surrogates."""
+    if isinstance(value, int):
+        bits = 63 if isinstance(column.type, BigInteger) else 31
+        return -(2**bits) <= value < 2**bits
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return False
+        return "\x00" not in value
+    return True
 
 
 def page_size(args: PageArgs) -> tuple[int, bool]:
@@ -89,6 +105,8 @@ async def keyset_page(
     tenant_id: int,
     args: PageArgs,
     key_of: Callable[[Any], Sequence[Any]],
+    *,
+    core: bool = False,
 ) -> Page[Any]:
     limit, forward = page_size(args)
     key = tuple_(*keyset.columns)
@@ -101,7 +119,11 @@ async def keyset_page(
         query = query.where(key > tuple_(*before) if keyset.descending else key < tuple_(*before))
     ascending = forward != keyset.descending
     order = [c.asc() if ascending else c.desc() for c in keyset.columns]
-    rows = list((await session.execute(query.order_by(*order).limit(limit + 1))).all())
+    query = query.order_by(*order).limit(limit + 1)
+    if core:  # plain rows on the session's connection: no ORM overhead
+        rows = list((await (await session.connection()).execute(query)).all())
+    else:
+        rows = list((await session.execute(query)).all())
     more = len(rows) > limit
     rows = rows[:limit]
     if not forward:

@@ -158,6 +158,9 @@ MALFORMED_IDS = [
     b64("Tenant:1"),
     b64("SyncUser:01"),
     b64("SyncUser:1") + "==",
+    b64("SyncUser:2147483648"),  # beyond the INTEGER keys: never issued
+    b64("SyncUser:99999999999999999999999"),
+    b64("SyncUser:1\x00"),
 ]
 
 
@@ -380,3 +383,87 @@ async def test_other_bad_arguments(world: World, unchanged: None) -> None:
     await expect(
         t.worker, "BAD_USER_INPUT", h.REPORT, run=world.run, processed=9, changes=9, items=items
     )
+
+
+def _forge(cursor: str, change: Any) -> str:
+    """A cursor of ours with its key replaced: clients can decode and re-encode cursors."""
+    raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    return b64(json.dumps(change(raw)))
+
+
+FORGERIES = {
+    "huge id": lambda raw: [*raw[:-1], 10**30],
+    "id beyond INTEGER": lambda raw: [*raw[:-1], 2**31],
+    "negative huge id": lambda raw: [*raw[:-1], -(10**30)],
+    "float id": lambda raw: [*raw[:-1], 1.5],
+    "bool id": lambda raw: [*raw[:-1], True],
+    "null key": lambda raw: [raw[0], raw[1], None, *raw[3:]],
+    "extra key": lambda raw: [*raw, 1],
+    "other tenant": lambda raw: [raw[0], raw[1] + 1, *raw[2:]],
+    "tenant as text": lambda raw: [raw[0], str(raw[1]), *raw[2:]],
+}
+
+
+@pytest.mark.parametrize("forgery", list(FORGERIES))
+async def test_forged_cursors(world: World, unchanged: None, forgery: str) -> None:
+    viewer = world.tenant.viewer
+    change = FORGERIES[forgery]
+    for order in ("EMAIL_ASC", "LATEST_SYNC_DESC"):
+        found = await viewer.execute(h.SYNC_USERS, order=order, first=1)
+        cursor = _forge(found["syncUsers"]["edges"][0]["cursor"], change)
+        for arg in ("after", "before"):
+            await expect(viewer, "BAD_USER_INPUT", h.SYNC_USERS, order=order, **{arg: cursor})
+    policies = (await viewer.execute(h.POLICIES, first=1))["policies"]["edges"][0]["cursor"]
+    await expect(viewer, "BAD_USER_INPUT", h.POLICIES, after=_forge(policies, change))
+    runs = (await viewer.execute(h.RUNS, id=world.done, first=1))["syncUser"]["runs"]
+    forged = _forge(runs["edges"][0]["cursor"], change)
+    await expect(viewer, "BAD_USER_INPUT", h.RUNS, id=world.done, before=forged)
+
+
+async def test_forged_text_keys(world: World, unchanged: None) -> None:
+    viewer = world.tenant.viewer
+    found = await viewer.execute(h.SYNC_USERS, first=1)
+    cursor = found["syncUsers"]["edges"][0]["cursor"]
+    for key in ("a\x00b", "\ud800", 5):
+        forged = _forge(cursor, lambda raw, key=key: [raw[0], raw[1], key, raw[3]])
+        await expect(viewer, "BAD_USER_INPUT", h.SYNC_USERS, after=forged)
+    # A forged but well-formed position is just a position: rows after it.
+    after_z = _forge(cursor, lambda raw: [raw[0], raw[1], "zzz", 1])
+    assert (await viewer.execute(h.SYNC_USERS, after=after_z))["syncUsers"]["edges"] == []
+
+
+UNSTORABLE = ["a\x00b", "\x00", "x\ud800y"]
+
+
+@pytest.mark.parametrize("bad", UNSTORABLE, ids=["nul", "only-nul", "lone-surrogate"])
+async def test_text_the_databases_cannot_store(world: World, unchanged: None, bad: str) -> None:
+    t = world.tenant
+    await expect(t.viewer, "BAD_USER_INPUT", h.SYNC_USERS, filter={"emailContains": bad})
+    for policy in (
+        {"name": bad, "syncIntervalMinutes": 60},
+        {"name": "ok", "description": bad, "syncIntervalMinutes": 60},
+    ):
+        await expect(t.admin, "BAD_USER_INPUT", h.CREATE_POLICY, input=policy)
+        await expect(t.admin, "BAD_USER_INPUT", h.UPDATE_POLICY, id=world.policy, input=policy)
+    for user in (
+        {"email": f"{bad}@b.example", "destinationEmail": "x@d.example"},
+        {"email": "x@b.example", "destinationEmail": f"{bad}@d.example"},
+    ):
+        await expect(t.admin, "BAD_USER_INPUT", h.ADD_USERS, users=[user])
+    await expect(t.admin, "BAD_USER_INPUT", TOKEN, name=bad)
+    run = world.run
+    await expect(t.worker, "BAD_USER_INPUT", h.FINISH, run=run, code=bad)
+    await expect(t.worker, "BAD_USER_INPUT", h.FINISH, run=run, code="E", message=bad)
+    for field in ("itemId", "itemType", "errorCode", "errorMessage"):
+        items = [{**h.item("i"), field: bad}]
+        await expect(t.worker, "BAD_USER_INPUT", h.FINISH, run=run, items=items)
+        await expect(
+            t.worker, "BAD_USER_INPUT", h.REPORT, run=run, processed=9, changes=9, items=items
+        )
+
+
+async def test_unicode_text_is_fine(world: World, unchanged: None) -> None:
+    viewer = world.tenant.viewer
+    for term in ("é", "ünïcödé", "日本", "😀😀😀"):
+        found = (await viewer.execute(h.SYNC_USERS, filter={"emailContains": term}))["syncUsers"]
+        assert (found["totalCount"], found["edges"]) == (0, []), term

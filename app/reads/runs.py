@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import FailedItem, Policy, SyncRun
@@ -14,10 +14,18 @@ FAILED_ITEMS = Keyset("f", (FailedItem.id,), False, (int,))
 POLICIES = Keyset("p", (Policy.name, Policy.id), False, (str, int))
 
 
+# By id: plain rows on the session's connection, no ORM entities (pages read these per request).
+RUNS_BY_IDS = select(*SyncRun.__table__.c).where(
+    SyncRun.tenant_id == bindparam("tenant"), SyncRun.id.in_(bindparam("ids", expanding=True))
+)
+POLICIES_BY_IDS = select(*Policy.__table__.c).where(
+    Policy.tenant_id == bindparam("tenant"), Policy.id.in_(bindparam("ids", expanding=True))
+)
+
+
 async def runs_by_ids(session: AsyncSession, tenant_id: int, ids: list[int]) -> dict[int, RunView]:
-    rows = await session.scalars(
-        select(SyncRun).where(SyncRun.tenant_id == tenant_id, SyncRun.id.in_(ids))
-    )
+    conn = await session.connection()
+    rows = await conn.execute(RUNS_BY_IDS, {"tenant": tenant_id, "ids": list(ids)})
     return {row.id: RunView.of(row) for row in rows}
 
 
@@ -59,9 +67,8 @@ async def failed_item_page(
 async def policies_by_ids(
     session: AsyncSession, tenant_id: int, ids: list[int]
 ) -> dict[int, PolicyView]:
-    rows = await session.scalars(
-        select(Policy).where(Policy.tenant_id == tenant_id, Policy.id.in_(ids))
-    )
+    conn = await session.connection()
+    rows = await conn.execute(POLICIES_BY_IDS, {"tenant": tenant_id, "ids": list(ids)})
     return {row.id: PolicyView.of(row) for row in rows}
 
 

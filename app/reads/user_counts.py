@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, exists, func, literal, select, text
+from sqlalchemy import ColumnElement, ScalarSelect, bindparam, exists, func, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import LatestCount, StatusCount, SyncUser
@@ -31,14 +31,28 @@ def _counter_where(model: Any, tenant_id: int, status: str | None, policy_id: in
     return where
 
 
+def _counted_query(status: bool, policy: bool) -> Any:
+    query = select(func.coalesce(func.sum(StatusCount.count), 0)).where(
+        StatusCount.tenant_id == bindparam("tenant")
+    )
+    if status:
+        query = query.where(StatusCount.status == bindparam("status"))
+    if policy:
+        query = query.where(StatusCount.policy_key == bindparam("policy"))
+    return query
+
+
+COUNTED = {(s, p): _counted_query(s, p) for s in (False, True) for p in (False, True)}
+
+
 async def counted(
     session: AsyncSession, tenant_id: int, status: str | None, policy_id: int | None
 ) -> int:
     """Users with this status and policy (either may be None: any), from the counters."""
-    query = select(func.coalesce(func.sum(StatusCount.count), 0)).where(
-        *_counter_where(StatusCount, tenant_id, status, policy_id)
-    )
-    return int(await session.scalar(query) or 0)
+    query = COUNTED[(status is not None, policy_id is not None)]
+    params = {"tenant": tenant_id, "status": status, "policy": policy_id}
+    conn = await session.connection()
+    return int((await conn.execute(query, params)).scalar() or 0)
 
 
 async def tenant_owns_all_users(session: AsyncSession, tenant_id: int) -> bool:

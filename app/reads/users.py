@@ -307,7 +307,7 @@ async def user_page(
     else:
         query = select(*COLUMNS).where(and_(*conditions(tenant_id, dialect, filt)))
         total = None
-    page = await keyset_page(session, query, keyset, tenant_id, args, _KEY_OF[order])
+    page = await keyset_page(session, query, keyset, tenant_id, args, _KEY_OF[order], core=True)
     items = [(cursor, UserView.of(row)) for cursor, row in page.items]
     return UserPage(Page(items, page.has_next, page.has_previous), total)
 

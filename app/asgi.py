@@ -25,7 +25,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET
 
 from app.auth import Authenticator
-from app.broadcast import create_broadcast
+from app.broadcast import create_broadcast, max_message_bytes
 from app.context import Context
 from app.db.engine import is_sqlite, open_database
 from app.errors import ServiceError
@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                     settings=settings,
                     db=db,
                     broadcast=broadcast,
-                    publisher=Publisher(broadcast),
+                    publisher=Publisher(broadcast, max_message_bytes(broadcast)),
                     authenticator=Authenticator(db),
                 )
                 services.hub = Hub(broadcast, db)

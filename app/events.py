@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from app.broadcast import BroadcastUnavailable
 from app.views import PolicyView, UserView
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,27 @@ class PolicyEvent:
     policy: PolicyView
 
 
+@dataclass(frozen=True, slots=True)
+class UserRef:
+    """A user event too big for the broker's messages (PostgreSQL NOTIFY stops below 8000
+    bytes): the receiving process loads the user's state once, for all its subscribers."""
+
+    kind: UserEventKind
+    tenant_id: int
+    user_id: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRef:
+    """A policy event too big for the broker's messages (a long description)."""
+
+    tenant_id: int
+    policy_id: int
+
+
 Event = UserEvent | PolicyEvent
+Message = UserEvent | PolicyEvent | UserRef | PolicyRef
 
 
 def channel_for(tenant_id: int) -> str:
@@ -47,26 +68,57 @@ def channel_for(tenant_id: int) -> str:
     return f"syncstatus_tenant_{tenant_id}"
 
 
-def encode(event: Event) -> str:
+def encode(event: Event, max_bytes: int | None = None) -> str:
+    """The event as JSON; one that would exceed ``max_bytes`` becomes a reference instead."""
     if isinstance(event, UserEvent):
         body: dict[str, Any] = {"t": "user", "kind": event.kind, "user": event.user.to_dict()}
     else:
         body = {"t": "policy", "policy": _policy_dict(event.policy)}
+    message = _dumps(body)
+    # ASCII only (json escapes the rest), so the length is the size in bytes.
+    if max_bytes is not None and len(message) > max_bytes:
+        return _dumps(_reference(event))
+    return message
+
+
+def _dumps(body: dict[str, Any]) -> str:
     return json.dumps(body, separators=(",", ":"))
 
 
-def decode(message: str) -> Event:
+def _reference(event: Event) -> dict[str, Any]:
+    if isinstance(event, UserEvent):
+        user = event.user
+        return {
+            "t": "user_ref",
+            "kind": event.kind,
+            "tenant": user.tenant_id,
+            "id": user.id,
+            "version": user.version,
+        }
+    return {"t": "policy_ref", "tenant": event.policy.tenant_id, "id": event.policy.id}
+
+
+def decode(message: str) -> Message:
     body = json.loads(message)
-    if body["t"] == "user":
+    kind = body["t"]
+    if kind == "user":
         return UserEvent(kind=body["kind"], user=UserView.from_dict(body["user"]))
-    return PolicyEvent(policy=PolicyView.from_dict(body["policy"]))
+    if kind == "policy":
+        return PolicyEvent(policy=PolicyView.from_dict(body["policy"]))
+    if kind == "user_ref":
+        return UserRef(body["kind"], body["tenant"], body["id"], body["version"])
+    if kind == "policy_ref":
+        return PolicyRef(body["tenant"], body["id"])
+    raise ValueError(f"unknown event type {kind!r}")
 
 
 def _policy_dict(policy: PolicyView) -> dict[str, Any]:
     return {name: getattr(policy, name) for name in policy.__slots__}
 
 
-def tenant_of(event: Event) -> int:
+def tenant_of(event: Message) -> int:
+    if isinstance(event, UserRef | PolicyRef):
+        return event.tenant_id
     return event.user.tenant_id if isinstance(event, UserEvent) else event.policy.tenant_id
 
 
@@ -76,14 +128,22 @@ class BroadcastLike(Protocol):
 
 class Publisher:
     """Publishes committed changes. A broker failure is logged, never undoes the commit:
-    subscribers that miss an event recover by refetching (versions tell them)."""
+    subscribers that miss an event recover by refetching (versions tell them).
 
-    def __init__(self, broadcast: BroadcastLike) -> None:
+    ``max_message_bytes`` is the broker's message limit (PostgreSQL NOTIFY: below 8000 bytes);
+    an event that does not fit is published as a reference that subscribers' processes load.
+    """
+
+    def __init__(self, broadcast: BroadcastLike, max_message_bytes: int | None = None) -> None:
         self._broadcast = broadcast
+        self._max_bytes = max_message_bytes
 
     async def publish(self, events: list[Event]) -> None:
         for event in events:
             try:
-                await self._broadcast.publish(channel_for(tenant_of(event)), encode(event))
+                message = encode(event, self._max_bytes)
+                await self._broadcast.publish(channel_for(tenant_of(event)), message)
+            except BroadcastUnavailable as error:
+                log.warning("could not publish %s event: %s", type(event).__name__, error)
             except Exception:
                 log.exception("could not publish %s event", type(event).__name__)

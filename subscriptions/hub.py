@@ -3,7 +3,9 @@ WebSocket subscribers (never one broker subscription per browser).
 
 Per-event work is routing only: events carry the user's state, so delivering one to many
 subscribers touches no database. Progress of one user is coalesced to about 4 events a second
-before fan-out; start and finish pass at once.
+before fan-out; start and finish pass at once. The few events that do not carry the state
+(a policy change stands for all its users; an event too big for the broker is a reference)
+cost one query per process, not one per subscriber.
 """
 
 from __future__ import annotations
@@ -16,13 +18,21 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from app.db.engine import Database
-from app.events import PolicyEvent, UserEvent, channel_for, decode
+from app.events import Message, PolicyEvent, PolicyRef, UserEvent, UserRef, channel_for, decode
 from subscriptions.metrics_feed import MetricsFeed, MetricsSubscriber
-from subscriptions.policy_changes import users_of_policy
-from subscriptions.subscriber import UserSubscriber
+from subscriptions.policy_changes import load_policy, load_user_event, users_of_policy
+from subscriptions.subscriber import MAX_PENDING, UserSubscriber
 
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 0.25  # seconds between progress events of one user
+READY_TIMEOUT = 10.0
+
+
+def _dropped(broadcast: Any, events: Any) -> int:
+    """Events the broadcast layer discarded for this feed (its bounded queues were full)."""
+    queue = getattr(events, "_queue", None)
+    backend = getattr(broadcast, "backend", None)
+    return int(getattr(queue, "dropped", 0)) + int(getattr(backend, "dropped", 0))
 
 
 class TenantFeed:
@@ -32,17 +42,27 @@ class TenantFeed:
         self.by_user: dict[int, set[UserSubscriber]] = {}
         self.everything: set[UserSubscriber] = set()
         self.metrics = MetricsFeed(hub.db, tenant_id)
+        self.joining = 0  # subscribers between finding this feed and being added to it
+        self.subscriber_count = 0
         self._last_progress: dict[int, float] = {}
-        self._held: dict[int, UserEvent] = {}
-        self._task = asyncio.create_task(self._listen(), name=f"feed-{tenant_id}")
+        self.held: dict[int, UserEvent] = {}
         self._ready = asyncio.Event()
+        self._task = asyncio.create_task(self._listen(), name=f"feed-{tenant_id}")
 
     @property
     def idle(self) -> bool:
-        return not self.by_user and not self.everything and not self.metrics.subscribers
+        return not self.joining and not self.subscriber_count and not self.metrics.subscribers
 
     async def wait_ready(self) -> None:
-        await asyncio.wait_for(self._ready.wait(), timeout=10)
+        ready = asyncio.ensure_future(self._ready.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {ready, self._task}, timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            ready.cancel()
+        if ready not in done:
+            raise RuntimeError(f"the event feed of tenant {self.tenant_id} did not start")
 
     async def close(self) -> None:
         self._task.cancel()
@@ -51,42 +71,96 @@ class TenantFeed:
         await self.metrics.close()
 
     async def _listen(self) -> None:
-        async with self.hub.broadcast.subscribe(channel_for(self.tenant_id)) as events:
+        try:
+            await self._receive()
+        except Exception:
+            # Never leave subscribers waiting on a dead feed: they get an error and resubscribe
+            # (to a new feed, as this one is dropped).
+            log.exception("the event feed of tenant %s failed", self.tenant_id)
+            self.hub.discard(self)
+            for subscriber in self.user_subscribers():
+                subscriber.overflow()
+            raise
+
+    async def _receive(self) -> None:
+        broadcast = self.hub.broadcast
+        async with broadcast.subscribe(channel_for(self.tenant_id)) as events:
             self._ready.set()
+            dropped = _dropped(broadcast, events)
             async for message in events:
                 if message is None:
                     continue
+                now_dropped = _dropped(broadcast, events)
+                if now_dropped != dropped:
+                    dropped = now_dropped
+                    self._lost_events()
                 try:
                     await self._route(decode(message.message))
                 except Exception:
                     log.exception("could not route an event of tenant %s", self.tenant_id)
 
-    async def _route(self, event: UserEvent | PolicyEvent) -> None:
+    def _lost_events(self) -> None:
+        # Subscribers may have missed a start or finish: they must refetch, so tell them.
+        log.warning("events of tenant %s were dropped; subscribers must refetch", self.tenant_id)
+        for subscriber in self.user_subscribers():
+            subscriber.overflow()
         self.metrics.changed()
+
+    def user_subscribers(self) -> set[UserSubscriber]:
+        return {s for subs in self.by_user.values() for s in subs} | self.everything
+
+    async def _route(self, event: Message) -> None:
+        self.metrics.changed()
+        if isinstance(event, PolicyRef):
+            policy = await load_policy(self.hub.db, event.tenant_id, event.policy_id)
+            if policy is None:
+                return
+            event = PolicyEvent(policy)
         if isinstance(event, PolicyEvent):
-            watched = set(self.by_user)
-            if watched:
-                for update in await users_of_policy(self.hub.db, event.policy, watched):
-                    self._deliver(update)
+            await self._policy_changed(event)
             return
+        if isinstance(event, UserRef):
+            if event.user_id not in self.by_user and not self.everything:
+                return  # nobody here watches the user: no query
+            loaded = await load_user_event(self.hub.db, event.kind, event.tenant_id, event.user_id)
+            if loaded is None:
+                return
+            event = loaded
         user_id = event.user.id
         if event.kind == "progress":
             now = time.monotonic()
             due = self._last_progress.get(user_id, 0.0) + PROGRESS_INTERVAL
             if now < due:
-                if user_id not in self._held:
+                if user_id not in self.held:
                     asyncio.get_running_loop().call_later(due - now, self._release, user_id)
-                self._held[user_id] = event
+                self.held[user_id] = event
                 return
             self._last_progress[user_id] = now
         else:
-            self._held.pop(user_id, None)  # the lifecycle event carries newer state
+            self.held.pop(user_id, None)  # the lifecycle event carries newer state
             if event.kind == "finished":
                 self._last_progress.pop(user_id, None)
         self._deliver(event)
 
+    async def _policy_changed(self, event: PolicyEvent) -> None:
+        if self.everything and event.policy.user_count > MAX_PENDING:
+            # More users than a mailbox holds: whole-tenant subscribers refetch instead.
+            for subscriber in self.everything:
+                subscriber.overflow()
+            if not self.by_user:
+                return
+            watched: list[int] | None = list(self.by_user)
+        else:
+            watched = None if self.everything else list(self.by_user)
+        if watched == []:
+            return
+        async for updates in users_of_policy(self.hub.db, event.policy, watched):
+            for update in updates:
+                self.held.pop(update.user.id, None)
+                self._deliver(update)
+
     def _release(self, user_id: int) -> None:
-        event = self._held.pop(user_id, None)
+        event = self.held.pop(user_id, None)
         if event is not None:
             self._last_progress[user_id] = time.monotonic()
             self._deliver(event)
@@ -98,6 +172,7 @@ class TenantFeed:
             subscriber.offer(event)
 
     def add(self, subscriber: UserSubscriber) -> None:
+        self.subscriber_count += 1
         if subscriber.user_ids is None:
             self.everything.add(subscriber)
         else:
@@ -105,6 +180,7 @@ class TenantFeed:
                 self.by_user.setdefault(user_id, set()).add(subscriber)
 
     def remove(self, subscriber: UserSubscriber) -> None:
+        self.subscriber_count -= 1
         self.everything.discard(subscriber)
         for user_id in subscriber.user_ids or ():
             watchers = self.by_user.get(user_id)
@@ -121,43 +197,55 @@ class Hub:
         self._feeds: dict[int, TenantFeed] = {}
         self._lock = asyncio.Lock()
 
-    async def _feed(self, tenant_id: int) -> TenantFeed:
+    @asynccontextmanager
+    async def _joined(self, tenant_id: int) -> AsyncIterator[TenantFeed]:
+        """The tenant's feed, kept alive while the caller is inside (even before it subscribed:
+        a feed released in between would leave the new subscriber deaf)."""
         async with self._lock:
             feed = self._feeds.get(tenant_id)
             if feed is None:
                 feed = self._feeds[tenant_id] = TenantFeed(self, tenant_id)
-        await feed.wait_ready()
-        return feed
+            feed.joining += 1
+        try:
+            await feed.wait_ready()
+            yield feed
+        finally:
+            feed.joining -= 1
+            await self._release(feed)
 
-    async def _release(self, tenant_id: int) -> None:
+    async def _release(self, feed: TenantFeed) -> None:
+        if not feed.idle:
+            return
         async with self._lock:
-            feed = self._feeds.get(tenant_id)
-            if feed is not None and feed.idle:
-                del self._feeds[tenant_id]
+            if feed.idle and self._feeds.get(feed.tenant_id) is feed:
+                del self._feeds[feed.tenant_id]
                 await feed.close()
 
     @asynccontextmanager
     async def users(
         self, tenant_id: int, user_ids: frozenset[int] | None
     ) -> AsyncIterator[UserSubscriber]:
-        feed = await self._feed(tenant_id)
-        subscriber = UserSubscriber(user_ids)
-        feed.add(subscriber)
-        try:
-            yield subscriber
-        finally:
-            feed.remove(subscriber)
-            await self._release(tenant_id)
+        async with self._joined(tenant_id) as feed:
+            subscriber = UserSubscriber(user_ids)
+            feed.add(subscriber)
+            try:
+                yield subscriber
+            finally:
+                feed.remove(subscriber)
 
     @asynccontextmanager
     async def metrics(self, tenant_id: int) -> AsyncIterator[MetricsSubscriber]:
-        feed = await self._feed(tenant_id)
-        subscriber = await feed.metrics.add()
-        try:
-            yield subscriber
-        finally:
-            feed.metrics.remove(subscriber)
-            await self._release(tenant_id)
+        async with self._joined(tenant_id) as feed:
+            subscriber = MetricsSubscriber(await feed.metrics.current())  # the metrics at once
+            feed.metrics.add(subscriber)
+            try:
+                yield subscriber
+            finally:
+                feed.metrics.remove(subscriber)
+
+    def discard(self, feed: TenantFeed) -> None:
+        if self._feeds.get(feed.tenant_id) is feed:
+            del self._feeds[feed.tenant_id]
 
     async def close(self) -> None:
         async with self._lock:
@@ -166,10 +254,11 @@ class Hub:
             await feed.close()
 
     def stats(self) -> dict[str, int]:
+        feeds = list(self._feeds.values())
         return {
-            "tenants": len(self._feeds),
-            "user_subscribers": sum(
-                len(f.everything) + len({s for subs in f.by_user.values() for s in subs})
-                for f in self._feeds.values()
-            ),
+            "tenants": len(feeds),
+            "user_subscribers": sum(f.subscriber_count for f in feeds),
+            "metrics_subscribers": sum(len(f.metrics.subscribers) for f in feeds),
+            "pending_events": sum(s.pending for f in feeds for s in f.user_subscribers()),
+            "held_progress": sum(len(f.held) for f in feeds),
         }

@@ -1,10 +1,16 @@
 """Metrics for one tenant: computed once per change for all its subscribers, at most about
-once a second, and again each minute (the 24-hour window moves even without events)."""
+once a second, and again each minute (the 24-hour window moves even without events).
+
+A new subscriber gets the metrics at once: the figures last sent when nothing changed since,
+otherwise one read shared by everyone joining at the same moment (a thousand dashboards
+opening together cost one query, not a thousand).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from contextlib import suppress
 
 from app.db.engine import Database
@@ -18,21 +24,25 @@ REFRESH_INTERVAL = 60.0
 
 
 class MetricsSubscriber:
-    __slots__ = ("_wake", "latest")
+    __slots__ = ("_waiter", "latest")
 
     def __init__(self, initial: MetricsView) -> None:
         self.latest: MetricsView | None = initial
-        self._wake = asyncio.Event()
-        self._wake.set()
+        self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, metrics: MetricsView) -> None:
         self.latest = metrics  # only the newest figures matter
-        self._wake.set()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def next(self) -> MetricsView:
         while self.latest is None:
-            self._wake.clear()
-            await self._wake.wait()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         metrics, self.latest = self.latest, None
         return metrics
 
@@ -54,44 +64,66 @@ class MetricsFeed:
         self.subscribers: set[MetricsSubscriber] = set()
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._last: MetricsView | None = None
+        self._sent: MetricsView | None = None  # what subscribers were last given
+        self._sent_at = 0.0
+        self._changed_since_sent = True
+        self._joining: asyncio.Task[MetricsView] | None = None
 
     async def _read(self) -> MetricsView:
         async with self.db.read() as session:
             return await sync_metrics(session, self.tenant_id, now_micros())
 
-    async def add(self) -> MetricsSubscriber:
-        subscriber = MetricsSubscriber(await self._read())  # the metrics at once
+    async def current(self) -> MetricsView:
+        """The metrics for a new subscriber."""
+        fresh = time.monotonic() - self._sent_at < REFRESH_INTERVAL
+        if self._sent is not None and not self._changed_since_sent and fresh:
+            return self._sent
+        if self._joining is None:
+            self._joining = asyncio.create_task(self._read(), name=f"metrics-{self.tenant_id}")
+            self._joining.add_done_callback(self._joined)
+        # Shielded: one joiner giving up must not cancel the read the others wait for.
+        return await asyncio.shield(self._joining)
+
+    def _joined(self, task: asyncio.Task[MetricsView]) -> None:
+        if self._joining is task:
+            self._joining = None
+        if not task.cancelled():
+            task.exception()  # retrieved here; the joiners got it raised
+
+    def add(self, subscriber: MetricsSubscriber) -> None:
         self.subscribers.add(subscriber)
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"metrics-{self.tenant_id}")
-        return subscriber
+            self._task = asyncio.create_task(self._run(), name=f"metrics-feed-{self.tenant_id}")
 
     def remove(self, subscriber: MetricsSubscriber) -> None:
         self.subscribers.discard(subscriber)
 
     def changed(self) -> None:
+        self._changed_since_sent = True
         if self.subscribers:
             self._dirty.set()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._joining):
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
 
     async def _run(self) -> None:
         while True:
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), timeout=REFRESH_INTERVAL)
             self._dirty.clear()
+            self._changed_since_sent = False  # changes from here on set it again
             try:
                 metrics = await self._read()
             except Exception:
                 log.exception("could not read metrics of tenant %s", self.tenant_id)
+                self._changed_since_sent = True
             else:
-                if self._last is None or _figures(metrics) != _figures(self._last):
-                    self._last = metrics
+                if self._sent is None or _figures(metrics) != _figures(self._sent):
                     for subscriber in self.subscribers:
                         subscriber.offer(metrics)
+                self._sent, self._sent_at = metrics, time.monotonic()
             await asyncio.sleep(MIN_INTERVAL)

@@ -1,32 +1,112 @@
-"""A policy change alters the public state of all its users: one query per event and process
-finds the watched ones, instead of one event per user at the source."""
+"""State a process loads itself when an event does not carry it: the users of a changed policy
+(one PolicyEvent stands for all of them), and events too big for the broker (references).
+One query per event and process, never one per subscriber."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from app.db.engine import Database
-from app.events import UserEvent
-from app.reads.runs import runs_by_ids
+from app.db.models import SyncUser
+from app.events import UserEvent, UserEventKind
+from app.reads.runs import policies_by_ids, runs_by_ids
 from app.reads.users import users_by_ids
-from app.views import PolicyView
+from app.views import PolicyView, RunView, UserView
+
+# Bound parameters per IN list: far below SQLite's variable limit (32766; 999 before 3.32).
+CHUNK = 500
 
 
-async def users_of_policy(db: Database, policy: PolicyView, watched: set[int]) -> list[UserEvent]:
+def chunks(ids: Sequence[int], size: int = CHUNK) -> Iterable[Sequence[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+async def users_of_policy(
+    db: Database, policy: PolicyView, watched: Iterable[int] | None
+) -> AsyncIterator[list[UserEvent]]:
+    """The policy's users among ``watched`` (all of them for None), with the changed policy,
+    chunk by chunk."""
     async with db.read() as session:
-        users = await users_by_ids(session, policy.tenant_id, sorted(watched))
-        mine = [u for u in users.values() if u.policy_id == policy.id]
-        run_ids = [r for u in mine for r in (u.current_run_id, u.last_finished_run_id) if r]
-        runs = await runs_by_ids(session, policy.tenant_id, run_ids) if run_ids else {}
+        if watched is None:
+            after = 0
+            while True:
+                ids = list(
+                    await session.scalars(
+                        select(SyncUser.id)
+                        .where(
+                            SyncUser.tenant_id == policy.tenant_id,
+                            SyncUser.policy_id == policy.id,
+                            SyncUser.id > after,
+                        )
+                        .order_by(SyncUser.id)
+                        .limit(CHUNK)
+                    )
+                )
+                if not ids:
+                    return
+                after = ids[-1]
+                yield await _snapshots(session, policy.tenant_id, ids, "policy", policy)
+        else:
+            for part in chunks(sorted(watched)):
+                ids = list(
+                    await session.scalars(
+                        select(SyncUser.id).where(
+                            SyncUser.tenant_id == policy.tenant_id,
+                            SyncUser.policy_id == policy.id,
+                            SyncUser.id.in_(part),
+                        )
+                    )
+                )
+                if ids:
+                    yield await _snapshots(session, policy.tenant_id, ids, "policy", policy)
+
+
+async def load_user_event(
+    db: Database, kind: UserEventKind, tenant_id: int, user_id: int
+) -> UserEvent | None:
+    """The user's current state, for an event published as a reference."""
+    async with db.read() as session:
+        events = await _snapshots(session, tenant_id, [user_id], kind, None)
+    return events[0] if events else None
+
+
+async def load_policy(db: Database, tenant_id: int, policy_id: int) -> PolicyView | None:
+    async with db.read() as session:
+        return (await policies_by_ids(session, tenant_id, [policy_id])).get(policy_id)
+
+
+async def _snapshots(
+    session: AsyncSession,
+    tenant_id: int,
+    ids: Sequence[int],
+    kind: UserEventKind,
+    policy: PolicyView | None,
+) -> list[UserEvent]:
+    users = await users_by_ids(session, tenant_id, list(ids))
+    run_ids = [r for u in users.values() for r in (u.current_run_id, u.last_finished_run_id) if r]
+    runs = await runs_by_ids(session, tenant_id, run_ids) if run_ids else {}
+    policies: dict[int, PolicyView] = {}
+    if policy is None:
+        policy_ids = sorted({u.policy_id for u in users.values() if u.policy_id})
+        if policy_ids:
+            policies = await policies_by_ids(session, tenant_id, policy_ids)
     return [
-        UserEvent(
-            "policy",
-            replace(
-                user,
-                policy=policy,
-                current_run=runs.get(user.current_run_id or 0),
-                last_finished_run=runs.get(user.last_finished_run_id or 0),
-            ),
-        )
-        for user in mine
+        UserEvent(kind, _with_snapshots(user, policy or policies.get(user.policy_id or 0), runs))
+        for user in (users[i] for i in sorted(users))
     ]
+
+
+def _with_snapshots(
+    user: UserView, policy: PolicyView | None, runs: dict[int, RunView]
+) -> UserView:
+    return replace(
+        user,
+        policy=policy if user.policy_id else None,
+        current_run=runs.get(user.current_run_id or 0),
+        last_finished_run=runs.get(user.last_finished_run_id or 0),
+    )

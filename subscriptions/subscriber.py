@@ -2,13 +2,13 @@
 
 A slow reader gets the latest state per user instead of an ever-growing queue. Only a reader
 so far behind that even lifecycle events pile up past the bound is cut off (the client then
-resubscribes and refetches); everyone else is unaffected.
+resubscribes and refetches); everyone else is unaffected. Small when idle: an open dashboard
+holds one of these per page, and thousands of them per process.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 
 from app.events import UserEvent
 
@@ -18,7 +18,7 @@ MAX_TRACKED_VERSIONS = 20_000
 
 
 class SubscriberOverflow(Exception):
-    """The subscriber fell too far behind; it must refetch."""
+    """The subscriber fell too far behind (or missed events); it must refetch."""
 
 
 def public_version(event: UserEvent) -> int:
@@ -27,21 +27,28 @@ def public_version(event: UserEvent) -> int:
 
 
 class UserSubscriber:
-    __slots__ = ("_delivered", "_pending", "_size", "_wake", "overflowed", "user_ids")
+    __slots__ = ("_delivered", "_pending", "_size", "_waiter", "overflowed", "user_ids")
 
     def __init__(self, user_ids: frozenset[int] | None) -> None:
         self.user_ids = user_ids  # None: the whole tenant
-        self._pending: OrderedDict[int, list[UserEvent]] = OrderedDict()
-        self._delivered: OrderedDict[int, int] = OrderedDict()  # user -> last version sent
+        self._pending: dict[int, list[UserEvent]] = {}  # in arrival order of users
+        self._delivered: dict[int, int] | None = None  # user -> last version sent
         self._size = 0
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self.overflowed = False
+
+    @property
+    def pending(self) -> int:
+        """Events waiting to be sent (bounded by MAX_PENDING)."""
+        return self._size
 
     def offer(self, event: UserEvent) -> None:
         queue = self._pending.get(event.user.id)
         if queue is None:
             self._pending[event.user.id] = [event]
             self._size += 1
+        elif public_version(event) <= public_version(queue[-1]):
+            return  # a newer state of this user is already waiting
         elif queue[-1].coalescable:
             queue[-1] = event  # the newer state supersedes an unsent progress update
         elif len(queue) < MAX_PENDING_PER_USER:
@@ -51,26 +58,41 @@ class UserSubscriber:
             self.overflowed = True
         if self._size > MAX_PENDING:
             self.overflowed = True
-        self._wake.set()
+        self._wake()
+
+    def overflow(self) -> None:
+        """Cut the subscriber off: events it needed were lost or are too many to send."""
+        self.overflowed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def next_batch(self) -> list[UserEvent]:
         """Waits for events; returns one user's pending events in version order."""
-        while not self._pending:
-            if self.overflowed:
-                raise SubscriberOverflow
-            self._wake.clear()
-            await self._wake.wait()
+        while not self._pending and not self.overflowed:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         if self.overflowed:
             raise SubscriberOverflow
-        user_id, events = self._pending.popitem(last=False)
+        user_id = next(iter(self._pending))
+        events = self._pending.pop(user_id)
         self._size -= len(events)
+        delivered = self._delivered
+        if delivered is None:
+            delivered = self._delivered = {}
         fresh = []
         for event in events:
             version = public_version(event)
-            if version > self._delivered.get(user_id, 0):
-                self._delivered[user_id] = version
-                self._delivered.move_to_end(user_id)
+            if version > delivered.get(user_id, 0):
+                delivered.pop(user_id, None)  # re-insert: the dict stays in least-recent order
+                delivered[user_id] = version
                 fresh.append(event)
-        while len(self._delivered) > MAX_TRACKED_VERSIONS:
-            self._delivered.popitem(last=False)
+        while len(delivered) > MAX_TRACKED_VERSIONS:
+            del delivered[next(iter(delivered))]
         return fresh

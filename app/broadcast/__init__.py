@@ -14,7 +14,7 @@ from broadcaster import Broadcast
 from ._broadcast import ReliableBroadcast
 from ._common import BroadcastUnavailable
 
-__all__ = ["BroadcastUnavailable", "ReliableBroadcast", "create_broadcast"]
+__all__ = ["BroadcastUnavailable", "ReliableBroadcast", "create_broadcast", "max_message_bytes"]
 
 _SUPPORTED = "memory://, redis://, rediss://, postgres://, postgresql:// (optionally +asyncpg)"
 
@@ -39,3 +39,9 @@ def create_broadcast(url: str) -> Broadcast:
         dsn = "postgresql" + url[url.index(":") :]
         return ReliableBroadcast(backend=PostgresNotifyBackend(dsn))
     raise ValueError(f"unsupported broadcast URL scheme {urlsplit(url).scheme!r}; use {_SUPPORTED}")
+
+
+def max_message_bytes(broadcast: Broadcast) -> int | None:
+    """The largest message the broker carries (PostgreSQL NOTIFY: below 8000 bytes), if limited."""
+    limit = getattr(getattr(broadcast, "backend", None), "max_message_bytes", None)
+    return limit if isinstance(limit, int) else None

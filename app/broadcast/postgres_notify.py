@@ -58,6 +58,9 @@ class PostgresNotifyBackend(BroadcastBackend):
     counts successful reconnections of the LISTEN connection.
     """
 
+    # The largest payload publish() takes; callers send bigger events as references.
+    max_message_bytes = MAX_PAYLOAD_BYTES
+
     def __init__(
         self,
         url: str,

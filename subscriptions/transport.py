@@ -1,5 +1,6 @@
 """graphql-transport-ws with our connection rules: the token arrives in connection_init
-(none: 4401, bad: 4403), and the server pings idle connections to keep them alive."""
+(none: 4401, bad: 4403), a socket holds a bounded number of subscriptions (one more is refused
+with a GraphQL error carrying a contract code), and the server pings idle connections."""
 
 from __future__ import annotations
 
@@ -31,6 +32,29 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         await super().handle_connection_init(message)
         if self.connection_acknowledged and self._pinger is None:
             self._pinger = asyncio.create_task(self._ping())
+
+    async def handle_subscribe(self, message: Any) -> None:
+        limit = self.max_subscriptions_per_connection
+        if (
+            self.connection_acknowledged
+            and limit is not None
+            and len(self.operations) >= limit
+            and message.get("id") not in self.operations
+        ):
+            await self.send_message(
+                {
+                    "id": message["id"],
+                    "type": "error",
+                    "payload": [
+                        {
+                            "message": f"At most {limit} subscriptions per connection.",
+                            "extensions": {"code": "BAD_USER_INPUT"},
+                        }
+                    ],
+                }
+            )
+            return
+        await super().handle_subscribe(message)
 
     async def _ping(self) -> None:
         with suppress(Exception):

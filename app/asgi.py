@@ -31,6 +31,7 @@ from app.db.engine import is_sqlite, open_database
 from app.errors import ServiceError
 from app.events import Publisher
 from app.migrate import upgrade
+from app.process_stats import process_stats
 from app.runtime import freeze_startup_heap
 from app.services import Services
 from app.settings import Settings
@@ -143,7 +144,13 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
 
     async def health(_request: Request) -> Response:
         hub = ref["services"].hub if "services" in ref else None
-        return JSONResponse({"ok": True, "subscriptions": hub.stats() if hub else {}})
+        return JSONResponse(
+            {
+                "ok": True,
+                "subscriptions": hub.stats() if hub else {},
+                "process": process_stats(),
+            }
+        )
 
     return Starlette(
         routes=[

@@ -1,0 +1,23 @@
+"""Figures about this process for /healthz: leak checks and benchmarks read them."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+STATUS = Path("/proc/self/status")
+
+
+def rss_kb() -> int | None:
+    """Resident memory in KiB (Linux /proc), None where unavailable."""
+    try:
+        for line in STATUS.read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def process_stats() -> dict[str, int | None]:
+    return {"tasks": len(asyncio.all_tasks()), "rss_kb": rss_kb()}

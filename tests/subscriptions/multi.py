@@ -1,0 +1,55 @@
+"""Several real API processes on one PostgreSQL database and one broker, for the cross-process
+subscription tests."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+import asyncpg
+
+from tests.api import Api
+from tests.conftest import Tenant
+from tests.server import Server, _run_async, postgres_database, run_server
+from tests.services import postgres_admin_url
+
+
+def plain_dsn(database_url: str) -> str:
+    return "postgresql://" + database_url.split("://", 1)[1]
+
+
+@contextmanager
+def postgres_servers(count: int, broadcast_url: str | None = None) -> Iterator[list[Server]]:
+    """``count`` servers on a throw-away PostgreSQL database; the broker defaults to that
+    database's LISTEN/NOTIFY."""
+    with postgres_database(postgres_admin_url()) as database_url, ExitStack() as stack:
+        broker = broadcast_url or database_url
+        servers = [
+            stack.enter_context(run_server(database_url, env={"SYNCSTATUS_BROADCAST_URL": broker}))
+            for _ in range(count)
+        ]
+        _unique_tenant_ids(database_url)
+        yield servers
+
+
+def _unique_tenant_ids(database_url: str) -> None:
+    """Start tenant ids at a random height: broker channels are named by tenant id, and a
+    shared Redis may carry another test run's tenant 1 at the same time."""
+
+    async def restart() -> None:
+        conn = await asyncpg.connect(plain_dsn(database_url))
+        try:
+            await conn.execute(
+                "SELECT setval(pg_get_serial_sequence('tenants', 'id'), $1)",
+                random.randrange(10**6, 10**9),
+            )
+        finally:
+            await conn.close()
+
+    _run_async(restart())
+
+
+def api_on(server: Server, tenant: Tenant, role: str) -> Api:
+    """The tenant's ``role`` caller, connected to ``server`` (tokens live in the shared DB)."""
+    return Api(server.graphql_url, server.ws_url, tenant.api(role).token)

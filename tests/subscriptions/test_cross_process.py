@@ -1,0 +1,107 @@
+"""Two API processes on one database: an update made through one reaches a subscriber connected
+to the other, through the machine's Redis and through PostgreSQL LISTEN/NOTIFY."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import Tenant
+from tests.server import Server
+from tests.services import redis_url
+from tests.subscriptions.multi import api_on, postgres_servers
+from tests.subscriptions.support import (
+    METRICS_UPDATES,
+    REQUEST_SYNC,
+    USER_UPDATES,
+    Stream,
+    Worker,
+    add_users,
+    until_live,
+    versions,
+)
+
+
+@pytest.fixture(scope="module", params=["redis", "postgres"])
+def servers(request: pytest.FixtureRequest) -> Iterator[list[Server]]:
+    broker = redis_url() if request.param == "redis" else None
+    with postgres_servers(2, broker) as running:
+        yield running
+
+
+def user(item: dict) -> dict:  # type: ignore[type-arg]
+    return item["syncUserUpdated"]
+
+
+async def _live_across(stream: Stream, tenant: Tenant, user_id: str) -> None:
+    """Pokes through server A until the stream on server B shows it."""
+
+    async def arrived() -> bool:
+        try:
+            await stream.next(within=0.5)
+        except TimeoutError:
+            return False
+        return True
+
+    await until_live(lambda: tenant.operator.execute(REQUEST_SYNC, u=user_id), arrived, within=20)
+    await stream.quiet(0.3)
+
+
+@pytest.mark.parametrize("direction", ["a_to_b", "b_to_a"])
+async def test_update_through_one_process_reaches_subscriber_on_the_other(
+    servers: list[Server], direction: str
+) -> None:
+    writer_server, reader_server = servers if direction == "a_to_b" else servers[::-1]
+    tenant = Tenant(writer_server, f"cross-{direction}")
+    _, (watched, other) = await add_users(tenant, 2)
+    reader = api_on(reader_server, tenant, "viewer")
+    worker = Worker(tenant)
+    async with (
+        reader.websocket() as session,
+        Stream(session, USER_UPDATES, ids=[watched]) as stream,
+        Stream(session, METRICS_UPDATES) as metrics,
+    ):
+        await _live_across(stream, tenant, watched)
+        initial = (await metrics.next())["syncMetricsUpdated"]
+        await worker.run(other, progress_reports=0)
+        run_id = await worker.start(watched)
+        in_progress = await metrics.until(lambda m: m["syncMetricsUpdated"]["syncsInProgress"])
+        await worker.progress(run_id, 50)
+        await worker.finish(run_id)
+        items = await stream.until(lambda i: user(i)["status"] == "SYNCED")
+        done = await metrics.until(
+            lambda m: (
+                m["syncMetricsUpdated"]["changesLast24h"] == 50
+                and m["syncMetricsUpdated"]["syncsInProgress"] == 0
+            )
+        )
+    assert initial["totalUsers"] == 2
+    assert {user(i)["id"] for i in items} == {watched}
+    assert versions(items) == sorted(set(versions(items)))
+    assert user(items[0])["status"] == "IN_PROGRESS"
+    assert user(items[0])["currentRun"]["id"] == run_id
+    assert user(items[-1])["lastFinishedRun"] == {"id": run_id, "state": "SUCCEEDED"}
+    assert in_progress[-1]["syncMetricsUpdated"]["syncsInProgress"] == 1
+    assert done[-1]["syncMetricsUpdated"]["failedSyncs"] == 0
+
+
+async def test_events_too_big_for_the_broker_still_arrive(servers: list[Server]) -> None:
+    """A 2000-character non-ASCII description makes a user event ~13 KB of JSON: more than a
+    PostgreSQL NOTIFY carries (8000 bytes). It travels as a reference that the receiving
+    process loads once; on Redis it travels whole."""
+    writer_server, reader_server = servers
+    tenant = Tenant(writer_server, "cross-big")
+    description = "é" * 2000
+    _, (watched,) = await add_users(tenant, 1, description=description)
+    reader = api_on(reader_server, tenant, "viewer")
+    worker = Worker(tenant)
+    query = USER_UPDATES.replace("policy { id active }", "policy { id active description }")
+    async with reader.websocket() as session, Stream(session, query, ids=[watched]) as stream:
+        await _live_across(stream, tenant, watched)
+        run_id = await worker.start(watched)
+        await worker.finish(run_id)
+        items = await stream.until(lambda i: user(i)["status"] == "SYNCED")
+    assert [user(i)["status"] for i in items] == ["IN_PROGRESS", "SYNCED"]
+    assert all(user(i)["policy"]["description"] == description for i in items)
+    assert "could not publish" not in writer_server.log()

@@ -1,0 +1,84 @@
+"""A client that disconnects leaves nothing behind: no subscriber, no task, no memory growth
+over thousands of connect/disconnect cycles, however it leaves (clean close, complete, abort
+mid-stream, before connection_init, right after subscribing)."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+
+import websockets
+
+from tests.conftest import Tenant
+from tests.server import Server
+from tests.subscriptions.support import (
+    METRICS_UPDATES,
+    USER_UPDATES,
+    add_users,
+    eventually,
+    health,
+    raw_socket,
+    receive,
+    send,
+    subscribe,
+)
+
+WARMUP = 300
+CYCLES = 3000
+CONCURRENCY = 40
+MAX_GROWTH_KB = 8 * 1024  # a leak of ~3 KB per cycle would show
+
+
+async def _cycle(server: Server, token: str, ids: list[str], n: int) -> None:
+    how = n % 5
+    with suppress(websockets.ConnectionClosed, OSError, TimeoutError):
+        async with raw_socket(server, token, init=how != 0) as ws:
+            if how == 0:
+                return  # gone before connection_init
+            await subscribe(ws, "u", USER_UPDATES, ids=ids[n % len(ids) :][:10])
+            await subscribe(ws, "m", METRICS_UPDATES)
+            if how == 1:
+                return  # gone right after subscribing, racing the hub
+            assert (await receive(ws))["id"] == "m"  # both subscriptions are live now
+            if how == 2:
+                await send(ws, {"id": "u", "type": "complete"})
+                await send(ws, {"id": "m", "type": "complete"})
+            elif how == 3:
+                ws.transport.abort()  # no close frame: a lost peer
+
+
+async def _cycles(server: Server, token: str, ids: list[str], count: int) -> None:
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(n: int) -> None:
+        async with gate:
+            await _cycle(server, token, ids, n)
+
+    async with asyncio.timeout(300):
+        await asyncio.gather(*(one(n) for n in range(count)))
+
+
+def _settled(server: Server, baseline_tasks: int) -> bool:
+    stats = health(server)
+    subscriptions = stats["subscriptions"]
+    return (
+        subscriptions.get("user_subscribers", 0) == 0
+        and subscriptions.get("metrics_subscribers", 0) == 0
+        and stats["process"]["tasks"] <= baseline_tasks
+    )
+
+
+async def test_thousands_of_connect_disconnect_cycles_leave_nothing(
+    server: Server, tenant: Tenant
+) -> None:
+    _, ids = await add_users(tenant, 50)
+    token = tenant.viewer.token
+    await _cycles(server, token, ids, WARMUP)
+    await eventually(lambda: _settled(server, 10_000), within=20)
+    before = health(server)
+    await _cycles(server, token, ids, CYCLES)
+    await eventually(lambda: _settled(server, before["process"]["tasks"]), within=30)
+    after = health(server)
+    assert after["subscriptions"]["tenants"] == 0, "idle tenant feeds are closed"
+    growth = after["process"]["rss_kb"] - before["process"]["rss_kb"]
+    assert growth < MAX_GROWTH_KB, f"RSS grew {growth} KB over {CYCLES} cycles"

@@ -1,0 +1,103 @@
+"""The hub in one process on the memory broadcast: joining while the last subscriber leaves,
+progress coalescing before fan-out, lost events and oversized policy changes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from app.broadcast import ReliableBroadcast
+from app.events import PolicyEvent, channel_for, encode
+from subscriptions.hub import PROGRESS_INTERVAL, Hub
+from subscriptions.subscriber import MAX_PENDING, SubscriberOverflow, UserSubscriber
+from tests.subscriptions.factories import policy_view, user_event
+
+TENANT = 1
+
+
+@pytest.fixture
+async def broadcast() -> AsyncIterator[ReliableBroadcast]:
+    async with ReliableBroadcast("memory://") as running:
+        yield running  # type: ignore[misc]
+
+
+@pytest.fixture
+async def hub(broadcast: ReliableBroadcast) -> AsyncIterator[Hub]:
+    running = Hub(broadcast, db=None)  # type: ignore[arg-type]  # these paths need no DB
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+async def publish(broadcast: ReliableBroadcast, *events: object) -> None:
+    for event in events:
+        await broadcast.publish(channel_for(TENANT), encode(event))  # type: ignore[arg-type]
+
+
+async def next_versions(subscriber: UserSubscriber) -> list[int]:
+    async with asyncio.timeout(2):
+        return [e.user.version for e in await subscriber.next_batch()]
+
+
+async def test_joining_while_the_last_subscriber_leaves(
+    hub: Hub, broadcast: ReliableBroadcast
+) -> None:
+    """The feed of the tenant must not close under a subscriber that is joining it."""
+    for _ in range(20):
+        leaving = hub.users(TENANT, frozenset({1}))
+        await leaving.__aenter__()
+        joining = hub.users(TENANT, frozenset({1}))
+        entered = asyncio.create_task(joining.__aenter__())
+        await asyncio.sleep(0)  # the joiner found the feed and waits for it to be ready
+        await leaving.__aexit__(None, None, None)
+        subscriber = await entered
+        await publish(broadcast, user_event(1, 1, "started"))
+        assert await next_versions(subscriber) == [1]
+        await joining.__aexit__(None, None, None)
+    assert hub.stats()["tenants"] == 0
+
+
+async def test_progress_of_one_user_is_paced_start_and_finish_pass_at_once(
+    hub: Hub, broadcast: ReliableBroadcast
+) -> None:
+    async with hub.users(TENANT, frozenset({1})) as subscriber:
+        started = time.monotonic()
+        await publish(broadcast, user_event(1, 1, "started"))
+        await publish(broadcast, *(user_event(1, v) for v in range(2, 30)))
+        seen: list[int] = []
+        while 29 not in seen:
+            seen += await next_versions(subscriber)
+        # The start, the first progress, then (held for the interval) only the latest.
+        assert seen == [1, 2, 29]
+        assert time.monotonic() - started >= PROGRESS_INTERVAL * 0.9
+        await publish(broadcast, user_event(1, 30), user_event(1, 31, "finished"))
+        assert await next_versions(subscriber) == [31]  # the finish supersedes held progress
+
+
+async def test_events_lost_in_the_broadcast_layer_cut_subscribers_off() -> None:
+    async with ReliableBroadcast("memory://", subscriber_queue_limit=2) as broadcast:
+        hub = Hub(broadcast, db=None)  # type: ignore[arg-type]
+        try:
+            async with hub.users(TENANT, None) as subscriber:
+                # Published without yielding: the feed's queue (2) overflows before it reads.
+                await publish(broadcast, *(user_event(u, 1, "started") for u in range(1, 10)))
+                with pytest.raises(SubscriberOverflow):
+                    async with asyncio.timeout(2):
+                        while True:
+                            await subscriber.next_batch()
+        finally:
+            await hub.close()
+
+
+async def test_a_policy_change_bigger_than_a_mailbox_cuts_off_whole_tenant_subscribers(
+    hub: Hub, broadcast: ReliableBroadcast
+) -> None:
+    async with hub.users(TENANT, None) as everything:
+        await publish(broadcast, PolicyEvent(policy_view(5, user_count=MAX_PENDING + 1)))
+        with pytest.raises(SubscriberOverflow):
+            async with asyncio.timeout(2):
+                await everything.next_batch()

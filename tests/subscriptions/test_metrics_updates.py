@@ -1,0 +1,54 @@
+"""syncMetricsUpdated: the metrics at once, then on change, at most about once a second."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+from tests.conftest import Tenant
+from tests.subscriptions.support import METRICS_UPDATES, Stream, Worker, add_users
+
+
+def metrics(item: dict) -> dict:  # type: ignore[type-arg]
+    return item["syncMetricsUpdated"]
+
+
+async def test_metrics_at_once_then_on_change(tenant: Tenant) -> None:
+    _, (first, second) = await add_users(tenant, 2)
+    worker = Worker(tenant)
+    async with tenant.viewer.websocket() as session, Stream(session, METRICS_UPDATES) as stream:
+        initial = metrics(await stream.next(within=5))
+        assert initial["totalUsers"] == 2
+        assert initial["usersWithActivePolicy"] == 2
+        assert initial["syncsInProgress"] == 0
+        run_id = await worker.start(first)
+        running = await stream.until(lambda i: metrics(i)["syncsInProgress"] == 1)
+        await worker.progress(run_id, 7)
+        changed = await stream.until(lambda i: metrics(i)["changesLast24h"] == 7)
+        await worker.finish(run_id, error_code="ERR_X")
+        failed = await stream.until(lambda i: metrics(i)["failedSyncs"] == 1)
+        # Nothing changes without events: no repeats of the same figures.
+        quiet = await stream.quiet(2.0)
+    assert metrics(failed[-1])["syncsInProgress"] == 0
+    assert running and changed
+    assert quiet == []
+    del second
+
+
+async def test_metrics_are_sent_at_most_about_once_a_second(tenant: Tenant) -> None:
+    _, ids = await add_users(tenant, 6)
+    worker = Worker(tenant)
+    async with tenant.viewer.websocket() as session, Stream(session, METRICS_UPDATES) as stream:
+        await stream.next(within=5)
+        received: list[float] = []
+        started = time.monotonic()
+        while time.monotonic() - started < 4.0:  # a steady stream of changes for 4 s
+            for user_id in ids:
+                await worker.run(user_id, progress_reports=1)
+            received += [time.monotonic() for _ in stream.drain()]
+        await asyncio.sleep(1.2)
+        received += [time.monotonic() for _ in stream.drain()]
+    assert 2 <= len(received) <= 7, received
+    gaps = [b - a for a, b in itertools.pairwise(received)]
+    assert all(gap > 0.8 for gap in gaps), gaps

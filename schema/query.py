@@ -36,10 +36,10 @@ class SyncUserConnection:
     known_total: strawberry.Private[int | None] = None
 
     @strawberry.field(description="Exact number of users matching the filter.")
-    async def total_count(self, info: Info) -> int:
-        if self.known_total is not None:
+    def total_count(self, info: Info) -> int:
+        if self.known_total is not None:  # read with the page (no awaitable to resolve)
             return self.known_total
-        return await queries.sync_user_count(info.context, self.filter_)
+        return queries.sync_user_count(info.context, self.filter_)  # type: ignore[return-value]
 
 
 def _names(selections: list[Any], path: tuple[str, ...]) -> set[str]:

@@ -49,6 +49,16 @@ PAGE = """query Page($filter: SyncUserFilter, $orderBy: SyncUserOrder, $first: I
                           policy { id name active } currentRun { progress } } }
     pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
     totalCount } }"""
+# The Sync Status page's own query (app/static/js/queries.js): every field of a row and the panel.
+RUN = """id kind service state startedAt finishedAt durationSeconds itemsTotal itemsProcessed
+  itemsFailed changes progress errorCode errorMessage"""
+FULL_PAGE = f"""query SyncUsers($filter: SyncUserFilter, $first: Int, $after: String) {{
+  syncUsers(filter: $filter, first: $first, after: $after) {{
+    totalCount
+    pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }}
+    edges {{ cursor node {{ id email destinationEmail version status latestSyncAt
+      nextScheduledSyncAt unresolvedFailureCount policy {{ id name active }}
+      currentRun {{ {RUN} }} lastFinishedRun {{ {RUN} }} }} }} }} }}"""
 WALK = """query Walk($after: String) { syncUsers(first: 100, after: $after) {
   pageInfo { hasNextPage endCursor } } }"""
 POLICIES = "{ policies(first: 100) { edges { node { id name active } } } }"
@@ -206,6 +216,7 @@ def build_cases(api: GraphQL) -> list[Case]:
         ),
         page("page 1,000 deep (after cursor)", after=after),
         page("order LATEST_SYNC_DESC", orderBy="LATEST_SYNC_DESC"),
+        Case("first page, the page's full query", FULL_PAGE, {"first": 10}),
         page(
             "LATEST_SYNC_DESC, FAILED, 24 h",
             orderBy="LATEST_SYNC_DESC",

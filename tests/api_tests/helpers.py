@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from typing import Any
 
@@ -256,3 +257,45 @@ async def snapshot(api: Api) -> dict[str, Any]:
             full.pop("durationSeconds")
             runs[full["id"]] = full
     return {"users": users, "metrics": found, "policies": await all_policies(api), "runs": runs}
+
+
+def row_id(global_id: str) -> int:
+    """The keyset tie-breaker (DESIGN.md: sort key + id) of an opaque SyncUser id."""
+    raw = base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode()
+    kind, _, number = raw.partition(":")
+    assert kind == "SyncUser"
+    return int(number)
+
+
+def matches(user: dict[str, Any], filt: dict[str, Any]) -> bool:
+    """SyncUserFilter by brute force, from the contract's words."""
+    term = filt.get("emailContains")
+    if term is not None:
+        term = term.strip().lower()
+        if term and term not in user["email"] and term not in user["destinationEmail"]:
+            return False
+    low, high = filt.get("latestSyncFrom"), filt.get("latestSyncTo")
+    if low is not None or high is not None:
+        if user["latestSyncAt"] is None:  # never-synced users are excluded
+            return False
+        at = when(user["latestSyncAt"])
+        if (low is not None and at < when(low)) or (high is not None and at > when(high)):
+            return False
+    if filt.get("policyId") and (user["policy"] or {}).get("id") != filt["policyId"]:
+        return False
+    return not (filt.get("status") and user["status"] != filt["status"])
+
+
+def expected_ids(users: list[dict[str, Any]], filt: dict[str, Any], order: str) -> list[str]:
+    """The ids syncUsers must list, in order (ties broken by row id, as the keyset does)."""
+    kept = [u for u in users if matches(u, filt)]
+    if order == "EMAIL_ASC":
+        kept.sort(key=lambda u: (u["email"], row_id(u["id"])))
+        return [u["id"] for u in kept]
+    synced = sorted(
+        (u for u in kept if u["latestSyncAt"]),
+        key=lambda u: (when(u["latestSyncAt"]), row_id(u["id"])),
+        reverse=True,
+    )
+    never = sorted((u for u in kept if not u["latestSyncAt"]), key=lambda u: -row_id(u["id"]))
+    return [u["id"] for u in synced + never]  # never-synced last

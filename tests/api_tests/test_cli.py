@@ -8,7 +8,9 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -184,3 +186,50 @@ async def test_seed(server: Server, cwd: Path) -> None:
     await h.finish(api, run["id"])
     assert (await h.metrics(api))["totalUsers"] == users + 1
     assert _empty(cwd)  # nothing written to the default ./syncstatus.db
+
+    await _history_filters(api, await h.all_users(api))
+
+
+async def _history_filters(api: Api, users: list[dict[str, Any]]) -> None:
+    """The seed spreads latest syncs over days: date ranges cross hours (the counters are
+    kept per hour) and are checked, with the other filters, against brute force."""
+    times = sorted({h.when(u["latestSyncAt"]) for u in users if u["latestSyncAt"]})
+    assert times[-1] - times[0] > timedelta(days=1)
+    hour = timedelta(hours=1)
+    micro = timedelta(microseconds=1)
+    edges: list[datetime] = []
+    for t in (times[len(times) // 5], times[len(times) // 2], times[-3]):
+        floor = t.replace(minute=0, second=0, microsecond=0)
+        edges += [t, t - micro, t + micro, floor, floor - micro, floor + hour]
+    policies = {u["policy"]["id"] for u in users if u["policy"]}
+    some_policy = sorted(policies)[0]
+    filters: list[dict[str, Any]] = []
+    for low, high in zip(edges, edges[3:] + edges[:3], strict=True):
+        low, high = min(low, high), max(low, high)
+        filters += [
+            {"latestSyncFrom": h.iso(low)},
+            {"latestSyncTo": h.iso(high)},
+            {"latestSyncFrom": h.iso(low), "latestSyncTo": h.iso(high)},
+        ]
+    filters += [
+        {"latestSyncFrom": h.iso(times[10]), "status": "FAILED"},
+        {"latestSyncTo": h.iso(times[-10]), "policyId": some_policy},
+        {
+            "latestSyncFrom": h.iso(times[5]),
+            "latestSyncTo": h.iso(times[-5]),
+            "status": "SYNCED",
+            "policyId": some_policy,
+        },
+        {"latestSyncFrom": h.iso(times[0]), "latestSyncTo": h.iso(times[-1])},
+        {"latestSyncFrom": h.iso(times[0] - timedelta(days=30)), "emailContains": "a"},
+        {"status": "IN_PROGRESS", "policyId": some_policy},
+        {"emailContains": "smith", "status": "COMPLETED_WITH_WARNING"},
+    ]
+    for filt in filters:
+        for order in ("EMAIL_ASC", "LATEST_SYNC_DESC"):
+            want = h.expected_ids(users, filt, order)
+            found = (await api.execute(h.SYNC_USERS, filter=filt, order=order, first=100))[
+                "syncUsers"
+            ]
+            assert found["totalCount"] == len(want), filt
+            assert [e["node"]["id"] for e in found["edges"]] == want[:100], (filt, order)

@@ -3,7 +3,6 @@ totalCount, each checked against a brute-force expectation computed from the cre
 
 from __future__ import annotations
 
-import base64
 import random
 from dataclasses import dataclass
 from datetime import timedelta, timezone
@@ -31,16 +30,8 @@ PLUS_2 = timezone(timedelta(hours=2))
 @dataclass
 class World:
     tenant: ApiTenant
-    users: list[dict[str, Any]]  # as listed by the API, with "row" (the key's tie-breaker)
+    users: list[dict[str, Any]]  # as listed by the API
     policies: dict[str, str]  # name -> id
-
-
-def row_id(global_id: str) -> int:
-    """The keyset tie-breaker (DESIGN.md: sort key + id) of an opaque SyncUser id."""
-    raw = base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode()
-    kind, _, number = raw.partition(":")
-    assert kind == "SyncUser"
-    return int(number)
 
 
 @pytest.fixture(scope="module")
@@ -88,40 +79,11 @@ async def world(module_tenant: ApiTenant) -> World:
         assert (found["policy"] or {}).get("id") == (policies[policy] if policy else None)
         assert (found["latestSyncAt"] is None) == (status == "NEVER_SYNCED")
         assert (found["currentRun"] is None) == (status != "IN_PROGRESS")
-        found["row"] = row_id(found["id"])
     return World(module_tenant, users, policies)
 
 
 def expected(world: World, filt: dict[str, Any], order: str) -> list[str]:
-    def keep(u: dict[str, Any]) -> bool:
-        term = filt.get("emailContains")
-        if term is not None:
-            term = term.strip().lower()
-            if term and term not in u["email"] and term not in u["destinationEmail"]:
-                return False
-        low, high = filt.get("latestSyncFrom"), filt.get("latestSyncTo")
-        if low is not None or high is not None:
-            if u["latestSyncAt"] is None:
-                return False
-            at = h.when(u["latestSyncAt"])
-            if (low is not None and at < h.when(low)) or (high is not None and at > h.when(high)):
-                return False
-        if filt.get("policyId") and (u["policy"] or {}).get("id") != filt["policyId"]:
-            return False
-        return not (filt.get("status") and u["status"] != filt["status"])
-
-    kept = [u for u in world.users if keep(u)]
-    if order == "EMAIL_ASC":
-        kept.sort(key=lambda u: (u["email"], u["row"]))
-    else:
-        synced = sorted(
-            (u for u in kept if u["latestSyncAt"]),
-            key=lambda u: (h.when(u["latestSyncAt"]), u["row"]),
-            reverse=True,
-        )
-        never = sorted((u for u in kept if not u["latestSyncAt"]), key=lambda u: -u["row"])
-        kept = synced + never  # never-synced last
-    return [u["id"] for u in kept]
+    return h.expected_ids(world.users, filt, order)
 
 
 async def page(world: World, filt: dict[str, Any], order: str, **args: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from broadcaster import Event
 from broadcaster._backends.base import BroadcastBackend
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
@@ -53,9 +53,11 @@ class RedisPubSubBackend(BroadcastBackend):
         publish_timeout: float = 3.0,
         subscribe_timeout: float = 5.0,
         health_interval: float = 5.0,
+        publish_connections: int = 16,
     ) -> None:
         # BroadcastBackend.__init__ only raises NotImplementedError, so it is not called.
         self._url = url
+        self._publish_connections = publish_connections
         self._connect_timeout = connect_timeout
         self._publish_timeout = publish_timeout
         self._subscribe_timeout = subscribe_timeout
@@ -91,11 +93,18 @@ class RedisPubSubBackend(BroadcastBackend):
         self._sub_client = Redis.from_url(
             self._url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=2.0
         )
-        self._pub_client = Redis.from_url(
-            self._url,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
-            socket_connect_timeout=1.0,
-            socket_timeout=2.0,
+        # A blocking pool: concurrent publishes beyond its size wait for a connection
+        # (within publish_timeout) instead of failing at once with "Too many connections",
+        # which redis-py's default pool (100) does, losing events under a burst of commits.
+        self._pub_client = Redis.from_pool(
+            BlockingConnectionPool.from_url(
+                self._url,
+                max_connections=self._publish_connections,
+                timeout=self._publish_timeout,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+                socket_connect_timeout=1.0,
+                socket_timeout=2.0,
+            )
         )
         self._reader = asyncio.create_task(self._run(), name="redis-pubsub-reader")
         try:

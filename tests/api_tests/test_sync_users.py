@@ -275,3 +275,56 @@ async def test_an_empty_page(world: World) -> None:
     beyond = await page(world, {}, "EMAIL_ASC", first=5, after=end)
     assert beyond["edges"] == [] and beyond["pageInfo"]["hasNextPage"] is False
     assert beyond["totalCount"] == USERS
+
+
+NESTED = """
+query($first: Int) {
+  a: syncUsers(first: $first) { ...Conn }
+  b: syncUsers(first: $first, orderBy: LATEST_SYNC_DESC) {
+    total: totalCount
+    edges { node { id ... on SyncUser { cr: currentRun { id state } } lastFinishedRun { id }
+      v: version policy { id name } runs(first: 2) { totalCount edges { node { id } } } } }
+  }
+}
+fragment Conn on SyncUserConnection { totalCount edges { node { ...U } } }
+fragment U on SyncUser {
+  id currentRun { id itemsProcessed } lastFinishedRun { state } version policy { id }
+}
+"""
+SINGLE = """id currentRun { id state itemsProcessed } lastFinishedRun { id state } version
+  policy { id name } runs(first: 2) { totalCount edges { node { id } } }"""
+
+
+async def test_nested_fields_of_a_page_match_single_lookups(world: World) -> None:
+    """Fields read with the page (fragments, aliases, both orders) equal what syncUser says."""
+    viewer = world.tenant.viewer
+    data = await viewer.execute(NESTED, first=100)
+    assert data["a"]["totalCount"] == data["b"]["total"] == USERS
+    ids = [e["node"]["id"] for e in data["a"]["edges"]]
+    aliases = " ".join(
+        f'u{i}: syncUser(id: "{user_id}") {{ {SINGLE} }}' for i, user_id in enumerate(ids)
+    )
+    single = await viewer.execute(f"{{ {aliases} }}")
+    by_id = {single[f"u{i}"]["id"]: single[f"u{i}"] for i in range(len(ids))}
+    for edge in data["a"]["edges"]:
+        node, want = edge["node"], by_id[edge["node"]["id"]]
+        assert node["version"] == want["version"]
+        assert node["policy"] == ({"id": want["policy"]["id"]} if want["policy"] else None)
+        current = want["currentRun"]
+        assert node["currentRun"] == (
+            {"id": current["id"], "itemsProcessed": current["itemsProcessed"]} if current else None
+        )
+        last = want["lastFinishedRun"]
+        assert node["lastFinishedRun"] == ({"state": last["state"]} if last else None)
+    for edge in data["b"]["edges"]:
+        node, want = edge["node"], by_id[edge["node"]["id"]]
+        current = want["currentRun"]
+        assert node["cr"] == ({"id": current["id"], "state": current["state"]} if current else None)
+        assert node["lastFinishedRun"] == (
+            {"id": want["lastFinishedRun"]["id"]} if want["lastFinishedRun"] else None
+        )
+        assert (node["v"], node["policy"], node["runs"]) == (
+            want["version"],
+            want["policy"],
+            want["runs"],
+        )

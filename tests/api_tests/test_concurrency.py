@@ -28,7 +28,7 @@ async def _all(calls: list[Any]) -> Counter[str]:
 
 
 def _apis(tenant: ApiTenant, role: str, count: int) -> list[Api]:
-    """Several tokens of one role (separate callers)."""
+    """Separate clients (connections) of one role."""
     return [tenant.api(role)] + [
         Api(tenant.server.graphql_url, tenant.server.ws_url, tenant.api(role).token)
         for _ in range(count - 1)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -42,8 +43,18 @@ def is_sqlite(url: str) -> bool:
     return make_url(normalize_url(url)).get_backend_name() == "sqlite"
 
 
+class _SQLiteCompiler(SQLiteCompiler):
+    """Renders `select.with_hint(table, "INDEXED BY ix", "sqlite")`, which SQLAlchemy's SQLite
+    compiler drops: the read side names an index where SQLite, without statistics, would pick
+    a worse one (see app/reads/users.py)."""
+
+    def get_from_hint_text(self, table: Any, text: str | None) -> str | None:
+        return text
+
+
 def _sqlite_engine(url: str, begin: str, pool_size: int) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=60)
+    engine.sync_engine.dialect.statement_compiler = _SQLiteCompiler
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

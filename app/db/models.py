@@ -88,6 +88,9 @@ class SyncUser(Base):
         ),
         Index("ix_sync_users_policy_latest", "tenant_id", "policy_id", "latest_sort", "id"),
         Index("ix_sync_users_due", "tenant_id", "due_at"),
+        # Email search is dialect-specific and lives in the migration: on SQLite the FTS5
+        # trigram table sync_users_search and ix_sync_users_emails (tenant_id, email,
+        # destination_email); on PostgreSQL pg_trgm GIN indexes on both emails.
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))

@@ -54,10 +54,11 @@ def _names(selections: list[Any], path: tuple[str, ...]) -> set[str]:
     return names
 
 
-def selected(info: Info, path: tuple[str, ...]) -> set[str]:
-    """Names of the fields the query selects at `path` below this field (fragments included),
-    so a resolver reads in one go what its children will need."""
-    return _names(info.selected_fields[0].selections, path)
+def selected(info: Info, *paths: tuple[str, ...]) -> list[set[str]]:
+    """Names of the fields the query selects at each path below this field (fragments
+    included), so a resolver reads in one go what its children will need."""
+    selections = info.selected_fields[0].selections  # built anew on each access
+    return [_names(selections, path) for path in paths]
 
 
 def as_node(view: UserView | RunView | PolicyView | None) -> Node | None:
@@ -115,7 +116,7 @@ class Query:
             f.policy_id,
             f.status.value if f.status else None,
         )
-        node = selected(info, ("edges", "node"))
+        top, node = selected(info, (), ("edges", "node"))
         runs = frozenset(
             key
             for key, field in (("current", "currentRun"), ("last", "lastFinishedRun"))
@@ -126,7 +127,7 @@ class Query:
             parsed,
             (order_by or SyncUserOrder.EMAIL_ASC).value,
             PageArgs(first, after, last, before),
-            with_total="totalCount" in selected(info, ()),
+            with_total="totalCount" in top,
             runs=runs,
         )
         return SyncUserConnection(

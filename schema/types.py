@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import lru_cache
 from typing import TypeVar
 
 import strawberry
@@ -103,7 +104,9 @@ class Policy(Node):
         )
 
 
+@lru_cache(maxsize=1024)
 def _policy_node(view: PolicyView | None) -> Policy | None:
+    """Rows of a page share a few policies: build each (immutable) Policy object once."""
     return Policy.of(view) if view else None
 
 

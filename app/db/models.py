@@ -82,9 +82,17 @@ class SyncUser(Base):
         Index("ix_sync_users_status_email", "tenant_id", "status", "email"),
         Index("ix_sync_users_policy_email", "tenant_id", "policy_id", "email"),
         Index("ix_sync_users_latest", "tenant_id", "latest_sort", "id"),
-        # policy_id last: counts of status + policy + date range stay inside the index.
+        # policy_id and the emails after the key: counts of status + date range + policy +
+        # email search are answered from the index alone, without reading rows.
         Index(
-            "ix_sync_users_status_latest", "tenant_id", "status", "latest_sort", "id", "policy_id"
+            "ix_sync_users_status_latest",
+            "tenant_id",
+            "status",
+            "latest_sort",
+            "id",
+            "policy_id",
+            "email",
+            "destination_email",
         ),
         Index("ix_sync_users_policy_latest", "tenant_id", "policy_id", "latest_sort", "id"),
         Index("ix_sync_users_due", "tenant_id", "due_at"),

@@ -5,9 +5,11 @@ SQLite has no statistics to tell a filter matching 80% of a million users from o
 - walk: follow the order's index (by email, or by latest sync), starting with the status or
   policy equality that selects fewer users, and check the other filters row by row; it reads
   about limit x (users in the index prefix / users matching) rows.
-- range: read the latestSyncAt range from its index, then sort by email (all the range's rows).
+- filters: read the ids the status / policy / latestSyncAt filters select from a covering
+  index, then those rows, and sort (all of them).
 - search: read the trigram index's matches by rowid, then sort (all the matches).
-The cheapest wins. Columns that must not pick the index are written `col + 0` / `col || ''`.
+The cheapest wins. Columns that must not pick an index are written `col + 0` / `col || ''`;
+where SQLite would still pick a worse index, the plan names one (INDEXED BY).
 PostgreSQL plans with its own statistics, so it gets the plain conditions.
 """
 
@@ -161,9 +163,18 @@ class Access:
 
 
 BY_TRIGRAMS = Access(frozenset(), "fts")  # rowids from the trigram index only
-# The users the other filters select, from the covering status / policy / latest index (SQLite
-# would rather walk the bare latest index once it must read rows anyway), then their rows.
+# The users the other filters select, from the covering policy / latest index (SQLite would
+# rather walk the bare latest index once it must read rows anyway), then their rows.
 BY_FILTERS = Access(ALL, "like", ids=True)
+# With a status: its index holds the range, the policy and both emails, so a count is answered
+# inside it and a page reads only the matching rows.
+BY_STATUS = Access(
+    frozenset({"tenant", "status", "latest"}), "like", index="ix_sync_users_status_latest"
+)
+
+
+def by_filters(filt: UserFilter) -> Access:
+    return BY_STATUS if filt.status is not None else BY_FILTERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +198,7 @@ async def _sqlite_counts(
         )
         if not term or structured == 0:
             return Counts(structured, structured, None)
-        total = await _scan_count(session, tenant_id, filt, BY_FILTERS)
+        total = await _scan_count(session, tenant_id, filt, by_filters(filt))
         return Counts(total, structured, None)
     if filt.status is None and filt.policy_id is None and not filt.ranged:
         fts = await fts_matches(session, term)
@@ -204,7 +215,7 @@ async def _sqlite_counts(
     if fts == 0:
         return Counts(0, structured, 0)
     if fts is None or structured <= fts:
-        total = await _scan_count(session, tenant_id, filt, BY_FILTERS)
+        total = await _scan_count(session, tenant_id, filt, by_filters(filt))
     else:  # check the fewer trigram matches against the other filters
         total = await _scan_count(session, tenant_id, filt, BY_TRIGRAMS)
     return Counts(total, structured, fts)
@@ -214,7 +225,7 @@ async def _scan_count(
     session: AsyncSession, tenant_id: int, filt: UserFilter, access: Access
 ) -> int:
     where = conditions(tenant_id, "sqlite", filt, access.indexed, access.search, access.ids)
-    query = select(func.count()).select_from(SyncUser).where(*where)
+    query = access.select(select(func.count()).select_from(SyncUser).where(*where))
     return int(await session.scalar(query) or 0)
 
 
@@ -277,7 +288,7 @@ async def _sqlite_plan(
         base = min(base, counts.structured * 2)  # the walk seeks to the range in that index
     options = [(limit * base / counts.total, walk)]
     if filt.ranged and order == "EMAIL_ASC" and counts.structured is not None:
-        options.append((counts.structured, BY_FILTERS))
+        options.append((counts.structured, by_filters(filt)))
     if term and counts.fts is not None:
         options.append((counts.fts, BY_TRIGRAMS))
     return Plan(min(options, key=lambda option: option[0])[1], counts.total)

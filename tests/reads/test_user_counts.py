@@ -191,6 +191,8 @@ async def _all_pages(world: World, filt: reads.UserFilter, order: str, access: A
 
 def _accesses(filt: reads.UserFilter) -> list[Any]:
     found: list[Any] = [None, reads.BY_FILTERS, reads.Access(frozenset({"tenant"}))]
+    if filt.status is not None:
+        found.append(reads.BY_STATUS)
     if filt.term and len(filt.term) >= reads.TRIGRAM:
         found.append(reads.BY_TRIGRAMS)
     return found

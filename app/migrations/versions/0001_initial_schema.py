@@ -132,7 +132,7 @@ def upgrade() -> None:
         )
         batch_op.create_index(
             "ix_sync_users_status_latest",
-            ["tenant_id", "status", "latest_sort", "id", "policy_id"],
+            ["tenant_id", "status", "latest_sort", "id", "policy_id", "email", "destination_email"],
             unique=False,
         )
 

@@ -26,8 +26,13 @@ from app import validation
 from app.db.models import SyncUser
 from app.errors import BadUserInput
 from app.reads.pagination import Keyset, Page, PageArgs, decode_cursor, keyset_page, page_size
-from app.reads.user_counts import counted, fts_matches, fts_phrase, structured_count
-from app.reads.user_counts import tenant_owns_all_users as _single_tenant
+from app.reads.user_counts import (
+    counted,
+    fts_matches,
+    fts_phrase,
+    other_tenants_users,
+    structured_count,
+)
 from app.views import UserView
 
 STATUSES = ("NEVER_SYNCED", "IN_PROGRESS", "SYNCED", "COMPLETED_WITH_WARNING", "FAILED")
@@ -201,9 +206,12 @@ async def _sqlite_counts(
         total = await _scan_count(session, tenant_id, filt, by_filters(filt))
         return Counts(total, structured, None)
     if filt.status is None and filt.policy_id is None and not filt.ranged:
-        fts = await fts_matches(session, term)
-        if fts == 0 or await _single_tenant(session, tenant_id):
+        fts = await fts_matches(session, term)  # in every tenant
+        others = await other_tenants_users(session, tenant_id) if fts else 0
+        if others == 0:
             return Counts(fts, None, fts)
+        if others is not None and others <= fts:  # less the other tenants' matches
+            return Counts(fts - await _others_matching(session, tenant_id, term), None, fts)
         return Counts(await _scan_count(session, tenant_id, filt, BY_TRIGRAMS), None, fts)
     structured = await structured_count(
         session, tenant_id, filt.status, filt.policy_id, filt.latest_sync_from, filt.latest_sync_to
@@ -219,6 +227,16 @@ async def _sqlite_counts(
     else:  # check the fewer trigram matches against the other filters
         total = await _scan_count(session, tenant_id, filt, BY_TRIGRAMS)
     return Counts(total, structured, fts)
+
+
+async def _others_matching(session: AsyncSession, tenant_id: int, term: str) -> int:
+    """Users of the other tenants whose emails contain the term (ix_sync_users_emails alone)."""
+    query = (
+        select(func.count())
+        .select_from(SyncUser)
+        .where(or_(SyncUser.tenant_id < tenant_id, SyncUser.tenant_id > tenant_id), _like(term))
+    )
+    return int(await session.scalar(query) or 0)
 
 
 async def _scan_count(

@@ -205,6 +205,17 @@ async def test_counts_are_exact(world: World) -> None:
         assert total == len(_expected(world, filt, "EMAIL_ASC")), filt
 
 
+async def test_search_alone_is_exact(world: World) -> None:
+    """Without other filters a search counts every tenant's trigram matches and takes away
+    the other tenants' ones: exact whether the file holds one tenant or more."""
+    for term in TERMS:
+        filt = reads.UserFilter(email_contains=term)
+        expected = _expected(world, filt, "EMAIL_ASC")
+        async with world.db.read() as session:
+            assert await reads.user_count(session, world.tenant, filt) == len(expected), term
+        assert await _all_pages(world, filt, "EMAIL_ASC", None) == expected, term
+
+
 @pytest.mark.parametrize("order", ["EMAIL_ASC", "LATEST_SYNC_DESC"])
 async def test_pages_are_exact_on_every_access_path(world: World, order: str) -> None:
     for filt in _filters(world, 40):

@@ -71,3 +71,11 @@ def tenant(server: Server, request: pytest.FixtureRequest) -> Tenant:
 @pytest.fixture
 def other_tenant(server: Server) -> Tenant:
     return Tenant(server, f"other{next(_counter)}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run last: Playwright's sync API keeps an event loop running in the main
+    thread while its session-scoped browser is open, which breaks every asyncio test after it."""
+    page_tests = [item for item in items if "tests/page/" in item.nodeid]
+    others = [item for item in items if "tests/page/" not in item.nodeid]
+    items[:] = others + page_tests

@@ -16,6 +16,7 @@ from strawberry.types.graphql import OperationType
 from schema.errors import ErrorCodes
 from schema.mutation import Mutation
 from schema.query import Query
+from schema.shared_executor import SharedEventExecutor
 from schema.subscription import Subscription
 from schema.types import Policy, SyncRun, SyncUser
 
@@ -66,6 +67,8 @@ def build_schema() -> strawberry.Schema:
             QueryDepthLimiter(max_depth=12),
             MaxTokensLimiter(max_token_count=5000),
         ],
+        # Subscription events without graphql-core's per-event memory growth.
+        execution_context_class=SharedEventExecutor,
     )
 
 

@@ -67,7 +67,7 @@ def build_schema() -> strawberry.Schema:
             QueryDepthLimiter(max_depth=12),
             MaxTokensLimiter(max_token_count=5000),
         ],
-        # Subscription events without graphql-core's per-event memory growth.
+        # A subscription event shared by many subscribers is executed once for them all.
         execution_context_class=SharedEventExecutor,
     )
 

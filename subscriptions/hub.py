@@ -21,6 +21,7 @@ from app.db.engine import Database
 from app.events import Message, PolicyEvent, PolicyRef, UserEvent, UserRef, channel_for, decode
 from subscriptions.metrics_feed import MetricsFeed, MetricsSubscriber
 from subscriptions.policy_changes import load_policy, load_user_event, users_of_policy
+from subscriptions.shared import SharedExecution
 from subscriptions.subscriber import MAX_PENDING, UserSubscriber
 
 log = logging.getLogger(__name__)
@@ -194,6 +195,7 @@ class Hub:
     def __init__(self, broadcast: Any, db: Database) -> None:
         self.broadcast = broadcast
         self.db = db
+        self.shared = SharedExecution()
         self._feeds: dict[int, TenantFeed] = {}
         self._lock = asyncio.Lock()
 
@@ -261,4 +263,6 @@ class Hub:
             "metrics_subscribers": sum(len(f.metrics.subscribers) for f in feeds),
             "pending_events": sum(s.pending for f in feeds for s in f.user_subscribers()),
             "held_progress": sum(len(f.held) for f in feeds),
+            "shared_executions_reused": self.shared.hits,
+            "shared_executions_run": self.shared.misses,
         }

@@ -72,7 +72,8 @@ async def _user_stream(
                     "The subscriber fell too far behind; refetch and resubscribe."
                 ) from None
             for event in batch:
-                yield convert(event.user)
+                # The same object for every subscriber of the event: executed once for all.
+                yield hub.shared.payload(event.user, convert)
 
 
 async def metrics_updates(ctx: Context, convert: Callable[[MetricsView], T]) -> AsyncIterator[T]:
@@ -86,4 +87,4 @@ async def _metrics_stream(
 ) -> AsyncIterator[T]:
     async with hub.metrics(tenant_id) as subscriber:
         while True:
-            yield convert(await subscriber.next())
+            yield hub.shared.payload(await subscriber.next(), convert)

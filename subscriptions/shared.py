@@ -1,0 +1,119 @@
+"""One payload per event for all its subscribers, and one execution of a subscription's
+selection set per payload and document.
+
+The hub hands the same event to every subscriber that watches the user (and the same
+metrics to every metrics subscriber of the tenant); open dashboards send the same document.
+So instead of a thousand identical GraphQL executions for a thousand dashboards, the first
+subscriber executes and the others reuse its result (schema/shared_executor.py). A result
+depends on the payload (an immutable snapshot of one tenant's state), the operation, the
+variables used below the subscription field and the caller's role; nothing else of the
+caller is read by the fields of SyncUser and SyncMetrics.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, TypeVar
+
+from graphql import Node, OperationDefinitionNode, VariableNode, visit
+from graphql.language import Visitor
+
+T = TypeVar("T")
+MAX_PAYLOADS = 256
+MAX_RESULTS = 256
+
+
+class _Bounded(OrderedDict[Hashable, Any]):
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key: Hashable, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+class _VariableNames(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def enter_variable(self, node: VariableNode, *_args: Any) -> None:
+        self.names.add(node.name.value)
+
+
+class SharedExecution:
+    def __init__(self, payloads: int = MAX_PAYLOADS, results: int = MAX_RESULTS) -> None:
+        # Entries keep their key objects alive, so an id() is never reused while cached.
+        self._payloads = _Bounded(payloads)  # id(view) -> (view, payload)
+        self._shared = _Bounded(payloads)  # id(payload) -> payload
+        self._results = _Bounded(results)  # key -> (payload, operation, result)
+        self._variables = _Bounded(256)  # id(operation) -> (operation, names)
+        self.hits = 0
+        self.misses = 0
+
+    def payload(self, view: object, convert: Callable[[Any], T]) -> T:
+        """The GraphQL object for ``view``, built once for all subscribers."""
+        entry = self._payloads.get(id(view))
+        if entry is not None and entry[0] is view:
+            return entry[1]  # type: ignore[no-any-return]
+        payload = convert(view)
+        self._payloads.put(id(view), (view, payload))
+        self._shared.put(id(payload), payload)
+        return payload
+
+    def key(
+        self,
+        payload: object,
+        operation: OperationDefinitionNode,
+        fragments: Iterable[Node],
+        variables: dict[str, Any],
+        role: str | None,
+    ) -> tuple[Hashable, ...] | None:
+        """The cache key of executing ``operation`` on ``payload``; None if not shared."""
+        if self._shared.get(id(payload)) is not payload:
+            return None
+        names = self._names_below_root(operation, fragments)
+        used = json.dumps({n: variables.get(n) for n in sorted(names)}, default=str)
+        return (id(payload), id(operation), used, role)
+
+    def get(self, key: tuple[Hashable, ...]) -> Any:
+        entry = self._results.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return entry[2]
+
+    def put(
+        self, key: tuple[Hashable, ...], payload: object, operation: object, value: Any
+    ) -> None:
+        self._results.put(key, (payload, operation, value))
+
+    def _names_below_root(
+        self, operation: OperationDefinitionNode, fragments: Iterable[Node]
+    ) -> set[str]:
+        """Variables read below the subscription field (its own arguments, like userIds,
+        only choose the stream and do not change a result), or in any fragment."""
+        entry = self._variables.get(id(operation))
+        if entry is not None and entry[0] is operation:
+            return entry[1]  # type: ignore[no-any-return]
+        visitor = _VariableNames()
+        for selection in operation.selection_set.selections:
+            selection_set = getattr(selection, "selection_set", None)
+            if selection_set is not None:
+                visit(selection_set, visitor)
+            if getattr(selection, "directives", None):
+                for directive in selection.directives:  # type: ignore[attr-defined]
+                    visit(directive, visitor)
+            if not hasattr(selection, "arguments"):  # a fragment spread: be conservative
+                visit(selection, visitor)
+        for fragment in fragments:
+            visit(fragment, visitor)
+        names = visitor.names
+        self._variables.put(id(operation), (operation, names))
+        return names

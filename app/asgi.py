@@ -39,7 +39,7 @@ from app.simulator import running_simulator
 from app.timing import ServerTiming
 from schema.schema import build_schema
 from subscriptions.hub import Hub
-from subscriptions.transport import SyncStatusTransportHandler
+from subscriptions.transport import Pinger, SyncStatusTransportHandler
 
 log = logging.getLogger("syncstatus")
 STATIC = Path(__file__).with_name("static")
@@ -57,6 +57,7 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
             max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
         )
         self._services_ref = services_ref
+        self.pinger = Pinger()  # graphql-transport-ws pings of all this app's sockets
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
         return Context(

@@ -231,9 +231,15 @@ async def send(ws: ClientConnection, message: dict[str, Any]) -> None:
     await ws.send(json.dumps(message))
 
 
-async def receive(ws: ClientConnection, within: float = WAIT) -> dict[str, Any]:
+async def receive(
+    ws: ClientConnection, within: float = WAIT, *, pings: bool = False
+) -> dict[str, Any]:
+    """The next message; the server's keep-alive pings are skipped unless ``pings``."""
     async with asyncio.timeout(within):
-        return dict(json.loads(await ws.recv()))
+        while True:
+            message = dict(json.loads(await ws.recv()))
+            if pings or message.get("type") != "ping":
+                return message
 
 
 async def subscribe(ws: ClientConnection, op_id: str, query: str, **variables: Any) -> None:

@@ -76,7 +76,7 @@ async def test_the_server_pings_idle_connections(server: Server, tenant: Tenant)
     async with raw_socket(server, tenant.viewer.token) as ws:
         await subscribe(ws, "m", METRICS_UPDATES)
         assert (await receive(ws))["type"] == "next"
-        ping = await receive(ws, within=20)  # PING_INTERVAL is 15 s
+        ping = await receive(ws, within=20, pings=True)  # PING_INTERVAL is 15 s
         assert ping == {"type": "ping"}
         await send(ws, {"type": "pong"})
         await send(ws, {"type": "ping"})

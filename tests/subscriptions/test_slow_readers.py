@@ -66,7 +66,9 @@ async def _read_all(ws: Any, quiet: float = 1.5) -> list[dict[str, Any]]:
     while True:
         try:
             async with asyncio.timeout(quiet):
-                messages.append(json.loads(await ws.recv()))
+                message = json.loads(await ws.recv())
+            if message.get("type") != "ping":  # the server's keep-alive
+                messages.append(message)
         except TimeoutError:
             return messages
         except websockets.ConnectionClosed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 STATUS = Path("/proc/self/status")
@@ -19,5 +20,10 @@ def rss_kb() -> int | None:
     return None
 
 
-def process_stats() -> dict[str, int | None]:
-    return {"tasks": len(asyncio.all_tasks()), "rss_kb": rss_kb()}
+def process_stats() -> dict[str, object]:
+    return {
+        "tasks": len(asyncio.all_tasks()),
+        "rss_kb": rss_kb(),
+        # Collections run per generation (the oldest ones pause the process longest).
+        "gc_collections": [generation["collections"] for generation in gc.get_stats()],
+    }

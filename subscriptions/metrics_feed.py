@@ -21,6 +21,7 @@ from app.views import MetricsView
 log = logging.getLogger(__name__)
 MIN_INTERVAL = 1.0
 REFRESH_INTERVAL = 60.0
+OFFER_CHUNK = 25
 
 
 class MetricsSubscriber:
@@ -110,20 +111,30 @@ class MetricsFeed:
                 with suppress(asyncio.CancelledError):
                     await task
 
+    async def _offer_to_all(self, metrics: MetricsView) -> None:
+        """Wakes the subscribers a few at a time: each wake-up is a send, and a thousand of
+        them in one go would hold back the user events that arrive meanwhile (~0.2 s)."""
+        subscribers = list(self.subscribers)
+        for start in range(0, len(subscribers), OFFER_CHUNK):
+            if start:
+                await asyncio.sleep(0)  # let the chunk's sends and any other work run
+            for subscriber in subscribers[start : start + OFFER_CHUNK]:
+                subscriber.offer(metrics)
+
     async def _run(self) -> None:
         while True:
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), timeout=REFRESH_INTERVAL)
             self._dirty.clear()
             self._changed_since_sent = False  # changes from here on set it again
+            previous = self._sent
             try:
                 metrics = await self._read()
             except Exception:
                 log.exception("could not read metrics of tenant %s", self.tenant_id)
                 self._changed_since_sent = True
             else:
-                if self._sent is None or _figures(metrics) != _figures(self._sent):
-                    for subscriber in self.subscribers:
-                        subscriber.offer(metrics)
                 self._sent, self._sent_at = metrics, time.monotonic()
+                if previous is None or _figures(metrics) != _figures(previous):
+                    await self._offer_to_all(metrics)
             await asyncio.sleep(MIN_INTERVAL)

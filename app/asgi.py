@@ -32,7 +32,7 @@ from app.errors import ServiceError
 from app.events import Publisher
 from app.migrate import upgrade
 from app.process_stats import process_stats
-from app.runtime import freeze_startup_heap
+from app.runtime import freeze_startup_heap, tune_collector
 from app.services import Services
 from app.settings import Settings
 from app.simulator import running_simulator
@@ -129,6 +129,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                 services.hub = Hub(broadcast, db)
                 ref["services"] = services
                 freeze_startup_heap()
+                tune_collector()
                 try:
                     async with _simulation(services, simulate):
                         yield {"services": services}

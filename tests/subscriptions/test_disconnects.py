@@ -1,6 +1,11 @@
 """A client that disconnects leaves nothing behind: no subscriber, no task, no memory growth
 over thousands of connect/disconnect cycles, however it leaves (clean close, complete, abort
-mid-stream, before connection_init, right after subscribing)."""
+mid-stream, before connection_init, right after subscribing).
+
+Memory is judged once the collector has settled: the oldest generation is collected about a
+tenth as often as CPython's default (app/runtime.py), so the cyclic garbage of the first few
+thousand closed connections waits for it; after that, more cycles must not grow the process.
+"""
 
 from __future__ import annotations
 
@@ -23,10 +28,11 @@ from tests.subscriptions.support import (
     subscribe,
 )
 
-WARMUP = 300
+WARMUP = 6000
+ROUNDS = 2
 CYCLES = 3000
 CONCURRENCY = 40
-MAX_GROWTH_KB = 8 * 1024  # a leak of ~3 KB per cycle would show
+MAX_GROWTH_KB = 6 * 1024  # over 6,000 cycles: a leak of ~1 KB per cycle would show
 
 
 async def _cycle(server: Server, token: str, ids: list[str], n: int) -> None:
@@ -76,9 +82,10 @@ async def test_thousands_of_connect_disconnect_cycles_leave_nothing(
     await _cycles(server, token, ids, WARMUP)
     await eventually(lambda: _settled(server, 10_000), within=20)
     before = health(server)
-    await _cycles(server, token, ids, CYCLES)
-    await eventually(lambda: _settled(server, before["process"]["tasks"]), within=30)
+    for _ in range(ROUNDS):
+        await _cycles(server, token, ids, CYCLES)
+        await eventually(lambda: _settled(server, before["process"]["tasks"]), within=30)
     after = health(server)
     assert after["subscriptions"]["tenants"] == 0, "idle tenant feeds are closed"
     growth = after["process"]["rss_kb"] - before["process"]["rss_kb"]
-    assert growth < MAX_GROWTH_KB, f"RSS grew {growth} KB over {CYCLES} cycles"
+    assert growth < MAX_GROWTH_KB, f"RSS grew {growth} KB over {ROUNDS * CYCLES} cycles"

@@ -53,6 +53,7 @@ class SharedExecution:
         self._shared = _Bounded(payloads)  # id(payload) -> payload
         self._results = _Bounded(results)  # key -> (payload, operation, result)
         self._variables = _Bounded(256)  # id(operation) -> (operation, names)
+        self._json = _Bounded(results)  # id(data) -> (data, JSON text)
         self.hits = 0
         self.misses = 0
 
@@ -93,6 +94,15 @@ class SharedExecution:
         self, key: tuple[Hashable, ...], payload: object, operation: object, value: Any
     ) -> None:
         self._results.put(key, (payload, operation, value))
+
+    def json(self, data: object) -> str:
+        """``data`` as JSON, encoded once however many subscribers send the same result."""
+        entry = self._json.get(id(data))
+        if entry is not None and entry[0] is data:
+            return entry[1]  # type: ignore[no-any-return]
+        text = json.dumps(data, separators=(",", ":"))
+        self._json.put(id(data), (data, text))
+        return text
 
     def _names_below_root(
         self, operation: OperationDefinitionNode, fragments: Iterable[Node]

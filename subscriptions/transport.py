@@ -5,13 +5,18 @@ with a GraphQL error carrying a contract code), and the server pings idle connec
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import weakref
 from typing import Any
 
+from starlette.websockets import WebSocketDisconnect
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
+
+from subscriptions.shared import SharedExecution
 
 log = logging.getLogger(__name__)
 PING_INTERVAL = 15.0
@@ -45,6 +50,12 @@ class Pinger:
                 send = asyncio.create_task(handler.ping())
                 self._sends.add(send)
                 send.add_done_callback(self._sends.discard)
+
+
+def _shared_execution(context: Any) -> SharedExecution | None:
+    hub = getattr(getattr(context, "services", None), "hub", None)
+    shared = getattr(hub, "shared", None)
+    return shared if isinstance(shared, SharedExecution) else None
 
 
 class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
@@ -92,6 +103,29 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             )
             return
         await super().handle_subscribe(message)
+
+    async def send_message(self, message: Any) -> None:
+        """A result shared by many subscribers (subscriptions/shared.py) is JSON-encoded once
+        for all of them; everything else goes the usual way."""
+        payload = message.get("payload") if message.get("type") == "next" else None
+        shared = _shared_execution(self.context)
+        ws = getattr(self.websocket, "ws", None)
+        if (
+            not isinstance(payload, dict)
+            or payload.keys() != {"data"}
+            or shared is None
+            or ws is None
+        ):
+            await super().send_message(message)
+            return
+        text = (
+            f'{{"id":{json.dumps(message["id"])},"type":"next","payload":{{"data":'
+            f"{shared.json(payload['data'])}}}}}"
+        )
+        try:
+            await ws.send_text(text)
+        except WebSocketDisconnect as error:
+            raise WebSocketDisconnected from error
 
     async def ping(self) -> None:
         self.ping_pending = True

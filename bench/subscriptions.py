@@ -1,0 +1,775 @@
+"""Subscription fan-out on one server process: N open dashboards and a driver making run updates.
+
+    .venv/bin/python bench/subscriptions.py [--subscribers 1000,10000] [--whole-tenant 10]
+        [--runs http:500,http:100,lifecycle:500,events:500] [--duration 20] [--users 10000]
+
+Each of N WebSocket subscribers (raw `websockets` sockets, 2,500 per bench/ws_clients.py
+process) is an open Sync Status page: syncUserUpdated for a page of 10 users with the page's
+own query (app/static/js/queries.js), plus syncMetricsUpdated. Socket i watches page i mod
+(users / 10), so at 1,000 dashboards each user is on one page, at 10,000 on ten. Then the same
+with --whole-tenant subscribers without userIds (the whole tenant's stream). A driver makes
+run updates at a fixed rate spread over the tenant's users: runs of start, 2 progress reports,
+finish, 0.25 s apart (so the hub's progress pacing drops none), launched open-loop at rate/4 a
+second; a driver that cannot keep up skips runs (--max-in-flight) and says so.
+
+Drivers (every figure says which produced it):
+- http: the worker GraphQL mutations (startSyncRun/reportSyncProgress/finishSyncRun) with a
+  WORKER token over HTTP to the same server process that serves the subscribers.
+- lifecycle: the same app run lifecycle (unit_of_work + app.lifecycle: commit, then publish)
+  in a separate process (this one) on the same database, publishing through Redis, so the
+  server only fans out.
+- events: lifecycle-shaped events (the snapshots app.lifecycle publishes: user state with
+  its run and policy, versions +1 per update) through the app's Publisher and Redis at the
+  exact rate, without database writes; the change counters get one real write a second so
+  the metrics change (and go to every dashboard) as they would. On this 2-core machine the
+  write path (SQLAlchemy + aiosqlite, ~9 ms of CPU per update) tops out near 115 updates/s per
+  process, so neither http nor lifecycle reaches 500/s; this driver measures the fan-out at
+  that rate. It runs last: its versions are not in the database.
+The lifecycle and events drivers need --broadcast redis (the default when Redis is up).
+
+Measured: update-to-client latency (client receive time minus the driver's time just before
+sending the update, so it includes the mutation or transaction itself; one machine, one
+monotonic clock), p50/p99 for start/finish events and for all; delivered/expected for start
+and finish (must be 1.0: nothing lost) and for progress (may be coalesced); server RSS from
+/proc/<pid>/status before and after connecting N idle subscribers; CPU of the server, the
+clients and the driver; the server's garbage collections during the run. The machine is
+shared: check that its load is low before trusting a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app import lifecycle  # noqa: E402
+from app.auth import create_token, tenant_by_name  # noqa: E402
+from app.broadcast import create_broadcast  # noqa: E402
+from app.counters import add_changes  # noqa: E402
+from app.db.engine import open_database  # noqa: E402
+from app.db.models import Policy, SyncUser  # noqa: E402
+from app.events import Publisher, UserEvent  # noqa: E402
+from app.ids import encode_id  # noqa: E402
+from app.migrate import upgrade  # noqa: E402
+from app.policies import PolicyInput, create_policy  # noqa: E402
+from app.reads.runs import policies_by_ids  # noqa: E402
+from app.reads.users import users_by_ids  # noqa: E402
+from app.timeutil import now_micros  # noqa: E402
+from app.unit_of_work import unit_of_work  # noqa: E402
+from app.views import RunView  # noqa: E402
+from tests.server import Server, run_server  # noqa: E402
+
+PAGE = 10
+PER_CLIENT_PROCESS = 2500
+STEP_GAP = 0.25
+START = "mutation($u: ID!) { startSyncRun(userId: $u, itemsTotal: 100) { id } }"
+REPORT = """mutation($r: ID!, $p: Int!) {
+  reportSyncProgress(runId: $r, itemsProcessed: $p, changes: $p) { id } }"""
+FINISH = "mutation($r: ID!) { finishSyncRun(runId: $r) { state } }"
+
+
+class NullBroadcast:
+    async def publish(self, channel: str, message: Any) -> None:
+        return None
+
+
+# -- setup ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Fixture:
+    database_url: str
+    viewer: str
+    worker: str
+    user_ids: list[int]  # row ids
+    tenant_id: int
+
+
+async def prepare(database_url: str, users: int) -> Fixture:
+    await asyncio.to_thread(upgrade, database_url)
+    db = open_database(database_url)
+    try:
+        async with db.write() as session:
+            tenant = await tenant_by_name(session, f"Bench{random.randrange(10**9)}", create=True)
+            assert tenant is not None
+            viewer = await create_token(session, tenant.id, "bench viewer", "VIEWER")
+            worker = await create_token(session, tenant.id, "bench worker", "WORKER")
+            data = PolicyInput("Bench", None, True, 60, ["MAIL"])
+            policy, _ = await create_policy(session, tenant.id, 0, data)
+            tenant_id, policy_id = tenant.id, policy.id
+        ids: list[int] = []
+        publisher = Publisher(NullBroadcast())
+        for start in range(0, users, 1000):
+            rows = [
+                (f"user{i:07d}@m365.example", f"user{i:07d}@g.example", policy_id)
+                for i in range(start, min(users, start + 1000))
+            ]
+            async with unit_of_work(db, publisher) as work:
+                added, _ = await lifecycle.add_users(work.session, tenant_id, work.now, rows)
+                ids += [u.id for u in added]
+    finally:
+        await db.dispose()
+    return Fixture(database_url, viewer, worker, ids, tenant_id)
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- clients --------------------------------------------------------------------------------
+
+
+class Clients:
+    """Dashboard sockets in client processes; pages[i] is what socket i watches."""
+
+    def __init__(self, server: Server, token: str, pages: list[list[int] | None]) -> None:
+        self.pages = pages
+        self._dir = tempfile.mkdtemp(prefix="bench-ws-")
+        self._procs: list[tuple[subprocess.Popen[str], str, int]] = []
+        for n, start in enumerate(range(0, len(pages), PER_CLIENT_PROCESS)):
+            chunk = pages[start : start + PER_CLIENT_PROCESS]
+            spec = Path(self._dir, f"spec{n}.json")
+            spec.write_text(
+                json.dumps(
+                    {
+                        "pages": [
+                            None if p is None else [encode_id("SyncUser", u) for u in p]
+                            for p in chunk
+                        ]
+                    }
+                )
+            )
+            out = str(Path(self._dir, f"out{n}.json"))
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "bench" / "ws_clients.py"),
+                    server.ws_url,
+                    token,
+                    str(spec),
+                    out,
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            self._procs.append((proc, out, start))
+
+    @property
+    def pids(self) -> list[int]:
+        return [proc.pid for proc, _, _ in self._procs]
+
+    def _expect(self, word: str) -> None:
+        for proc, _, _ in self._procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline().strip()
+            if not line.startswith(word):
+                raise RuntimeError(f"client process said {line!r}, expected {word!r}")
+
+    def wait_ready(self) -> None:
+        self._expect("ready")
+
+    def _say(self, word: str) -> None:
+        for proc, _, _ in self._procs:
+            assert proc.stdin is not None
+            proc.stdin.write(word + "\n")
+            proc.stdin.flush()
+
+    def count(self) -> int:
+        self._say("count")
+        total = 0
+        for proc, _, _ in self._procs:
+            assert proc.stdout is not None
+            word, _, number = proc.stdout.readline().strip().partition(" ")
+            if word != "count":
+                raise RuntimeError(f"client process said {word!r}, expected 'count'")
+            total += int(number)
+        return total
+
+    def record(self) -> None:
+        self._say("record")
+        self._expect("recording")
+
+    def stop(self) -> dict[str, Any]:
+        self._say("stop")
+        self._expect("done")
+        updates: list[tuple[int, int, int, float]] = []
+        metrics, errors, closed = 0, [], 0
+        for _, out, offset in self._procs:
+            data = json.loads(Path(out).read_text())
+            updates += [(offset + c, u, v, t) for c, u, v, t in data["updates"]]
+            metrics += data["metrics"]
+            errors += data["errors"]
+            closed += data["closed"]
+        return {"updates": updates, "metrics": metrics, "errors": errors, "closed": closed}
+
+    def close(self) -> None:
+        for proc, _, _ in self._procs:
+            with suppress(OSError):
+                self._say("exit")
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+# -- drivers --------------------------------------------------------------------------------
+
+
+@dataclass
+class Update:
+    user: int
+    version: int
+    kind: str
+    sent: float
+    done: float
+
+
+@dataclass
+class DriverResult:
+    name: str
+    updates: list[Update] = field(default_factory=list)
+    failures: int = 0
+    skipped: int = 0  # runs not started because max_in_flight runs were still going
+    began: float = 0.0
+    duration: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Updates per second of the runs launched (at rate/4 a second) during the run."""
+        return len(self.updates) / self.duration
+
+    @property
+    def tail(self) -> float:
+        """When the last update was done, in seconds after the launching ended."""
+        return max((u.done for u in self.updates), default=self.began) - self.began - self.duration
+
+
+class Driver:
+    """Runs of start, progress 50, progress 100, finish, launched at rate/4 per second."""
+
+    name = "?"
+
+    def __init__(self, fixture: Fixture) -> None:
+        self.fixture = fixture
+        self.version: dict[int, int] = {}  # public versions, read from the database
+        self.busy: set[int] = set()
+        self.result = DriverResult(self.name)
+
+    async def load_versions(self) -> None:
+        db = open_database(self.fixture.database_url)
+        try:
+            async with db.read() as session:
+                rows = await session.execute(
+                    select(SyncUser.id, SyncUser.version + Policy.revision)
+                    .join(Policy, Policy.id == SyncUser.policy_id)
+                    .where(SyncUser.tenant_id == self.fixture.tenant_id)
+                )
+                self.version = {row[0]: row[1] for row in rows}
+        finally:
+            await db.dispose()
+
+    async def op(self, kind: str, user: int, run: Any, processed: int = 0) -> Any:
+        raise NotImplementedError
+
+    async def run(self, user: int) -> None:
+        try:
+            run = await self._step("started", user, None)
+            for processed in (50, 100):
+                await asyncio.sleep(STEP_GAP)
+                await self._step("progress", user, run, processed)
+            await asyncio.sleep(STEP_GAP)
+            await self._step("finished", user, run)
+        except Exception:
+            self.result.failures += 1
+        finally:
+            self.busy.discard(user)
+
+    async def _step(self, kind: str, user: int, run: Any, processed: int = 0) -> Any:
+        sent = time.monotonic()
+        value = await self.op(kind, user, run, processed)
+        self.version[user] += 1
+        self.result.updates.append(Update(user, self.version[user], kind, sent, time.monotonic()))
+        return value
+
+    async def drive(self, rate: float, duration: float, max_in_flight: int) -> DriverResult:
+        users = list(self.fixture.user_ids)
+        random.shuffle(users)
+        runs_per_second = rate / 4
+        tasks: set[asyncio.Task[None]] = set()
+        began = self.result.began = time.monotonic()
+        self.result.duration = duration
+        n = 0
+        cursor = 0
+        while (now := time.monotonic()) - began < duration:
+            due = began + n / runs_per_second
+            if due > now:
+                await asyncio.sleep(due - now)
+            n += 1
+            if len(tasks) >= max_in_flight:
+                self.result.skipped += 1  # saturated: this run is not started
+                continue
+            for _ in range(len(users)):
+                user = users[cursor % len(users)]
+                cursor += 1
+                if user not in self.busy:
+                    self.busy.add(user)
+                    task = asyncio.create_task(self.run(user))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    break
+        await asyncio.gather(*tasks)
+        return self.result
+
+    async def __aenter__(self) -> Driver:
+        await self.load_versions()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class HttpDriver(Driver):
+    name = "http (worker mutations over HTTP, same server process)"
+
+    def __init__(self, fixture: Fixture, server: Server) -> None:
+        super().__init__(fixture)
+        self.client = httpx.AsyncClient(
+            base_url=server.url,
+            headers={"Authorization": f"Bearer {fixture.worker}"},
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
+            timeout=60,
+        )
+
+    async def _gql(self, query: str, **variables: Any) -> dict[str, Any]:
+        response = await self.client.post("/graphql", json={"query": query, "variables": variables})
+        body = response.json()
+        if body.get("errors"):
+            raise RuntimeError(body["errors"])
+        return dict(body["data"])
+
+    async def op(self, kind: str, user: int, run: Any, processed: int = 0) -> Any:
+        if kind == "started":
+            data = await self._gql(START, u=encode_id("SyncUser", user))
+            return data["startSyncRun"]["id"]
+        if kind == "progress":
+            return await self._gql(REPORT, r=run, p=processed)
+        return await self._gql(FINISH, r=run)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.aclose()
+
+
+class LifecycleDriver(Driver):
+    name = "lifecycle (app run lifecycle in a separate process, published through Redis)"
+
+    def __init__(self, fixture: Fixture, broadcast_url: str) -> None:
+        super().__init__(fixture)
+        self.db = open_database(fixture.database_url)
+        self.broadcast = create_broadcast(broadcast_url)
+        self.publisher = Publisher(self.broadcast)
+
+    async def __aenter__(self) -> Driver:
+        await self.load_versions()
+        await self.broadcast.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.broadcast.disconnect()
+        await self.db.dispose()
+
+    async def op(self, kind: str, user: int, run: Any, processed: int = 0) -> Any:
+        tenant = self.fixture.tenant_id
+        async with unit_of_work(self.db, self.publisher) as work:
+            if kind == "started":
+                row = await lifecycle.load_user(work.session, tenant, user)
+                started, event = await lifecycle.start_run(
+                    work.session, row, work.now, items_total=100
+                )
+                work.events.append(event)
+                return started.id
+            sync_run, row = await lifecycle.load_run(work.session, tenant, run)
+            if kind == "progress":
+                work.events += await lifecycle.report_progress(
+                    work.session, sync_run, row, work.now, processed, processed
+                )
+            else:
+                work.events.append(
+                    await lifecycle.finish_run(work.session, sync_run, row, work.now)
+                )
+        return run
+
+
+class EventsDriver(LifecycleDriver):
+    name = (
+        "events (lifecycle-shaped events through the app's Publisher and Redis, no database "
+        "writes but a counter write a second)"
+    )
+
+    async def __aenter__(self) -> Driver:
+        await super().__aenter__()
+        tenant = self.fixture.tenant_id
+        async with self.db.read() as session:
+            users = await users_by_ids(session, tenant, self.fixture.user_ids)
+            policy_ids = sorted({u.policy_id for u in users.values() if u.policy_id})
+            policies = await policies_by_ids(session, tenant, policy_ids)
+        self.views = {
+            i: replace(u, policy=policies[u.policy_id] if u.policy_id else None)
+            for i, u in users.items()
+        }
+        self.runs: dict[int, RunView] = {}
+        self.next_run = 10**9
+        self.ticker = asyncio.create_task(self._metrics_change())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.ticker.cancel()
+        await super().__aexit__(*exc)
+
+    async def _metrics_change(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            async with unit_of_work(self.db, self.publisher) as work:
+                await add_changes(work.session, self.fixture.tenant_id, work.now, 1)
+
+    async def op(self, kind: str, user: int, run: Any, processed: int = 0) -> Any:
+        now = now_micros()
+        view = self.views[user]
+        if kind == "started":
+            self.next_run += 1
+            run = self.next_run
+            current = RunView(
+                run, view.tenant_id, user, "DELTA", "MAIL", "RUNNING", now, None, 100, 0, 0, 0,
+                None, None,
+            )  # fmt: skip
+            view = replace(
+                view, status="IN_PROGRESS", latest_sync_at=now, current_run_id=run,
+                current_run=current,
+            )  # fmt: skip
+        elif kind == "progress":
+            assert view.current_run is not None
+            current = replace(view.current_run, items_processed=processed, changes=processed)
+            view = replace(view, current_run=current)
+        else:
+            assert view.current_run is not None
+            done = replace(view.current_run, state="SUCCEEDED", finished_at=now)
+            view = replace(
+                view, status="SYNCED", current_run_id=None, current_run=None,
+                last_finished_run_id=done.id, last_finished_run=done,
+            )  # fmt: skip
+        self.views[user] = view = replace(view, version=view.version + 1)
+        await self.publisher.publish([UserEvent(kind, view)])  # type: ignore[arg-type]
+        return run
+
+
+# -- analysis -------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def analyse(
+    driver: DriverResult, received: dict[str, Any], pages: list[list[int] | None]
+) -> dict[str, Any]:
+    watchers: dict[int, list[int]] = defaultdict(list)
+    everything = [c for c, p in enumerate(pages) if p is None]
+    for c, page in enumerate(pages):
+        for u in page or ():
+            watchers[u].append(c)
+    got = {(c, u, v): t for c, u, v, t in received["updates"]}
+    stats: dict[str, dict[str, Any]] = {}
+    for group, kinds in (("start/finish", {"started", "finished"}), ("progress", {"progress"})):
+        expected = delivered = 0
+        latencies: list[float] = []
+        for update in driver.updates:
+            if update.kind not in kinds:
+                continue
+            for c in watchers.get(update.user, []) + everything:
+                expected += 1
+                t = got.get((c, update.user, update.version))
+                if t is not None:
+                    delivered += 1
+                    latencies.append((t - update.sent) * 1000)
+        stats[group] = {"expected": expected, "delivered": delivered, "latencies": latencies}
+    all_latencies = stats["start/finish"]["latencies"] + stats["progress"]["latencies"]
+    return {
+        "lifecycle": stats["start/finish"],
+        "progress": stats["progress"],
+        "p50_all": percentile(all_latencies, 50),
+        "p99_all": percentile(all_latencies, 99),
+        "metrics_messages": received["metrics"],
+        "errors": received["errors"],
+        "closed": received["closed"],
+    }
+
+
+SUMMARY: list[str] = []
+
+
+def report_run(
+    title: str, driver: DriverResult, target_rate: float, a: dict[str, Any], cpu: dict[str, float]
+) -> None:
+    life, prog = a["lifecycle"], a["progress"]
+    lat = life["latencies"]
+    p50, p99, worst = percentile(lat, 50), percentile(lat, 99), max(lat, default=float("nan"))
+    ratio = life["delivered"] / life["expected"] if life["expected"] else float("nan")
+    calls = [(u.done - u.sent) * 1000 for u in driver.updates]
+    print(f"\n  {title}")
+    print(f"    driver: {driver.name}")
+    print(
+        f"    updates: {len(driver.updates)} = {driver.rate:.0f}/s over {driver.duration:.0f} s "
+        f"(target {target_rate:.0f}/s; last one done {driver.tail:.1f} s after); failed runs "
+        f"{driver.failures}, runs not started (driver saturated) {driver.skipped}"
+    )
+    print(
+        f"    one update's own call (mutation / transaction / publish) ms: "
+        f"p50 {percentile(calls, 50):.1f}  p99 {percentile(calls, 99):.1f}"
+    )
+    print(f"    start/finish latency ms: p50 {p50:.1f}  p99 {p99:.1f}  max {worst:.1f}")
+    print(f"    all updates latency ms:  p50 {a['p50_all']:.1f}  p99 {a['p99_all']:.1f}")
+    print(
+        f"    start/finish delivered/expected: {life['delivered']}/{life['expected']} = {ratio:.4f}"
+    )
+    if prog["expected"]:
+        print(
+            f"    progress delivered/expected: {prog['delivered']}/{prog['expected']} "
+            f"= {prog['delivered'] / prog['expected']:.4f} (may be coalesced)"
+        )
+    print(
+        f"    metrics messages received: {a['metrics_messages']}; CPU (share of one core): "
+        + ", ".join(f"{k} {v:.0%}" for k, v in cpu.items())
+    )
+    if a["errors"] or a["closed"]:
+        print(f"    client errors: {a['errors'][:3]} closed sockets: {a['closed']}")
+    SUMMARY.append(
+        f"{title:<42} {driver.name.split(' ')[0]:<9} {driver.rate:5.0f}/s  "
+        f"p50 {p50:7.1f}  p99 {p99:7.1f} ms  start/finish {ratio:.4f}"
+    )
+
+
+# -- scenarios ------------------------------------------------------------------------------
+
+
+async def health(server: Server) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=30) as http:
+        return dict((await http.get(f"{server.url}/healthz")).json())
+
+
+@contextmanager
+def server_on(fixture: Fixture, broadcast_url: str) -> Iterator[Server]:
+    with run_server(
+        fixture.database_url, env={"SYNCSTATUS_BROADCAST_URL": broadcast_url}
+    ) as server:
+        yield server
+
+
+async def settle(clients: Clients, limit: float = 120.0) -> None:
+    """Waits for stragglers: until the clients received nothing new for 2 s."""
+    deadline = time.monotonic() + limit
+    last, quiet = -1, 0
+    while time.monotonic() < deadline and quiet < 2:
+        await asyncio.sleep(1)
+        now = await asyncio.to_thread(clients.count)
+        quiet = quiet + 1 if now == last else 0
+        last = now
+
+
+async def measure(
+    server: Server,
+    fixture: Fixture,
+    clients: Clients,
+    args: argparse.Namespace,
+    broadcast_url: str,
+    title: str,
+) -> None:
+    for run in args.runs.split(","):
+        name, _, rate_text = run.partition(":")
+        rate = float(rate_text or args.rate)
+        if name != "http" and not broadcast_url.startswith("redis"):
+            print(f"\n  {title}: {name} driver skipped (needs --broadcast redis)")
+            continue
+        driver: Driver
+        if name == "http":
+            driver = HttpDriver(fixture, server)
+        elif name == "lifecycle":
+            driver = LifecycleDriver(fixture, broadcast_url)
+        else:
+            driver = EventsDriver(fixture, broadcast_url)
+        await asyncio.to_thread(clients.record)
+        pids = {"server": [server.process.pid], "clients": clients.pids}
+        cpu0 = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
+        own0, t0 = time.process_time(), time.monotonic()
+        gc0 = (await health(server))["process"]["gc_collections"]
+        async with driver:
+            result = await driver.drive(rate, args.duration, args.max_in_flight)
+        wall = time.monotonic() - t0
+        gc1 = (await health(server))["process"]["gc_collections"]
+        cpu = {k: (sum(cpu_seconds(p) for p in v) - cpu0[k]) / wall for k, v in pids.items()}
+        cpu["driver"] = (time.process_time() - own0) / wall
+        await settle(clients)
+        received = await asyncio.to_thread(clients.stop)
+        report_run(
+            f"{title} at {rate:.0f} updates/s",
+            result,
+            rate,
+            analyse(result, received, clients.pages),
+            cpu,
+        )
+        collections = [b - a for a, b in zip(gc0, gc1, strict=True)]
+        print(f"    server garbage collections per generation during the run: {collections}")
+
+
+async def dashboards(
+    args: argparse.Namespace, fixture: Fixture, n: int, broadcast_url: str
+) -> None:
+    users = fixture.user_ids
+    pages_total = len(users) // PAGE
+    pages: list[list[int] | None] = [
+        users[(i % pages_total) * PAGE : (i % pages_total) * PAGE + PAGE] for i in range(n)
+    ]
+    with server_on(fixture, broadcast_url) as server:
+        warm = Clients(server, fixture.viewer, pages[:20])
+        await asyncio.to_thread(warm.wait_ready)
+        await asyncio.sleep(2)
+        before = rss_kb(server.process.pid)
+        began = time.monotonic()
+        clients = Clients(server, fixture.viewer, pages)
+        try:
+            await asyncio.to_thread(clients.wait_ready)
+            connected_in = time.monotonic() - began
+            await asyncio.sleep(3)
+            after = rss_kb(server.process.pid)
+            stats = await health(server)
+            broker = broadcast_url.split(":")[0]
+            print(f"\n== {n} dashboards (a page of {PAGE} users + metrics each), broker {broker}")
+            print(f"  connected and live in {connected_in:.1f} s; hub: {stats['subscriptions']}")
+            per = (after - before) / n
+            print(
+                f"  server RSS {before / 1024:.0f} MB -> {after / 1024:.0f} MB idle: "
+                f"{per:.1f} KB per subscriber (target <= 50)"
+            )
+            SUMMARY.append(f"{n} dashboards idle: {per:.1f} KB of server RSS per subscriber")
+            await measure(
+                server,
+                fixture,
+                clients,
+                args,
+                broadcast_url,
+                f"{n} dashboards",
+            )
+        finally:
+            clients.close()
+            warm.close()
+
+
+async def whole_tenant(
+    args: argparse.Namespace, fixture: Fixture, n: int, broadcast_url: str
+) -> None:
+    pages: list[list[int] | None] = [None] * n
+    with server_on(fixture, broadcast_url) as server:
+        clients = Clients(server, fixture.viewer, pages)
+        try:
+            await asyncio.to_thread(clients.wait_ready)
+            broker = broadcast_url.split(":")[0]
+            print(f"\n== {n} whole-tenant subscribers (no userIds) + metrics, broker {broker}")
+            await measure(
+                server,
+                fixture,
+                clients,
+                args,
+                broadcast_url,
+                f"{n} whole-tenant streams",
+            )
+        finally:
+            clients.close()
+
+
+def redis_up() -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--subscribers", default="1000,10000")
+    parser.add_argument("--rate", type=float, default=500.0, help="for runs without a rate")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of updates")
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument(
+        "--runs",
+        default="http:500,http:100,lifecycle:500,events:500",
+        help="driver:rate pairs, run in this order for each scenario (events last: its events "
+        "are not written to the database, so drivers after it would lag behind)",
+    )
+    parser.add_argument("--whole-tenant", type=int, default=10)
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=250,
+        help="runs in progress at most; a driver that cannot keep up skips runs (reported)",
+    )
+    parser.add_argument(
+        "--broadcast", choices=["memory", "redis"], default="redis" if redis_up() else "memory"
+    )
+    args = parser.parse_args()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    broadcast_url = "redis://127.0.0.1:6379/0" if args.broadcast == "redis" else "memory://"
+    print(f"machine: {os.cpu_count()} cores; open files limit {hard}")
+    with tempfile.TemporaryDirectory(prefix="bench-subs-") as folder:
+        fixture = await prepare(f"sqlite+aiosqlite:///{folder}/bench.db", args.users)
+        users = len(fixture.user_ids)
+        print(f"tenant of {users} users on SQLite; runs {args.runs}")
+        for n in (int(s) for s in args.subscribers.split(",") if s):
+            await dashboards(args, fixture, n, broadcast_url)
+        if args.whole_tenant:
+            await whole_tenant(args, fixture, args.whole_tenant, broadcast_url)
+    print("\n== summary (targets: p99 <= 100 ms at 1,000 dashboards and 500 updates/s with")
+    print(
+        "   start/finish 1.0000; <= 50 KB per idle subscriber; 10,000 subscribers on one process)"
+    )
+    for line in SUMMARY:
+        print("  " + line)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import signal
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -16,6 +11,7 @@ from broadcaster import Broadcast, Event
 from broadcaster._base import Subscriber
 
 from app.broadcast import BroadcastUnavailable
+from tests.private_redis import PrivateRedis, started_private_redis
 
 # Upper bound for any single wait, so that no test can hang.
 WAIT = 5.0
@@ -58,65 +54,10 @@ async def eventually(condition: Callable[[], bool], within: float = WAIT) -> Non
             await asyncio.sleep(0.02)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class PrivateRedis:
-    """A throwaway redis-server that a test may kill and restart on the same port."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"private redis-server did not start on port {self.port}")
-
-    def pause(self) -> None:
-        """Freeze the server: connections stay open but nothing answers (a silent network loss)."""
-        assert self._process is not None
-        self._process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self._process is not None
-        self._process.send_signal(signal.SIGCONT)
-
-    def kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait(timeout=WAIT)
-            self._process = None
-
-
 @pytest.fixture
 def private_redis() -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server binary not on PATH")
-    server = PrivateRedis()
-    server.start()
-    try:
+    with started_private_redis() as server:
         yield server
-    finally:
-        server.kill()
 
 
 def backend_tasks(name: str) -> list[asyncio.Task[object]]:

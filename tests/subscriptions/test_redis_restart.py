@@ -5,14 +5,13 @@ Redis is down still succeed (their events are lost; clients refetch, versions te
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.broadcast.conftest import PrivateRedis
 from tests.conftest import Tenant
+from tests.private_redis import PrivateRedis, started_private_redis
 from tests.server import Server
 from tests.subscriptions.multi import api_on, postgres_servers
 from tests.subscriptions.support import (
@@ -30,14 +29,8 @@ RESUME_WITHIN = 10.0  # seconds after Redis is back
 
 @pytest.fixture(scope="module")
 def redis() -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server binary not on PATH")
-    server = PrivateRedis()
-    server.start()
-    try:
+    with started_private_redis() as server:
         yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -103,3 +104,21 @@ async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
         current = asyncio.current_task()
         if current is not None and current.cancelling():
             raise
+
+
+async def await_first_connection(
+    connected: asyncio.Event,
+    within: float,
+    last_error: Callable[[], BaseException | None],
+    give_up: Callable[[], Awaitable[None]],
+    what: str,
+) -> None:
+    """Wait for a backend's supervisor to connect once; else clean up and raise, naming the
+    last error (a service that cannot reach its broker at startup should fail fast)."""
+    try:
+        async with asyncio.timeout(within):
+            await connected.wait()
+    except TimeoutError:
+        error = last_error()
+        await give_up()
+        raise BroadcastUnavailable(f"{what} not reachable within {within:g}s: {error}") from error

@@ -21,6 +21,7 @@ from ._common import (
     Backoff,
     BroadcastUnavailable,
     DropOldestQueue,
+    await_first_connection,
     cancel_and_wait,
     redact_url,
 )
@@ -122,16 +123,13 @@ class PostgresNotifyBackend(BroadcastBackend):
                 f"PostgreSQL at {redact_url(self._url)} not reachable: {exc}"
             ) from exc
         self._supervisor = asyncio.create_task(self._run(), name="postgres-listen-supervisor")
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                await self._connected.wait()
-        except TimeoutError:
-            error = self._last_error
-            await self.disconnect()
-            raise BroadcastUnavailable(
-                f"PostgreSQL LISTEN connection to {redact_url(self._url)} not established "
-                f"within {self._connect_timeout:g}s: {error}"
-            ) from error
+        await await_first_connection(
+            self._connected,
+            self._connect_timeout,
+            lambda: self._last_error,
+            self.disconnect,
+            f"PostgreSQL LISTEN connection to {redact_url(self._url)}",
+        )
 
     async def disconnect(self) -> None:
         await cancel_and_wait(self._supervisor)

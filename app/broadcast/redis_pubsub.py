@@ -27,6 +27,7 @@ from ._common import (
     Backoff,
     BroadcastUnavailable,
     DropOldestQueue,
+    await_first_connection,
     cancel_and_wait,
     redact_url,
 )
@@ -107,16 +108,13 @@ class RedisPubSubBackend(BroadcastBackend):
             )
         )
         self._reader = asyncio.create_task(self._run(), name="redis-pubsub-reader")
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                await self._connected.wait()
-        except TimeoutError:
-            error = self._last_error
-            await self.disconnect()
-            raise BroadcastUnavailable(
-                f"Redis at {redact_url(self._url)} not reachable within "
-                f"{self._connect_timeout:g}s: {error}"
-            ) from error
+        await await_first_connection(
+            self._connected,
+            self._connect_timeout,
+            lambda: self._last_error,
+            self.disconnect,
+            f"Redis at {redact_url(self._url)}",
+        )
 
     async def disconnect(self) -> None:
         await cancel_and_wait(self._reader)

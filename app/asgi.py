@@ -37,8 +37,9 @@ from app.services import Services
 from app.settings import Settings
 from app.simulator import running_simulator
 from app.timing import ServerTiming
-from schema.schema import build_schema
+from schema.schema import MAX_DEPTH, MAX_TOKENS, build_schema
 from subscriptions.hub import Hub
+from subscriptions.live import Documents
 from subscriptions.transport import Pinger, SyncStatusTransportHandler
 
 log = logging.getLogger("syncstatus")
@@ -57,6 +58,8 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
             max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
         )
         self._services_ref = services_ref
+        # Subscriptions served without strawberry's per-subscription task (subscriptions/live.py).
+        self.documents = Documents(self.schema._schema, MAX_TOKENS, MAX_DEPTH)
         self.pinger = Pinger()  # graphql-transport-ws pings of all this app's sockets
 
     async def get_context(self, request: Any, response: Any = None) -> Context:

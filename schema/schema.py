@@ -21,6 +21,8 @@ from schema.subscription import Subscription
 from schema.types import Policy, SyncRun, SyncUser
 
 PRINTED_SCHEMA = Path(__file__).with_name("schema.graphql")
+MAX_DEPTH = 12
+MAX_TOKENS = 5000
 
 
 class SyncStatusSchema(strawberry.Schema):
@@ -64,8 +66,8 @@ def build_schema() -> strawberry.Schema:
             ErrorCodes,
             ParserCache(maxsize=1000),
             ValidationCache(maxsize=1000),
-            QueryDepthLimiter(max_depth=12),
-            MaxTokensLimiter(max_token_count=5000),
+            QueryDepthLimiter(max_depth=MAX_DEPTH),
+            MaxTokensLimiter(max_token_count=MAX_TOKENS),
         ],
         # A subscription event shared by many subscribers is executed once for them all.
         execution_context_class=SharedEventExecutor,

@@ -199,9 +199,8 @@ class Hub:
         self._feeds: dict[int, TenantFeed] = {}
         self._lock = asyncio.Lock()
 
-    @asynccontextmanager
-    async def _joined(self, tenant_id: int) -> AsyncIterator[TenantFeed]:
-        """The tenant's feed, kept alive while the caller is inside (even before it subscribed:
+    async def _join(self, tenant_id: int) -> TenantFeed:
+        """The tenant's feed, kept alive until the caller's _unjoin (even before it subscribed:
         a feed released in between would leave the new subscriber deaf)."""
         async with self._lock:
             feed = self._feeds.get(tenant_id)
@@ -210,10 +209,14 @@ class Hub:
             feed.joining += 1
         try:
             await feed.wait_ready()
-            yield feed
-        finally:
-            feed.joining -= 1
-            await self._release(feed)
+        except BaseException:
+            await self._unjoin(feed)
+            raise
+        return feed
+
+    async def _unjoin(self, feed: TenantFeed) -> None:
+        feed.joining -= 1
+        await self._release(feed)
 
     async def _release(self, feed: TenantFeed) -> None:
         if not feed.idle:
@@ -223,27 +226,51 @@ class Hub:
                 del self._feeds[feed.tenant_id]
                 await feed.close()
 
+    async def add_users(
+        self, tenant_id: int, user_ids: frozenset[int] | None
+    ) -> tuple[TenantFeed, UserSubscriber]:
+        """A subscriber to the users' updates; give it back with remove_users()."""
+        feed = await self._join(tenant_id)
+        subscriber = UserSubscriber(user_ids)
+        feed.add(subscriber)
+        await self._unjoin(feed)  # the subscriber keeps the feed now
+        return feed, subscriber
+
+    async def remove_users(self, feed: TenantFeed, subscriber: UserSubscriber) -> None:
+        feed.remove(subscriber)
+        await self._release(feed)
+
+    async def add_metrics(self, tenant_id: int) -> tuple[TenantFeed, MetricsSubscriber]:
+        """A subscriber to the tenant's metrics, holding the current figures at once."""
+        feed = await self._join(tenant_id)
+        try:
+            subscriber = MetricsSubscriber(await feed.metrics.current())
+            feed.metrics.add(subscriber)
+        finally:
+            await self._unjoin(feed)
+        return feed, subscriber
+
+    async def remove_metrics(self, feed: TenantFeed, subscriber: MetricsSubscriber) -> None:
+        feed.metrics.remove(subscriber)
+        await self._release(feed)
+
     @asynccontextmanager
     async def users(
         self, tenant_id: int, user_ids: frozenset[int] | None
     ) -> AsyncIterator[UserSubscriber]:
-        async with self._joined(tenant_id) as feed:
-            subscriber = UserSubscriber(user_ids)
-            feed.add(subscriber)
-            try:
-                yield subscriber
-            finally:
-                feed.remove(subscriber)
+        feed, subscriber = await self.add_users(tenant_id, user_ids)
+        try:
+            yield subscriber
+        finally:
+            await self.remove_users(feed, subscriber)
 
     @asynccontextmanager
     async def metrics(self, tenant_id: int) -> AsyncIterator[MetricsSubscriber]:
-        async with self._joined(tenant_id) as feed:
-            subscriber = MetricsSubscriber(await feed.metrics.current())  # the metrics at once
-            feed.metrics.add(subscriber)
-            try:
-                yield subscriber
-            finally:
-                feed.metrics.remove(subscriber)
+        feed, subscriber = await self.add_metrics(tenant_id)
+        try:
+            yield subscriber
+        finally:
+            await self.remove_metrics(feed, subscriber)
 
     def discard(self, feed: TenantFeed) -> None:
         if self._feeds.get(feed.tenant_id) is feed:

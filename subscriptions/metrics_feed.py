@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from contextlib import suppress
 
 from app.db.engine import Database
@@ -25,17 +26,26 @@ OFFER_CHUNK = 25
 
 
 class MetricsSubscriber:
-    __slots__ = ("_waiter", "latest")
+    __slots__ = ("_waiter", "latest", "listener")
 
     def __init__(self, initial: MetricsView) -> None:
         self.latest: MetricsView | None = initial
         self._waiter: asyncio.Future[None] | None = None
+        # Called on new figures, for a reader that does not wait in next().
+        self.listener: Callable[[], None] | None = None
 
     def offer(self, metrics: MetricsView) -> None:
         self.latest = metrics  # only the newest figures matter
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self.listener is not None:
+            self.listener()
+
+    def take(self) -> MetricsView | None:
+        """The newest figures not taken yet, without waiting."""
+        metrics, self.latest = self.latest, None
+        return metrics
 
     async def next(self) -> MetricsView:
         while self.latest is None:

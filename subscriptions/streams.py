@@ -26,7 +26,7 @@ class TooSlow(ServiceError):
     code = "CONFLICT"
 
 
-async def _tenant(ctx: Context) -> int:
+async def check_tenant(ctx: Context) -> int:
     if not ctx.websocket:
         raise BadUserInput(
             "Subscriptions are served over WebSocket (graphql-transport-ws) at /graphql."
@@ -43,7 +43,7 @@ def _hub(ctx: Context) -> Hub:
     return hub
 
 
-def _user_ids(user_ids: Sequence[str] | None) -> frozenset[int] | None:
+def parse_user_ids(user_ids: Sequence[str] | None) -> frozenset[int] | None:
     if user_ids is None:
         return None
     if len(user_ids) > MAX_USER_IDS:
@@ -55,8 +55,8 @@ async def user_updates(
     ctx: Context, user_ids: Sequence[str] | None, convert: Callable[[UserView], T]
 ) -> AsyncIterator[T]:
     """Checks the request, then returns the stream of the watched users' new states."""
-    tenant_id = await _tenant(ctx)
-    ids = _user_ids(user_ids)
+    tenant_id = await check_tenant(ctx)
+    ids = parse_user_ids(user_ids)
     return _user_stream(_hub(ctx), tenant_id, ids, convert)
 
 
@@ -78,7 +78,7 @@ async def _user_stream(
 
 async def metrics_updates(ctx: Context, convert: Callable[[MetricsView], T]) -> AsyncIterator[T]:
     """Checks the caller, then returns the metrics at once and then on change."""
-    tenant_id = await _tenant(ctx)
+    tenant_id = await check_tenant(ctx)
     return _metrics_stream(_hub(ctx), tenant_id, convert)
 
 

@@ -9,6 +9,7 @@ holds one of these per page, and thousands of them per process.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from app.events import UserEvent
 
@@ -27,7 +28,15 @@ def public_version(event: UserEvent) -> int:
 
 
 class UserSubscriber:
-    __slots__ = ("_delivered", "_pending", "_size", "_waiter", "overflowed", "user_ids")
+    __slots__ = (
+        "_delivered",
+        "_pending",
+        "_size",
+        "_waiter",
+        "listener",
+        "overflowed",
+        "user_ids",
+    )
 
     def __init__(self, user_ids: frozenset[int] | None) -> None:
         self.user_ids = user_ids  # None: the whole tenant
@@ -35,6 +44,8 @@ class UserSubscriber:
         self._delivered: dict[int, int] | None = None  # user -> last version sent
         self._size = 0
         self._waiter: asyncio.Future[None] | None = None
+        # Called when events arrive, for a reader that does not wait in next_batch().
+        self.listener: Callable[[], None] | None = None
         self.overflowed = False
 
     @property
@@ -69,6 +80,8 @@ class UserSubscriber:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self.listener is not None:
+            self.listener()
 
     async def next_batch(self) -> list[UserEvent]:
         """Waits for events; returns one user's pending events in version order."""
@@ -78,8 +91,14 @@ class UserSubscriber:
                 await self._waiter
             finally:
                 self._waiter = None
+        return self.take_batch()
+
+    def take_batch(self) -> list[UserEvent]:
+        """One user's pending events in version order, without waiting ([] if none)."""
         if self.overflowed:
             raise SubscriberOverflow
+        if not self._pending:
+            return []
         user_id = next(iter(self._pending))
         events = self._pending.pop(user_id)
         self._size -= len(events)

@@ -16,6 +16,8 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 
+from subscriptions.hub import Hub
+from subscriptions.live import Documents, LiveOperation, SubscriberOverflow, plan
 from subscriptions.shared import SharedExecution
 
 log = logging.getLogger(__name__)
@@ -58,8 +60,19 @@ def _shared_execution(context: Any) -> SharedExecution | None:
     return shared if isinstance(shared, SharedExecution) else None
 
 
+def _hub(context: Any) -> Hub | None:
+    hub = getattr(getattr(context, "services", None), "hub", None)
+    return hub if isinstance(hub, Hub) else None
+
+
 class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     ping_pending = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.live: dict[str, LiveOperation] = {}  # subscriptions served by subscriptions/live.py
+        self._ready: dict[str, LiveOperation] = {}  # those with something to send
+        self._flusher: asyncio.Task[None] | None = None
 
     @property
     def _pinger(self) -> Pinger | None:
@@ -83,15 +96,17 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
 
     async def handle_subscribe(self, message: Any) -> None:
         limit = self.max_subscriptions_per_connection
+        operation_id = message.get("id")
         if (
             self.connection_acknowledged
             and limit is not None
-            and len(self.operations) >= limit
-            and message.get("id") not in self.operations
+            and len(self.operations) + len(self.live) >= limit
+            and operation_id not in self.operations
+            and operation_id not in self.live
         ):
             await self.send_message(
                 {
-                    "id": message["id"],
+                    "id": operation_id,
                     "type": "error",
                     "payload": [
                         {
@@ -102,7 +117,79 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
                 }
             )
             return
+        if operation_id in self.live:
+            await self.websocket.close(
+                code=4409, reason=f"Subscriber for {operation_id} already exists"
+            )
+            return
+        if await self._subscribe_live(message):
+            return
         await super().handle_subscribe(message)
+
+    async def _subscribe_live(self, message: Any) -> bool:
+        """Serves the subscription from subscriptions/live.py when it can (see there)."""
+        documents = getattr(self.view, "documents", None)
+        hub = _hub(self.context)
+        operation_id = message.get("id")
+        if (
+            not self.connection_acknowledged
+            or not isinstance(documents, Documents)
+            or hub is None
+            or not isinstance(operation_id, str)
+            or operation_id in self.operations
+        ):
+            return False
+        found = await plan(documents, self.context, message.get("payload"))
+        if found is None:
+            return False
+        self.live[operation_id] = await LiveOperation.open(operation_id, found, hub, self._wake)
+        return True
+
+    def _wake(self, live: LiveOperation) -> None:
+        self._ready[live.id] = live
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        """Sends what the live subscriptions hold; ends when they are drained."""
+        hub = _hub(self.context)
+        try:
+            while self._ready and hub is not None:
+                operation_id = next(iter(self._ready))
+                live = self._ready.pop(operation_id)
+                try:
+                    payloads = live.payloads(hub)
+                except SubscriberOverflow:
+                    await self._send_next(live, live.overflow_payload())
+                    await self._end(live, hub)
+                    continue
+                for payload in payloads:
+                    if self.live.get(operation_id) is not live:
+                        break  # completed meanwhile
+                    await self._send_next(live, await live.execute(payload))
+        except (WebSocketDisconnected, WebSocketDisconnect, RuntimeError) as error:
+            log.debug("live subscription not sent: %s", error)  # the socket is closing
+        finally:
+            self._flusher = None
+
+    async def _send_next(self, live: LiveOperation, payload: dict[str, Any]) -> None:
+        await self.send_message({"id": live.id, "type": "next", "payload": payload})
+
+    async def _end(self, live: LiveOperation, hub: Hub) -> None:
+        if self.live.get(live.id) is live:
+            del self.live[live.id]
+            await live.close(hub)
+            await self.send_message({"id": live.id, "type": "complete"})
+
+    async def handle_complete(self, message: Any) -> None:
+        live = self.live.pop(message["id"], None)
+        if live is None:
+            await super().handle_complete(message)
+            return
+        self._ready.pop(live.id, None)
+        hub = _hub(self.context)
+        if hub is not None:
+            await live.close(hub)
 
     async def send_message(self, message: Any) -> None:
         """A result shared by many subscribers (subscriptions/shared.py) is JSON-encoded once
@@ -139,4 +226,12 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     async def shutdown(self) -> None:
         if self._pinger is not None:
             self._pinger.discard(self)
+        if self._flusher is not None:
+            self._flusher.cancel()
+        hub = _hub(self.context)
+        lives, self.live = list(self.live.values()), {}
+        self._ready.clear()
+        for live in lives:
+            if hub is not None:
+                await live.close(hub)
         await super().shutdown()

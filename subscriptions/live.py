@@ -1,0 +1,207 @@
+"""Live subscriptions without a task or an async generator each.
+
+Strawberry runs every subscription as a task around a chain of async generators (its own
+stream, its extensions' hooks, graphql-core's mapping, ours) that lives as long as the
+subscription: about 15 KB of an open dashboard's two subscriptions. Here a subscription is
+a small object holding its executor and its mailbox in the hub; the connection sends what
+its mailboxes hold from one short-lived task (subscriptions/transport.py).
+
+plan() takes only requests that certainly succeed: a cached, valid subscription document on
+one of our two fields, with good variables and arguments, from a viewer. Anything else goes
+the usual Strawberry way, which gives the same errors as before.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    GraphQLSchema,
+    OperationType,
+    get_operation_ast,
+    parse,
+    specified_rules,
+    validate,
+)
+from graphql.execution.collect_fields import collect_fields
+from graphql.execution.values import get_argument_values
+from strawberry.extensions import QueryDepthLimiter
+
+from app.context import Context
+from app.errors import ServiceError
+from schema.errors import classify
+from schema.shared_executor import SharedEventExecutor
+from schema.types import SyncMetrics, SyncUser
+from subscriptions import streams
+from subscriptions.hub import Hub, TenantFeed
+from subscriptions.metrics_feed import MetricsSubscriber
+from subscriptions.subscriber import SubscriberOverflow, UserSubscriber
+
+USER_FIELD = "syncUserUpdated"
+METRICS_FIELD = "syncMetricsUpdated"
+MAX_DOCUMENTS = 1000
+
+
+class Documents:
+    """Parsed and validated subscription documents, by query text (one per schema)."""
+
+    def __init__(self, schema: GraphQLSchema, max_tokens: int, max_depth: int) -> None:
+        self.schema = schema
+        self.max_tokens = max_tokens
+        self.rules = (*specified_rules, *QueryDepthLimiter(max_depth=max_depth).validation_rules)
+        self._cache: OrderedDict[str, DocumentNode | None] = OrderedDict()
+
+    def valid(self, query: str) -> DocumentNode | None:
+        """The document if it parses and validates, else None (and the usual path reports)."""
+        if query in self._cache:
+            self._cache.move_to_end(query)
+            return self._cache[query]
+        try:
+            document: DocumentNode | None = parse(query, max_tokens=self.max_tokens)
+        except GraphQLError:
+            document = None
+        if document is not None and validate(self.schema, document, self.rules):
+            document = None
+        self._cache[query] = document
+        while len(self._cache) > MAX_DOCUMENTS:
+            self._cache.popitem(last=False)
+        return document
+
+
+@dataclass(slots=True)
+class Plan:
+    executor: SharedEventExecutor
+    field: str
+    response_name: str
+    tenant_id: int
+    user_ids: frozenset[int] | None
+
+
+async def plan(documents: Documents, context: Context, payload: Any) -> Plan | None:
+    """A subscription this module can serve, or None for the usual path."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        return None
+    variables, operation_name = payload.get("variables"), payload.get("operationName")
+    if not isinstance(variables, dict | None) or not isinstance(operation_name, str | None):
+        return None
+    document = documents.valid(payload["query"])
+    if document is None:
+        return None
+    operation = get_operation_ast(document, operation_name)
+    if operation is None or operation.operation is not OperationType.SUBSCRIPTION:
+        return None
+    executor = SharedEventExecutor.build(
+        documents.schema, document, None, context, variables, operation_name
+    )
+    if isinstance(executor, list):  # bad variables
+        return None
+    root = documents.schema.subscription_type
+    assert root is not None  # the schema has subscriptions
+    grouped = collect_fields(
+        documents.schema, executor.fragments, executor.variable_values, root, operation
+    ).grouped_field_set
+    if len(grouped) != 1:
+        return None
+    response_name, details = next(iter(grouped.items()))
+    field = details[0].node.name.value
+    field_def = root.fields.get(field)
+    if field not in (USER_FIELD, METRICS_FIELD) or field_def is None:
+        return None
+    try:
+        args = get_argument_values(
+            field_def,
+            details[0].node,
+            executor.variable_values,
+            details[0].fragment_variable_values,
+        )
+        tenant_id = await streams.check_tenant(context)
+        user_ids = streams.parse_user_ids(args.get("userIds")) if field == USER_FIELD else None
+    except (GraphQLError, ServiceError):
+        return None
+    return Plan(executor, field, response_name, tenant_id, user_ids)
+
+
+class LiveOperation:
+    """One live subscription of a connection: its executor and its place in the hub."""
+
+    __slots__ = ("executor", "feed", "id", "response_name", "subscriber")
+
+    def __init__(
+        self,
+        operation_id: str,
+        plan: Plan,
+        feed: TenantFeed,
+        subscriber: UserSubscriber | MetricsSubscriber,
+    ) -> None:
+        self.id = operation_id
+        self.executor = plan.executor
+        self.response_name = plan.response_name
+        self.feed = feed
+        self.subscriber = subscriber
+
+    @staticmethod
+    async def open(
+        operation_id: str, plan: Plan, hub: Hub, wake: Callable[[LiveOperation], None]
+    ) -> LiveOperation:
+        subscriber: UserSubscriber | MetricsSubscriber
+        if plan.field == USER_FIELD:
+            feed, subscriber = await hub.add_users(plan.tenant_id, plan.user_ids)
+        else:
+            feed, subscriber = await hub.add_metrics(plan.tenant_id)
+        live = LiveOperation(operation_id, plan, feed, subscriber)
+        subscriber.listener = lambda: wake(live)
+        if isinstance(subscriber, MetricsSubscriber):
+            wake(live)  # the metrics at once
+        return live
+
+    async def close(self, hub: Hub) -> None:
+        subscriber = self.subscriber
+        subscriber.listener = None
+        if isinstance(subscriber, UserSubscriber):
+            await hub.remove_users(self.feed, subscriber)
+        else:
+            await hub.remove_metrics(self.feed, subscriber)
+
+    def payloads(self, hub: Hub) -> list[Any]:
+        """What is ready to send, converted once for all subscribers (may raise
+        SubscriberOverflow)."""
+        subscriber = self.subscriber
+        if isinstance(subscriber, MetricsSubscriber):
+            metrics = subscriber.take()
+            return [] if metrics is None else [hub.shared.payload(metrics, SyncMetrics.of)]
+        ready: list[Any] = []
+        while subscriber.pending or subscriber.overflowed:
+            for event in subscriber.take_batch():
+                ready.append(hub.shared.payload(event.user, SyncUser.of))
+        return ready
+
+    async def execute(self, payload: Any) -> dict[str, Any]:
+        """The `next` payload for one event (shared with every subscriber of the same
+        document, variables and role: schema/shared_executor.py)."""
+        result = self.executor.build_per_event_executor(payload).execute_operation(False)
+        if inspect.isawaitable(result):
+            result = await result
+        assert isinstance(result, ExecutionResult)
+        if not result.errors:
+            return {"data": result.data}
+        return {"data": result.data, "errors": [classify(e).formatted for e in result.errors]}
+
+    def overflow_payload(self) -> dict[str, Any]:
+        error = GraphQLError(
+            "The subscriber fell too far behind; refetch and resubscribe.",
+            path=[self.response_name],
+            original_error=streams.TooSlow(
+                "The subscriber fell too far behind; refetch and resubscribe."
+            ),
+        )
+        return {"data": None, "errors": [classify(error).formatted]}
+
+
+__all__ = ["Documents", "LiveOperation", "Plan", "SubscriberOverflow", "plan"]

@@ -1,0 +1,53 @@
+"""An open dashboard's subscriptions hold no task of their own (subscriptions/live.py): the
+thousands of idle dashboards a process serves cost a socket each, not a task per subscription.
+Subscriptions the lean path does not take (a query over the socket, a bad request) still work
+the usual way."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+from tests.conftest import Tenant
+from tests.server import Server
+from tests.subscriptions.support import (
+    METRICS_UPDATES,
+    USER_UPDATES,
+    add_users,
+    eventually,
+    health,
+    raw_socket,
+    receive,
+    subscribe,
+)
+
+DASHBOARDS = 30
+
+
+async def test_idle_dashboards_hold_one_task_per_socket_at_most(
+    server: Server, tenant: Tenant
+) -> None:
+    _, ids = await add_users(tenant, 20)
+    before = health(server)["process"]["tasks"]
+    async with AsyncExitStack() as stack:
+        for n in range(DASHBOARDS):
+            ws = await stack.enter_async_context(raw_socket(server, tenant.viewer.token))
+            await subscribe(ws, "u", USER_UPDATES, ids=ids[n % 10 :][:10])
+            await subscribe(ws, "m", METRICS_UPDATES)
+            assert (await receive(ws))["id"] == "m"
+        stats = health(server)
+        assert stats["subscriptions"]["user_subscribers"] == DASHBOARDS
+        assert stats["subscriptions"]["metrics_subscribers"] == DASHBOARDS
+        # Each socket's ASGI task, plus the tenant's feed tasks; no task per subscription.
+        assert stats["process"]["tasks"] - before <= DASHBOARDS + 5, stats["process"]
+    await eventually(lambda: health(server)["subscriptions"].get("user_subscribers", 0) == 0)
+
+
+async def test_a_query_over_the_socket_still_gets_its_answer(
+    server: Server, tenant: Tenant
+) -> None:
+    async with raw_socket(server, tenant.viewer.token) as ws:
+        await subscribe(ws, "q", "query { syncMetrics { totalUsers } }")
+        answer = await receive(ws)
+        assert answer["type"] == "next" and answer["id"] == "q"
+        assert answer["payload"]["data"]["syncMetrics"]["totalUsers"] == 0
+        assert await receive(ws) == {"id": "q", "type": "complete"}

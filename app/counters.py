@@ -1,13 +1,19 @@
 """Counters kept in the same transaction as each state change (DESIGN.md: metric cards must not
-scan users). Increments are upserts, so concurrent writers on PostgreSQL never lose counts."""
+scan users). Increments are upserts, so concurrent writers on PostgreSQL never lose counts.
+
+The upserts are Core statements on the tables, built once per dialect, and run on whatever the
+caller holds: the run lifecycle passes its connection (no ORM machinery on the hot path),
+administration its session."""
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.dml import Insert
 
 from app.db.models import ChangeBucket, LatestCount, Policy, StatusCount, SyncUser
 from app.timeutil import MICROS_PER_HOUR, minute_of
@@ -15,18 +21,40 @@ from app.timeutil import MICROS_PER_HOUR, minute_of
 NO_POLICY = 0
 # A user as the counters see it: (policy id, status, latest_sort).
 UserKey = tuple[int | None, str, int]
+Executor = AsyncConnection | AsyncSession
+
+
+def _adding(table: Table, keys: list[str], column: str) -> dict[str, Insert]:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET column = column + excluded, per dialect."""
+    made: dict[str, Insert] = {}
+    for dialect, insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert)):
+        stmt = insert(table)
+        made[dialect] = stmt.on_conflict_do_update(
+            index_elements=keys, set_={column: table.c[column] + stmt.excluded[column]}
+        )
+    return made
+
+
+_STATUS = _adding(
+    cast(Table, StatusCount.__table__), ["tenant_id", "policy_key", "status"], "count"
+)
+_LATEST = _adding(
+    cast(Table, LatestCount.__table__), ["tenant_id", "hour", "policy_key", "status"], "count"
+)
+_CHANGES = _adding(cast(Table, ChangeBucket.__table__), ["tenant_id", "minute"], "changes")
+
+
+def _dialect(executor: Executor) -> str:
+    bind = executor if isinstance(executor, AsyncConnection) else executor.get_bind()
+    return bind.dialect.name
 
 
 def policy_key(policy_id: int | None) -> int:
     return policy_id or NO_POLICY
 
 
-def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
-    return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-
-
 async def add_status_counts(
-    session: AsyncSession, tenant_id: int, deltas: Counter[tuple[int, str]]
+    executor: Executor, tenant_id: int, deltas: Counter[tuple[int, str]]
 ) -> None:
     """Apply {(policy_key, status): delta} to the tenant's status counters."""
     rows = [
@@ -34,16 +62,8 @@ async def add_status_counts(
         for (key, status), delta in sorted(deltas.items())
         if delta
     ]
-    if not rows:
-        return
-    insert = _insert(session)(StatusCount)
-    await session.execute(
-        insert.on_conflict_do_update(
-            index_elements=["tenant_id", "policy_key", "status"],
-            set_={"count": StatusCount.count + insert.excluded.count},
-        ),
-        rows,
-    )
+    if rows:
+        await executor.execute(_STATUS[_dialect(executor)], rows)
 
 
 def hour_of(latest_sort: int) -> int:
@@ -51,7 +71,7 @@ def hour_of(latest_sort: int) -> int:
 
 
 async def add_latest_counts(
-    session: AsyncSession, tenant_id: int, deltas: Counter[tuple[int, int, str]]
+    executor: Executor, tenant_id: int, deltas: Counter[tuple[int, int, str]]
 ) -> None:
     """Apply {(hour, policy_key, status): delta} to the tenant's latest-sync hour counters."""
     rows = [
@@ -59,16 +79,8 @@ async def add_latest_counts(
         for (hour, key, status), d in sorted(deltas.items())
         if d
     ]
-    if not rows:
-        return
-    insert = _insert(session)(LatestCount)
-    await session.execute(
-        insert.on_conflict_do_update(
-            index_elements=["tenant_id", "hour", "policy_key", "status"],
-            set_={"count": LatestCount.count + insert.excluded.count},
-        ),
-        rows,
-    )
+    if rows:
+        await executor.execute(_LATEST[_dialect(executor)], rows)
 
 
 class Moves:
@@ -90,35 +102,30 @@ class Moves:
         self.add(old, -1)
         self.add(new, 1)
 
-    async def apply(self, session: AsyncSession, tenant_id: int) -> None:
-        await add_status_counts(session, tenant_id, self.status)
-        await add_latest_counts(session, tenant_id, self.latest)
+    async def apply(self, executor: Executor, tenant_id: int) -> None:
+        await add_status_counts(executor, tenant_id, self.status)
+        await add_latest_counts(executor, tenant_id, self.latest)
 
 
 async def move_user(
-    session: AsyncSession, tenant_id: int, old: UserKey | None, new: UserKey | None
+    executor: Executor, tenant_id: int, old: UserKey | None, new: UserKey | None
 ) -> None:
     """Move one user between counters; None means added or removed."""
     moves = Moves()
     moves.move(old, new)
-    await moves.apply(session, tenant_id)
+    await moves.apply(executor, tenant_id)
 
 
-async def add_changes(session: AsyncSession, tenant_id: int, at_micros: int, changes: int) -> None:
-    if changes <= 0:
-        return
-    insert = _insert(session)(ChangeBucket)
-    await session.execute(
-        insert.values(
-            tenant_id=tenant_id, minute=minute_of(at_micros), changes=changes
-        ).on_conflict_do_update(
-            index_elements=["tenant_id", "minute"],
-            set_={"changes": ChangeBucket.changes + insert.excluded.changes},
+async def add_changes(executor: Executor, tenant_id: int, at_micros: int, changes: int) -> None:
+    if changes > 0:
+        await executor.execute(
+            _CHANGES[_dialect(executor)],
+            {"tenant_id": tenant_id, "minute": minute_of(at_micros), "changes": changes},
         )
-    )
 
 
 async def add_policy_users(session: AsyncSession, deltas: Counter[int]) -> None:
+    # ORM-enabled UPDATE: keeps the session's Policy objects (snapshots read them) in step.
     for policy_id, delta in sorted(deltas.items()):
         if policy_id and delta:
             await session.execute(

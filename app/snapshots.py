@@ -1,11 +1,12 @@
-"""Builds the full user state an event carries, from rows already in the session."""
+"""Builds the full user state an event carries from ORM rows already in the session (user
+administration; the run lifecycle builds it from its own Core rows, see app.lifecycle_sql)."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Policy, SyncRun, SyncUser
-from app.views import PolicyView, RunView, UserView
+from app.views import NESTED, PolicyView, RunView, UserView
 
 
 async def user_snapshot(
@@ -20,11 +21,8 @@ async def user_snapshot(
     )
     view = UserView.of(user)
     return UserView(
-        **{name: getattr(view, name) for name in view.__slots__ if name not in _NESTED},
+        **{name: getattr(view, name) for name in view.__slots__ if name not in NESTED},
         policy=PolicyView.of(policy) if policy else None,
         current_run=RunView.of(current) if current else None,
         last_finished_run=RunView.of(last) if last else None,
     )
-
-
-_NESTED = frozenset({"policy", "current_run", "last_finished_run"})

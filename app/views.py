@@ -3,7 +3,8 @@ subscriber can be served from an event without touching the database."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from app.db import models
@@ -43,6 +44,13 @@ class PolicyView:
     def from_dict(cls, data: dict[str, Any]) -> PolicyView:
         return cls(**{**data, "services": tuple(data["services"])})
 
+    @classmethod
+    def from_row(cls, values: Sequence[Any]) -> PolicyView:
+        """From the table's columns in field order (row_fields), services as stored."""
+        data = dict(zip(_POLICY_FIELDS, values, strict=True))
+        data["services"] = tuple(s for s in data["services"].split(",") if s)
+        return cls(**data)
+
 
 @dataclass(frozen=True, slots=True)
 class RunView:
@@ -79,6 +87,11 @@ class RunView:
             error_code=row.error_code,
             error_message=row.error_message,
         )
+
+    @classmethod
+    def from_row(cls, values: Sequence[Any]) -> RunView:
+        """From the table's columns in field order (row_fields)."""
+        return cls(*values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +132,27 @@ class UserView:
             version=row.version,
         )
 
+    @classmethod
+    def from_row(
+        cls,
+        values: Sequence[Any],
+        policy: PolicyView | None,
+        current_run: RunView | None,
+        last_finished_run: RunView | None,
+    ) -> UserView:
+        """From the table's columns in field order (row_fields), with the snapshots."""
+        return cls(
+            *values, policy=policy, current_run=current_run, last_finished_run=last_finished_run
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """What dataclasses.asdict gives, without its deep copy of every value: 3 us instead of
+        70, paid by every change (its event is encoded)."""
+        data = {name: getattr(self, name) for name in _USER_FIELDS}
+        data["policy"] = _plain(self.policy)
+        data["current_run"] = _plain(self.current_run)
+        data["last_finished_run"] = _plain(self.last_finished_run)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UserView:
@@ -135,6 +167,23 @@ class UserView:
                 "last_finished_run": RunView(**last) if last else None,
             }
         )
+
+
+NESTED = frozenset({"policy", "current_run", "last_finished_run"})
+
+
+def row_fields(view: type[PolicyView | RunView | UserView]) -> tuple[str, ...]:
+    """The fields a view takes from its table's same-named columns, in order: what its
+    from_row expects (a UserView's nested snapshots come from other tables)."""
+    return tuple(f.name for f in fields(view) if f.name not in NESTED)
+
+
+_POLICY_FIELDS = row_fields(PolicyView)
+_USER_FIELDS = row_fields(UserView)
+
+
+def _plain(view: PolicyView | RunView | None) -> dict[str, Any] | None:
+    return {name: getattr(view, name) for name in view.__slots__} if view else None
 
 
 @dataclass(frozen=True, slots=True)

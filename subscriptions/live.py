@@ -3,7 +3,7 @@
 Strawberry runs every subscription as a task around a chain of async generators (its own
 stream, its extensions' hooks, graphql-core's mapping, ours) that lives as long as the
 subscription: about 15 KB of an open dashboard's two subscriptions. Here a subscription is
-a small object holding its executor and its mailbox in the hub; the connection sends what
+a small object holding its request and its mailbox in the hub; the connection sends what
 its mailboxes hold from one short-lived task (subscriptions/transport.py).
 
 plan() takes only requests that certainly succeed: a cached, valid subscription document on
@@ -13,6 +13,7 @@ the usual Strawberry way, which gives the same errors as before.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections import OrderedDict
 from collections.abc import Callable
@@ -22,8 +23,10 @@ from typing import Any
 from graphql import (
     DocumentNode,
     ExecutionResult,
+    FragmentDefinitionNode,
     GraphQLError,
     GraphQLSchema,
+    OperationDefinitionNode,
     OperationType,
     get_operation_ast,
     parse,
@@ -77,7 +80,10 @@ class Documents:
 
 @dataclass(slots=True)
 class Plan:
-    executor: SharedEventExecutor
+    document: DocumentNode
+    operation: OperationDefinitionNode
+    variables: dict[str, Any] | None  # as sent, to build an executor for an event
+    coerced: dict[str, Any]  # as coerced, for the shared-execution key
     field: str
     response_name: str
     tenant_id: int
@@ -125,13 +131,24 @@ async def plan(documents: Documents, context: Context, payload: Any) -> Plan | N
         user_ids = streams.parse_user_ids(args.get("userIds")) if field == USER_FIELD else None
     except (GraphQLError, ServiceError):
         return None
-    return Plan(executor, field, response_name, tenant_id, user_ids)
+    return Plan(
+        document,
+        operation,
+        variables,
+        executor.variable_values.coerced,
+        field,
+        response_name,
+        tenant_id,
+        user_ids,
+    )
 
 
 class LiveOperation:
-    """One live subscription of a connection: its executor and its place in the hub."""
+    """One live subscription of a connection: its request and its place in the hub. It holds
+    no executor (~3 KB each): an event's result is built once for all subscribers sending the
+    same document and variables (subscriptions/shared.py), so one is built only then."""
 
-    __slots__ = ("executor", "feed", "id", "response_name", "subscriber")
+    __slots__ = ("feed", "id", "plan", "subscriber")
 
     def __init__(
         self,
@@ -141,8 +158,7 @@ class LiveOperation:
         subscriber: UserSubscriber | MetricsSubscriber,
     ) -> None:
         self.id = operation_id
-        self.executor = plan.executor
-        self.response_name = plan.response_name
+        self.plan = plan
         self.feed = feed
         self.subscriber = subscriber
 
@@ -182,11 +198,30 @@ class LiveOperation:
                 ready.append(hub.shared.payload(event.user, SyncUser.of))
         return ready
 
-    async def execute(self, payload: Any) -> dict[str, Any]:
-        """The `next` payload for one event (shared with every subscriber of the same
-        document, variables and role: schema/shared_executor.py)."""
-        result = self.executor.build_per_event_executor(payload).execute_operation(False)
-        if inspect.isawaitable(result):
+    async def execute(
+        self, payload: Any, hub: Hub, schema: GraphQLSchema, context: Context
+    ) -> dict[str, Any]:
+        """The `next` payload for one event, executed once for every subscriber of the same
+        document, variables and role."""
+        plan = self.plan
+        role = context.principal_.role if context.principal_ else None
+        fragments = [d for d in plan.document.definitions if isinstance(d, FragmentDefinitionNode)]
+        key = hub.shared.key(payload, plan.operation, fragments, plan.coerced, role)
+        result = hub.shared.get(key, count_miss=False) if key is not None else None
+        if result is None:
+            executor = SharedEventExecutor.build(
+                schema,
+                plan.document,
+                payload,
+                context,
+                plan.variables,
+                plan.operation.name and plan.operation.name.value,
+            )
+            assert not isinstance(executor, list), executor  # the variables were coerced before
+            result = executor.execute_operation(False)  # shares what it builds
+        if isinstance(result, asyncio.Future):
+            result = await asyncio.shield(result)  # others wait on it too: never cancel it
+        elif inspect.isawaitable(result):
             result = await result
         assert isinstance(result, ExecutionResult)
         if not result.errors:
@@ -196,7 +231,7 @@ class LiveOperation:
     def overflow_payload(self) -> dict[str, Any]:
         error = GraphQLError(
             "The subscriber fell too far behind; refetch and resubscribe.",
-            path=[self.response_name],
+            path=[self.plan.response_name],
             original_error=streams.TooSlow(
                 "The subscriber fell too far behind; refetch and resubscribe."
             ),

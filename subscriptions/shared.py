@@ -82,10 +82,10 @@ class SharedExecution:
         used = json.dumps({n: variables.get(n) for n in sorted(names)}, default=str)
         return (id(payload), id(operation), used, role)
 
-    def get(self, key: tuple[Hashable, ...]) -> Any:
+    def get(self, key: tuple[Hashable, ...], *, count_miss: bool = True) -> Any:
         entry = self._results.get(key)
         if entry is None:
-            self.misses += 1
+            self.misses += count_miss  # not when the caller goes on to execute (and count) it
             return None
         self.hits += 1
         return entry[2]

@@ -166,7 +166,9 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
                 for payload in payloads:
                     if self.live.get(operation_id) is not live:
                         break  # completed meanwhile
-                    await self._send_next(live, await live.execute(payload))
+                    await self._send_next(
+                        live, await live.execute(payload, hub, self.schema._schema, self.context)
+                    )
         except (WebSocketDisconnected, WebSocketDisconnect, RuntimeError) as error:
             log.debug("live subscription not sent: %s", error)  # the socket is closing
         finally:

@@ -11,9 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import validation
 from app.db.models import Policy, SyncUser
-from app.errors import Conflict
+from app.errors import Conflict, NotFound
 from app.events import PolicyEvent
-from app.lifecycle import load_policy
 from app.timeutil import MICROS_PER_MINUTE
 from app.views import PolicyView
 
@@ -25,6 +24,17 @@ class PolicyInput:
     active: bool
     sync_interval_minutes: int
     services: list[str]
+
+
+async def load_policy(session: AsyncSession, tenant_id: int, policy_id: int) -> Policy:
+    """The tenant's policy, row-locked on PostgreSQL (its revision and counts change)."""
+    query = select(Policy).where(Policy.id == policy_id, Policy.tenant_id == tenant_id)
+    if session.bind.dialect.name == "postgresql":
+        query = query.with_for_update()
+    policy = (await session.execute(query)).scalar_one_or_none()
+    if policy is None:
+        raise NotFound("No such policy.")
+    return policy
 
 
 def _clean(data: PolicyInput) -> PolicyInput:

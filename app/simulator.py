@@ -215,27 +215,27 @@ class Simulator:
             run, user = await lifecycle.load_run(work.session, tenant_id, run_id)
             if run.state != lifecycle.RUNNING:
                 raise Conflict(f"The sync run already finished ({run.state}).")
-            work.events.extend(
-                await lifecycle.report_progress(
-                    work.session,
-                    run,
-                    user,
-                    work.now,
-                    step.items_processed,
-                    step.changes,
-                    step.items_total,
-                    [_item_input(item) for item in step.failed_items],
-                )
+            _, events = await lifecycle.report_progress(
+                work.session,
+                run,
+                user,
+                work.now,
+                step.items_processed,
+                step.changes,
+                step.items_total,
+                [_item_input(item) for item in step.failed_items],
             )
+            work.events.extend(events)
 
     async def _finish(self, tenant_id: int, run_id: int, plan: RunPlan) -> str:
         code, message = plan.error or (None, None)
         async with unit_of_work(self._db, self._publisher) as work:
             run, user = await lifecycle.load_run(work.session, tenant_id, run_id)
-            work.events.append(
-                await lifecycle.finish_run(work.session, run, user, work.now, code, message)
+            finished, event = await lifecycle.finish_run(
+                work.session, run, user, work.now, code, message
             )
-            return run.state
+            work.events.append(event)
+            return finished.state
 
 
 def _item_input(item: ItemFailure) -> FailedItemInput:

@@ -61,7 +61,7 @@ from sqlalchemy import select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import lifecycle  # noqa: E402
+from app import lifecycle, user_admin  # noqa: E402
 from app.auth import create_token, tenant_by_name  # noqa: E402
 from app.broadcast import create_broadcast  # noqa: E402
 from app.counters import add_changes  # noqa: E402
@@ -124,7 +124,7 @@ async def prepare(database_url: str, users: int) -> Fixture:
                 for i in range(start, min(users, start + 1000))
             ]
             async with unit_of_work(db, publisher) as work:
-                added, _ = await lifecycle.add_users(work.session, tenant_id, work.now, rows)
+                added, _ = await user_admin.add_users(work.session, tenant_id, work.now, rows)
                 ids += [u.id for u in added]
     finally:
         await db.dispose()
@@ -418,13 +418,13 @@ class LifecycleDriver(Driver):
                 return started.id
             sync_run, row = await lifecycle.load_run(work.session, tenant, run)
             if kind == "progress":
-                work.events += await lifecycle.report_progress(
+                _, events = await lifecycle.report_progress(
                     work.session, sync_run, row, work.now, processed, processed
                 )
+                work.events += events
             else:
-                work.events.append(
-                    await lifecycle.finish_run(work.session, sync_run, row, work.now)
-                )
+                _, event = await lifecycle.finish_run(work.session, sync_run, row, work.now)
+                work.events.append(event)
         return run
 
 

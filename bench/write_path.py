@@ -41,10 +41,10 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import lifecycle  # noqa: E402
+from app import lifecycle, user_admin  # noqa: E402
 from app.auth import tenant_by_name  # noqa: E402
 from app.db.engine import SQLITE_PRAGMAS, Database, open_database  # noqa: E402
-from app.events import Event, Publisher  # noqa: E402
+from app.events import Publisher  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
 from app.policies import PolicyInput, create_policy  # noqa: E402
 from app.unit_of_work import unit_of_work  # noqa: E402
@@ -89,7 +89,7 @@ async def populate(db: Database, users: int) -> World:
             for i in range(start, min(users, start + 1000))
         ]
         async with unit_of_work(db, publisher) as work:
-            added, _ = await lifecycle.add_users(work.session, tenant_id, work.now, rows)
+            added, _ = await user_admin.add_users(work.session, tenant_id, work.now, rows)
             ids += [u.id for u in added]
     return World(tenant_id, ids)
 
@@ -110,16 +110,15 @@ async def start(db: Database, publisher: Publisher, tenant_id: int, user_id: int
 async def progress(db: Database, publisher: Publisher, tenant_id: int, run_id: int, n: int) -> None:
     async with unit_of_work(db, publisher) as work:
         run, user = await lifecycle.load_run(work.session, tenant_id, run_id)
-        events: list[Event] = await lifecycle.report_progress(
-            work.session, run, user, work.now, n, n
-        )
+        _, events = await lifecycle.report_progress(work.session, run, user, work.now, n, n)
         work.events += events
 
 
 async def finish(db: Database, publisher: Publisher, tenant_id: int, run_id: int) -> None:
     async with unit_of_work(db, publisher) as work:
         run, user = await lifecycle.load_run(work.session, tenant_id, run_id)
-        work.events.append(await lifecycle.finish_run(work.session, run, user, work.now))
+        _, event = await lifecycle.finish_run(work.session, run, user, work.now)
+        work.events.append(event)
 
 
 Timings = dict[str, list[float]]  # seconds per operation, by kind

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app import lifecycle, policies
+from app import lifecycle, policies, user_admin
 from app.auth import create_token
 from app.context import Context
 from app.ids import decode_id
@@ -32,7 +32,7 @@ async def claim_due_sync_runs(
             work.session, tenant_id, work.now, limit, services
         )
         work.events.extend(events)
-        return [RunView.of(run) for run in runs]
+        return runs
 
 
 async def start_sync_run(
@@ -46,7 +46,7 @@ async def start_sync_run(
             work.session, user, work.now, kind, service, items_total
         )
         work.events.append(event)
-        return RunView.of(run)
+        return run
 
 
 async def report_sync_progress(
@@ -61,19 +61,11 @@ async def report_sync_progress(
     row_id = decode_id(run_id, "SyncRun")
     async with _uow(ctx) as work:
         run, user = await lifecycle.load_run(work.session, tenant_id, row_id)
-        work.events.extend(
-            await lifecycle.report_progress(
-                work.session,
-                run,
-                user,
-                work.now,
-                items_processed,
-                changes,
-                items_total,
-                failed_items,
-            )
+        reported, events = await lifecycle.report_progress(
+            work.session, run, user, work.now, items_processed, changes, items_total, failed_items
         )
-        return RunView.of(run)
+        work.events.extend(events)
+        return reported
 
 
 async def finish_sync_run(
@@ -87,12 +79,11 @@ async def finish_sync_run(
     row_id = decode_id(run_id, "SyncRun")
     async with _uow(ctx) as work:
         run, user = await lifecycle.load_run(work.session, tenant_id, row_id)
-        work.events.append(
-            await lifecycle.finish_run(
-                work.session, run, user, work.now, error_code, error_message, failed_items
-            )
+        finished, event = await lifecycle.finish_run(
+            work.session, run, user, work.now, error_code, error_message, failed_items
         )
-        return RunView.of(run)
+        work.events.append(event)
+        return finished
 
 
 async def request_sync(ctx: Context, user_id: str) -> UserView:
@@ -144,7 +135,7 @@ async def add_sync_users(
         for email, destination, policy_id in users
     ]
     async with _uow(ctx) as work:
-        _, events = await lifecycle.add_users(work.session, tenant_id, work.now, parsed)
+        _, events = await user_admin.add_users(work.session, tenant_id, work.now, parsed)
         work.events.extend(events)
         return [event.user for event in events if hasattr(event, "user")]
 
@@ -157,7 +148,7 @@ async def assign_policy(
     # Only null unassigns: "" is a malformed id, not a missing one.
     policy_row_id = decode_id(policy_id, "Policy") if policy_id is not None else None
     async with _uow(ctx) as work:
-        rows, events = await lifecycle.assign_policy(
+        rows, events = await user_admin.assign_policy(
             work.session, tenant_id, work.now, ids, policy_row_id
         )
         work.events.extend(events)

@@ -51,3 +51,20 @@ async def test_a_query_over_the_socket_still_gets_its_answer(
         assert answer["type"] == "next" and answer["id"] == "q"
         assert answer["payload"]["data"]["syncMetrics"]["totalUsers"] == 0
         assert await receive(ws) == {"id": "q", "type": "complete"}
+
+
+async def test_aliases_fragments_and_directives_shape_live_results(
+    server: Server, tenant: Tenant
+) -> None:
+    query = """subscription Figures($withTotal: Boolean!) {
+      cards: syncMetricsUpdated { ...Cards total: totalUsers @include(if: $withTotal) }
+    }
+    fragment Cards on SyncMetrics { failedSyncs }"""
+    async with raw_socket(server, tenant.viewer.token) as ws:
+        await subscribe(ws, "with", query, withTotal=True)
+        await subscribe(ws, "without", query, withTotal=False)
+        answers = {m["id"]: m["payload"]["data"] for m in [await receive(ws), await receive(ws)]}
+    assert answers == {
+        "with": {"cards": {"failedSyncs": 0, "total": 0}},
+        "without": {"cards": {"failedSyncs": 0}},
+    }

@@ -646,7 +646,8 @@ async def measure(
         async with driver:
             result = await driver.drive(rate, args.duration, args.max_in_flight)
         wall = time.monotonic() - t0
-        gc1 = (await health(server))["process"]["gc_collections"]
+        after = (await health(server))["process"]
+        gc1, pauses = after["gc_collections"], after["gc_longest_pause_ms"]
         cpu = {k: (sum(cpu_seconds(p) for p in v) - cpu0[k]) / wall for k, v in pids.items()}
         cpu["driver"] = (time.process_time() - own0) / wall
         await settle(clients)
@@ -659,7 +660,10 @@ async def measure(
             cpu,
         )
         collections = [b - a for a, b in zip(gc0, gc1, strict=True)]
-        print(f"    server garbage collections per generation during the run: {collections}")
+        print(
+            f"    server garbage collections per generation during the run: {collections}; "
+            f"longest pause so far per generation (ms): {pauses}"
+        )
 
 
 async def dashboards(

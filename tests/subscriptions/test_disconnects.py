@@ -89,3 +89,6 @@ async def test_thousands_of_connect_disconnect_cycles_leave_nothing(
     assert after["subscriptions"]["tenants"] == 0, "idle tenant feeds are closed"
     growth = after["process"]["rss_kb"] - before["process"]["rss_kb"]
     assert growth < MAX_GROWTH_KB, f"RSS grew {growth} KB over {ROUNDS * CYCLES} cycles"
+    # The collector ran meanwhile, and /healthz tells how long it paused the process.
+    pauses = after["process"]["gc_longest_pause_ms"]
+    assert len(pauses) == 3 and pauses[0] > 0, pauses

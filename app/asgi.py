@@ -32,7 +32,7 @@ from app.errors import ServiceError
 from app.events import Publisher
 from app.migrate import upgrade
 from app.process_stats import process_stats
-from app.runtime import freeze_startup_heap, tune_collector
+from app.runtime import COLLECTOR, freeze_startup_heap, tune_collector
 from app.services import Services
 from app.settings import Settings
 from app.simulator import running_simulator
@@ -138,6 +138,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                         yield {"services": services}
                 finally:
                     await services.hub.close()
+                    COLLECTOR.uninstall()
         finally:
             await db.dispose()
 

@@ -6,7 +6,7 @@ import asyncio
 import gc
 from pathlib import Path
 
-from app.runtime import PAUSES
+from app.runtime import COLLECTOR
 
 STATUS = Path("/proc/self/status")
 
@@ -28,5 +28,7 @@ def process_stats() -> dict[str, object]:
         "rss_kb": rss_kb(),
         # Collections run per generation (the oldest ones pause the process longest).
         "gc_collections": [generation["collections"] for generation in gc.get_stats()],
-        "gc_longest_pause_ms": [round(ms, 2) for ms in PAUSES.longest_ms],
+        "gc_longest_pause_ms": [round(ms, 2) for ms in COLLECTOR.longest_ms],
+        "gc_freezes": COLLECTOR.freezes,
+        "gc_thaws": COLLECTOR.thaws,
     }

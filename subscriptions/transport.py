@@ -157,6 +157,8 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             while self._ready and hub is not None:
                 operation_id = next(iter(self._ready))
                 live = self._ready.pop(operation_id)
+                if self.live.get(operation_id) is not live:
+                    continue  # completed, or the connection is closing
                 try:
                     payloads = live.payloads(hub)
                 except SubscriberOverflow:
@@ -171,6 +173,8 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
                     )
         except (WebSocketDisconnected, WebSocketDisconnect, RuntimeError) as error:
             log.debug("live subscription not sent: %s", error)  # the socket is closing
+        except Exception:
+            log.exception("live subscriptions of a connection stopped")
         finally:
             self._flusher = None
 

@@ -1,0 +1,91 @@
+"""SQLite's two write paths (app.db.engine): run_write's transactions on the writer thread, one
+hop each, and the ORM writer, which first takes a turn in that thread's queue."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from sqlalchemy import Connection, insert, select
+
+from app.db.engine import Database, open_database
+from app.db.models import Tenant
+from app.migrate import upgrade
+from tests.server import sqlite_database
+
+tenants = Tenant.__table__
+
+
+@pytest.fixture
+async def db() -> AsyncIterator[Database]:
+    with sqlite_database() as url:
+        await asyncio.to_thread(upgrade, url)
+        database = open_database(url)
+        try:
+            yield database
+        finally:
+            await database.dispose()
+
+
+def _add(name: str) -> Callable[[Connection], str]:
+    def add(conn: Connection) -> str:
+        conn.execute(insert(tenants).values(name=name, created_at=0))
+        return threading.current_thread().name
+
+    return add
+
+
+async def _names(db: Database) -> list[str]:
+    async with db.read() as session:
+        return list((await session.scalars(select(Tenant.name).order_by(Tenant.id))).all())
+
+
+async def test_a_transaction_commits_whole_or_not_at_all(db: Database) -> None:
+    assert (await db.run_write(_add("kept"))).startswith("sqlite-writer")
+
+    def fails(conn: Connection) -> None:
+        _add("dropped")(conn)
+        raise ValueError("after the insert")
+
+    with pytest.raises(ValueError, match="after the insert"):
+        await db.run_write(fails)
+    await db.run_write(_add("after"))  # the connection is usable after a rollback
+    assert await _names(db) == ["kept", "after"]
+
+
+async def test_orm_writes_queue_with_the_writer_threads_in_order(db: Database) -> None:
+    async def orm(name: str) -> None:
+        async with db.write() as session:
+            session.add(Tenant(name=name, created_at=0))
+            await asyncio.sleep(0.05)  # holds its turn: the next write waits, then runs
+
+    await asyncio.gather(
+        db.run_write(_add("first")), orm("second"), db.run_write(_add("third")), orm("fourth")
+    )
+    assert await _names(db) == ["first", "second", "third", "fourth"]
+
+
+async def test_a_write_inside_write_fails_instead_of_waiting_for_itself(db: Database) -> None:
+    async with db.write() as session:
+        session.add(Tenant(name="outer", created_at=0))
+        with pytest.raises(RuntimeError, match="wait for itself"):
+            await db.run_write(_add("inner"))
+        with pytest.raises(RuntimeError, match="wait for itself"):
+            async with db.write():
+                pass
+    assert await _names(db) == ["outer"]
+
+
+async def test_dispose_ends_the_writer_thread() -> None:
+    with sqlite_database() as url:
+        await asyncio.to_thread(upgrade, url)
+        database = open_database(url)
+        thread = await database.run_write(lambda conn: threading.current_thread())
+        await database.dispose()
+        for _ in range(50):
+            if not thread.is_alive():
+                return
+            await asyncio.sleep(0.01)
+        pytest.fail("the writer thread outlived dispose()")

@@ -1,16 +1,17 @@
 """Counters kept in the same transaction as each state change (DESIGN.md: metric cards must not
 scan users). Increments are upserts, so concurrent writers on PostgreSQL never lose counts.
 
-The upserts are Core statements on the tables, built once per dialect, and run on whatever the
-caller holds: the run lifecycle passes its connection (no ORM machinery on the hot path),
-administration its session."""
+The upserts are Core statements on the tables, built once per dialect. One builder per
+counter (`_..._writes`) makes the statements and rows of a change; a thin executor runs them,
+synchronous on a Connection for the run lifecycle (app.db.engine.Database.run_write) or async on
+a session for administration and the seed (the ORM writers)."""
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Connection, Executable, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.dml import Insert
@@ -21,7 +22,9 @@ from app.timeutil import MICROS_PER_HOUR, minute_of
 NO_POLICY = 0
 # A user as the counters see it: (policy id, status, latest_sort).
 UserKey = tuple[int | None, str, int]
-Executor = AsyncConnection | AsyncSession
+AsyncExecutor = AsyncConnection | AsyncSession
+# A statement and its parameters (a list of rows: executemany).
+Write = tuple[Executable, dict[str, Any] | list[dict[str, Any]]]
 
 
 def _adding(table: Table, keys: list[str], column: str) -> dict[str, Insert]:
@@ -44,43 +47,65 @@ _LATEST = _adding(
 _CHANGES = _adding(cast(Table, ChangeBucket.__table__), ["tenant_id", "minute"], "changes")
 
 
-def _dialect(executor: Executor) -> str:
-    bind = executor if isinstance(executor, AsyncConnection) else executor.get_bind()
-    return bind.dialect.name
-
-
 def policy_key(policy_id: int | None) -> int:
     return policy_id or NO_POLICY
-
-
-async def add_status_counts(
-    executor: Executor, tenant_id: int, deltas: Counter[tuple[int, str]]
-) -> None:
-    """Apply {(policy_key, status): delta} to the tenant's status counters."""
-    rows = [
-        {"tenant_id": tenant_id, "policy_key": key, "status": status, "count": delta}
-        for (key, status), delta in sorted(deltas.items())
-        if delta
-    ]
-    if rows:
-        await executor.execute(_STATUS[_dialect(executor)], rows)
 
 
 def hour_of(latest_sort: int) -> int:
     return latest_sort // MICROS_PER_HOUR
 
 
-async def add_latest_counts(
-    executor: Executor, tenant_id: int, deltas: Counter[tuple[int, int, str]]
-) -> None:
-    """Apply {(hour, policy_key, status): delta} to the tenant's latest-sync hour counters."""
+# -- builders ------------------------------------------------------------------------------------
+
+
+def _status_writes(dialect: str, tenant_id: int, deltas: Counter[tuple[int, str]]) -> list[Write]:
+    """{(policy_key, status): delta} for the tenant's status counters."""
+    rows = [
+        {"tenant_id": tenant_id, "policy_key": key, "status": status, "count": delta}
+        for (key, status), delta in sorted(deltas.items())
+        if delta
+    ]
+    return [(_STATUS[dialect], rows)] if rows else []
+
+
+def _latest_writes(
+    dialect: str, tenant_id: int, deltas: Counter[tuple[int, int, str]]
+) -> list[Write]:
+    """{(hour, policy_key, status): delta} for the tenant's latest-sync hour counters."""
     rows = [
         {"tenant_id": tenant_id, "hour": hour, "policy_key": key, "status": status, "count": d}
         for (hour, key, status), d in sorted(deltas.items())
         if d
     ]
-    if rows:
-        await executor.execute(_LATEST[_dialect(executor)], rows)
+    return [(_LATEST[dialect], rows)] if rows else []
+
+
+def _changes_writes(dialect: str, tenant_id: int, at_micros: int, changes: int) -> list[Write]:
+    if changes <= 0:
+        return []
+    row = {"tenant_id": tenant_id, "minute": minute_of(at_micros), "changes": changes}
+    return [(_CHANGES[dialect], row)]
+
+
+# -- executors -----------------------------------------------------------------------------------
+
+
+def _execute(conn: Connection, writes: list[Write]) -> None:
+    for statement, params in writes:
+        conn.execute(statement, params)
+
+
+async def _execute_async(executor: AsyncExecutor, writes: list[Write]) -> None:
+    for statement, params in writes:
+        await executor.execute(statement, params)
+
+
+def _dialect(executor: AsyncExecutor) -> str:
+    bind = executor if isinstance(executor, AsyncConnection) else executor.get_bind()
+    return bind.dialect.name
+
+
+# -- the counters' operations --------------------------------------------------------------------
 
 
 class Moves:
@@ -102,26 +127,36 @@ class Moves:
         self.add(old, -1)
         self.add(new, 1)
 
-    async def apply(self, executor: Executor, tenant_id: int) -> None:
-        await add_status_counts(executor, tenant_id, self.status)
-        await add_latest_counts(executor, tenant_id, self.latest)
+    def _writes(self, dialect: str, tenant_id: int) -> list[Write]:
+        # Status rows first, then hour rows, each sorted: every writer takes the counter rows'
+        # locks in one order (PostgreSQL), so concurrent writers never deadlock on them.
+        status = _status_writes(dialect, tenant_id, self.status)
+        return status + _latest_writes(dialect, tenant_id, self.latest)
+
+    def apply(self, conn: Connection, tenant_id: int) -> None:
+        _execute(conn, self._writes(conn.dialect.name, tenant_id))
+
+    async def apply_async(self, executor: AsyncExecutor, tenant_id: int) -> None:
+        await _execute_async(executor, self._writes(_dialect(executor), tenant_id))
 
 
-async def move_user(
-    executor: Executor, tenant_id: int, old: UserKey | None, new: UserKey | None
-) -> None:
+def move_user(conn: Connection, tenant_id: int, old: UserKey | None, new: UserKey | None) -> None:
     """Move one user between counters; None means added or removed."""
     moves = Moves()
     moves.move(old, new)
-    await moves.apply(executor, tenant_id)
+    moves.apply(conn, tenant_id)
 
 
-async def add_changes(executor: Executor, tenant_id: int, at_micros: int, changes: int) -> None:
-    if changes > 0:
-        await executor.execute(
-            _CHANGES[_dialect(executor)],
-            {"tenant_id": tenant_id, "minute": minute_of(at_micros), "changes": changes},
-        )
+def add_changes(conn: Connection, tenant_id: int, at_micros: int, changes: int) -> None:
+    _execute(conn, _changes_writes(conn.dialect.name, tenant_id, at_micros, changes))
+
+
+async def add_changes_async(
+    executor: AsyncExecutor, tenant_id: int, at_micros: int, changes: int
+) -> None:
+    await _execute_async(
+        executor, _changes_writes(_dialect(executor), tenant_id, at_micros, changes)
+    )
 
 
 async def add_policy_users(session: AsyncSession, deltas: Counter[int]) -> None:
@@ -158,6 +193,6 @@ async def recount(session: AsyncSession, tenant_id: int) -> None:
     )
     for hour_value, policy_id, status, count in grouped:
         moves.latest[(int(hour_value), policy_key(policy_id), status)] += count
-    await moves.apply(session, tenant_id)
+    await moves.apply_async(session, tenant_id)
     await session.execute(update(Policy).where(Policy.tenant_id == tenant_id).values(user_count=0))
     await add_policy_users(session, per_policy)

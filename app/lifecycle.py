@@ -1,11 +1,12 @@
 """The run lifecycle: the only code that changes users' sync state (administration, which adds
 users and assigns policies, is app.user_admin).
 
-Each function runs inside the caller's write transaction (see app.unit_of_work), keeps the
-counters in step, bumps the user's version by one per change and returns the events to publish
-after commit. The hot path (start, report, finish) runs Core statements on the session's
-connection (app.lifecycle_sql) and builds its events' snapshots from the rows it read: a report is
-one SELECT (after the user's row lock on PostgreSQL), two UPDATEs and a counter upsert.
+Each function runs inside the caller's write transaction: plain synchronous code on a
+Connection, which app.unit_of_work.write runs as one transaction (on SQLite's writer thread, in
+one hop; see app.db.engine). Each keeps the counters in step, bumps the user's version by one per
+change and returns the events to publish after commit. Core statements (app.lifecycle_sql), and
+events' snapshots built from the rows read: a report is one SELECT (after the user's row lock on
+PostgreSQL), two UPDATEs and a counter upsert.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import Connection
 
 from app import counters, validation
 from app import lifecycle_sql as sql
@@ -33,30 +34,28 @@ STATUS_OF_STATE = {
 }
 
 
-def _postgres(conn: AsyncConnection) -> bool:
+def _postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
-async def load_user(session: AsyncSession, tenant_id: int, user_id: int) -> UserState:
+def load_user(conn: Connection, tenant_id: int, user_id: int) -> UserState:
     """The tenant's user, row-locked on PostgreSQL so concurrent changes to it serialize."""
-    conn = await session.connection()
     params = {"tenant_id": tenant_id, "user_id": user_id}
-    if _postgres(conn) and (await conn.execute(sql.LOCK_USER, params)).first() is None:
+    if _postgres(conn) and conn.execute(sql.LOCK_USER, params).first() is None:
         raise NotFound("No such sync user.")
-    row = (await conn.execute(sql.USER_STATE, params)).first()
+    row = conn.execute(sql.USER_STATE, params).first()
     if row is None:
         raise NotFound("No such sync user.")
     return sql.user_state(row)
 
 
-async def load_run(session: AsyncSession, tenant_id: int, run_id: int) -> tuple[RunView, UserState]:
+def load_run(conn: Connection, tenant_id: int, run_id: int) -> tuple[RunView, UserState]:
     """The tenant's run and its user. On PostgreSQL the user is locked first, then both are
     read, so reports on one run apply one at a time."""
-    conn = await session.connection()
     params = {"tenant_id": tenant_id, "run_id": run_id}
-    if _postgres(conn) and (await conn.execute(sql.LOCK_RUN_USER, params)).first() is None:
+    if _postgres(conn) and conn.execute(sql.LOCK_RUN_USER, params).first() is None:
         raise NotFound("No such sync run.")
-    row = (await conn.execute(sql.RUN_STATE, params)).first()
+    row = conn.execute(sql.RUN_STATE, params).first()
     if row is None:
         raise NotFound("No such sync run.")
     return sql.run_state(row)
@@ -77,12 +76,12 @@ class _Start:
     items_total: int | None
 
 
-async def _start_runs(
-    conn: AsyncConnection, starts: Sequence[_Start], now: int, moves: counters.Moves
+def _start_runs(
+    conn: Connection, starts: Sequence[_Start], now: int, moves: counters.Moves
 ) -> list[tuple[RunView, Event]]:
     """Inserts the runs and moves their users to IN_PROGRESS: one INSERT and one UPDATE for
     all of them. Counter moves go to `moves`; the caller applies them."""
-    inserted = await conn.execute(
+    inserted = conn.execute(
         sql.INSERT_RUNS,
         [
             {
@@ -136,12 +135,12 @@ async def _start_runs(
         )
         view = replace(user, **changes, version=user.version + 1, current_run=run)
         started.append((run, UserEvent("started", view)))
-    await conn.execute(sql.UPDATE_USER, updates)
+    conn.execute(sql.UPDATE_USER, updates)
     return started
 
 
-async def start_run(
-    session: AsyncSession,
+def start_run(
+    conn: Connection,
     user: UserState,
     now: int,
     kind: str | None = None,
@@ -154,21 +153,20 @@ async def start_run(
     validation.counter(items_total, "itemsTotal")
     if kind is None:
         kind = "INITIAL" if user.view.latest_sync_at is None else "DELTA"
-    conn = await session.connection()
     moves = counters.Moves()
-    [started] = await _start_runs(conn, [_Start(user, kind, service, items_total)], now, moves)
-    await moves.apply(conn, user.view.tenant_id)
+    [started] = _start_runs(conn, [_Start(user, kind, service, items_total)], now, moves)
+    moves.apply(conn, user.view.tenant_id)
     return started
 
 
-async def _record_failed_items(
-    conn: AsyncConnection, run: RunView, items: list[FailedItemInput], now: int
+def _record_failed_items(
+    conn: Connection, run: RunView, items: list[FailedItemInput], now: int
 ) -> int:
     """Stores items not recorded yet for the run (retries repeat them); returns how many."""
     fresh = {item.item_id: item for item in items}  # the last of repeats in one call wins
     if not fresh:
         return 0
-    inserted = await conn.execute(
+    inserted = conn.execute(
         sql.INSERT_FAILED_ITEMS[conn.dialect.name],
         [
             {
@@ -186,8 +184,8 @@ async def _record_failed_items(
     return len(inserted.all())
 
 
-async def report_progress(
-    session: AsyncSession,
+def report_progress(
+    conn: Connection,
     run: RunView,
     user: UserState,
     now: int,
@@ -211,8 +209,7 @@ async def report_progress(
         changed = True
     else:
         items_total = run.items_total
-    conn = await session.connection()
-    added_failures = await _record_failed_items(conn, run, items, now)
+    added_failures = _record_failed_items(conn, run, items, now)
     if not (changed or added_failures):
         return run, []
     reported: dict[str, Any] = {
@@ -221,16 +218,16 @@ async def report_progress(
         "items_total": items_total,
         "items_failed": run.items_failed + added_failures,
     }
-    await conn.execute(sql.UPDATE_RUN, {"run_id": run.id, **reported})
-    await conn.execute(sql.UPDATE_USER, {"user_id": user.view.id})
-    await counters.add_changes(conn, run.tenant_id, now, added_changes)
+    conn.execute(sql.UPDATE_RUN, {"run_id": run.id, **reported})
+    conn.execute(sql.UPDATE_USER, {"user_id": user.view.id})
+    counters.add_changes(conn, run.tenant_id, now, added_changes)
     run = replace(run, **reported)
     view = replace(user.view, version=user.view.version + 1, current_run=run)
     return run, [UserEvent("progress", view)]
 
 
-async def finish_run(
-    session: AsyncSession,
+def finish_run(
+    conn: Connection,
     run: RunView,
     user: UserState,
     now: int,
@@ -247,8 +244,7 @@ async def finish_run(
         raise BadUserInput("errorMessage needs an errorCode.")
     error_message = validation.optional_text(error_message, "errorMessage")
     items = validation.failed_items(failed_items)
-    conn = await session.connection()
-    items_failed = run.items_failed + await _record_failed_items(conn, run, items, now)
+    items_failed = run.items_failed + _record_failed_items(conn, run, items, now)
     if error_code:
         state = "FAILED"
     elif items_failed:
@@ -262,7 +258,7 @@ async def finish_run(
         "error_code": error_code,
         "error_message": error_message,
     }
-    await conn.execute(sql.UPDATE_RUN, {"run_id": run.id, **finished})
+    conn.execute(sql.UPDATE_RUN, {"run_id": run.id, **finished})
     run = replace(run, **finished)
     old = user.view
     status = STATUS_OF_STATE[state]
@@ -272,8 +268,8 @@ async def finish_run(
         "last_finished_run_id": run.id,
         "unresolved_failure_count": old.unresolved_failure_count + 1 if error_code else 0,
     }
-    await conn.execute(sql.UPDATE_USER, {"user_id": old.id, **changes})
-    await counters.move_user(
+    conn.execute(sql.UPDATE_USER, {"user_id": old.id, **changes})
+    counters.move_user(
         conn,
         old.tenant_id,
         (old.policy_id, old.status, user.latest_sort),
@@ -289,8 +285,8 @@ async def finish_run(
     return run, UserEvent("finished", view)
 
 
-async def claim_due_runs(
-    session: AsyncSession,
+def claim_due_runs(
+    conn: Connection,
     tenant_id: int,
     now: int,
     limit: int,
@@ -301,9 +297,8 @@ async def claim_due_runs(
     if not 1 <= limit <= 100:
         raise BadUserInput("limit must be between 1 and 100.")
     wanted = validation.services(list(services)) if services is not None else None
-    conn = await session.connection()
     service_of: dict[int, str] = {}
-    for policy_id, offered in await conn.execute(sql.ACTIVE_POLICIES, {"tenant_id": tenant_id}):
+    for policy_id, offered in conn.execute(sql.ACTIVE_POLICIES, {"tenant_id": tenant_id}):
         usable = [s for s in offered.split(",") if s and (wanted is None or s in wanted)]
         if usable:
             service_of[policy_id] = usable[0]
@@ -311,12 +306,12 @@ async def claim_due_runs(
         return [], []
     params = {"tenant_id": tenant_id, "now": now, "policy_ids": list(service_of), "limit": limit}
     if _postgres(conn):
-        ids = (await conn.execute(sql.LOCK_DUE_USERS, params)).scalars().all()
-        rows = await conn.execute(sql.USERS_STATE, {"user_ids": ids}) if ids else []
+        ids = conn.execute(sql.LOCK_DUE_USERS, params).scalars().all()
+        rows = conn.execute(sql.USERS_STATE, {"user_ids": ids}) if ids else []
         found = {state.view.id: state for state in map(sql.user_state, rows)}
         users = [found[user_id] for user_id in ids]  # in the order they were locked
     else:
-        users = [sql.user_state(row) for row in await conn.execute(sql.DUE_USERS_STATE, params)]
+        users = [sql.user_state(row) for row in conn.execute(sql.DUE_USERS_STATE, params)]
     if not users:
         return [], []
     starts = [
@@ -331,18 +326,15 @@ async def claim_due_runs(
     # The counters of all these starts in one sorted write: claimers taking users of several
     # policies and statuses in different orders would otherwise deadlock on the counter rows.
     moves = counters.Moves()
-    started = await _start_runs(conn, starts, now, moves)
-    await moves.apply(conn, tenant_id)
+    started = _start_runs(conn, starts, now, moves)
+    moves.apply(conn, tenant_id)
     return [run for run, _ in started], [event for _, event in started]
 
 
-async def request_sync(session: AsyncSession, user: UserState, now: int) -> Event:
+def request_sync(conn: Connection, user: UserState, now: int) -> Event:
     policy = user.view.policy
     if policy is None or not policy.active:
         raise Conflict("The user has no active policy, so no sync can be scheduled.")
-    conn = await session.connection()
-    await conn.execute(
-        sql.UPDATE_USER, {"user_id": user.view.id, "sync_requested": True, "due_at": now}
-    )
+    conn.execute(sql.UPDATE_USER, {"user_id": user.view.id, "sync_requested": True, "due_at": now})
     view = replace(user.view, sync_requested=True, due_at=now, version=user.view.version + 1)
     return UserEvent("requested", view)

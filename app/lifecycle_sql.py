@@ -1,6 +1,6 @@
 """The run lifecycle's statements and the rows they return, as views.
 
-Plain Core on the session's connection: a run update is a handful of statements and no ORM
+Plain Core on a Connection: a run update is a handful of statements and no ORM
 machinery (identity map, flush, refresh), which cost several times the SQL itself. The statements
 are built once here, so SQLAlchemy compiles each once. Each load reads in one SELECT everything an
 event's snapshot carries (the user, its policy and runs), so a change needs no further reads.

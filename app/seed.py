@@ -222,7 +222,9 @@ async def _write(db: Database, tenant_id: int, batch: Batch) -> None:
         await _insert(conn, SyncRun, batch.runs)
         await _insert(conn, FailedItem, batch.items)
         for minute, changes in sorted(batch.changes.items()):
-            await counters.add_changes(session, tenant_id, minute * MICROS_PER_MINUTE, changes)
+            await counters.add_changes_async(
+                session, tenant_id, minute * MICROS_PER_MINUTE, changes
+            )
 
 
 def _pick_status(rng: random.Random) -> str:

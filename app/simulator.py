@@ -2,11 +2,11 @@
 
 A background task that works like a real worker, through the same run lifecycle: it claims due
 runs and reports progress, item failures and run failures as app.simulation plans them, each
-write in its own unit of work so events go out after commit. It keeps a handful of runs in
-flight in every tenant with an active policy: when nothing is due it asks for a sync of a random
-user ("sync now"), and it takes over runs left RUNNING before it started (the seed's, or those
-of a previous process), so no user stays in progress for good. Stopped by cancellation; runs in
-flight then stay RUNNING and the next start takes them over.
+write its own transaction (app.unit_of_work.write) so events go out after commit. It keeps a
+handful of runs in flight in every tenant with an active policy: when nothing is due it asks for
+a sync of a random user ("sync now"), and it takes over runs left RUNNING before it started (the
+seed's, or those of a previous process), so no user stays in progress for good. Stopped by
+cancellation; runs in flight then stay RUNNING and the next start takes them over.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from app import lifecycle
 from app.db.engine import Database
 from app.db.models import Policy, SyncRun, SyncUser
 from app.errors import Conflict, NotFound
-from app.events import Publisher
+from app.events import Event, Publisher
 from app.simulation import (
     MAX_IN_FLIGHT,
     STARTS_PER_TICK,
@@ -35,8 +35,9 @@ from app.simulation import (
     rng_for,
 )
 from app.timeutil import now_micros
-from app.unit_of_work import unit_of_work
+from app.unit_of_work import write
 from app.validation import FailedItemInput
+from app.views import RunView
 
 log = logging.getLogger("syncstatus.simulator")
 T = TypeVar("T")
@@ -133,14 +134,14 @@ class Simulator:
             return [(row.tenant_id, row.id) for row in rows]
 
     async def _claim(self, tenant_id: int, limit: int) -> int:
-        async with unit_of_work(self._db, self._publisher) as work:
-            runs, events = await lifecycle.claim_due_runs(work.session, tenant_id, work.now, limit)
-            work.events.extend(events)
-            claimed = [(run.id, run.kind, run.service) for run in runs]
-        for run_id, kind, service in claimed:  # after commit
-            plan = plan_run(rng_for(f"{tenant_id}/{run_id}", self._seed), kind, service)
-            self._launch(tenant_id, run_id, plan)
-        return len(claimed)
+        def claim(conn: Connection, now: int) -> tuple[list[RunView], list[Event]]:
+            return lifecycle.claim_due_runs(conn, tenant_id, now, limit)
+
+        runs = await write(self._db, self._publisher, claim)
+        for run in runs:  # after commit
+            plan = plan_run(rng_for(f"{tenant_id}/{run.id}", self._seed), run.kind, run.service)
+            self._launch(tenant_id, run.id, plan)
+        return len(runs)
 
     async def _adopt(self, tenant_id: int, run_id: int) -> None:
         async with self._db.read() as session:
@@ -159,23 +160,26 @@ class Simulator:
 
     async def _nudge(self, tenant_id: int) -> None:
         """ "Sync now" for a random idle user of an active policy, the way an operator would."""
-        async with unit_of_work(self._db, self._publisher) as work:
-            session = work.session
+        pick = self._rng.random()
+
+        def nudge(conn: Connection, now: int) -> tuple[None, list[Event]]:
             active = select(Policy.id).where(Policy.tenant_id == tenant_id, Policy.active.is_(True))
             idle = select(SyncUser.id).where(
                 SyncUser.tenant_id == tenant_id,
                 SyncUser.policy_id.in_(active.scalar_subquery()),
                 SyncUser.current_run_id.is_(None),
             )
-            highest = await session.scalar(select(func.max(SyncUser.id)))
-            pick = self._rng.randint(1, highest or 1)
-            user_id = await session.scalar(
-                idle.where(SyncUser.id >= pick).order_by(SyncUser.id).limit(1)
-            ) or await session.scalar(idle.order_by(SyncUser.id).limit(1))
+            highest = conn.scalar(select(func.max(SyncUser.id))) or 1
+            from_id = 1 + int(pick * highest)
+            user_id = conn.scalar(
+                idle.where(SyncUser.id >= from_id).order_by(SyncUser.id).limit(1)
+            ) or conn.scalar(idle.order_by(SyncUser.id).limit(1))
             if user_id is None:
-                return
-            user = await lifecycle.load_user(session, tenant_id, user_id)
-            work.events.append(await lifecycle.request_sync(session, user, work.now))
+                return None, []
+            user = lifecycle.load_user(conn, tenant_id, user_id)
+            return None, [lifecycle.request_sync(conn, user, now)]
+
+        await write(self._db, self._publisher, nudge)
 
     def _launch(self, tenant_id: int, run_id: int, plan: RunPlan) -> None:
         task = asyncio.create_task(self._drive(tenant_id, run_id, plan), name=f"run-{run_id}")
@@ -211,31 +215,28 @@ class Simulator:
         raise AssertionError("unreachable")
 
     async def _report(self, tenant_id: int, run_id: int, step: Step) -> None:
-        async with unit_of_work(self._db, self._publisher) as work:
-            run, user = await lifecycle.load_run(work.session, tenant_id, run_id)
+        items = [_item_input(item) for item in step.failed_items]
+
+        def report(conn: Connection, now: int) -> tuple[None, list[Event]]:
+            run, user = lifecycle.load_run(conn, tenant_id, run_id)
             if run.state != lifecycle.RUNNING:
                 raise Conflict(f"The sync run already finished ({run.state}).")
-            _, events = await lifecycle.report_progress(
-                work.session,
-                run,
-                user,
-                work.now,
-                step.items_processed,
-                step.changes,
-                step.items_total,
-                [_item_input(item) for item in step.failed_items],
+            _, events = lifecycle.report_progress(
+                conn, run, user, now, step.items_processed, step.changes, step.items_total, items
             )
-            work.events.extend(events)
+            return None, events
+
+        await write(self._db, self._publisher, report)
 
     async def _finish(self, tenant_id: int, run_id: int, plan: RunPlan) -> str:
         code, message = plan.error or (None, None)
-        async with unit_of_work(self._db, self._publisher) as work:
-            run, user = await lifecycle.load_run(work.session, tenant_id, run_id)
-            finished, event = await lifecycle.finish_run(
-                work.session, run, user, work.now, code, message
-            )
-            work.events.append(event)
-            return finished.state
+
+        def finish(conn: Connection, now: int) -> tuple[str, list[Event]]:
+            run, user = lifecycle.load_run(conn, tenant_id, run_id)
+            finished, event = lifecycle.finish_run(conn, run, user, now, code, message)
+            return finished.state, [event]
+
+        return await write(self._db, self._publisher, finish)
 
 
 def _item_input(item: ItemFailure) -> FailedItemInput:

@@ -112,9 +112,10 @@ async def add_users(
             raise
         # Added by a concurrent call after the check above (PostgreSQL): the same CONFLICT.
         raise Conflict("Some of these emails were added meanwhile.") from None
-    await counters.add_status_counts(
-        session, tenant_id, Counter((counters.policy_key(p), "NEVER_SYNCED") for _, _, p in cleaned)
-    )
+    added = counters.Moves()
+    for _, _, p in cleaned:
+        added.add((p, "NEVER_SYNCED", 0), 1)  # never synced: no latest sync hour
+    await added.apply_async(session, tenant_id)
     await counters.add_policy_users(session, Counter(p for _, _, p in cleaned if p))
     events: list[Event] = [UserEvent("added", await user_snapshot(session, u)) for u in rows]
     return rows, events
@@ -150,7 +151,7 @@ async def assign_policy(
         user.policy_id = policy_id
         user.due_at = _due_for(user, policy, now)
         changed.append(user)
-    await moves.apply(session, tenant_id)
+    await moves.apply_async(session, tenant_id)
     await counters.add_policy_users(session, moved)
     await session.flush()
     events: list[Event] = [

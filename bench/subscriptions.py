@@ -15,7 +15,7 @@ second; a driver that cannot keep up skips runs (--max-in-flight) and says so.
 Drivers (every figure says which produced it):
 - http: the worker GraphQL mutations (startSyncRun/reportSyncProgress/finishSyncRun) with a
   WORKER token over HTTP to the same server process that serves the subscribers.
-- lifecycle: the same app run lifecycle (unit_of_work + app.lifecycle: commit, then publish)
+- lifecycle: the same app run lifecycle (unit_of_work.write + app.lifecycle: commit, then publish)
   in a separate process (this one) on the same database, publishing through Redis, so the
   server only fans out.
 - events: lifecycle-shaped events (the snapshots app.lifecycle publishes: user state with
@@ -57,7 +57,7 @@ from typing import Any
 
 import aiohttp
 import httpx
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -68,14 +68,14 @@ from app.broadcast import create_broadcast  # noqa: E402
 from app.counters import add_changes  # noqa: E402
 from app.db.engine import open_database  # noqa: E402
 from app.db.models import Policy, SyncUser  # noqa: E402
-from app.events import Publisher, UserEvent  # noqa: E402
+from app.events import Event, Publisher, UserEvent  # noqa: E402
 from app.ids import encode_id  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
 from app.policies import PolicyInput, create_policy  # noqa: E402
 from app.reads.runs import policies_by_ids  # noqa: E402
 from app.reads.users import users_by_ids  # noqa: E402
 from app.timeutil import now_micros  # noqa: E402
-from app.unit_of_work import unit_of_work  # noqa: E402
+from app.unit_of_work import unit_of_work, write  # noqa: E402
 from app.views import RunView  # noqa: E402
 from tests.server import Server, run_server  # noqa: E402
 
@@ -419,24 +419,22 @@ class LifecycleDriver(Driver):
 
     async def op(self, kind: str, user: int, run: Any, processed: int = 0) -> Any:
         tenant = self.fixture.tenant_id
-        async with unit_of_work(self.db, self.publisher) as work:
+
+        def change(conn: Connection, now: int) -> tuple[Any, list[Event]]:
             if kind == "started":
-                row = await lifecycle.load_user(work.session, tenant, user)
-                started, event = await lifecycle.start_run(
-                    work.session, row, work.now, items_total=100
-                )
-                work.events.append(event)
-                return started.id
-            sync_run, row = await lifecycle.load_run(work.session, tenant, run)
+                row = lifecycle.load_user(conn, tenant, user)
+                started, event = lifecycle.start_run(conn, row, now, items_total=100)
+                return started.id, [event]
+            sync_run, row = lifecycle.load_run(conn, tenant, run)
             if kind == "progress":
-                _, events = await lifecycle.report_progress(
-                    work.session, sync_run, row, work.now, processed, processed
+                _, events = lifecycle.report_progress(
+                    conn, sync_run, row, now, processed, processed
                 )
-                work.events += events
-            else:
-                _, event = await lifecycle.finish_run(work.session, sync_run, row, work.now)
-                work.events.append(event)
-        return run
+                return run, events
+            _, event = lifecycle.finish_run(conn, sync_run, row, now)
+            return run, [event]
+
+        return await write(self.db, self.publisher, change)
 
 
 class EventsDriver(LifecycleDriver):
@@ -468,8 +466,11 @@ class EventsDriver(LifecycleDriver):
     async def _metrics_change(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            async with unit_of_work(self.db, self.publisher) as work:
-                await add_changes(work.session, self.fixture.tenant_id, work.now, 1)
+            await write(self.db, self.publisher, self._change_counted)
+
+    def _change_counted(self, conn: Connection, now: int) -> tuple[None, list[Event]]:
+        add_changes(conn, self.fixture.tenant_id, now, 1)
+        return None, []
 
     async def op(self, kind: str, user: int, run: Any, processed: int = 0) -> Any:
         now = now_micros()

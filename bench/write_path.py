@@ -3,15 +3,16 @@
     .venv/bin/python bench/write_path.py [--users N] [--ops K] [--warmup W] [--postgres [URL]]
 
 A fresh SQLite file with N users (default 10,000) in one tenant with an active policy. Every
-operation is what a worker's mutation costs below GraphQL: one unit of work (app.unit_of_work:
-BEGIN IMMEDIATE, app.lifecycle, COMMIT, events handed to a publisher that drops them). K
-operations (default 2,000) as runs of start, 3 progress reports and finish, one user after
-another, after W warm-up runs (default 50); each operation is timed alone.
+operation is what a worker's mutation costs below GraphQL: one app.unit_of_work.write (on
+SQLite: one hop to the writer thread for BEGIN IMMEDIATE, app.lifecycle and COMMIT; then events
+handed to a publisher that drops them). K operations (default 2,000) as runs of start, 3
+progress reports and finish, one user after another, after W warm-up runs (default 50); each
+operation is timed alone.
 
 The baseline: the statements the lifecycle sent, recorded on a copy of the same file, replayed
-with plain sqlite3 (no SQLAlchemy, no aiosqlite, same pragmas) on another copy. Same SQL, same
-parameters, same starting data: the difference is the cost of SQLAlchemy, aiosqlite's thread
-hop per call, the session and the pool.
+with plain sqlite3 (no SQLAlchemy, no thread hop, same pragmas) on another copy. Same SQL, same
+parameters, same starting data: the difference is the cost of SQLAlchemy, the hop to the writer
+thread and the pool.
 
 --postgres runs the lifecycle part on PostgreSQL too (default URL
 postgresql://postgres@127.0.0.1:5432/test): in a throwaway database created beside that one and
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,10 +45,10 @@ sys.path.insert(0, str(ROOT))
 from app import lifecycle, user_admin  # noqa: E402
 from app.auth import tenant_by_name  # noqa: E402
 from app.db.engine import SQLITE_PRAGMAS, Database, open_database  # noqa: E402
-from app.events import Publisher  # noqa: E402
+from app.events import Event, Publisher  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
 from app.policies import PolicyInput, create_policy  # noqa: E402
-from app.unit_of_work import unit_of_work  # noqa: E402
+from app.unit_of_work import unit_of_work, write  # noqa: E402
 
 KINDS = ("start", "progress", "finish")
 REPORTS = (10, 50, 90)  # items processed (and changes) of a run's three progress reports
@@ -98,27 +99,30 @@ async def populate(db: Database, users: int) -> World:
 
 
 async def start(db: Database, publisher: Publisher, tenant_id: int, user_id: int) -> int:
-    async with unit_of_work(db, publisher) as work:
-        user = await lifecycle.load_user(work.session, tenant_id, user_id)
-        run, event = await lifecycle.start_run(
-            work.session, user, work.now, items_total=ITEMS_TOTAL
-        )
-        work.events.append(event)
-        return run.id
+    def change(conn: Connection, now: int) -> tuple[int, list[Event]]:
+        user = lifecycle.load_user(conn, tenant_id, user_id)
+        run, event = lifecycle.start_run(conn, user, now, items_total=ITEMS_TOTAL)
+        return run.id, [event]
+
+    return await write(db, publisher, change)
 
 
 async def progress(db: Database, publisher: Publisher, tenant_id: int, run_id: int, n: int) -> None:
-    async with unit_of_work(db, publisher) as work:
-        run, user = await lifecycle.load_run(work.session, tenant_id, run_id)
-        _, events = await lifecycle.report_progress(work.session, run, user, work.now, n, n)
-        work.events += events
+    def change(conn: Connection, now: int) -> tuple[None, list[Event]]:
+        run, user = lifecycle.load_run(conn, tenant_id, run_id)
+        _, events = lifecycle.report_progress(conn, run, user, now, n, n)
+        return None, events
+
+    await write(db, publisher, change)
 
 
 async def finish(db: Database, publisher: Publisher, tenant_id: int, run_id: int) -> None:
-    async with unit_of_work(db, publisher) as work:
-        run, user = await lifecycle.load_run(work.session, tenant_id, run_id)
-        _, event = await lifecycle.finish_run(work.session, run, user, work.now)
-        work.events.append(event)
+    def change(conn: Connection, now: int) -> tuple[None, list[Event]]:
+        run, user = lifecycle.load_run(conn, tenant_id, run_id)
+        _, event = lifecycle.finish_run(conn, run, user, now)
+        return None, [event]
+
+    await write(db, publisher, change)
 
 
 Timings = dict[str, list[float]]  # seconds per operation, by kind
@@ -169,7 +173,8 @@ async def record(url: str, world: World, cycles: int, warmup: int) -> Recording:
     def on_commit(conn: Any) -> None:
         ops[-1][1].append(("COMMIT", None, False))
 
-    engine = db.write_engine.sync_engine
+    assert db.sqlite_writer is not None
+    engine = db.sqlite_writer.engine  # the lifecycle's writes (Database.run_write)
     event.listen(engine, "before_cursor_execute", on_execute)
     event.listen(engine, "commit", on_commit)
     try:

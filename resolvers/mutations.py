@@ -1,16 +1,24 @@
-"""Mutation resolvers: check the role, parse ids, run one unit of work through app/."""
+"""Mutation resolvers: check the role, parse ids, run one unit of work through app/. The run
+lifecycle's unit of work is one synchronous function (load, then change) that app.unit_of_work
+runs as one transaction; administration's is an ORM session."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
+
+from sqlalchemy import Connection
 
 from app import lifecycle, policies, user_admin
 from app.auth import create_token
 from app.context import Context
+from app.events import Event
 from app.ids import decode_id
-from app.unit_of_work import unit_of_work
+from app.unit_of_work import Change, unit_of_work, write
 from app.validation import FailedItemInput, name
 from app.views import PolicyView, RunView, UserView
+
+T = TypeVar("T")
 
 
 async def _tenant(ctx: Context, role: str) -> int:
@@ -23,16 +31,19 @@ def _uow(ctx: Context):  # type: ignore[no-untyped-def]
     return unit_of_work(ctx.services.db, ctx.services.publisher)
 
 
+async def _write(ctx: Context, change: Change[T]) -> T:
+    return await write(ctx.services.db, ctx.services.publisher, change)
+
+
 async def claim_due_sync_runs(
     ctx: Context, limit: int, services: Sequence[str] | None
 ) -> list[RunView]:
     tenant_id = await _tenant(ctx, "WORKER")
-    async with _uow(ctx) as work:
-        runs, events = await lifecycle.claim_due_runs(
-            work.session, tenant_id, work.now, limit, services
-        )
-        work.events.extend(events)
-        return runs
+
+    def claim(conn: Connection, now: int) -> tuple[list[RunView], list[Event]]:
+        return lifecycle.claim_due_runs(conn, tenant_id, now, limit, services)
+
+    return await _write(ctx, claim)
 
 
 async def start_sync_run(
@@ -40,13 +51,13 @@ async def start_sync_run(
 ) -> RunView:
     tenant_id = await _tenant(ctx, "WORKER")
     row_id = decode_id(user_id, "SyncUser")
-    async with _uow(ctx) as work:
-        user = await lifecycle.load_user(work.session, tenant_id, row_id)
-        run, event = await lifecycle.start_run(
-            work.session, user, work.now, kind, service, items_total
-        )
-        work.events.append(event)
-        return run
+
+    def start(conn: Connection, now: int) -> tuple[RunView, list[Event]]:
+        user = lifecycle.load_user(conn, tenant_id, row_id)
+        run, event = lifecycle.start_run(conn, user, now, kind, service, items_total)
+        return run, [event]
+
+    return await _write(ctx, start)
 
 
 async def report_sync_progress(
@@ -59,13 +70,14 @@ async def report_sync_progress(
 ) -> RunView:
     tenant_id = await _tenant(ctx, "WORKER")
     row_id = decode_id(run_id, "SyncRun")
-    async with _uow(ctx) as work:
-        run, user = await lifecycle.load_run(work.session, tenant_id, row_id)
-        reported, events = await lifecycle.report_progress(
-            work.session, run, user, work.now, items_processed, changes, items_total, failed_items
+
+    def report(conn: Connection, now: int) -> tuple[RunView, list[Event]]:
+        run, user = lifecycle.load_run(conn, tenant_id, row_id)
+        return lifecycle.report_progress(
+            conn, run, user, now, items_processed, changes, items_total, failed_items
         )
-        work.events.extend(events)
-        return reported
+
+    return await _write(ctx, report)
 
 
 async def finish_sync_run(
@@ -77,23 +89,27 @@ async def finish_sync_run(
 ) -> RunView:
     tenant_id = await _tenant(ctx, "WORKER")
     row_id = decode_id(run_id, "SyncRun")
-    async with _uow(ctx) as work:
-        run, user = await lifecycle.load_run(work.session, tenant_id, row_id)
-        finished, event = await lifecycle.finish_run(
-            work.session, run, user, work.now, error_code, error_message, failed_items
+
+    def finish(conn: Connection, now: int) -> tuple[RunView, list[Event]]:
+        run, user = lifecycle.load_run(conn, tenant_id, row_id)
+        finished, event = lifecycle.finish_run(
+            conn, run, user, now, error_code, error_message, failed_items
         )
-        work.events.append(event)
-        return finished
+        return finished, [event]
+
+    return await _write(ctx, finish)
 
 
 async def request_sync(ctx: Context, user_id: str) -> UserView:
     tenant_id = await _tenant(ctx, "OPERATOR")
     row_id = decode_id(user_id, "SyncUser")
-    async with _uow(ctx) as work:
-        user = await lifecycle.load_user(work.session, tenant_id, row_id)
-        event = await lifecycle.request_sync(work.session, user, work.now)
-        work.events.append(event)
-        return event.user
+
+    def request(conn: Connection, now: int) -> tuple[UserView, list[Event]]:
+        user = lifecycle.load_user(conn, tenant_id, row_id)
+        event = lifecycle.request_sync(conn, user, now)
+        return event.user, [event]
+
+    return await _write(ctx, request)
 
 
 async def create_policy(ctx: Context, data: policies.PolicyInput) -> PolicyView:

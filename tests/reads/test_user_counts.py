@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 
 from app import counters, lifecycle, user_admin
 from app.db.engine import Database, open_database
@@ -243,18 +243,24 @@ async def test_lifecycle_keeps_the_counters_of_a_recount(world: World) -> None:
     rng = random.Random(7)
     ids = [u["id"] for u in world.users]
     now = BASE + HOURS * H
-    async with world.db.write() as session:
+
+    def runs(conn: Connection) -> int:
+        at = now
         for user_id in rng.sample(ids, 60):
-            user = await lifecycle.load_user(session, world.tenant, user_id)
+            user = lifecycle.load_user(conn, world.tenant, user_id)
             if user.view.current_run_id is not None:
                 continue
-            now += rng.randrange(2 * H)
-            started, _ = await lifecycle.start_run(session, user, now)
+            at += rng.randrange(2 * H)
+            started, _ = lifecycle.start_run(conn, user, at)
             if rng.random() < 0.7:
-                run, user = await lifecycle.load_run(session, world.tenant, started.id)
-                await lifecycle.finish_run(
-                    session, run, user, now + 5, error_code="E" if rng.random() < 0.3 else None
+                run, user = lifecycle.load_run(conn, world.tenant, started.id)
+                lifecycle.finish_run(
+                    conn, run, user, at + 5, error_code="E" if rng.random() < 0.3 else None
                 )
+        return at
+
+    now = await world.db.run_write(runs)
+    async with world.db.write() as session:
         await user_admin.assign_policy(
             session, world.tenant, now, rng.sample(ids, 40), rng.choice(world.policies)
         )

@@ -148,3 +148,42 @@ async def test_concurrent_assignments_in_opposite_orders(tenant: ApiTenant) -> N
     ]
     assert await _all(calls) == Counter({"OK": 4})
     await check_invariants(tenant)
+
+
+async def test_administration_beside_run_updates(tenant: ApiTenant) -> None:
+    # Two writers (SQLite: the run lifecycle's writer thread and administration's ORM
+    # connection) write at once: they queue for the write lock, and none fails or loses a count.
+    admin = tenant.admin
+    one = (await h.create_policy(admin, "One"))["id"]
+    two = (await h.create_policy(admin, "Two"))["id"]
+    users = await h.add_users(admin, [f"b{i:02}@x.example" for i in range(12)], one)
+    ids = [u["id"] for u in users]
+    runs = await h.drive(tenant.worker, [(u, "IN_PROGRESS") for u in ids])
+    run_ids = [runs[u]["id"] for u in ids]
+    workers = _apis(tenant, "worker", 4)
+    admins = _apis(tenant, "admin", 2)
+    calls = [
+        _outcome(workers[i % 4], h.REPORT, run=run_id, processed=n, changes=n)
+        for n in (1, 2, 3)
+        for i, run_id in enumerate(run_ids)
+    ]
+    calls += [_outcome(workers[i % 4], h.FINISH, run=r) for i, r in enumerate(run_ids[:6])]
+    calls += [
+        _outcome(admins[i % 2], h.ASSIGN, ids=ids[i:] + ids[:i], policy=(one, two)[i % 2])
+        for i in range(4)
+    ]
+    calls += [
+        _outcome(
+            admins[i % 2],
+            h.ADD_USERS,
+            users=[{"email": f"n{i}@x.example", "destinationEmail": f"n{i}@y.example"}],
+        )
+        for i in range(4)
+    ]
+    calls.insert(
+        len(calls) // 2,
+        _outcome(admins[0], h.CREATE_POLICY, input={"name": "Three", "syncIntervalMinutes": 60}),
+    )
+    assert await _all(calls) == Counter({"OK": len(calls)})
+    found = await check_invariants(tenant)  # changes as well (a report after a finish is late)
+    assert (found["syncsInProgress"], found["totalUsers"]) == (6, 16)

@@ -14,17 +14,16 @@ second; a driver that cannot keep up skips runs (--max-in-flight) and says so.
 
 Drivers (every figure says which produced it):
 - http: the worker GraphQL mutations (startSyncRun/reportSyncProgress/finishSyncRun) with a
-  WORKER token over HTTP to the same server process that serves the subscribers.
+  WORKER token over HTTP (aiohttp) to the same server process that serves the subscribers:
+  the real thing, end to end.
 - lifecycle: the same app run lifecycle (unit_of_work.write + app.lifecycle: commit, then publish)
   in a separate process (this one) on the same database, publishing through Redis, so the
   server only fans out.
 - events: lifecycle-shaped events (the snapshots app.lifecycle publishes: user state with
   its run and policy, versions +1 per update) through the app's Publisher and Redis at the
   exact rate, without database writes; the change counters get one real write a second so
-  the metrics change (and go to every dashboard) as they would. On this 2-core machine the
-  write path (SQLAlchemy + aiosqlite, ~9 ms of CPU per update) tops out near 115 updates/s per
-  process, so neither http nor lifecycle reaches 500/s; this driver measures the fan-out at
-  that rate. It runs last: its versions are not in the database.
+  the metrics change (and go to every dashboard) as they would. It isolates the fan-out. It
+  runs last: its versions are not in the database.
 The lifecycle and events drivers need --broadcast redis (the default when Redis is up).
 
 Measured: update-to-client latency (client receive time minus the driver's time just before
@@ -32,7 +31,8 @@ sending the update, so it includes the mutation or transaction itself; one machi
 monotonic clock), p50/p99 for start/finish events and for all; delivered/expected for start
 and finish (must be 1.0: nothing lost) and for progress (may be coalesced); server RSS from
 /proc/<pid>/status before and after connecting N idle subscribers; CPU of the server, the
-clients and the driver; the server's garbage collections during the run. The machine is
+clients and the driver; the server's garbage collections during the run and the longest
+collector pause per generation so far. The machine is
 shared: check that its load is low before trusting a run.
 """
 

@@ -10,15 +10,18 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+
+from app.db.engine import Database, open_database
+from app.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,6 +42,18 @@ def _run_async(coro: Any) -> Any:
 def sqlite_database() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="syncstatus-") as folder:
         yield f"sqlite+aiosqlite:///{folder}/syncstatus.db"
+
+
+@asynccontextmanager
+async def open_sqlite() -> AsyncIterator[Database]:
+    """A migrated throw-away SQLite file, opened in this process (for tests below the API)."""
+    with sqlite_database() as url:
+        await asyncio.to_thread(upgrade, url)
+        database = open_database(url)
+        try:
+            yield database
+        finally:
+            await database.dispose()
 
 
 @contextmanager

@@ -13,20 +13,15 @@ from sqlalchemy import Connection, insert, select
 from app.db.engine import Database, open_database
 from app.db.models import Tenant
 from app.migrate import upgrade
-from tests.server import sqlite_database
+from tests.server import open_sqlite, sqlite_database
 
 tenants = Tenant.__table__
 
 
 @pytest.fixture
 async def db() -> AsyncIterator[Database]:
-    with sqlite_database() as url:
-        await asyncio.to_thread(upgrade, url)
-        database = open_database(url)
-        try:
-            yield database
-        finally:
-            await database.dispose()
+    async with open_sqlite() as database:
+        yield database
 
 
 def _add(name: str) -> Callable[[Connection], str]:

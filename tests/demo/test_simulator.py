@@ -11,15 +11,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from app.db.engine import Database, open_database
+from app.db.engine import Database
 from app.db.models import StatusCount, SyncRun, SyncUser
 from app.events import Publisher, UserEvent, decode
-from app.migrate import upgrade
 from app.seed import RUN_ERRORS, seed
 from app.simulation import MAX_IN_FLIGHT
 from app.simulator import running_simulator
 from app.timeutil import now_micros
-from tests.server import sqlite_database
+from tests.server import open_sqlite
 
 
 class Recorder:
@@ -36,13 +35,8 @@ class Recorder:
 
 @pytest.fixture
 async def db() -> AsyncIterator[Database]:
-    with sqlite_database() as url:
-        await asyncio.to_thread(upgrade, url)
-        database = open_database(url)
-        try:
-            yield database
-        finally:
-            await database.dispose()
+    async with open_sqlite() as database:
+        yield database
 
 
 async def _runs(db: Database) -> list[SyncRun]:

@@ -4,30 +4,23 @@ bound variables (32766), and only the policy's users come back."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select
 
-from app.db.engine import Database, open_database
+from app.db.engine import Database
 from app.db.models import Policy, SyncUser
-from app.migrate import upgrade
 from app.seed import seed
 from app.views import PolicyView
 from subscriptions.policy_changes import users_of_policy
-from tests.server import sqlite_database
+from tests.server import open_sqlite
 
 
 @pytest.fixture
 async def db() -> AsyncIterator[Database]:
-    with sqlite_database() as url:
-        await asyncio.to_thread(upgrade, url)
-        database = open_database(url)
-        try:
-            yield database
-        finally:
-            await database.dispose()
+    async with open_sqlite() as database:
+        yield database
 
 
 async def test_watched_users_of_a_policy_with_40000_watched_ids(db: Database) -> None:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,11 +25,29 @@ Change = Callable[[Connection, int], tuple[T, list[Event]]]
 
 async def write(db: Database, publisher: Publisher, change: Change[T]) -> T:
     """Runs the change in one write transaction, then publishes its events. `now` is read once
-    the transaction began: on SQLite, where writes run one at a time, it grows in commit order."""
-    result, events = await db.run_write(lambda conn: change(conn, now_micros()))
-    # Reached only when the transaction committed: never announce state that did not persist.
-    await publisher.publish(events)
-    return result
+    the transaction began: on SQLite, where writes run one at a time, it grows in commit order.
+
+    Shielded from the caller's cancellation (a server shutting down): SQLite's writer thread
+    finishes a transaction it started whatever happens to the caller, and a start or finish
+    in the database must then still reach subscribers."""
+
+    async def commit_then_publish() -> T:
+        result, events = await db.run_write(lambda conn: change(conn, now_micros()))
+        # Reached only when the transaction committed: never announce what did not persist.
+        await publisher.publish(events)
+        return result
+
+    task = asyncio.ensure_future(commit_then_publish())
+    task.add_done_callback(_retrieved)
+    return await asyncio.shield(task)
+
+
+def _retrieved(task: asyncio.Future[object]) -> None:
+    # A caller that was cancelled no longer waits for the outcome: mark an error (a conflict,
+    # say) as retrieved, or asyncio logs it as "never retrieved". A caller still there gets
+    # it raised as usual.
+    if not task.cancelled():
+        task.exception()
 
 
 @dataclass(slots=True)

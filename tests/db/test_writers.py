@@ -6,14 +6,18 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
+from typing import cast
 
 import pytest
 from sqlalchemy import Connection, insert, select
 
 from app.db.engine import Database, open_database
 from app.db.models import Tenant
+from app.events import Publisher
 from app.migrate import upgrade
+from app.unit_of_work import write
 from tests.server import open_sqlite, sqlite_database
+from tests.subscriptions.support import eventually
 
 tenants = Tenant.__table__
 
@@ -84,3 +88,34 @@ async def test_dispose_ends_the_writer_thread() -> None:
                 return
             await asyncio.sleep(0.01)
         pytest.fail("the writer thread outlived dispose()")
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.events: list[object] = []
+
+    async def publish(self, events: list[object]) -> None:
+        self.events.extend(events)
+
+
+async def test_a_cancelled_caller_still_announces_what_committed(db: Database) -> None:
+    """The writer thread finishes a transaction whose caller was cancelled meanwhile (a
+    server shutting down): its events must still go out, or subscribers miss a start or
+    finish that is in the database."""
+    publisher = RecordingPublisher()
+    in_thread, release = threading.Event(), threading.Event()
+
+    def change(conn: Connection, now: int) -> tuple[str, list[object]]:
+        in_thread.set()
+        release.wait(10)
+        _add("committed")(conn)
+        return "done", ["the event"]
+
+    caller = asyncio.create_task(write(db, cast(Publisher, publisher), change))  # type: ignore[arg-type]
+    await asyncio.to_thread(in_thread.wait, 10)
+    caller.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await eventually(lambda: publisher.events == ["the event"], within=10)
+    assert await _names(db) == ["committed"]

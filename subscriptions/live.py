@@ -49,7 +49,9 @@ from subscriptions.subscriber import SubscriberOverflow, UserSubscriber
 
 USER_FIELD = "syncUserUpdated"
 METRICS_FIELD = "syncMetricsUpdated"
-MAX_DOCUMENTS = 1000
+# Open pages send a handful of documents; a bound keeps odd clients from filling memory
+# (a document of 5,000 tokens parses to about 2 MB).
+MAX_DOCUMENTS = 100
 
 
 class Documents:

@@ -64,7 +64,8 @@ def build_schema() -> strawberry.Schema:
         types=[SyncUser, SyncRun, Policy],
         extensions=[
             ErrorCodes,
-            ParserCache(maxsize=1000),
+            # Parsed documents: up to ~2 MB each at MAX_TOKENS, so few of them.
+            ParserCache(maxsize=256),
             ValidationCache(maxsize=1000),
             QueryDepthLimiter(max_depth=MAX_DEPTH),
             MaxTokensLimiter(max_token_count=MAX_TOKENS),

@@ -165,21 +165,23 @@ async def until_live(
                 return
 
 
-async def live_user_stream(stream: Stream, tenant: Tenant, user_id: str) -> dict[str, Any]:
-    """Requests syncs of the user until the stream shows one; returns that update."""
+async def live_user_stream(
+    stream: Stream, tenant: Tenant, user_id: str, within: float = WAIT, poll: float = 0.5
+) -> dict[str, Any]:
+    """Requests syncs of the user (through the tenant's server) until the stream shows one;
+    returns that update. Also how a test knows a stream on another server is live."""
     seen: list[dict[str, Any]] = []
 
     async def arrived() -> bool:
         try:
-            seen.append(await stream.next(within=0.5))
+            seen.append(await stream.next(within=poll))
         except TimeoutError:
             return False
         return True
 
-    await until_live(lambda: tenant.operator.execute(REQUEST_SYNC, u=user_id), arrived)
+    await until_live(lambda: tenant.operator.execute(REQUEST_SYNC, u=user_id), arrived, within)
     # Late echoes of further pokes may follow; drop them.
-    await asyncio.sleep(0.3)
-    stream.drain()
+    await stream.quiet(0.3)
     return seen[-1]
 
 

@@ -13,12 +13,11 @@ from tests.services import redis_url
 from tests.subscriptions.multi import api_on, postgres_servers
 from tests.subscriptions.support import (
     METRICS_UPDATES,
-    REQUEST_SYNC,
     USER_UPDATES,
     Stream,
     Worker,
     add_users,
-    until_live,
+    live_user_stream,
     versions,
 )
 
@@ -32,20 +31,6 @@ def servers(request: pytest.FixtureRequest) -> Iterator[list[Server]]:
 
 def user(item: dict) -> dict:  # type: ignore[type-arg]
     return item["syncUserUpdated"]
-
-
-async def _live_across(stream: Stream, tenant: Tenant, user_id: str) -> None:
-    """Pokes through server A until the stream on server B shows it."""
-
-    async def arrived() -> bool:
-        try:
-            await stream.next(within=0.5)
-        except TimeoutError:
-            return False
-        return True
-
-    await until_live(lambda: tenant.operator.execute(REQUEST_SYNC, u=user_id), arrived, within=20)
-    await stream.quiet(0.3)
 
 
 @pytest.mark.parametrize("direction", ["a_to_b", "b_to_a"])
@@ -62,7 +47,7 @@ async def test_update_through_one_process_reaches_subscriber_on_the_other(
         Stream(session, USER_UPDATES, ids=[watched]) as stream,
         Stream(session, METRICS_UPDATES) as metrics,
     ):
-        await _live_across(stream, tenant, watched)
+        await live_user_stream(stream, tenant, watched, within=20)
         initial = (await metrics.next())["syncMetricsUpdated"]
         await worker.run(other, progress_reports=0)
         run_id = await worker.start(watched)
@@ -98,7 +83,7 @@ async def test_events_too_big_for_the_broker_still_arrive(servers: list[Server])
     worker = Worker(tenant)
     query = USER_UPDATES.replace("policy { id active }", "policy { id active description }")
     async with reader.websocket() as session, Stream(session, query, ids=[watched]) as stream:
-        await _live_across(stream, tenant, watched)
+        await live_user_stream(stream, tenant, watched, within=20)
         run_id = await worker.start(watched)
         await worker.finish(run_id)
         items = await stream.until(lambda i: user(i)["status"] == "SYNCED")

@@ -16,12 +16,11 @@ from tests.server import Server
 from tests.subscriptions.multi import api_on, postgres_servers
 from tests.subscriptions.support import (
     METRICS_UPDATES,
-    REQUEST_SYNC,
     USER_UPDATES,
     Stream,
     Worker,
     add_users,
-    until_live,
+    live_user_stream,
 )
 
 RESUME_WITHIN = 10.0  # seconds after Redis is back
@@ -46,18 +45,8 @@ def user(item: dict) -> dict:  # type: ignore[type-arg]
 async def _poke_until_delivered(stream: Stream, tenant: Tenant, user_id: str) -> float:
     """Seconds until a poke through server A reached the stream on server B."""
     started = time.monotonic()
-
-    async def arrived() -> bool:
-        try:
-            await stream.next(within=0.3)
-        except TimeoutError:
-            return False
-        return True
-
-    await until_live(lambda: tenant.operator.execute(REQUEST_SYNC, u=user_id), arrived, within=30)
-    elapsed = time.monotonic() - started
-    await stream.quiet(0.5)
-    return elapsed
+    await live_user_stream(stream, tenant, user_id, within=30, poll=0.3)
+    return time.monotonic() - started
 
 
 async def test_delivery_resumes_after_a_redis_restart(

@@ -189,18 +189,18 @@ class Counts:
     fts: int | None  # trigram matches in every tenant, when searched
 
 
+async def _structured_count(session: AsyncSession, tenant_id: int, filt: UserFilter) -> int:
+    """The count of the filter's structured part (status, policy, latest-sync range)."""
+    return await structured_count(
+        session, tenant_id, filt.status, filt.policy_id, filt.latest_sync_from, filt.latest_sync_to
+    )
+
+
 async def _sqlite_counts(
     session: AsyncSession, tenant_id: int, filt: UserFilter, term: str | None
 ) -> Counts:
     if not term or len(term) < TRIGRAM:
-        structured = await structured_count(
-            session,
-            tenant_id,
-            filt.status,
-            filt.policy_id,
-            filt.latest_sync_from,
-            filt.latest_sync_to,
-        )
+        structured = await _structured_count(session, tenant_id, filt)
         if not term or structured == 0:
             return Counts(structured, structured, None)
         total = await _scan_count(session, tenant_id, filt, by_filters(filt))
@@ -213,9 +213,7 @@ async def _sqlite_counts(
         if others is not None and others <= fts:  # less the other tenants' matches
             return Counts(fts - await _others_matching(session, tenant_id, term), None, fts)
         return Counts(await _scan_count(session, tenant_id, filt, BY_TRIGRAMS), None, fts)
-    structured = await structured_count(
-        session, tenant_id, filt.status, filt.policy_id, filt.latest_sync_from, filt.latest_sync_to
-    )
+    structured = await _structured_count(session, tenant_id, filt)
     if structured == 0:
         return Counts(0, 0, None)
     # Few users selected by the other filters: check them with LIKE, no trigram lookup at all.
@@ -254,14 +252,7 @@ async def user_count(session: AsyncSession, tenant_id: int, filt: UserFilter) ->
     if dialect == "sqlite":
         return (await _sqlite_counts(session, tenant_id, filt, term)).total
     if not term:
-        return await structured_count(
-            session,
-            tenant_id,
-            filt.status,
-            filt.policy_id,
-            filt.latest_sync_from,
-            filt.latest_sync_to,
-        )
+        return await _structured_count(session, tenant_id, filt)
     query = select(func.count()).select_from(SyncUser)
     return int(await session.scalar(query.where(*conditions(tenant_id, dialect, filt))) or 0)
 

@@ -3,18 +3,16 @@ move the page on their own, checked through GraphQL only. Every wait is bounded.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from app.seed import RUN_ERRORS
 from app.simulation import MAX_IN_FLIGHT
 from tests.api import Api
+from tests.demo.support import until
 from tests.server import Server, run_server, sqlite_database
 
-T = TypeVar("T")
 USERS = 50
 URL_RE = re.compile(r"http://127\.0\.0\.1:(\d+)/#token=(sst_[\w-]+)")
 SNAPSHOT = """{
@@ -44,15 +42,6 @@ def demo_api(server: Server) -> Api:
     port, token = match[0].groups()
     assert int(port) == server.port
     return Api(server.graphql_url, server.ws_url, token)
-
-
-async def until(what: str, probe: Callable[[], Awaitable[T | None]], seconds: float) -> T:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if (result := await probe()) is not None:
-            return result
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"not within {seconds:.0f} s: {what}")
 
 
 def users_of(snapshot: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -4,23 +4,22 @@ Runs on both backends (the session server of tests/conftest.py). Every wait is b
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from app.seed import RUN_ERRORS
 from tests.conftest import Tenant
+from tests.demo.support import until
 from tests.server import ROOT, free_port
 
-T = TypeVar("T")
 POLICY = """mutation($name: String!) {
   createPolicy(input: {name: $name, active: true, syncIntervalMinutes: 60}) { id }
 }"""
@@ -76,15 +75,6 @@ def worker(url: str, token: str, *args: str) -> Iterator[WorkerProcess]:
             process.kill()
             process.wait()
         log_path.unlink(missing_ok=True)
-
-
-async def until(what: str, probe: Callable[[], Awaitable[T | None]], seconds: float) -> T:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if (result := await probe()) is not None:
-            return result
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"not within {seconds:.0f} s: {what}")
 
 
 async def add_due_users(tenant: Tenant, count: int) -> list[str]:

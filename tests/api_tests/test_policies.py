@@ -153,19 +153,16 @@ async def test_update_policy(tenant: ApiTenant) -> None:
     policy = await h.create_policy(admin, "Old", interval=60, services=["MAIL"])
     users = await h.add_users(admin, ["x@p.example", "y@p.example"], policy["id"])
     versions = {u["id"]: u["version"] for u in users}
-    updated = (
-        await admin.execute(
-            h.UPDATE_POLICY,
-            id=policy["id"],
-            input={
-                "name": "New",
-                "description": "Now daily",
-                "active": False,
-                "syncIntervalMinutes": 1440,
-                "services": ["CALENDAR", "MAIL"],
-            },
-        )
-    )["updatePolicy"]
+    new_settings = {
+        "name": "New",
+        "description": "Now daily",
+        "active": False,
+        "syncIntervalMinutes": 1440,
+        "services": ["CALENDAR", "MAIL"],
+    }
+    updated = (await admin.execute(h.UPDATE_POLICY, id=policy["id"], input=new_settings))[
+        "updatePolicy"
+    ]
     assert {k: updated[k] for k in ("id", "name", "description", "active")} == {
         "id": policy["id"],
         "name": "New",
@@ -184,19 +181,9 @@ async def test_update_policy(tenant: ApiTenant) -> None:
         assert found["nextScheduledSyncAt"] is None  # inactive now
     assert (await h.metrics(viewer))["usersWithActivePolicy"] == 0
     # The same settings again: nothing changes, not even the versions.
-    same = (
-        await admin.execute(
-            h.UPDATE_POLICY,
-            id=policy["id"],
-            input={
-                "name": "New",
-                "description": "Now daily",
-                "active": False,
-                "syncIntervalMinutes": 1440,
-                "services": ["CALENDAR", "MAIL"],
-            },
-        )
-    )["updatePolicy"]
+    same = (await admin.execute(h.UPDATE_POLICY, id=policy["id"], input=new_settings))[
+        "updatePolicy"
+    ]
     assert same == updated
     # Reactivated through updatePolicy, with the policy defaults for what is not given.
     back = (

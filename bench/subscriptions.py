@@ -62,8 +62,10 @@ from sqlalchemy import Connection, select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import lifecycle, user_admin  # noqa: E402
-from app.auth import create_token, tenant_by_name  # noqa: E402
+from bench_tenant import populate  # noqa: E402
+
+from app import lifecycle  # noqa: E402
+from app.auth import create_token  # noqa: E402
 from app.broadcast import create_broadcast  # noqa: E402
 from app.counters import add_changes  # noqa: E402
 from app.db.engine import open_database  # noqa: E402
@@ -71,11 +73,10 @@ from app.db.models import Policy, SyncUser  # noqa: E402
 from app.events import Event, Publisher, UserEvent  # noqa: E402
 from app.ids import encode_id  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
-from app.policies import PolicyInput, create_policy  # noqa: E402
 from app.reads.runs import policies_by_ids  # noqa: E402
 from app.reads.users import users_by_ids  # noqa: E402
 from app.timeutil import now_micros  # noqa: E402
-from app.unit_of_work import unit_of_work, write  # noqa: E402
+from app.unit_of_work import write  # noqa: E402
 from app.views import RunView  # noqa: E402
 from tests.server import Server, run_server  # noqa: E402
 
@@ -86,11 +87,6 @@ START = "mutation($u: ID!) { startSyncRun(userId: $u, itemsTotal: 100) { id } }"
 REPORT = """mutation($r: ID!, $p: Int!) {
   reportSyncProgress(runId: $r, itemsProcessed: $p, changes: $p) { id } }"""
 FINISH = "mutation($r: ID!) { finishSyncRun(runId: $r) { state } }"
-
-
-class NullBroadcast:
-    async def publish(self, channel: str, message: Any) -> None:
-        return None
 
 
 # -- setup ----------------------------------------------------------------------------------
@@ -109,27 +105,13 @@ async def prepare(database_url: str, users: int) -> Fixture:
     await asyncio.to_thread(upgrade, database_url)
     db = open_database(database_url)
     try:
+        bench = await populate(db, users)
         async with db.write() as session:
-            tenant = await tenant_by_name(session, f"Bench{random.randrange(10**9)}", create=True)
-            assert tenant is not None
-            viewer = await create_token(session, tenant.id, "bench viewer", "VIEWER")
-            worker = await create_token(session, tenant.id, "bench worker", "WORKER")
-            data = PolicyInput("Bench", None, True, 60, ["MAIL"])
-            policy, _ = await create_policy(session, tenant.id, 0, data)
-            tenant_id, policy_id = tenant.id, policy.id
-        ids: list[int] = []
-        publisher = Publisher(NullBroadcast())
-        for start in range(0, users, 1000):
-            rows = [
-                (f"user{i:07d}@m365.example", f"user{i:07d}@g.example", policy_id)
-                for i in range(start, min(users, start + 1000))
-            ]
-            async with unit_of_work(db, publisher) as work:
-                added, _ = await user_admin.add_users(work.session, tenant_id, work.now, rows)
-                ids += [u.id for u in added]
+            viewer = await create_token(session, bench.tenant_id, "bench viewer", "VIEWER")
+            worker = await create_token(session, bench.tenant_id, "bench worker", "WORKER")
     finally:
         await db.dispose()
-    return Fixture(database_url, viewer, worker, ids, tenant_id)
+    return Fixture(database_url, viewer, worker, bench.user_ids, bench.tenant_id)
 
 
 def rss_kb(pid: int) -> int:

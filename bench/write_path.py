@@ -31,7 +31,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +41,13 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import lifecycle, user_admin  # noqa: E402
-from app.auth import tenant_by_name  # noqa: E402
+from bench_tenant import BenchTenant, DropEvents, populate  # noqa: E402
+
+from app import lifecycle  # noqa: E402
 from app.db.engine import SQLITE_PRAGMAS, Database, open_database  # noqa: E402
 from app.events import Event, Publisher  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
-from app.policies import PolicyInput, create_policy  # noqa: E402
-from app.unit_of_work import unit_of_work, write  # noqa: E402
+from app.unit_of_work import write  # noqa: E402
 
 KINDS = ("start", "progress", "finish")
 REPORTS = (10, 50, 90)  # items processed (and changes) of a run's three progress reports
@@ -56,43 +55,11 @@ ITEMS_TOTAL = 100
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-class DropEvents:
-    async def publish(self, channel: str, message: Any) -> None:
-        return None
-
-
-@dataclass
-class World:
-    tenant_id: int
-    user_ids: list[int]
-
-
 def pct(values: list[float], p: float) -> float:
     """Nearest-rank percentile."""
     ordered = sorted(values)
     rank = max(1, -(-len(ordered) * p // 100))
     return ordered[int(rank) - 1]
-
-
-async def populate(db: Database, users: int) -> World:
-    async with db.write() as session:
-        tenant = await tenant_by_name(session, f"Bench{random.randrange(10**9)}", create=True)
-        assert tenant is not None
-        policy, _ = await create_policy(
-            session, tenant.id, 0, PolicyInput("Bench", None, True, 60, ["MAIL"])
-        )
-        tenant_id, policy_id = tenant.id, policy.id
-    publisher = Publisher(DropEvents())
-    ids: list[int] = []
-    for start in range(0, users, 1000):
-        rows = [
-            (f"user{i:07d}@m365.example", f"user{i:07d}@g.example", policy_id)
-            for i in range(start, min(users, start + 1000))
-        ]
-        async with unit_of_work(db, publisher) as work:
-            added, _ = await user_admin.add_users(work.session, tenant_id, work.now, rows)
-            ids += [u.id for u in added]
-    return World(tenant_id, ids)
 
 
 # -- the operations, as a worker's mutations run them (resolvers/mutations.py) ----------------
@@ -130,7 +97,7 @@ Timings = dict[str, list[float]]  # seconds per operation, by kind
 
 async def drive(
     db: Database,
-    world: World,
+    world: BenchTenant,
     cycles: int,
     warmup: int,
     mark: Callable[[str], None] = lambda kind: None,
@@ -162,7 +129,7 @@ Statement = tuple[str, Any, bool]  # SQL, parameters, executemany
 Recording = list[tuple[str, list[Statement]]]  # (kind, statements) per operation
 
 
-async def record(url: str, world: World, cycles: int, warmup: int) -> Recording:
+async def record(url: str, world: BenchTenant, cycles: int, warmup: int) -> Recording:
     """The statements each operation sends to SQLite, with their parameters."""
     db = open_database(url)
     ops: Recording = []

@@ -34,6 +34,7 @@ from app.simulation import (
     plan_run,
     rng_for,
 )
+from app.tasks import cancel_and_wait
 from app.timeutil import now_micros
 from app.unit_of_work import write
 from app.validation import FailedItemInput
@@ -254,10 +255,4 @@ async def running_simulator(
     try:
         yield simulator
     finally:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # we are being cancelled ourselves, not just stopping the simulator
+        await cancel_and_wait(task)  # re-raises only our own cancellation

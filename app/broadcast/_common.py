@@ -89,23 +89,6 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
-async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
-    """Cancel ``task`` and wait for it to finish, without swallowing our own cancellation."""
-    if task is None:
-        return
-    if task.done():
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task %s had failed", task.get_name(), exc_info=task.exception())
-        return
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
-
-
 async def await_first_connection(
     connected: asyncio.Event,
     within: float,

@@ -16,13 +16,14 @@ import asyncpg
 from broadcaster import Event
 from broadcaster._backends.base import BroadcastBackend
 
+from app.tasks import cancel_and_wait
+
 from ._common import (
     DEFAULT_MAX_QUEUE,
     Backoff,
     BroadcastUnavailable,
     DropOldestQueue,
     await_first_connection,
-    cancel_and_wait,
     redact_url,
 )
 

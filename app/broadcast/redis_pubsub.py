@@ -22,13 +22,14 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.tasks import cancel_and_wait
+
 from ._common import (
     DEFAULT_MAX_QUEUE,
     Backoff,
     BroadcastUnavailable,
     DropOldestQueue,
     await_first_connection,
-    cancel_and_wait,
     redact_url,
 )
 

@@ -16,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
     DocumentNode,
     ExecutionResult,
-    FragmentDefinitionNode,
     GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
@@ -45,6 +44,7 @@ from schema.types import SyncMetrics, SyncUser
 from subscriptions import streams
 from subscriptions.hub import Hub, TenantFeed
 from subscriptions.metrics_feed import MetricsSubscriber
+from subscriptions.shared import SharedExecution
 from subscriptions.subscriber import SubscriberOverflow, UserSubscriber
 
 USER_FIELD = "syncUserUpdated"
@@ -85,14 +85,16 @@ class Plan:
     document: DocumentNode
     operation: OperationDefinitionNode
     variables: dict[str, Any] | None  # as sent, to build an executor for an event
-    coerced: dict[str, Any]  # as coerced, for the shared-execution key
+    request_key: tuple[Hashable, ...]  # its part of the shared-execution key
     field: str
     response_name: str
     tenant_id: int
     user_ids: frozenset[int] | None
 
 
-async def plan(documents: Documents, context: Context, payload: Any) -> Plan | None:
+async def plan(
+    documents: Documents, shared: SharedExecution, context: Context, payload: Any
+) -> Plan | None:
     """A subscription this module can serve, or None for the usual path."""
     if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
         return None
@@ -137,7 +139,12 @@ async def plan(documents: Documents, context: Context, payload: Any) -> Plan | N
         document,
         operation,
         variables,
-        executor.variable_values.coerced,
+        shared.request_key(
+            operation,
+            executor.fragment_definitions.values(),
+            executor.variable_values.coerced,
+            context.principal_.role if context.principal_ else None,
+        ),
         field,
         response_name,
         tenant_id,
@@ -206,9 +213,7 @@ class LiveOperation:
         """The `next` payload for one event, executed once for every subscriber of the same
         document, variables and role."""
         plan = self.plan
-        role = context.principal_.role if context.principal_ else None
-        fragments = [d for d in plan.document.definitions if isinstance(d, FragmentDefinitionNode)]
-        key = hub.shared.key(payload, plan.operation, fragments, plan.coerced, role)
+        key = hub.shared.key_of(payload, plan.request_key)
         result = hub.shared.get(key, count_miss=False) if key is not None else None
         if result is None:
             executor = SharedEventExecutor.build(

@@ -76,11 +76,27 @@ class SharedExecution:
         role: str | None,
     ) -> tuple[Hashable, ...] | None:
         """The cache key of executing ``operation`` on ``payload``; None if not shared."""
-        if self._shared.get(id(payload)) is not payload:
-            return None
+        return self.key_of(payload, self.request_key(operation, fragments, variables, role))
+
+    def request_key(
+        self,
+        operation: OperationDefinitionNode,
+        fragments: Iterable[Node],
+        variables: dict[str, Any],
+        role: str | None,
+    ) -> tuple[Hashable, ...]:
+        """The part of a key that depends on the request only: what a live subscription can
+        compute once instead of for every event."""
         names = self._names_below_root(operation, fragments)
         used = json.dumps({n: variables.get(n) for n in sorted(names)}, default=str)
-        return (id(payload), id(operation), used, role)
+        return (id(operation), used, role)
+
+    def key_of(
+        self, payload: object, request_key: tuple[Hashable, ...]
+    ) -> tuple[Hashable, ...] | None:
+        if self._shared.get(id(payload)) is not payload:
+            return None
+        return (id(payload), *request_key)
 
     def get(self, key: tuple[Hashable, ...], *, count_miss: bool = True) -> Any:
         entry = self._results.get(key)

@@ -139,7 +139,7 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             or operation_id in self.operations
         ):
             return False
-        found = await plan(documents, self.context, message.get("payload"))
+        found = await plan(documents, hub.shared, self.context, message.get("payload"))
         if found is None:
             return False
         self.live[operation_id] = await LiveOperation.open(operation_id, found, hub, self._wake)

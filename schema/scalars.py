@@ -1,4 +1,5 @@
-"""DateTime: ISO 8601 with offset; the service returns UTC. Inputs without an offset are UTC."""
+"""DateTime: ISO 8601 with offset; the service returns UTC. Inputs without an offset are UTC.
+BigInt: an integer that may pass 2^31 (GraphQL's Int is 32-bit), as a JSON number."""
 
 from __future__ import annotations
 
@@ -30,4 +31,27 @@ DateTime = strawberry.scalar(
     description="ISO 8601 date and time with offset; the service returns UTC.",
     serialize=_serialize,
     parse_value=_parse,
+)
+
+
+# JSON numbers are exact up to 2^53 in every client (JavaScript's Number.MAX_SAFE_INTEGER).
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def _parse_big(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_SAFE_INTEGER:
+        raise BadUserInput("BigInt must be an integer within +-(2^53 - 1).")
+    return value
+
+
+def _serialize_big(value: int) -> int:
+    return int(value)
+
+
+BigInt = strawberry.scalar(
+    NewType("BigInt", int),
+    name="BigInt",
+    description="An integer that may pass 2^31, as a JSON number (exact up to 2^53).",
+    serialize=_serialize_big,
+    parse_value=_parse_big,
 )

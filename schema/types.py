@@ -16,7 +16,7 @@ from app.timeutil import from_micros, now_micros
 from app.views import FailedItemView, MetricsView, PolicyView, RunView, UserView
 from resolvers import queries
 from schema.enums import Role, RunKind, RunState, SyncService, SyncStatus
-from schema.scalars import DateTime
+from schema.scalars import BigInt, DateTime
 
 Info = strawberry.Info[Context, None]
 T = TypeVar("T")
@@ -53,7 +53,7 @@ class SyncMetrics:
     users_with_active_policy: int = strawberry.field(
         description="Users assigned to a policy that is active."
     )
-    changes_last_24h: int = strawberry.field(
+    changes_last_24h: BigInt = strawberry.field(  # type: ignore[valid-type]
         name="changesLast24h",
         description="Changes processed across all users in the 24 hours before asOf.",
     )

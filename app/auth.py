@@ -30,8 +30,12 @@ CACHE_SECONDS = 30.0
 
 @dataclass(frozen=True, slots=True)
 class Principal:
+    """Who is asking: the token's tenant and role, and the token itself (for the audit log)."""
+
     tenant_id: int
     role: str
+    token_id: int = 0
+    token_name: str = ""
 
     def require(self, role: str) -> None:
         if role not in GRANTS[self.role]:
@@ -75,12 +79,16 @@ class Authenticator:
         async with self._db.read() as session:
             row = (
                 await session.execute(
-                    select(ApiToken.tenant_id, ApiToken.role).where(ApiToken.token_hash == digest)
+                    select(ApiToken.id, ApiToken.tenant_id, ApiToken.role, ApiToken.name).where(
+                        ApiToken.token_hash == digest
+                    )
                 )
             ).first()
         if row is None:
             raise Unauthenticated("Invalid API token.")
-        principal = Principal(tenant_id=row.tenant_id, role=row.role)
+        principal = Principal(
+            tenant_id=row.tenant_id, role=row.role, token_id=row.id, token_name=row.name
+        )
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (time.monotonic() + CACHE_SECONDS, principal)

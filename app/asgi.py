@@ -37,7 +37,8 @@ from app.services import Services
 from app.settings import Settings
 from app.simulator import running_simulator
 from app.timing import ServerTiming
-from schema.schema import MAX_DEPTH, MAX_TOKENS, build_schema
+from schema.limits import DocumentLimits
+from schema.schema import build_schema
 from subscriptions.hub import Hub
 from subscriptions.live import Documents
 from subscriptions.transport import Pinger, SyncStatusTransportHandler
@@ -50,16 +51,19 @@ MAX_SUBSCRIPTIONS_PER_CONNECTION = 20
 class SyncStatusGraphQL(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = SyncStatusTransportHandler
 
-    def __init__(self, services_ref: dict[str, Services]) -> None:
+    def __init__(
+        self, services_ref: dict[str, Services], limits: DocumentLimits | None = None
+    ) -> None:
+        limits = limits or DocumentLimits()
         super().__init__(
-            build_schema(),
+            build_schema(limits),
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),  # legacy graphql-ws off
             connection_init_wait_timeout=timedelta(seconds=5),
             max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
         )
         self._services_ref = services_ref
         # Subscriptions served without strawberry's per-subscription task (subscriptions/live.py).
-        self.documents = Documents(self.schema._schema, MAX_TOKENS, MAX_DEPTH)
+        self.documents = Documents(self.schema._schema, limits)
         self.pinger = Pinger()  # graphql-transport-ws pings of all this app's sockets
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
@@ -111,7 +115,7 @@ def _simulation(services: Services, simulate: bool) -> AbstractAsyncContextManag
 def create_app(settings: Settings | None = None, *, simulate: bool = False) -> Starlette:
     settings = settings or Settings.from_env()
     ref: dict[str, Services] = {}
-    graphql = SyncStatusGraphQL(ref)
+    graphql = SyncStatusGraphQL(ref, DocumentLimits(max_cost=settings.max_query_cost))
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:

@@ -25,6 +25,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET
 
 from app.auth import Authenticator
+from app.body_limit import BodyLimit
 from app.broadcast import create_broadcast, max_message_bytes
 from app.context import Context
 from app.db.engine import is_sqlite, open_database
@@ -37,6 +38,12 @@ from app.services import Services
 from app.settings import Settings
 from app.simulator import running_simulator
 from app.timing import ServerTiming
+from schema.http_status import (
+    GRAPHQL_RESPONSE_JSON,
+    error_body,
+    response_status,
+    wants_graphql_response,
+)
 from schema.limits import DocumentLimits
 from schema.schema import build_schema
 from subscriptions.hub import Hub
@@ -87,11 +94,48 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
         except HTTPException as error:
             if request.scope["type"] == "websocket":
                 raise
-            body = {
-                "data": None,
-                "errors": [{"message": error.reason, "extensions": {"code": "BAD_USER_INPUT"}}],
-            }
-            return JSONResponse(body, status_code=error.status_code)
+            wanted = wants_graphql_response(request.headers.get("accept"))
+            return JSONResponse(
+                error_body(error.reason, "BAD_USER_INPUT", with_data=not wanted),
+                status_code=error.status_code,
+                media_type=GRAPHQL_RESPONSE_JSON if wanted else "application/json",
+            )
+
+    async def get_sub_response(self, request: Any) -> Response:
+        sub_response = await super().get_sub_response(request)
+        request.state.sub_response = sub_response  # process_result sets status and headers
+        return sub_response
+
+    async def process_result(self, request: Any, result: Any) -> Any:
+        """Status code, content type and headers as the GraphQL-over-HTTP spec says
+        (schema/http_status.py); the body keeps its usual shape."""
+        body = await super().process_result(request, result)
+        sub_response = getattr(request.state, "sub_response", None)
+        if sub_response is None:
+            return body
+        wanted = wants_graphql_response(request.headers.get("accept"))
+        status, headers, request_error = response_status(result, graphql_response=wanted)
+        if status != 200:
+            sub_response.status_code = status
+        for name, value in headers.items():
+            sub_response.headers[name] = value
+        if wanted:
+            sub_response.headers["content-type"] = GRAPHQL_RESPONSE_JSON
+            if request_error:
+                body.pop("data", None)  # nothing ran
+        return body
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        # As strawberry's, with the content type the request asked for (process_result).
+        response = Response(self.encode_json(response_data), status_code=200)
+        if "content-type" not in sub_response.headers:
+            response.headers["content-type"] = "application/json"
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.background:
+            response.background = sub_response.background
+        if sub_response.status_code:
+            response.status_code = sub_response.status_code
+        return response
 
     def decode_json(self, data: str | bytes) -> object:
         """The body (or a GET parameter) must be a JSON object, or a list for a batch:
@@ -171,6 +215,6 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
             WebSocketRoute("/graphql", graphql),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ],
-        middleware=[Middleware(ServerTiming)],
+        middleware=[Middleware(ServerTiming), Middleware(BodyLimit)],
         lifespan=lifespan,
     )

@@ -193,6 +193,16 @@ def document_errors(
     schema: GraphQLSchema, document: DocumentNode, limits: DocumentLimits
 ) -> list[GraphQLError]:
     """The limits a parsed document breaks (empty: none)."""
+    if limits.max_cost:
+        cost = query_cost(schema, document)
+        if cost > limits.max_cost:
+            return [
+                too_complex(
+                    f"The query's estimated cost is {cost}; the limit is {limits.max_cost}.",
+                    cost=cost,
+                    limit=limits.max_cost,
+                )
+            ]
     aliases = count_aliases(document)
     if aliases > limits.max_aliases:
         return [
@@ -211,16 +221,6 @@ def document_errors(
                         "code": QUERY_TOO_COMPLEX,
                         "limit": limits.max_directives_per_field,
                     },
-                )
-            ]
-    if limits.max_cost:
-        cost = query_cost(schema, document)
-        if cost > limits.max_cost:
-            return [
-                too_complex(
-                    f"The query's estimated cost is {cost}; the limit is {limits.max_cost}.",
-                    cost=cost,
-                    limit=limits.max_cost,
                 )
             ]
     return []

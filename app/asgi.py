@@ -33,6 +33,7 @@ from app.errors import ServiceError
 from app.events import Publisher
 from app.migrate import upgrade
 from app.process_stats import process_stats
+from app.rate_limit import RateLimiter
 from app.runtime import COLLECTOR, freeze_startup_heap, tune_collector
 from app.services import Services
 from app.settings import Settings
@@ -156,6 +157,12 @@ def _simulation(services: Services, simulate: bool) -> AbstractAsyncContextManag
     return running_simulator(services.db, services.publisher)
 
 
+def _rate_limiter(settings: Settings) -> RateLimiter:
+    """Budgets shared through Redis when the broker is Redis; else this process's own."""
+    url = settings.broadcast_url
+    return RateLimiter(settings.rate_limit, url if url.startswith("redis://") else None)
+
+
 def create_app(settings: Settings | None = None, *, simulate: bool = False) -> Starlette:
     settings = settings or Settings.from_env()
     ref: dict[str, Services] = {}
@@ -178,6 +185,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                     authenticator=Authenticator(db),
                 )
                 services.hub = Hub(broadcast, db)
+                services.rate_limiter = _rate_limiter(settings)
                 ref["services"] = services
                 freeze_startup_heap()
                 tune_collector()
@@ -186,6 +194,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                         yield {"services": services}
                 finally:
                     await services.hub.close()
+                    await services.rate_limiter.close()
                     COLLECTOR.uninstall()
         finally:
             await db.dispose()

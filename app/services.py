@@ -20,3 +20,5 @@ class Services:
     authenticator: Authenticator
     # The subscription fan-out of this process (subscriptions.hub.Hub), set by the app factory.
     hub: Any = field(default=None)
+    # The token budgets (app.rate_limit.RateLimiter), set by the app factory.
+    rate_limiter: Any = field(default=None)

@@ -11,6 +11,10 @@ DEFAULT_BROADCAST_URL = "memory://"
 # (100 runs with 25 failed items each): twice that, and far below the 15,000 of 150 aliases
 # of syncUsers(first: 100).
 DEFAULT_MAX_QUERY_COST = 5000
+# Cost points per token and minute. An open page spends a few hundred a minute (a table page
+# costs 100, a user's panel 126, its errors up to 2,601); 50,000 is ten of the most expensive
+# queries the cost limit admits, every minute.
+DEFAULT_RATE_LIMIT = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +25,7 @@ class Settings:
     port: int = 8000
     log_level: str = "info"
     max_query_cost: int = DEFAULT_MAX_QUERY_COST  # 0: no cost limit
+    rate_limit: int = DEFAULT_RATE_LIMIT  # cost points per token and minute; 0: off
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -32,6 +37,7 @@ class Settings:
             port=int(env.get("SYNCSTATUS_PORT", "8000")),
             log_level=env.get("SYNCSTATUS_LOG_LEVEL", "info"),
             max_query_cost=_count(env, "SYNCSTATUS_MAX_QUERY_COST", DEFAULT_MAX_QUERY_COST),
+            rate_limit=_count(env, "SYNCSTATUS_RATE_LIMIT", DEFAULT_RATE_LIMIT),
         )
 
 

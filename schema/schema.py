@@ -18,6 +18,7 @@ from schema.errors import ErrorCodes
 from schema.limits import DocumentLimits, validation_rules
 from schema.mutation import Mutation
 from schema.query import Query
+from schema.rate_limit import RateLimit
 from schema.shared_executor import SharedEventExecutor
 from schema.subscription import Subscription
 from schema.types import Policy, SyncRun, SyncUser
@@ -76,6 +77,7 @@ def build_schema(limits: DocumentLimits | None = None) -> strawberry.Schema:
             lambda: DocumentCache(documents),
             QueryDepthLimiter(max_depth=limits.max_depth),
             AddValidationRules(list(validation_rules(limits))),
+            RateLimit,
         ],
         # A subscription event shared by many subscribers is executed once for them all.
         execution_context_class=SharedEventExecutor,

@@ -38,7 +38,8 @@ from app.context import Context
 from app.errors import ServiceError
 from schema.document_cache import BoundedCache, document_bytes
 from schema.errors import classify
-from schema.limits import DocumentLimits, parse_document, validation_rules
+from schema.limits import DocumentLimits, parse_document, query_cost, validation_rules
+from schema.rate_limit import check as over_budget
 from schema.shared_executor import SharedEventExecutor
 from schema.types import SyncMetrics, SyncUser
 from subscriptions import streams
@@ -138,6 +139,8 @@ async def plan(
         user_ids = streams.parse_user_ids(args.get("userIds")) if field == USER_FIELD else None
     except (GraphQLError, ServiceError):
         return None
+    if await over_budget(context, query_cost(documents.schema, document)):
+        return None  # the usual path refuses it with RATE_LIMITED
     return Plan(
         document,
         operation,

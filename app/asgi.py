@@ -21,6 +21,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET
 
@@ -46,6 +47,7 @@ from schema.http_status import (
     wants_graphql_response,
 )
 from schema.limits import DocumentLimits
+from schema.persisted_queries import PersistedQueries, PersistedQueryError
 from schema.schema import build_schema
 from subscriptions.hub import Hub
 from subscriptions.live import Documents
@@ -72,6 +74,7 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
         self._services_ref = services_ref
         # Subscriptions served without strawberry's per-subscription task (subscriptions/live.py).
         self.documents = Documents(self.schema._schema, limits)
+        self.persisted = PersistedQueries(limits)  # Apollo's automatic persisted queries
         self.pinger = Pinger()  # graphql-transport-ws pings of all this app's sockets
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
@@ -92,15 +95,32 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
         mutation over GET...) still gets a GraphQL error with a contract code, not plain text."""
         try:
             return await super().run(request, context, root_value)
-        except HTTPException as error:
+        except (HTTPException, PersistedQueryError) as error:
             if request.scope["type"] == "websocket":
                 raise
+            if isinstance(error, PersistedQueryError):
+                # 200, as Apollo's servers answer: its clients then send the document.
+                reason, code, status = error.message, error.code, 200
+            else:
+                reason, code, status = error.reason, "BAD_USER_INPUT", error.status_code
             wanted = wants_graphql_response(request.headers.get("accept"))
             return JSONResponse(
-                error_body(error.reason, "BAD_USER_INPUT", with_data=not wanted),
-                status_code=error.status_code,
+                error_body(reason, code, with_data=not wanted),
+                status_code=status,
                 media_type=GRAPHQL_RESPONSE_JSON if wanted else "application/json",
             )
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET with a persisted query's hash and no document is an operation, not a browser.
+        return "extensions" not in request.query_params and super().should_render_graphql_ide(
+            request
+        )
+
+    async def parse_http_body(self, request: Any) -> Any:
+        data = await super().parse_http_body(request)
+        if isinstance(data, GraphQLRequestData):
+            data.query = self.persisted.resolve(data.query, data.extensions)
+        return data
 
     async def get_sub_response(self, request: Any) -> Response:
         sub_response = await super().get_sub_response(request)

@@ -13,8 +13,7 @@ import logging
 from typing import Any
 
 import asyncpg
-from broadcaster import Event
-from broadcaster._backends.base import BroadcastBackend
+from broadcaster import BroadcastBackend, Event
 
 from app.tasks import cancel_and_wait
 

@@ -13,8 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
-from broadcaster import Event
-from broadcaster._backends.base import BroadcastBackend
+from broadcaster import BroadcastBackend, Event
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry

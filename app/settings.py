@@ -12,9 +12,10 @@ DEFAULT_BROADCAST_URL = "memory://"
 # of syncUsers(first: 100).
 DEFAULT_MAX_QUERY_COST = 5000
 # Cost points per token and minute. An open page spends a few hundred a minute (a table page
-# costs 100, a user's panel 126, its errors up to 2,601); 50,000 is ten of the most expensive
-# queries the cost limit admits, every minute.
-DEFAULT_RATE_LIMIT = 50_000
+# costs 10-100, a user's panel 126, its errors up to 2,601); 20,000 is 200 table pages of 100
+# rows a minute, yet only four of the most expensive queries the cost limit admits (each
+# blocks the process for a while: fewer of them keep other tokens' latency low).
+DEFAULT_RATE_LIMIT = 20_000
 
 
 @dataclass(frozen=True, slots=True)

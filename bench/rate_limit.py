@@ -6,7 +6,7 @@ with them off.
 
 Seeds N users (default 5,000) into a temporary SQLite file, then for "limits off"
 (SYNCSTATUS_MAX_QUERY_COST=0, SYNCSTATUS_RATE_LIMIT=0) and "limits on" (the defaults: cost 5000,
-50,000 points per token and minute) starts `syncstatus serve`; C clients (default 2) of the
+20,000 points per token and minute) starts `syncstatus serve`; C clients (default 2) of the
 first token send 50 aliases of syncUsers(first: 100) (cost 5,000: the most the cost limit
 admits) for S seconds (default 60) while the second token sends the metrics query every 20 ms.
 Printed: the metrics query's p50/p99 (client round trip on loopback) and how many of the

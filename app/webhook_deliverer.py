@@ -48,29 +48,22 @@ USER_AGENT = "syncstatus-webhooks/1"
 deliveries = cast(Table, WebhookDelivery.__table__)
 webhooks = cast(Table, Webhook.__table__)
 
-_due = select(
-    deliveries.c.id,
-    deliveries.c.webhook_id,
-    deliveries.c.next_attempt_at,
-).where(
-    deliveries.c.next_attempt_at <= bindparam("now"),
-    deliveries.c.webhook_id.not_in(bindparam("busy", expanding=True)),
-)
-_ranked = (
-    select(
-        deliveries.c.id,
-        func.row_number()
-        .over(
-            partition_by=deliveries.c.webhook_id,
-            order_by=(deliveries.c.next_attempt_at, deliveries.c.id),
-        )
-        .label("rank"),
+_due = (
+    select(deliveries.c.id, deliveries.c.webhook_id, deliveries.c.next_attempt_at)
+    .where(
+        deliveries.c.next_attempt_at <= bindparam("now"),
+        deliveries.c.webhook_id.not_in(bindparam("busy", expanding=True)),
     )
-    .select_from(
-        _due.order_by(deliveries.c.next_attempt_at).limit(bindparam("candidates")).subquery()
-    )
-    .subquery()
+    .order_by(deliveries.c.next_attempt_at)
+    .limit(bindparam("candidates"))
+    .subquery("due")
 )
+_ranked = select(
+    _due.c.id,
+    func.row_number()
+    .over(partition_by=_due.c.webhook_id, order_by=(_due.c.next_attempt_at, _due.c.id))
+    .label("rank"),
+).subquery("ranked")
 # Up to `per_endpoint` due deliveries per webhook, oldest first, in one read.
 CANDIDATE_IDS = (
     select(_ranked.c.id).where(_ranked.c.rank <= bindparam("per_endpoint")).limit(bindparam("n"))

@@ -400,3 +400,53 @@ async def _sigkill_then_restart(hook_db: str) -> None:
 async def _attempted(api: Api, webhook_id: str) -> bool:
     found = await deliveries(api, webhook_id)
     return bool(found) and found[0]["attempts"] >= 1
+
+
+async def test_a_delivery_failing_past_the_retry_window_is_given_up(hook_db: str) -> None:
+    """The window is 24 hours by default; here 1.5 s. Given up: no next attempt, not delivered."""
+    kind = "sqlite" if hook_db.startswith("sqlite") else "postgres"
+    with (
+        Receiver(status=500) as receiver,
+        database(kind) as url,
+        run_server(url, env=server_env(url, SYNCSTATUS_WEBHOOK_GIVE_UP_SECONDS="1.5")) as server,
+    ):
+        tenant = new_tenant(server, "give-up")
+        hook = await create_webhook(tenant.admin, receiver.url, ["RUN_FAILED"])
+        [user] = await h.add_users(tenant.admin, ["doomed@w.example"])
+        await run_once(tenant, user["id"], code="ERR_DOOM")
+
+        async def given_up() -> dict[str, Any] | None:
+            [delivery] = await deliveries(tenant.admin, hook["webhook"]["id"])
+            return delivery if delivery["nextAttemptAt"] is None else None
+
+        delivery = await until("the delivery given up", given_up)
+        assert delivery["deliveredAt"] is None and delivery["lastStatusCode"] == 500
+        assert delivery["attempts"] >= 3 and len(receiver.received) == delivery["attempts"]
+        await asyncio.sleep(1.0)
+        assert len(receiver.received) == delivery["attempts"]  # no more attempts
+
+
+async def test_two_api_processes_deliver_each_once(hook_db: str) -> None:
+    """Two servers on one PostgreSQL database: every delivery arrives, and duplicates (if any)
+    are only redeliveries of one webhook-id, which the receiver's dedupe absorbs."""
+    if hook_db.startswith("sqlite"):
+        pytest.skip("several API processes are a PostgreSQL deployment")
+    with (
+        Receiver(delay=0.05) as receiver,
+        database("postgres") as url,
+        run_server(url, env=server_env(url)) as first,
+        run_server(url, env=server_env(url)) as second,
+    ):
+        tenant = new_tenant(first, "two")
+        await create_webhook(tenant.admin, receiver.url, ["RUN_FAILED"])
+        users = await h.add_users(tenant.admin, [f"p{i}@two.example" for i in range(40)])
+        other = ApiTenant(second, tenant.name)  # the same tenant through the second server
+        runs = await h.batch(tenant.worker, "startSyncRun", [{"userId": u["id"]} for u in users])
+        calls = [{"runId": r["id"], "errorCode": "ERR_TWO"} for r in runs]
+        await h.batch(tenant.worker, "finishSyncRun", calls[:20])
+        await h.batch(other.worker, "finishSyncRun", calls[20:])
+        await until("40 deliveries", lambda: _at_least(receiver, 40), seconds=30)
+        await asyncio.sleep(1.0)
+        ids = receiver.ids()
+        assert len(set(ids)) == 40
+        assert len(ids) == 40  # each sent by one process (a lease ending could add a duplicate)

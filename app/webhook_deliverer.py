@@ -155,8 +155,9 @@ def next_attempt(settings: WebhookSettings, outcome: Outcome) -> int | None:
 class _Endpoint:
     """One webhook's client, concurrency bound and signing key."""
 
-    def __init__(self, url: str, key: bytes | None, settings: WebhookSettings) -> None:
+    def __init__(self, url: str, sealed: str, key: bytes | None, settings: WebhookSettings) -> None:
         self.url = url
+        self.sealed = sealed
         self.key = key
         self.slots = asyncio.Semaphore(settings.per_endpoint_concurrency)
         self.outstanding = 0  # claimed and not finished
@@ -176,6 +177,7 @@ class Deliverer:
         self._box = box
         self._settings = settings
         self._endpoints: dict[int, _Endpoint] = {}
+        self._retired: list[_Endpoint] = []
         self._outcomes: list[Outcome] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -203,7 +205,7 @@ class Deliverer:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-            for endpoint in self._endpoints.values():
+            for endpoint in [*self._endpoints.values(), *self._retired]:
                 await endpoint.client.aclose()
 
     async def _turn(self) -> None:
@@ -252,13 +254,19 @@ class Deliverer:
         return await self._db.run_write(claim)
 
     async def _load_endpoints(self, webhook_ids: set[int]) -> None:
-        missing = [i for i in webhook_ids if i not in self._endpoints]
-        if not missing:
-            return
+        """The claimed deliveries' webhooks, read again each time: SQLite may give a deleted
+        webhook's id to the next one created, which must not inherit its URL or key."""
         async with self._db.read() as session:
             conn = await session.connection()
-            rows = list(await conn.execute(ENDPOINTS, {"ids": missing}))
+            rows = list(await conn.execute(ENDPOINTS, {"ids": list(webhook_ids)}))
+        found = {row.id for row in rows}
+        for webhook_id in webhook_ids - found:
+            self._retire(webhook_id)
         for row in rows:
+            known = self._endpoints.get(row.id)
+            if known is not None and (known.url, known.sealed) == (row.url, row.secret_sealed):
+                continue
+            self._retire(row.id)
             key: bytes | None = None
             if self._box is None:
                 log.error("webhook %s: no server key (SYNCSTATUS_SECRET_KEY) to sign with", row.id)
@@ -267,16 +275,27 @@ class Deliverer:
                     key = self._box.open(row.secret_sealed, sealing_context(row.tenant_id))
                 except ValueError:
                     log.error("webhook %s: its secret does not open with the server key", row.id)
-            self._endpoints[row.id] = _Endpoint(row.url, key, self._settings)
-        await self._close_idle_endpoints(keep=webhook_ids)
+            self._endpoints[row.id] = _Endpoint(row.url, row.secret_sealed, key, self._settings)
+        if len(self._endpoints) > MAX_ENDPOINTS:
+            for webhook_id, endpoint in list(self._endpoints.items()):
+                if endpoint.outstanding == 0 and webhook_id not in webhook_ids:
+                    self._retire(webhook_id)
+        await self._close_retired()
 
-    async def _close_idle_endpoints(self, keep: set[int]) -> None:
-        if len(self._endpoints) <= MAX_ENDPOINTS:
-            return
-        for webhook_id, endpoint in list(self._endpoints.items()):
-            if endpoint.outstanding == 0 and webhook_id not in keep:
-                del self._endpoints[webhook_id]
+    def _retire(self, webhook_id: int) -> None:
+        endpoint = self._endpoints.pop(webhook_id, None)
+        if endpoint is not None:
+            self._retired.append(endpoint)
+
+    async def _close_retired(self) -> None:
+        """Closes the clients of retired endpoints once their attempts are over."""
+        still = []
+        for endpoint in self._retired:
+            if endpoint.outstanding == 0:
                 await endpoint.client.aclose()
+            else:
+                still.append(endpoint)
+        self._retired = still
 
     async def _attempt(self, delivery: Claimed, endpoint: _Endpoint) -> None:
         try:

@@ -450,3 +450,20 @@ async def test_two_api_processes_deliver_each_once(hook_db: str) -> None:
         ids = receiver.ids()
         assert len(set(ids)) == 40
         assert len(ids) == 40  # each sent by one process (a lease ending could add a duplicate)
+
+
+async def test_a_new_webhook_never_inherits_a_deleted_ones_target(hook_tenant: ApiTenant) -> None:
+    """SQLite may give a deleted webhook's row id to the next webhook created."""
+    with Receiver() as old_receiver, Receiver() as new_receiver:
+        old = await create_webhook(hook_tenant.admin, old_receiver.url, ["RUN_FAILED"])
+        ann, bob = await h.add_users(hook_tenant.admin, ["ann@re.example", "bob@re.example"])
+        await run_once(hook_tenant, ann["id"], code="ERR_OLD")
+        await until("the old receiver", lambda: _at_least(old_receiver, 1))
+        await hook_tenant.admin.execute(DELETE, id=old["webhook"]["id"])
+        new = await create_webhook(hook_tenant.admin, new_receiver.url, ["RUN_FAILED"])
+        await run_once(hook_tenant, bob["id"], code="ERR_NEW")
+        await until("the new receiver", lambda: _at_least(new_receiver, 1))
+        body = verified(new["secret"], new_receiver.received[0])
+        assert body["data"]["user"]["email"] == "bob@re.example"
+        await asyncio.sleep(0.5)
+        assert len(old_receiver.received) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -22,7 +23,12 @@ class Received:
 
 
 class Receiver:
-    def __init__(self, status: int = 200, delay: float = 0.0, port: int | None = None) -> None:
+    def __init__(
+        self,
+        status: int | Callable[[], int] = 200,
+        delay: float = 0.0,
+        port: int | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.status = status
         self.delay = delay
@@ -54,7 +60,8 @@ class Receiver:
                         receiver.received.append(
                             Received(self.path, dict(self.headers.items()), body, time.monotonic())
                         )
-                    self.send_response(receiver.status)
+                    status = receiver.status
+                    self.send_response(status() if callable(status) else status)
                     self.send_header("content-length", "0")
                     self.end_headers()
                 finally:

@@ -321,20 +321,24 @@ class Deliverer:
         try:
             async with asyncio.timeout(self._settings.attempt_timeout_seconds):
                 target = webhook_urls.parse(endpoint.url)
-                address = await webhook_urls.resolve(
+                addresses = await webhook_urls.resolve(
                     target, allow_private=self._settings.allow_private
                 )
-                url = target.url.copy_with(host=str(address))
                 headers["host"] = target.url.netloc.decode("ascii")
                 extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}
-                async with endpoint.client.stream(
-                    "POST",
-                    url,
-                    content=delivery.payload.encode(),
-                    headers=headers,
-                    extensions=extensions,
-                ) as response:  # the body is never read: a receiver cannot make us buffer it
-                    return response.status_code
+                for address in addresses:  # the next vetted address only if one refuses us
+                    try:
+                        async with endpoint.client.stream(
+                            "POST",
+                            target.url.copy_with(host=str(address)),
+                            content=delivery.payload.encode(),
+                            headers=headers,
+                            extensions=extensions,
+                        ) as response:  # the body is never read: nothing to buffer
+                            return response.status_code
+                    except httpx.ConnectError:
+                        if address == addresses[-1]:
+                            raise
         except BadUserInput as refused:
             log.warning("webhook %s: delivery refused: %s", delivery.webhook_id, refused.message)
         except (httpx.HTTPError, TimeoutError, OSError) as error:

@@ -70,9 +70,10 @@ def refusal(address: IPAddress) -> str | None:
     return None
 
 
-async def resolve(target: Target, *, allow_private: bool) -> IPAddress:
-    """An address of the target to connect to. Every address the name resolves to must be
-    allowed (an attacker's name may list a public address beside an internal one)."""
+async def resolve(target: Target, *, allow_private: bool) -> list[IPAddress]:
+    """The target's addresses to connect to, in the resolver's order. Every address the name
+    resolves to must be allowed (an attacker's name may list a public address beside an
+    internal one)."""
     try:
         literal: IPAddress | None = ipaddress.ip_address(target.host)
     except ValueError:
@@ -97,7 +98,7 @@ async def resolve(target: Target, *, allow_private: bool) -> IPAddress:
                     f"The host {target.host!r} resolves to {reason} ({address}); "
                     "webhooks may only target public addresses."
                 )
-    return addresses[0]
+    return addresses
 
 
 async def vet(url: str, *, allow_private: bool) -> Target:

@@ -467,3 +467,18 @@ async def test_a_new_webhook_never_inherits_a_deleted_ones_target(hook_tenant: A
         assert body["data"]["user"]["email"] == "bob@re.example"
         await asyncio.sleep(0.5)
         assert len(old_receiver.received) == 1
+
+
+async def test_a_host_name_is_resolved_and_kept_as_the_host_header(hook_tenant: ApiTenant) -> None:
+    """The deliverer connects to the address it vetted, with the URL's host as Host header
+    (localhost may resolve to ::1 first: the receiver is on 127.0.0.1 only)."""
+    with Receiver() as receiver:
+        url = f"http://localhost:{receiver.port}/named?x=1"
+        hook = await create_webhook(hook_tenant.admin, url, ["RUN_FAILED"])
+        [user] = await h.add_users(hook_tenant.admin, ["named@w.example"])
+        await run_once(hook_tenant, user["id"], code="ERR_NAMED")
+        await until("the delivery", lambda: _at_least(receiver, 1))
+        received = receiver.received[0]
+        assert received.headers["host"] == f"localhost:{receiver.port}"
+        assert received.path == "/named?x=1"
+        verified(hook["secret"], received)

@@ -84,8 +84,8 @@ def test_a_url_we_accept() -> None:
 async def test_names_resolving_to_loopback_are_refused_unless_allowed() -> None:
     with pytest.raises(BadUserInput, match="loopback"):
         await resolve(parse("http://localhost:9/x"), allow_private=False)
-    address = await resolve(parse("http://localhost:9/x"), allow_private=True)
-    assert address.is_loopback
+    addresses = await resolve(parse("http://localhost:9/x"), allow_private=True)
+    assert addresses and all(a.is_loopback for a in addresses)
     with pytest.raises(BadUserInput, match="could not be resolved"):
         await resolve(parse("http://no-such-host.invalid/x"), allow_private=True)
 

@@ -136,7 +136,9 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                 services.hub = Hub(broadcast, db)
                 services.secret_box = load_secret_box(settings.database_url)
                 services.webhook_settings = WebhookSettings.from_env()
-                deliverer = start_deliverer(db, services.secret_box, services.webhook_settings)
+                services.deliverer, delivering = start_deliverer(
+                    db, services.secret_box, services.webhook_settings
+                )
                 ref["services"] = services
                 freeze_startup_heap()
                 tune_collector()
@@ -144,7 +146,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                     async with _simulation(services, simulate):
                         yield {"services": services}
                 finally:
-                    await cancel_and_wait(deliverer)
+                    await cancel_and_wait(delivering)
                     await services.hub.close()
                     COLLECTOR.uninstall()
         finally:

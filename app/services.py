@@ -25,3 +25,4 @@ class Services:
     # Webhooks: the key that seals signing secrets (None: none configured) and the settings.
     secret_box: SecretBox | None = None
     webhook_settings: WebhookSettings = field(default_factory=WebhookSettings)
+    deliverer: Any = field(default=None)  # app.webhook_deliverer.Deliverer, set by the app

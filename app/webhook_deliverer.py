@@ -43,6 +43,7 @@ MICROS = 1_000_000
 MAX_IN_FLIGHT = 256  # attempts of this process at once, over all endpoints
 CANDIDATES = 2000  # due deliveries ranked per claim (bounds the claim's work in a storm)
 MAX_ENDPOINTS = 512  # idle endpoint clients beyond this are closed
+MIN_TURN_SECONDS = 0.05  # pokes within this coalesce into one claim
 USER_AGENT = "syncstatus-webhooks/1"
 
 deliveries = cast(Table, WebhookDelivery.__table__)
@@ -195,6 +196,7 @@ class Deliverer:
                 except Exception:
                     log.exception("webhook delivery turn failed; retrying")
                     await asyncio.sleep(self._settings.poll_seconds * 4)
+                await asyncio.sleep(MIN_TURN_SECONDS)
                 try:
                     async with asyncio.timeout(self._settings.poll_seconds):
                         await self._wake.wait()
@@ -207,6 +209,10 @@ class Deliverer:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             for endpoint in [*self._endpoints.values(), *self._retired]:
                 await endpoint.client.aclose()
+
+    def poke(self) -> None:
+        """Look for due deliveries now (this process just committed a run's finish)."""
+        self._wake.set()
 
     async def _turn(self) -> None:
         await self._record_outcomes()
@@ -372,5 +378,6 @@ class Deliverer:
 
 def start_deliverer(
     db: Database, box: SecretBox | None, settings: WebhookSettings
-) -> asyncio.Task[None]:
-    return asyncio.create_task(Deliverer(db, box, settings).run(), name="webhook-deliverer")
+) -> tuple[Deliverer, asyncio.Task[None]]:
+    deliverer = Deliverer(db, box, settings)
+    return deliverer, asyncio.create_task(deliverer.run(), name="webhook-deliverer")

@@ -103,7 +103,10 @@ async def finish_sync_run(
         )
         return finished, [event]
 
-    return await _write(ctx, finish)
+    finished = await _write(ctx, finish)
+    if ctx.services.deliverer is not None:  # a finish may have queued webhook deliveries
+        ctx.services.deliverer.poke()
+    return finished
 
 
 async def request_sync(ctx: Context, user_id: str) -> UserView:

@@ -482,3 +482,35 @@ async def test_a_host_name_is_resolved_and_kept_as_the_host_header(hook_tenant: 
         assert received.headers["host"] == f"localhost:{receiver.port}"
         assert received.path == "/named?x=1"
         verified(hook["secret"], received)
+
+
+async def test_a_server_killed_mid_attempt_sends_again_once_the_lease_ends(hook_db: str) -> None:
+    """The attempt's lease (2 x the attempt timeout + 10 s) keeps other processes off it; once it
+    ends, the restarted server sends it again: a duplicate webhook-id, never a lost delivery."""
+    kind = "sqlite" if hook_db.startswith("sqlite") else "postgres"
+    with Receiver(delay=3.0) as receiver, database(kind) as url:
+        env = server_env(url, SYNCSTATUS_WEBHOOK_TIMEOUT_SECONDS="1")  # a 12 s lease
+        with run_server(url, env=env) as server:
+            tenant = new_tenant(server, "mid-attempt")
+            hook = await create_webhook(tenant.admin, receiver.url, ["RUN_FAILED"])
+            [user] = await h.add_users(tenant.admin, ["mid@w.example"])
+            await run_once(tenant, user["id"], code="ERR_MID")
+            await until("an attempt under way", lambda: _busy(receiver))
+            server.process.kill()
+            server.process.wait()
+        receiver.delay = 0.0
+        killed_at = time.monotonic()
+        with run_server(url, env=env) as server:
+            api = ApiTenant(server, tenant.name).admin
+            found = await until(
+                "the delivery after the lease",
+                lambda: _all_delivered(api, hook["webhook"]["id"], 1),
+                seconds=40,
+            )
+        assert time.monotonic() - killed_at > 5  # not before the lease ended
+        assert set(receiver.ids()) == {found[0]["id"]}
+        verified(hook["secret"], receiver.received[-1])
+
+
+async def _busy(receiver: Receiver) -> bool:
+    return receiver.in_flight > 0

@@ -231,8 +231,9 @@ class WebhookDelivery(Base):
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
-        # Due deliveries, oldest first; delivered and given-up ones have no next attempt.
-        Index("ix_webhook_deliveries_due", "next_attempt_at"),
+        # Due deliveries, oldest first (delivered and given-up ones have no next attempt); the
+        # webhook beside it, so a claim skips busy endpoints' rows without reading them.
+        Index("ix_webhook_deliveries_due", "next_attempt_at", "webhook_id"),
         Index("ix_webhook_deliveries_webhook", "webhook_id", "id"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

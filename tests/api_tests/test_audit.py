@@ -5,6 +5,7 @@ paged with an exact totalCount, and shows nothing of another tenant. `syncstatus
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -172,7 +173,7 @@ async def test_pages_filters_and_exact_totals(tenant: ApiTenant) -> None:
 
 
 async def test_the_cli_records_its_tokens_and_prints_the_log(server: Server) -> None:
-    name = f"cli-audit-{id(server)}"
+    name = f"cli-audit-{uuid.uuid4().hex[:8]}"
     token = server.token(name, "admin")  # `syncstatus token create`
     api = Api(server.graphql_url, server.ws_url, token)
     await h.create_policy(api, "Printed")

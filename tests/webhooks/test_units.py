@@ -16,6 +16,7 @@ from standardwebhooks import Webhook
 from app.errors import BadUserInput
 from app.secret_box import SecretBox, load_secret_box
 from app.webhook_deliverer import Claimed, Outcome, next_attempt, retry_delay, sign
+from app.webhook_outbox import events_of
 from app.webhook_settings import WebhookSettings
 from app.webhook_urls import parse, refusal, resolve
 
@@ -152,3 +153,18 @@ def test_the_embedded_default_keeps_a_private_key_file(tmp_path: Path) -> None:
     assert load_secret_box("postgresql://u@h/db", env={}) is None
     configured = load_secret_box("postgresql://u@h/db", env={"SYNCSTATUS_SECRET_KEY": "z" * 32})
     assert configured is not None
+
+
+@pytest.mark.parametrize(
+    ("state", "was_failed", "events"),
+    [
+        ("FAILED", False, ["RUN_FAILED"]),
+        ("FAILED", True, ["RUN_FAILED"]),
+        ("COMPLETED_WITH_WARNING", False, ["RUN_COMPLETED_WITH_WARNING"]),
+        ("COMPLETED_WITH_WARNING", True, ["RUN_COMPLETED_WITH_WARNING", "USER_RECOVERED"]),
+        ("SUCCEEDED", True, ["USER_RECOVERED"]),
+        ("SUCCEEDED", False, []),
+    ],
+)
+def test_the_events_a_finish_raises(state: str, was_failed: bool, events: list[str]) -> None:
+    assert events_of(state, was_failed) == events

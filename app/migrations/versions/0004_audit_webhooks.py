@@ -79,7 +79,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_deliveries")),
     )
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
-        batch_op.create_index("ix_webhook_deliveries_due", ["next_attempt_at"])
+        batch_op.create_index("ix_webhook_deliveries_due", ["next_attempt_at", "webhook_id"])
         batch_op.create_index("ix_webhook_deliveries_webhook", ["webhook_id", "id"])
 
 

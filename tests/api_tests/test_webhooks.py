@@ -89,15 +89,8 @@ async def until(what: str, probe: Callable[[], Awaitable[T | None]], seconds: fl
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: {await _debug()}")
+            raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
-
-
-_debug_api: list[Any] = []
-
-
-async def _debug() -> Any:
-    return [await listed(a) for a in _debug_api]
 
 
 async def create_webhook(api: Api, url: str, events: list[str] | None = None) -> dict[str, Any]:
@@ -205,7 +198,6 @@ async def _all_delivered(api: Api, webhook_id: str, count: int) -> list[dict[str
 async def test_a_receiver_down_for_a_while_gets_every_delivery(hook_tenant: ApiTenant) -> None:
     receiver = Receiver()  # not listening yet
     hook = await create_webhook(hook_tenant.admin, receiver.url, ["RUN_FAILED"])
-    _debug_api.append(hook_tenant.admin)
     users = await h.add_users(hook_tenant.admin, [f"u{i}@down.example" for i in range(6)])
     for user in users:
         await run_once(hook_tenant, user["id"], code="ERR_DOWN")

@@ -36,10 +36,14 @@ from app.migrate import upgrade
 from app.process_stats import process_stats
 from app.rate_limit import RateLimiter
 from app.runtime import COLLECTOR, freeze_startup_heap, tune_collector
+from app.secret_box import load_secret_box
 from app.services import Services
 from app.settings import Settings
 from app.simulator import running_simulator
+from app.tasks import cancel_and_wait
 from app.timing import ServerTiming
+from app.webhook_deliverer import start_deliverer
+from app.webhook_settings import WebhookSettings
 from schema.http_status import (
     GRAPHQL_RESPONSE_JSON,
     error_body,
@@ -206,6 +210,11 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                 )
                 services.hub = Hub(broadcast, db)
                 services.rate_limiter = _rate_limiter(settings)
+                services.secret_box = load_secret_box(settings.database_url)
+                services.webhook_settings = WebhookSettings.from_env()
+                services.deliverer, delivering = start_deliverer(
+                    db, services.secret_box, services.webhook_settings
+                )
                 ref["services"] = services
                 freeze_startup_heap()
                 tune_collector()
@@ -213,6 +222,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                     async with _simulation(services, simulate):
                         yield {"services": services}
                 finally:
+                    await cancel_and_wait(delivering)
                     await services.hub.close()
                     await services.rate_limiter.close()
                     COLLECTOR.uninstall()

@@ -13,6 +13,7 @@ from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from schema.admin_types import AuditEvent, Webhook, WebhookDelivery
 from schema.document_cache import DocumentCache, Documents
 from schema.errors import ErrorCodes
 from schema.limits import DocumentLimits, validation_rules
@@ -70,7 +71,7 @@ def build_schema(limits: DocumentLimits | None = None) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        types=[SyncUser, SyncRun, Policy],
+        types=[SyncUser, SyncRun, Policy, AuditEvent, Webhook, WebhookDelivery],
         extensions=[
             ErrorCodes,
             # Size, tokens, cost, aliases, directives (schema/limits.py), with the caches.

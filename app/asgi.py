@@ -37,6 +37,7 @@ from app.services import Services
 from app.settings import Settings
 from app.simulator import running_simulator
 from app.timing import ServerTiming
+from app.token_revocations import listening as revocations_applied
 from schema.schema import MAX_DEPTH, MAX_TOKENS, build_schema
 from subscriptions.hub import Hub
 from subscriptions.live import Documents
@@ -134,10 +135,11 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                 freeze_startup_heap()
                 tune_collector()
                 try:
-                    async with _simulation(services, simulate):
+                    async with revocations_applied(services), _simulation(services, simulate):
                         yield {"services": services}
                 finally:
                     await services.hub.close()
+                    await services.authenticator.close()
                     COLLECTOR.uninstall()
         finally:
             await db.dispose()

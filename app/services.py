@@ -9,6 +9,7 @@ from app.auth import Authenticator
 from app.db.engine import Database
 from app.events import Publisher
 from app.settings import Settings
+from app.token_sockets import TokenSockets
 
 
 @dataclass(slots=True)
@@ -20,3 +21,5 @@ class Services:
     authenticator: Authenticator
     # The subscription fan-out of this process (subscriptions.hub.Hub), set by the app factory.
     hub: Any = field(default=None)
+    # This process's open WebSockets per API token (closed when the token is revoked).
+    sockets: TokenSockets = field(default_factory=TokenSockets)

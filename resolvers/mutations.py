@@ -9,11 +9,13 @@ from typing import TypeVar
 
 from sqlalchemy import Connection
 
-from app import lifecycle, policies, user_admin
-from app.auth import create_token
+from app import lifecycle, policies, token_admin, user_admin
+from app.auth import issue_token
 from app.context import Context
-from app.events import Event
+from app.events import Event, TokenRevoked
 from app.ids import decode_id
+from app.token_admin import TokenView, check_expiry
+from app.token_revocations import forget_here
 from app.unit_of_work import Change, unit_of_work, write
 from app.validation import FailedItemInput, name
 from app.views import PolicyView, RunView, UserView
@@ -171,9 +173,25 @@ async def assign_policy(
         return [UserView.of(row) for row in rows]
 
 
-async def create_api_token(ctx: Context, token_name: str, role: str) -> tuple[str, str, str]:
+async def create_api_token(
+    ctx: Context, token_name: str, role: str, expires_at: int | None = None
+) -> tuple[str, TokenView]:
     tenant_id = await _tenant(ctx, "ADMIN")
     token_name = name(token_name)
-    async with ctx.services.db.write() as session:
-        token = await create_token(session, tenant_id, token_name, role)
-    return token, role, token_name
+    async with _uow(ctx) as work:
+        expiry = check_expiry(expires_at, work.now)
+        token, row = await issue_token(work.session, tenant_id, token_name, role, expiry)
+        view = TokenView.of(row)
+    return token, view
+
+
+async def revoke_api_token(ctx: Context, token_id: str) -> TokenView:
+    tenant_id = await _tenant(ctx, "ADMIN")
+    row_id = decode_id(token_id, "ApiTokenInfo")
+    async with _uow(ctx) as work:
+        view, changed = await token_admin.revoke(work.session, tenant_id, row_id, work.now)
+        if changed:
+            work.events.append(TokenRevoked(tenant_id=tenant_id, token_id=row_id))
+    # Committed and published to the other processes; here it holds before this returns.
+    forget_here(ctx.services, row_id)
+    return view

@@ -20,7 +20,7 @@ from app.events import Publisher, TokenRevoked
 from app.ids import decode_id, encode_id
 from app.migrate import upgrade
 from app.settings import Settings
-from app.timeutil import MICROS_PER_SECOND, from_micros, now_micros
+from app.timeutil import MICROS_PER_SECOND, from_micros
 from app.token_admin import MAX_LIFETIME_DAYS, TokenView
 from app.unit_of_work import unit_of_work
 from app.validation import name as valid_name
@@ -112,14 +112,14 @@ async def create(
         name = valid_name(name)
     except ServiceError as error:
         raise CommandError(error.message) from None
-    async with _database(settings) as db, db.write() as session:
-        row = await tenant_by_name(session, tenant, create=create_tenant)
+    async with _database(settings) as db, unit_of_work(db, Publisher(_Nowhere())) as work:
+        row = await tenant_by_name(work.session, tenant, create=create_tenant)
         if row is None:
             raise CommandError(f"no tenant named {tenant!r} (pass --create-tenant to create it)")
         expires_at = None
         if expires_in_days is not None:
-            expires_at = now_micros() + expires_in_days * 86_400 * MICROS_PER_SECOND
-        token, _ = await issue_token(session, row.id, name, role.upper(), expires_at)
+            expires_at = work.now + expires_in_days * 86_400 * MICROS_PER_SECOND
+        token, _ = await issue_token(work.session, row.id, name, role.upper(), expires_at)
         return token
 
 

@@ -152,9 +152,6 @@ class Authenticator:
             if principal.token_id == token_id:
                 del self._cache[digest]
 
-    def is_revoked(self, token_id: int) -> bool:
-        return token_id in self._revoked
-
     def forget_all(self) -> None:
         """Drops every cached entry (revocations may have been missed: the broker reconnected)."""
         self._generation += 1

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import uvicorn
 
 from app import token_commands
+from app.audit_cli import print_audit
 from app.auth import tenant_by_name
 from app.db.engine import open_database
 from app.migrate import upgrade
@@ -33,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade"])
     token_commands.add_parser(commands)
+    audit = commands.add_parser("audit", help="print a tenant's audit log, newest first")
+    audit.add_argument("--tenant", required=True)
+    audit.add_argument("--since", help="ISO 8601 time, inclusive")
+    audit.add_argument("--action", help="e.g. policy.update")
     seed = commands.add_parser("seed", help="fill a tenant with realistic data")
     seed.add_argument("--tenant", required=True)
     seed.add_argument("--users", type=int, required=True)
@@ -110,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("database is up to date")
     elif args.command == "token":
         return token_commands.run(settings, args)
+    elif args.command == "audit":
+        return asyncio.run(print_audit(settings.database_url, args.tenant, args.since, args.action))
     elif args.command == "seed":
         if args.users < 0:
             print("--users must not be negative", file=sys.stderr)

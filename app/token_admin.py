@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import ApiToken
@@ -114,17 +114,20 @@ async def revoke(
     return TokenView.of(row), changed
 
 
-async def revoke_named(session: AsyncSession, tenant_id: int, name: str, now: int) -> list[int]:
-    """Revokes the tenant's tokens of this name that are not revoked yet; returns their ids."""
-    ids = list(
+async def revoke_named(
+    session: AsyncSession, tenant_id: int, name: str, now: int
+) -> list[TokenView]:
+    """Revokes the tenant's tokens of this name that are not revoked yet; returns them."""
+    rows = list(
         await session.scalars(
-            select(ApiToken.id).where(
+            select(ApiToken).where(
                 ApiToken.tenant_id == tenant_id,
                 ApiToken.name == name,
                 ApiToken.revoked_at.is_(None),
             )
         )
     )
-    if ids:
-        await session.execute(update(ApiToken).where(ApiToken.id.in_(ids)).values(revoked_at=now))
-    return ids
+    for row in rows:
+        row.revoked_at = now
+    await session.flush()
+    return [TokenView.of(row) for row in rows]

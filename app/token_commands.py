@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from app import token_admin
+from app import audit, audit_summaries, token_admin
 from app.auth import ROLES, issue_token, tenant_by_name
 from app.broadcast import create_broadcast, max_message_bytes
 from app.db.engine import Database, open_database
@@ -22,7 +22,7 @@ from app.migrate import upgrade
 from app.settings import Settings
 from app.timeutil import MICROS_PER_SECOND, from_micros
 from app.token_admin import MAX_LIFETIME_DAYS, TokenView
-from app.unit_of_work import unit_of_work
+from app.unit_of_work import Work, unit_of_work
 from app.validation import name as valid_name
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ async def create(
         if expires_in_days is not None:
             expires_at = work.now + expires_in_days * 86_400 * MICROS_PER_SECOND
         token, _ = await issue_token(work.session, row.id, name, role.upper(), expires_at)
+        await audit.token_created(work.session, row.id, audit.CLI, token, role.upper())
         return token
 
 
@@ -172,6 +173,7 @@ async def revoke(settings: Settings, tenant: str, global_id: str) -> TokenView:
                     )
                     if changed:
                         work.events.append(TokenRevoked(tenant_id=row.id, token_id=token_id))
+                        await _audit_revoked(work, row.id, view)
             except ServiceError:
                 raise CommandError(f"tenant {tenant!r} has no token {global_id}") from None
     return view
@@ -183,10 +185,20 @@ async def replace_token(settings: Settings, tenant: str, role: str, name: str) -
     async with _database(settings) as db, unit_of_work(db, Publisher(_Nowhere())) as work:
         row = await tenant_by_name(work.session, tenant, create=True)
         assert row is not None  # created
-        for token_id in await token_admin.revoke_named(work.session, row.id, name, work.now):
-            work.events.append(TokenRevoked(tenant_id=row.id, token_id=token_id))
+        for view in await token_admin.revoke_named(work.session, row.id, name, work.now):
+            work.events.append(TokenRevoked(tenant_id=row.id, token_id=view.id))
+            await _audit_revoked(work, row.id, view)
         token, _ = await issue_token(work.session, row.id, name, role)
+        await audit.token_created(work.session, row.id, audit.CLI, token, role)
         return token
+
+
+async def _audit_revoked(work: Work, tenant_id: int, view: TokenView) -> None:
+    target = encode_id("ApiTokenInfo", view.id)
+    summary = audit_summaries.token_revoked(view.name, view.role)
+    await audit.record_in(
+        work.session, tenant_id, audit.CLI, "token.revoke", target, summary, work.now
+    )
 
 
 def _when(micros: int | None) -> str:

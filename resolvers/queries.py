@@ -9,7 +9,6 @@ from sqlalchemy import select
 
 from app.context import Context
 from app.db.models import Tenant
-from app.errors import BadUserInput
 from app.ids import decode_any_id, decode_id
 from app.reads import metrics, relations, runs, users
 from app.reads.pagination import Page, PageArgs
@@ -17,6 +16,7 @@ from app.reads.users import UserFilter
 from app.timeutil import now_micros, to_micros
 from app.token_admin import TokenView, token_by_id, token_page
 from app.views import FailedItemView, MetricsView, PolicyView, RunView, UserView
+from resolvers import admin_queries
 
 
 async def viewer(ctx: Context) -> int:
@@ -100,7 +100,9 @@ async def node(ctx: Context, global_id: str) -> UserView | RunView | PolicyView 
         return await ctx.loaders.run.load(row_id)
     if type_name == "Policy":
         return await ctx.loaders.policy.load(row_id)
-    raise BadUserInput("Unknown node type.")  # unreachable: decode_any_id checks the type
+    if type_name in ("AuditEvent", "Webhook", "WebhookDelivery"):
+        return await admin_queries.admin_node(ctx, type_name, row_id)  # type: ignore[return-value]
+    return None
 
 
 async def policies(ctx: Context, args: PageArgs) -> tuple[Page[PolicyView], int]:

@@ -8,6 +8,7 @@ from app import policies
 from app.timeutil import to_micros
 from app.validation import FailedItemInput as FailedItemData
 from resolvers import mutations
+from schema.admin_types import CreatedWebhook, Webhook, WebhookEvent
 from schema.enums import Role, RunKind, SyncService
 from schema.inputs import FailedItemInput, PolicyInput, SyncUserInput
 from schema.scalars import DateTime
@@ -142,3 +143,16 @@ class Mutation:
     )
     async def revoke_api_token(self, info: Info, id: strawberry.ID) -> ApiTokenInfo:
         return ApiTokenInfo.of(await mutations.revoke_api_token(info.context, id))
+
+    @strawberry.mutation(
+        description="ADMIN: a receiver of signed deliveries; its secret is shown only here."
+    )
+    async def create_webhook(
+        self, info: Info, url: str, events: list[WebhookEvent]
+    ) -> CreatedWebhook:
+        view, secret = await mutations.create_webhook(info.context, url, [e.value for e in events])
+        return CreatedWebhook(webhook=Webhook.of(view), secret=secret)
+
+    @strawberry.mutation(description="ADMIN: removes a webhook; pending deliveries are dropped.")
+    async def delete_webhook(self, info: Info, id: strawberry.ID) -> strawberry.ID:
+        return strawberry.ID(await mutations.delete_webhook(info.context, id))

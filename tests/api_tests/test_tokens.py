@@ -272,3 +272,23 @@ async def test_revoking_a_bad_or_unknown_id(tenant: ApiTenant) -> None:
     unknown = raw_id("ApiTokenInfo", 2**31 - 1)
     assert await tenant.admin.error_code(REVOKE, id=unknown) == "NOT_FOUND"
     assert (await tenant.admin.execute(NODE, id=unknown))["node"] is None
+
+
+AUDIT = """query($action: String) { auditEvents(filter: {action: $action}, first: 10) {
+  edges { node { action actor actorRole targetId summary } } } }"""
+
+
+async def test_a_revocation_is_audited_once(tenant: ApiTenant) -> None:
+    created = await create(tenant.admin, "audited")
+    for _ in range(2):  # the second revocation changes nothing, so records nothing
+        await tenant.admin.execute(REVOKE, id=created["id"])
+    found = (await tenant.admin.execute(AUDIT, action="token.revoke"))["auditEvents"]["edges"]
+    assert [e["node"] for e in found] == [
+        {
+            "action": "token.revoke",
+            "actor": "tests",
+            "actorRole": "ADMIN",
+            "targetId": created["id"],
+            "summary": "Token 'audited' with role VIEWER revoked",
+        }
+    ]

@@ -27,6 +27,8 @@ class Settings:
     log_level: str = "info"
     max_query_cost: int = DEFAULT_MAX_QUERY_COST  # 0: no cost limit
     rate_limit: int = DEFAULT_RATE_LIMIT  # cost points per token and minute; 0: off
+    # Each process looks for revoked tokens in the database this often (0: only broker events).
+    revocation_poll_seconds: float = 1.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -39,6 +41,7 @@ class Settings:
             log_level=env.get("SYNCSTATUS_LOG_LEVEL", "info"),
             max_query_cost=_count(env, "SYNCSTATUS_MAX_QUERY_COST", DEFAULT_MAX_QUERY_COST),
             rate_limit=_count(env, "SYNCSTATUS_RATE_LIMIT", DEFAULT_RATE_LIMIT),
+            revocation_poll_seconds=float(env.get("SYNCSTATUS_REVOCATION_POLL_SECONDS", "1")),
         )
 
 

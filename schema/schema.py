@@ -22,7 +22,7 @@ from schema.query import Query
 from schema.rate_limit import RateLimit
 from schema.shared_executor import SharedEventExecutor
 from schema.subscription import Subscription
-from schema.types import Policy, SyncRun, SyncUser
+from schema.types import ApiTokenInfo, Policy, SyncRun, SyncUser
 
 PRINTED_SCHEMA = Path(__file__).with_name("schema.graphql")
 MAX_DEPTH = DocumentLimits.max_depth
@@ -71,7 +71,7 @@ def build_schema(limits: DocumentLimits | None = None) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        types=[SyncUser, SyncRun, Policy, AuditEvent, Webhook, WebhookDelivery],
+        types=[SyncUser, SyncRun, Policy, ApiTokenInfo, AuditEvent, Webhook, WebhookDelivery],
         extensions=[
             ErrorCodes,
             # Size, tokens, cost, aliases, directives (schema/limits.py), with the caches.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -214,3 +215,27 @@ async def test_the_limits_hold_over_websocket(tenant: ApiTenant) -> None:
             "type": "next",
             "payload": {"data": {"syncMetrics": {"totalUsers": 0}}},
         }
+
+
+async def test_revoked_and_expired_tokens_are_401_too(tenant: ApiTenant) -> None:
+    create = """mutation($name: String!, $at: DateTime) {
+      createApiToken(name: $name, role: VIEWER, expiresAt: $at) { id token } }"""
+    revoked = (await tenant.admin.execute(create, name="gone"))["createApiToken"]
+    await tenant.admin.execute(
+        "mutation($id: ID!) { revokeApiToken(id: $id) { id } }", id=revoked["id"]
+    )
+    soon = datetime.now(UTC) + timedelta(seconds=1)
+    expired = (await tenant.admin.execute(create, name="old", at=soon.isoformat()))[
+        "createApiToken"
+    ]
+    await asyncio.sleep(1.5)
+    async with httpx.AsyncClient(timeout=30) as client:
+        for token in (revoked["token"], expired["token"]):
+            response = await client.post(
+                tenant.server.graphql_url,
+                json=TRIVIAL,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert response.status_code == 401, response.text
+            assert response.headers["www-authenticate"] == "Bearer"
+            assert codes(response) == ["UNAUTHENTICATED"]

@@ -31,11 +31,18 @@ from app.db.engine import is_sqlite, open_database
 from app.errors import ServiceError
 from app.events import Publisher
 from app.migrate import upgrade
+from app.outage import RETRY_AFTER_SECONDS
+from app.probes import Readiness, ready
 from app.process_stats import process_stats
+from app.request_log import RequestLog
+from app.retention import running_pruner
 from app.runtime import COLLECTOR, freeze_startup_heap, tune_collector
+from app.schema_version import schema_problem
 from app.services import Services
 from app.settings import Settings
 from app.simulator import running_simulator
+from app.telemetry import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from app.telemetry import Telemetry
 from app.timing import ServerTiming
 from schema.schema import MAX_DEPTH, MAX_TOKENS, build_schema
 from subscriptions.hub import Hub
@@ -89,6 +96,20 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
             }
             return JSONResponse(body, status_code=error.status_code)
 
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        """An outage (database or broker unreachable) is HTTP 503 with Retry-After, so clients
+        and proxies know to retry, rather than a 200 carrying the error."""
+        response = super().create_response(response_data, sub_response)
+        results = response_data if isinstance(response_data, list) else [response_data]
+        if any(
+            (error.get("extensions") or {}).get("code") == "SERVICE_UNAVAILABLE"
+            for result in results
+            for error in result.get("errors") or ()
+        ):
+            response.status_code = 503
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
     def decode_json(self, data: str | bytes) -> object:
         """The body (or a GET parameter) must be a JSON object, or a list for a batch:
         anything else, or bytes that are not UTF-8, is a bad request (strawberry: a 500)."""
@@ -108,10 +129,16 @@ def _simulation(services: Services, simulate: bool) -> AbstractAsyncContextManag
     return running_simulator(services.db, services.publisher)
 
 
+class SchemaBehind(RuntimeError):
+    """The PostgreSQL schema is older than this code: `syncstatus db upgrade` first."""
+
+
 def create_app(settings: Settings | None = None, *, simulate: bool = False) -> Starlette:
     settings = settings or Settings.from_env()
     ref: dict[str, Services] = {}
     graphql = SyncStatusGraphQL(ref)
+    telemetry = Telemetry()
+    probes: dict[str, Readiness] = {}
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -119,28 +146,43 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
             # The embedded default migrates itself; PostgreSQL deployments run `db upgrade`.
             await asyncio.to_thread(upgrade, settings.database_url)
         db = open_database(settings.database_url)
+        if db.sqlite_writer is not None:
+            db.sqlite_writer.on_wait = telemetry.sqlite_writer_wait.observe
         broadcast = create_broadcast(settings.broadcast_url)
+        backend = getattr(broadcast, "backend", None)
+        if hasattr(backend, "on_reconnect"):
+            backend.on_reconnect = telemetry.broker_reconnects.inc
         try:
+            if not is_sqlite(settings.database_url):
+                problem = await schema_problem(db)
+                if problem is not None:
+                    raise SchemaBehind(problem)
             async with broadcast:
                 services = Services(
                     settings=settings,
                     db=db,
                     broadcast=broadcast,
-                    publisher=Publisher(broadcast, max_message_bytes(broadcast)),
+                    publisher=Publisher(broadcast, max_message_bytes(broadcast), telemetry),
                     authenticator=Authenticator(db),
+                    telemetry=telemetry,
                 )
-                services.hub = Hub(broadcast, db)
+                services.hub = Hub(broadcast, db, telemetry)
                 ref["services"] = services
+                probes["readiness"] = Readiness(db, broadcast)
                 freeze_startup_heap()
                 tune_collector()
                 try:
-                    async with _simulation(services, simulate):
+                    async with (
+                        _simulation(services, simulate),
+                        running_pruner(db, settings.retention_days, telemetry),
+                    ):
                         yield {"services": services}
                 finally:
                     await services.hub.close()
                     COLLECTOR.uninstall()
         finally:
             await db.dispose()
+            telemetry.worker_exits()
 
     async def index(_request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
@@ -158,15 +200,40 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
             }
         )
 
+    async def livez(_request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def readyz(_request: Request) -> Response:
+        readiness = probes.get("readiness")
+        if readiness is None:
+            checks = {"startup": {"ok": False, "error": "the app is starting or stopping"}}
+        else:
+            checks = await readiness.checks()
+        failing = [name for name, check in checks.items() if not check["ok"]]
+        body = {"ok": not failing, "checks": checks, "failing": failing}
+        return JSONResponse(body, status_code=200 if ready(checks) else 503)
+
+    async def metrics(_request: Request) -> Response:
+        body = await asyncio.to_thread(telemetry.exposition)
+        return Response(body, media_type=METRICS_CONTENT_TYPE)
+
     return Starlette(
         routes=[
             Route("/", index),
             Route("/docs", docs),
             Route("/healthz", health),
+            Route("/livez", livez),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ],
-        middleware=[Middleware(ServerTiming)],
+        middleware=[Middleware(RequestLog, telemetry=telemetry), Middleware(ServerTiming)],
         lifespan=lifespan,
     )
+
+
+def create_app_from_env() -> Starlette:
+    """The factory `serve --workers N` names to uvicorn: each worker builds its own app."""
+    return create_app(Settings.from_env())

@@ -20,3 +20,5 @@ class Services:
     authenticator: Authenticator
     # The subscription fan-out of this process (subscriptions.hub.Hub), set by the app factory.
     hub: Any = field(default=None)
+    # This app's Prometheus metrics (app.telemetry.Telemetry), if any.
+    telemetry: Any = field(default=None)

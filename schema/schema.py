@@ -15,6 +15,7 @@ from strawberry.types.graphql import OperationType
 
 from schema.errors import ErrorCodes
 from schema.mutation import Mutation
+from schema.operation_log import OperationLog
 from schema.query import Query
 from schema.shared_executor import SharedEventExecutor
 from schema.subscription import Subscription
@@ -63,6 +64,7 @@ def build_schema() -> strawberry.Schema:
         subscription=Subscription,
         types=[SyncUser, SyncRun, Policy],
         extensions=[
+            OperationLog,  # first: it sees the codes ErrorCodes gives
             ErrorCodes,
             # Parsed documents: up to ~2 MB each at MAX_TOKENS, so few of them.
             ParserCache(maxsize=256),

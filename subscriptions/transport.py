@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import weakref
+from time import perf_counter
 from typing import Any
 
 from starlette.websockets import WebSocketDisconnect
@@ -16,6 +17,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 
+from schema.operation_log import record_operation
 from subscriptions.hub import Hub
 from subscriptions.live import Documents, LiveOperation, SubscriberOverflow, plan
 from subscriptions.shared import SharedExecution
@@ -139,10 +141,13 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             or operation_id in self.operations
         ):
             return False
+        started = perf_counter()
         found = await plan(documents, hub.shared, self.context, message.get("payload"))
         if found is None:
             return False
         self.live[operation_id] = await LiveOperation.open(operation_id, found, hub, self._wake)
+        name = found.operation.name.value if found.operation.name else None
+        record_operation(self.context, name, "subscription", None, perf_counter() - started)
         return True
 
     def _wake(self, live: LiveOperation) -> None:
@@ -180,6 +185,9 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
 
     async def _send_next(self, live: LiveOperation, payload: dict[str, Any]) -> None:
         await self.send_message({"id": live.id, "type": "next", "payload": payload})
+        hub = _hub(self.context)
+        if hub is not None and hub.telemetry is not None:
+            hub.telemetry.events_delivered.inc()
 
     async def _end(self, live: LiveOperation, hub: Hub) -> None:
         if self.live.get(live.id) is live:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -92,6 +93,7 @@ class PostgresNotifyBackend(BroadcastBackend):
         self._supervisor: asyncio.Task[None] | None = None
         self._last_error: BaseException | None = None
         self.reconnects = 0
+        self.on_reconnect: Callable[[], None] | None = None  # e.g. a metric
 
     @property
     def dropped(self) -> int:
@@ -226,6 +228,8 @@ class PostgresNotifyBackend(BroadcastBackend):
                 conn, lost = await self._open()
                 if ever_connected:
                     self.reconnects += 1
+                    if self.on_reconnect is not None:
+                        self.on_reconnect()
                     log.info(
                         "reconnected LISTEN connection to %s, re-LISTENed %d channel(s)",
                         redact_url(self._url),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from broadcaster import Event
@@ -76,6 +77,7 @@ class RedisPubSubBackend(BroadcastBackend):
         self._reader: asyncio.Task[None] | None = None
         self._last_error: BaseException | None = None
         self.reconnects = 0
+        self.on_reconnect: Callable[[], None] | None = None  # e.g. a metric
 
     @property
     def dropped(self) -> int:
@@ -189,6 +191,8 @@ class RedisPubSubBackend(BroadcastBackend):
                 await self._open()
                 if ever_connected:
                     self.reconnects += 1
+                    if self.on_reconnect is not None:
+                        self.on_reconnect()
                     log.info(
                         "reconnected to Redis at %s, resubscribed %d channel(s)",
                         redact_url(self._url),

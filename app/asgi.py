@@ -34,7 +34,7 @@ from app.migrate import upgrade
 from app.outage import RETRY_AFTER_SECONDS
 from app.probes import Readiness, ready
 from app.process_stats import process_stats
-from app.request_log import RequestLog
+from app.request_log import RequestLog, current_request
 from app.retention import running_pruner
 from app.runtime import COLLECTOR, freeze_startup_heap, tune_collector
 from app.schema_version import schema_problem
@@ -90,6 +90,12 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
         except HTTPException as error:
             if request.scope["type"] == "websocket":
                 raise
+            record = current_request()
+            if record is not None:
+                record.outcome = "BAD_USER_INPUT"
+            telemetry = self._services_ref["services"].telemetry if self._services_ref else None
+            if telemetry is not None:
+                telemetry.operation(None, "BAD_USER_INPUT", 0.0)
             body = {
                 "data": None,
                 "errors": [{"message": error.reason, "extensions": {"code": "BAD_USER_INPUT"}}],

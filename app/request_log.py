@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from time import perf_counter
@@ -56,6 +58,16 @@ _current: ContextVar[RequestRecord | None] = ContextVar("request", default=None)
 
 def current_request() -> RequestRecord | None:
     return _current.get()
+
+
+@contextmanager
+def serving(record: RequestRecord) -> Iterator[RequestRecord]:
+    """The request in flight for the block (the middleware's; tests use it directly)."""
+    token = _current.set(record)
+    try:
+        yield record
+    finally:
+        _current.reset(token)
 
 
 def clean_operation_name(name: str | None) -> str | None:
@@ -122,15 +134,14 @@ class RequestLog:
                 record.status = message.get("code", 1005)
             return message
 
-        token = _current.set(record)
         try:
-            await self.app(scope, logged_receive, logged_send)
+            with serving(record):
+                await self.app(scope, logged_receive, logged_send)
         except BaseException:
             if record.status is None:
                 record.status = 500
             raise
         finally:
-            _current.reset(token)
             seconds = perf_counter() - started
             if kind == "websocket" and accepted and self.telemetry is not None:
                 self.telemetry.websockets.dec()

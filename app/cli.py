@@ -23,6 +23,7 @@ from app.schema_version import schema_problem
 from app.settings import Settings
 from app.simulation import MAX_IN_FLIGHT
 
+WORKER_HEALTHCHECK_SECONDS = 30
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client in each worker
 
 DEMO_TENANT = "Demo"
@@ -140,7 +141,15 @@ def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
     with tempfile.TemporaryDirectory(prefix="syncstatus-metrics-") as metrics_dir:
         # Fresh for every start: the workers' metric files of a previous run must not count.
         os.environ[MULTIPROC_ENV] = metrics_dir
-        uvicorn.run("app.asgi:create_app_from_env", factory=True, workers=workers, **options)
+        uvicorn.run(
+            "app.asgi:create_app_from_env",
+            factory=True,
+            workers=workers,
+            # A worker answers the supervisor's ping only once its imports are done: on a busy
+            # machine that takes longer than uvicorn's 5 s, and it would kill it in a loop.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+            **options,
+        )
     return 0
 
 

@@ -15,6 +15,7 @@ from alembic import command
 
 from app.migrate import alembic_config
 from app.schema_version import head_revisions
+from tests.ops.metrics_scrape import scrape, value
 from tests.private_redis import PrivateRedis
 from tests.server import ROOT, Server, free_port, postgres_database, run_server
 from tests.services import postgres_admin_url
@@ -76,6 +77,8 @@ def test_readyz_names_a_schema_behind_and_a_lost_broker() -> None:
             assert body["failing"] == ["broker"]
             redis.start()
             _wait_ready(server)
+            reconnects = value(scrape(server.url), "syncstatus_broker_reconnects_total")
+            assert reconnects >= 1
     finally:
         redis.kill()
 

@@ -17,6 +17,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 
+from app.outage import is_outage
 from schema.operation_log import record_operation
 from subscriptions.hub import Hub
 from subscriptions.live import Documents, LiveOperation, SubscriberOverflow, plan
@@ -92,7 +93,15 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             self.connection_init_received = True
             await self.websocket.close(code=4401, reason="Unauthorized: token required")
             return
-        await super().handle_connection_init(message)
+        try:
+            await super().handle_connection_init(message)
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            # The token could not be checked (the database is down): 1013, try again later.
+            log.warning("WebSocket refused during an outage: %r", error)
+            await self.websocket.close(code=1013, reason="Service unavailable: retry later")
+            return
         if self.connection_acknowledged and self._pinger is not None:
             self._pinger.add(self)
 

@@ -3,9 +3,13 @@ INTERNAL_SERVER_ERROR with 200; /readyz says so; service resumes by itself after
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 
 import httpx
+import pytest
+import websockets
 
 from tests.api_tests.conftest import admin_token
 from tests.private_postgres import private_postgres
@@ -22,10 +26,22 @@ def _post(url: str, token: str, body: dict[str, object]) -> httpx.Response:
     return httpx.post(url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
 
+async def _websocket_is_told_to_retry(url: str, token: str) -> None:
+    async with websockets.connect(
+        url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
+    ) as ws:
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+        await ws.send(json.dumps(init))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+
+
 def test_a_database_outage_is_503_with_retry_after_and_then_heals() -> None:
     with private_postgres() as pg, run_server(pg.url) as server:
         token = admin_token(pg.url, "outage")
         assert _post(server.graphql_url, token, QUERY).json()["data"]["syncMetrics"]
+        unchecked = admin_token(pg.url, "outage")  # not in the server's token cache yet
         pg.stop()
         try:
             for body in (QUERY, MUTATION):
@@ -34,6 +50,7 @@ def test_a_database_outage_is_503_with_retry_after_and_then_heals() -> None:
                 assert int(response.headers["retry-after"]) > 0
                 errors = response.json()["errors"]
                 assert {e["extensions"]["code"] for e in errors} == {"SERVICE_UNAVAILABLE"}
+            asyncio.run(_websocket_is_told_to_retry(server.ws_url, unchecked))
             ready = httpx.get(f"{server.url}/readyz", timeout=10)
             assert ready.status_code == 503
             assert ready.json()["failing"][0] == "database"

@@ -38,12 +38,16 @@ from app.request_log import RequestLog, current_request
 from app.retention import running_pruner
 from app.runtime import COLLECTOR, freeze_startup_heap, tune_collector
 from app.schema_version import schema_problem
+from app.secret_box import load_secret_box
 from app.services import Services
 from app.settings import Settings
 from app.simulator import running_simulator
+from app.tasks import cancel_and_wait
 from app.telemetry import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.telemetry import Telemetry
 from app.timing import ServerTiming
+from app.webhook_deliverer import start_deliverer
+from app.webhook_settings import WebhookSettings
 from schema.schema import MAX_DEPTH, MAX_TOKENS, build_schema
 from subscriptions.hub import Hub
 from subscriptions.live import Documents
@@ -173,6 +177,11 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                     telemetry=telemetry,
                 )
                 services.hub = Hub(broadcast, db, telemetry)
+                services.secret_box = load_secret_box(settings.database_url)
+                services.webhook_settings = WebhookSettings.from_env()
+                services.deliverer, delivering = start_deliverer(
+                    db, services.secret_box, services.webhook_settings
+                )
                 ref["services"] = services
                 probes["readiness"] = Readiness(db, broadcast)
                 freeze_startup_heap()
@@ -184,6 +193,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                     ):
                         yield {"services": services}
                 finally:
+                    await cancel_and_wait(delivering)
                     await services.hub.close()
                     COLLECTOR.uninstall()
         finally:

@@ -13,6 +13,7 @@ from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from schema.admin_types import AuditEvent, Webhook, WebhookDelivery
 from schema.errors import ErrorCodes
 from schema.mutation import Mutation
 from schema.operation_log import OperationLog
@@ -43,7 +44,7 @@ class SyncStatusSchema(strawberry.Schema):
         allowed_operation_types: Iterable[OperationType] | None = None,
         operation_extensions: dict[str, Any] | None = None,
     ) -> ExecutionResult:
-        """Plain HTTP execution. Subscriptions run over WebSocket (schema.stream); executed
+        """Plain HTTP execution. Subscriptions run over WebSocket (subscriptions/); executed
         here they would end in a server error, so they are refused as a bad request."""
         allowed = set(allowed_operation_types or DEFAULT_ALLOWED_OPERATION_TYPES)
         return await super().execute(
@@ -62,7 +63,7 @@ def build_schema() -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        types=[SyncUser, SyncRun, Policy],
+        types=[SyncUser, SyncRun, Policy, AuditEvent, Webhook, WebhookDelivery],
         extensions=[
             OperationLog,  # first: it sees the codes ErrorCodes gives
             ErrorCodes,

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -92,14 +93,24 @@ def _window(conn: Connection, after: int, cutoff: int) -> tuple[int, int, int, b
     return upto, runs, items, True
 
 
-async def prune(db: Database, cutoff: int, telemetry: Any = None) -> PruneResult:
+async def prune(
+    db: Database,
+    cutoff: int,
+    telemetry: Any = None,
+    on_batch: Callable[[float], None] | None = None,  # each transaction's seconds (bench/)
+) -> PruneResult:
     """Deletes finished runs that ended before ``cutoff`` (microseconds), in small batches."""
     result = PruneResult()
     after, more = 0, True
     while more:
-        after, runs, items, more = await db.run_write(
-            lambda conn, after=after: _window(conn, after, cutoff)
-        )
+
+        def batch(conn: Connection, after: int = after) -> tuple[int, int, int, bool, float]:
+            started = time.perf_counter()
+            return (*_window(conn, after, cutoff), time.perf_counter() - started)
+
+        after, runs, items, more, seconds = await db.run_write(batch)
+        if on_batch is not None:
+            on_batch(seconds)
         result.runs += runs
         result.failed_items += items
         result.batches += 1

@@ -46,6 +46,7 @@ from app.tasks import cancel_and_wait
 from app.telemetry import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.telemetry import Telemetry
 from app.timing import ServerTiming
+from app.token_revocations import listening as revocations_applied
 from app.webhook_deliverer import start_deliverer
 from app.webhook_settings import WebhookSettings
 from schema.schema import MAX_DEPTH, MAX_TOKENS, build_schema
@@ -188,6 +189,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                 tune_collector()
                 try:
                     async with (
+                        revocations_applied(services),
                         _simulation(services, simulate),
                         running_pruner(db, settings.retention_days, telemetry),
                     ):
@@ -195,6 +197,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                 finally:
                     await cancel_and_wait(delivering)
                     await services.hub.close()
+                    await services.authenticator.close()
                     COLLECTOR.uninstall()
         finally:
             await db.dispose()

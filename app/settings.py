@@ -22,6 +22,8 @@ class Settings:
     log_format: str = "text"  # or "json": one JSON object per line
     retention_days: int = 90  # finished runs older than this are pruned; 0 keeps all
     shutdown_timeout: float = 10.0  # seconds a SIGTERM waits for in-flight work
+    # Each process looks for revoked tokens in the database this often (0: only broker events).
+    revocation_poll_seconds: float = 1.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -35,6 +37,7 @@ class Settings:
             log_format=_choice(env, "SYNCSTATUS_LOG_FORMAT", "text", ("text", "json")),
             retention_days=_number(env, "SYNCSTATUS_RETENTION_DAYS", 90, int),
             shutdown_timeout=_number(env, "SYNCSTATUS_SHUTDOWN_TIMEOUT", 10.0, float),
+            revocation_poll_seconds=float(env.get("SYNCSTATUS_REVOCATION_POLL_SECONDS", "1")),
         )
 
 

@@ -348,3 +348,30 @@ def request_sync(conn: Connection, user: UserState, now: int) -> Event:
     conn.execute(sql.UPDATE_USER, {"user_id": user.view.id, "sync_requested": True, "due_at": now})
     view = replace(user.view, sync_requested=True, due_at=now, version=user.view.version + 1)
     return UserEvent("requested", view)
+
+
+def request_syncs(
+    conn: Connection, users: Sequence[UserState], now: int
+) -> tuple[list[Event], int]:
+    """request_sync for each user with an active policy and no run running, in one UPDATE;
+    the events, and how many users were skipped."""
+    due = [
+        user
+        for user in users
+        if user.view.policy is not None
+        and user.view.policy.active
+        and user.view.current_run_id is None
+    ]
+    if due:
+        conn.execute(
+            sql.UPDATE_USER,
+            [{"user_id": u.view.id, "sync_requested": True, "due_at": now} for u in due],
+        )
+    events: list[Event] = [
+        UserEvent(
+            "requested",
+            replace(u.view, sync_requested=True, due_at=now, version=u.view.version + 1),
+        )
+        for u in due
+    ]
+    return events, len(users) - len(due)

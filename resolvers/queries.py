@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from app import validation
 from app.context import Context
 from app.errors import BadUserInput
 from app.ids import decode_any_id, decode_id
@@ -32,6 +33,7 @@ def user_filter(
     latest_sync_to: datetime | None,
     policy_id: str | None,
     status: str | None,
+    error_code: str | None = None,
 ) -> UserFilter:
     return UserFilter(
         email_contains=email_contains,
@@ -39,6 +41,7 @@ def user_filter(
         latest_sync_to=to_micros(latest_sync_to) if latest_sync_to else None,
         policy_id=decode_id(policy_id, "Policy") if policy_id is not None else None,
         status=status,
+        error_code=validation.error_code(error_code) if error_code is not None else None,
     )
 
 

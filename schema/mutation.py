@@ -9,6 +9,7 @@ from app.validation import FailedItemInput as FailedItemData
 from resolvers import mutations
 from schema.enums import Role, RunKind, SyncService
 from schema.inputs import FailedItemInput, PolicyInput, SyncUserInput
+from schema.triage import REQUEST_SYNCS
 from schema.types import ApiToken, Info, Policy, SyncRun, SyncUser
 
 
@@ -96,6 +97,8 @@ class Mutation:
     @strawberry.mutation(description='OPERATOR: "sync now": the user is due at once.')
     async def request_sync(self, info: Info, user_id: strawberry.ID) -> SyncUser:
         return SyncUser.of(await mutations.request_sync(info.context, user_id))
+
+    request_syncs = REQUEST_SYNCS
 
     @strawberry.mutation(description="ADMIN: a new policy (inactive unless asked).")
     async def create_policy(self, info: Info, input: PolicyInput) -> Policy:

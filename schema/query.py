@@ -13,6 +13,7 @@ from app.views import PolicyView, RunView, UserView
 from resolvers import queries
 from schema.enums import SyncUserOrder
 from schema.inputs import SyncUserFilter
+from schema.triage import FAILURE_REASONS, SYNC_TRENDS
 from schema.types import (
     Info,
     Node,
@@ -115,6 +116,7 @@ class Query:
             f.latest_sync_to,  # type: ignore[arg-type]
             f.policy_id,
             f.status.value if f.status else None,
+            f.error_code,
         )
         top, node = selected(info, (), ("edges", "node"))
         runs = frozenset(
@@ -146,3 +148,6 @@ class Query:
     async def sync_run(self, info: Info, id: strawberry.ID) -> SyncRun | None:
         view = await queries.sync_run(info.context, id)
         return SyncRun.of(view) if view else None
+
+    failure_reasons = FAILURE_REASONS
+    sync_trends = SYNC_TRENDS

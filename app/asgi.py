@@ -27,6 +27,7 @@ from strawberry.types.unset import UNSET
 from app.auth import Authenticator
 from app.broadcast import create_broadcast, max_message_bytes
 from app.context import Context
+from app.csv_export import export_sync_users
 from app.db.engine import is_sqlite, open_database
 from app.errors import ServiceError
 from app.events import Publisher
@@ -163,6 +164,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
             Route("/", index),
             Route("/docs", docs),
             Route("/healthz", health),
+            Route("/export/sync-users.csv", export_sync_users),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),

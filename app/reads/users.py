@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, false, func, literal_column, or_, select, text
+from sqlalchemy import Select, and_, func, literal_column, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -125,8 +125,8 @@ def conditions(
     if filt.error_code is not None:
         # Only FAILED users have an error_code: the status is implied, or contradicted.
         where.append(SyncUser.error_code == filt.error_code)
-        if filt.status not in (None, "FAILED"):
-            where.append(false())
+        if filt.status not in (None, "FAILED"):  # matches nothing (false() would drop it all)
+            where.append(SyncUser.error_code.is_(None))
     elif filt.status is not None:
         where.append(col("status", SyncUser.status, numeric=False) == filt.status)
     if filt.policy_id is not None:

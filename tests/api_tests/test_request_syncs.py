@@ -93,7 +93,7 @@ async def test_many_users_in_many_transactions(tenant: ApiTenant) -> None:
     admin, worker = tenant.admin, tenant.worker
     policy = (await h.create_policy(admin, "daily", interval=1440))["id"]
     ids = [
-        u["id"] for u in await h.add_users(admin, [f"u{k}@x.example" for k in range(700)], policy)
+        u["id"] for u in await h.add_users(admin, [f"u{k}@x.example" for k in range(450)], policy)
     ]
     await h.drive(worker, [(u, "SYNCED") for u in ids])
     result = await tenant.operator.execute(REQUEST, filter={"emailContains": "u"})

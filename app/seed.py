@@ -78,6 +78,8 @@ RUN_ERRORS = (
     ("ERR_RATE_429", "API rate limit exceeded (Microsoft Graph throttling)"),
     ("ERR_QUOTA_507", "Destination mailbox storage quota exceeded"),
     ("ERR_PERM_403", "Insufficient permissions on the source mailbox"),
+    ("ERR_LICENSE_402", "Destination user has no Google Workspace license"),
+    ("ERR_HOLD_423", "Source mailbox is on litigation hold; export is blocked"),
 )
 ITEM_ERRORS = (
     ("message", "ERR_ITEM_SIZE", "Message exceeds the 25 MB destination size limit"),

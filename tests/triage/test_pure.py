@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import csv
 import io
+import random
+from collections import Counter
 
 import pytest
 
 from app.csv_export import csv_lines, neutralise, parse_query
 from app.errors import BadUserInput
 from app.reads.trends import MAX_BUCKETS, window
+from app.seed import RUN_ERRORS
+from app.simulation import RUN_ERROR_WEIGHTS, plan_run
 from app.timeutil import MICROS_PER_HOUR
 from app.triage_counters import TriageMoves
 
@@ -127,3 +131,20 @@ def test_triage_deltas() -> None:
         (7, 0, 40),
     ]
     assert TriageMoves().writes("postgresql", 1) == []
+
+
+def test_the_demo_fails_for_several_causes() -> None:
+    """The simulated workers' failures: a realistic mix, the commonest cause about a quarter
+    of them, so failureReasons shows several causes."""
+    rng = random.Random(3)
+    codes = Counter(
+        plan.error[0]
+        for plan in (plan_run(rng, "DELTA") for _ in range(4000))
+        if plan.error is not None
+    )
+    assert (
+        set(codes) == set(RUN_ERROR_WEIGHTS) and set(RUN_ERROR_WEIGHTS) <= dict(RUN_ERRORS).keys()
+    )
+    total = sum(codes.values())
+    assert 0.07 < total / 4000 < 0.13
+    assert 0.15 < max(codes.values()) / total < 0.4

@@ -172,11 +172,13 @@ async def _rows(
 def _error(error: ServiceError) -> Response:
     status = STATUS_OF.get(error.code, 400)
     headers = {}
+    extensions: dict[str, Any] = {"code": error.code}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     if status == 429:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    body = {"errors": [{"message": error.message, "extensions": {"code": error.code}}]}
+        extensions["retryAfterSeconds"] = RETRY_AFTER_SECONDS
+    body = {"errors": [{"message": error.message, "extensions": extensions}]}
     return JSONResponse(body, status_code=status, headers=headers)
 
 

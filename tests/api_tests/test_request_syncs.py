@@ -10,6 +10,7 @@ import pytest
 
 from tests.api_tests import helpers as h
 from tests.api_tests.conftest import ApiTenant
+from tests.subscriptions.support import USER_UPDATES, Stream, live_user_stream
 
 REQUEST = """mutation($filter: SyncUserFilter!) { requestSyncs(filter: $filter) {
   requested skipped } }"""
@@ -102,3 +103,21 @@ async def test_many_users_in_many_transactions(tenant: ApiTenant) -> None:
     for _ in range(5):
         claimed |= _claimed((await worker.execute(h.CLAIM, limit=100))["claimDueSyncRuns"])
     assert claimed == set(ids)
+
+
+async def test_each_requested_user_is_announced(tenant: ApiTenant) -> None:
+    users = await _setup(tenant)
+    idle = users["idle"]
+    async with tenant.viewer.websocket() as session, Stream(session, USER_UPDATES, ids=idle) as s:
+        await live_user_stream(s, tenant, idle[0])
+        versions = {u: (await h.user(tenant.viewer, u))["version"] for u in idle}
+        await tenant.operator.execute(REQUEST, filter={"status": "FAILED"})
+        announced: dict[str, int] = {}
+
+        def all_in(item: dict[str, Any]) -> bool:
+            user = item["syncUserUpdated"]
+            announced[user["id"]] = user["version"]
+            return len(announced) == 3
+
+        await s.until(all_in)
+    assert announced == {u: versions[u] + 1 for u in idle[:3]}  # the FAILED ones

@@ -5,6 +5,7 @@ bounds; failureReasons' bounds."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
@@ -225,3 +226,27 @@ async def test_trend_windows(tenant: ApiTenant) -> None:
             variables["until"] = h.iso(until)
         assert await viewer.error_code(TRENDS, **variables) == "BAD_USER_INPUT", variables
     assert await viewer.error_code(TRENDS, since="yesterday") == "BAD_USER_INPUT"
+
+
+async def test_concurrent_runs_keep_the_counters_exact(server: Server, tenant: ApiTenant) -> None:
+    """Many workers at once (PostgreSQL: concurrent transactions on the same counter rows):
+    no deadlock, no lost count."""
+    admin, worker = tenant.admin, tenant.worker
+    policy = (await h.create_policy(admin, "p"))["id"]
+    ids = [
+        u["id"] for u in await h.add_users(admin, [f"c{k}@x.example" for k in range(24)], policy)
+    ]
+    codes = list(CODES)
+
+    async def runs(k: int, user_id: str) -> None:
+        for round_ in range(4):
+            run = await h.start(worker, user_id)
+            await h.report(worker, run["id"], 5, 2 + k)
+            if (k + round_) % 3:
+                code = codes[(k * 5 + round_) % len(codes)]
+                await h.finish(worker, run["id"], code=code, message=f"{code} {k}")
+            else:
+                await h.finish(worker, run["id"])
+
+    await asyncio.gather(*(runs(k, user_id) for k, user_id in enumerate(ids)))
+    await _check_against_recount(server, tenant)

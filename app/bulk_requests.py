@@ -64,10 +64,16 @@ def _request_chunk(
 
 
 async def request_syncs(
-    db: Database, publisher: Publisher, tenant_id: int, filt: UserFilter
+    db: Database,
+    publisher: Publisher,
+    tenant_id: int,
+    filt: UserFilter,
+    result: BulkResult | None = None,
 ) -> BulkResult:
+    """Fills `result` as it goes: a request cut short (its caller went away) still tells
+    what it did."""
     check_filter(filt)
-    result = BulkResult()
+    result = result if result is not None else BulkResult()
     chunk = FIRST_CHUNK
     ids_only = (SyncUser.__table__.c.id,)
     async for rows in user_batches(db, tenant_id, filt, "EMAIL_ASC", READ_BATCH, ids_only):
@@ -93,12 +99,14 @@ def describe(filt: UserFilter) -> dict[str, Any]:
     return {key: value for key, value in asdict(filt).items() if value is not None}
 
 
-def record(tenant_id: int, actor: str, filt: UserFilter, result: BulkResult) -> None:
-    """The one place a bulk request is recorded once done (the audit log's sync.request_bulk
-    belongs here)."""
+def record(
+    tenant_id: int, actor: str, filt: UserFilter, result: BulkResult, *, complete: bool = True
+) -> None:
+    """The one place a bulk request is recorded once done or cut short (the audit log's
+    sync.request_bulk belongs here)."""
     log.info(
         "requestSyncs tenant=%s actor=%s filter=%s requested=%d skipped=%d "
-        "transactions=%d longest=%.1fms",
+        "transactions=%d longest=%.1fms%s",
         tenant_id,
         actor,
         describe(filt),
@@ -106,4 +114,5 @@ def record(tenant_id: int, actor: str, filt: UserFilter, result: BulkResult) -> 
         result.skipped,
         result.transactions,
         result.longest_seconds * 1000,
+        "" if complete else " (cut short)",
     )

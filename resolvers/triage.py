@@ -35,8 +35,16 @@ async def request_syncs(ctx: Context, filt: UserFilter) -> bulk_requests.BulkRes
     principal = await ctx.principal()
     principal.require("OPERATOR")
     services = ctx.services
-    result = await bulk_requests.request_syncs(
-        services.db, services.publisher, principal.tenant_id, filt
-    )
-    bulk_requests.record(principal.tenant_id, principal.token_name, filt, result)
+    bulk_requests.check_filter(filt)  # a bad filter is refused, not recorded
+    result = bulk_requests.BulkResult()
+    complete = False
+    try:
+        await bulk_requests.request_syncs(
+            services.db, services.publisher, principal.tenant_id, filt, result
+        )
+        complete = True
+    finally:
+        bulk_requests.record(
+            principal.tenant_id, principal.token_name, filt, result, complete=complete
+        )
     return result

@@ -77,7 +77,7 @@ async def request_syncs(
     chunk = FIRST_CHUNK
     ids_only = (SyncUser.__table__.c.id,)
     async for rows in user_batches(db, tenant_id, filt, "EMAIL_ASC", READ_BATCH, ids_only):
-        ids = [row.id for row in rows]
+        ids = sorted(row.id for row in rows)  # rows near each other on disk, locks in order
         while ids:
             part, ids = ids[:chunk], ids[chunk:]
 

@@ -49,8 +49,10 @@ def pct(values: list[float], p: float) -> float:
 
 
 def rss_mb() -> float:
+    """Anonymous resident memory: SQLite maps the database file (mmap_size), and its pages
+    read by a full export count in VmRSS though they are the OS's file cache."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith("RssAnon:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -85,7 +87,7 @@ async def worker(
         await asyncio.sleep(0.005)
 
 
-async def bench(db_path: Path, export_rows: int) -> None:
+async def bench(db_path: Path, export_rows: int, parts: set[str]) -> None:
     url = f"sqlite+aiosqlite:///{db_path}"
     await asyncio.to_thread(upgrade, url)
     db = open_database(url)
@@ -96,51 +98,61 @@ async def bench(db_path: Path, export_rows: int) -> None:
             finance = await session.scalar(
                 select(Policy.id).where(Policy.tenant_id == tenant_id, Policy.name == "Finance")
             )
-        baseline: list[float] = []
-        stop = asyncio.Event()
-        task = asyncio.create_task(worker(db, publisher, tenant_id, stop, baseline))
-        await asyncio.sleep(10)
-        stop.set()
-        await task
-        during: list[float] = []
-        stop = asyncio.Event()
-        task = asyncio.create_task(worker(db, publisher, tenant_id, stop, during))
-        started = time.perf_counter()
-        result = await bulk_requests.request_syncs(
-            db, publisher, tenant_id, UserFilter(policy_id=finance)
-        )
-        wall = time.perf_counter() - started
-        stop.set()
-        await task
-        print(
-            f"requestSyncs(policy Finance): {result.requested:,} requested, {result.skipped:,} "
-            f"skipped in {wall:.2f} s wall; {result.transactions} write transactions, the "
-            f"longest {result.longest_seconds * 1000:.1f} ms (target ~100 ms)"
-        )
-        for name, values in (("before (baseline)", baseline), ("during requestSyncs", during)):
-            print(
-                f"  worker writes {name}: {len(values)} writes, p50 "
-                f"{statistics.median(values):.2f} ms, p99 {pct(values, 99):.2f} ms, max "
-                f"{max(values):.2f} ms"
-            )
-        before = peak = rss_mb()
-        rows = size = 0
-        started = time.perf_counter()
-        services: Any = SimpleNamespace(db=db)
-        async for chunk in _rows(services, tenant_id, UserFilter(), "EMAIL_ASC"):
-            rows += chunk.count(b"\r\n")
-            size += len(chunk)
-            peak = max(peak, rss_mb())
-            if rows >= export_rows:
-                break
-        seconds = time.perf_counter() - started
-        print(
-            f"CSV export (no filter, EMAIL_ASC): {rows - 1:,} rows, {size / 1e6:,.0f} MB in "
-            f"{seconds:.1f} s: {(rows - 1) / seconds:,.0f} rows/s; RSS {before:.0f} MB before, "
-            f"peak {peak:.0f} MB (growth {peak - before:.0f} MB; target <= 100 MB)"
-        )
+        if "request" in parts:
+            await request_part(db, publisher, tenant_id, finance)
+        if "export" in parts:
+            await export_part(db, tenant_id, export_rows)
     finally:
         await db.dispose()
+
+
+async def request_part(db: Database, publisher: Publisher, tenant_id: int, finance: int) -> None:
+    baseline: list[float] = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker(db, publisher, tenant_id, stop, baseline))
+    await asyncio.sleep(10)
+    stop.set()
+    await task
+    during: list[float] = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker(db, publisher, tenant_id, stop, during))
+    started = time.perf_counter()
+    result = await bulk_requests.request_syncs(
+        db, publisher, tenant_id, UserFilter(policy_id=finance)
+    )
+    wall = time.perf_counter() - started
+    stop.set()
+    await task
+    print(
+        f"requestSyncs(policy Finance): {result.requested:,} requested, {result.skipped:,} "
+        f"skipped in {wall:.2f} s wall; {result.transactions} write transactions, the "
+        f"longest {result.longest_seconds * 1000:.1f} ms (target ~100 ms)"
+    )
+    for name, values in (("before (baseline)", baseline), ("during requestSyncs", during)):
+        print(
+            f"  worker writes {name}: {len(values)} writes, p50 "
+            f"{statistics.median(values):.2f} ms, p99 {pct(values, 99):.2f} ms, max "
+            f"{max(values):.2f} ms"
+        )
+
+
+async def export_part(db: Database, tenant_id: int, export_rows: int) -> None:
+    before = peak = rss_mb()
+    rows = size = 0
+    started = time.perf_counter()
+    services: Any = SimpleNamespace(db=db)
+    async for chunk in _rows(services, tenant_id, UserFilter(), "EMAIL_ASC"):
+        rows += chunk.count(b"\r\n")
+        size += len(chunk)
+        peak = max(peak, rss_mb())
+        if rows >= export_rows:
+            break
+    seconds = time.perf_counter() - started
+    print(
+        f"CSV export (no filter, EMAIL_ASC): {rows - 1:,} rows, {size / 1e6:,.0f} MB in "
+        f"{seconds:.1f} s: {(rows - 1) / seconds:,.0f} rows/s; RSS {before:.0f} MB before, "
+        f"peak {peak:.0f} MB (growth {peak - before:.0f} MB; target <= 100 MB)"
+    )
 
 
 def main() -> None:
@@ -150,6 +162,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--db", type=Path)
     parser.add_argument("--export-rows", type=int, default=10**9)
+    parser.add_argument("--only", choices=["request", "export"], help="run one part")
     args = parser.parse_args()
     db_path = (
         args.db or Path(tempfile.gettempdir()) / f"syncstatus-bench-{args.users}.db"
@@ -160,7 +173,8 @@ def main() -> None:
         f"syncstatus triage bulk benchmark on {db_path}, {os.cpu_count()} cores, load "
         f"{os.getloadavg()[0]:.2f}"
     )
-    asyncio.run(bench(db_path, args.export_rows))
+    parts = {args.only} if args.only else {"request", "export"}
+    asyncio.run(bench(db_path, args.export_rows, parts))
 
 
 if __name__ == "__main__":

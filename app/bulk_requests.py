@@ -21,8 +21,10 @@ from app import lifecycle_sql as sql
 from app.db.engine import Database
 from app.db.models import SyncUser
 from app.events import Event, Publisher
+from app.ids import encode_id
 from app.reads.user_batches import user_batches
 from app.reads.users import UserFilter, check_filter, conditions
+from app.timeutil import from_micros
 from app.unit_of_work import write
 
 log = logging.getLogger("syncstatus.bulk")
@@ -99,11 +101,36 @@ def describe(filt: UserFilter) -> dict[str, Any]:
     return {key: value for key, value in asdict(filt).items() if value is not None}
 
 
+FILTER_NAMES = {
+    "email_contains": "emailContains",
+    "latest_sync_from": "latestSyncFrom",
+    "latest_sync_to": "latestSyncTo",
+    "policy_id": "policyId",
+    "status": "status",
+    "error_code": "errorCode",
+}
+
+
+def summary(filt: UserFilter, result: BulkResult, complete: bool) -> str:
+    """The audit log's line for a bulk request."""
+    parts = []
+    for key, value in describe(filt).items():
+        if key in ("latest_sync_from", "latest_sync_to"):
+            value = from_micros(value).isoformat().replace("+00:00", "Z")
+        elif key == "policy_id":
+            value = encode_id("Policy", value)
+        parts.append(f"{FILTER_NAMES[key]}={value!r}")
+    matching = f"matching {', '.join(parts)}" if parts else "of all users"
+    cut = "" if complete else " (cut short)"
+    return (
+        f"Requested syncs of {result.requested:,} users {matching}; {result.skipped:,} skipped{cut}"
+    )
+
+
 def record(
     tenant_id: int, actor: str, filt: UserFilter, result: BulkResult, *, complete: bool = True
 ) -> None:
-    """The one place a bulk request is recorded once done or cut short (the audit log's
-    sync.request_bulk belongs here)."""
+    """Logs a bulk request once done or cut short (the resolver adds its audit event)."""
     log.info(
         "requestSyncs tenant=%s actor=%s filter=%s requested=%d skipped=%d "
         "transactions=%d longest=%.1fms%s",

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from app import bulk_requests
+from sqlalchemy import Connection
+
+from app import audit, bulk_requests
 from app.context import Context
+from app.events import Event
 from app.reads import failure_reasons as reasons
 from app.reads import trends
 from app.reads.failure_reasons import FailureReasonView
 from app.reads.trends import TrendPointView
 from app.reads.users import UserFilter
 from app.timeutil import now_micros, to_micros
+from app.unit_of_work import write
 from resolvers.queries import viewer
 
 
@@ -47,4 +51,12 @@ async def request_syncs(ctx: Context, filt: UserFilter) -> bulk_requests.BulkRes
         bulk_requests.record(
             principal.tenant_id, principal.token_name, filt, result, complete=complete
         )
+        line = bulk_requests.summary(filt, result, complete)
+        actor = audit.Actor.of(principal)
+
+        def audited(conn: Connection, now: int) -> tuple[None, list[Event]]:
+            audit.record(conn, principal.tenant_id, actor, "sync.request_bulk", None, line, now)
+            return None, []
+
+        await write(services.db, services.publisher, audited)
     return result

@@ -14,6 +14,8 @@ from tests.subscriptions.support import USER_UPDATES, Stream, live_user_stream
 
 REQUEST = """mutation($filter: SyncUserFilter!) { requestSyncs(filter: $filter) {
   requested skipped } }"""
+AUDIT = """{ auditEvents(filter: {action: "sync.request_bulk"}) { edges { node {
+  action actorRole summary } } } }"""
 
 
 async def _setup(tenant: ApiTenant) -> dict[str, list[str]]:
@@ -88,6 +90,17 @@ async def test_admins_may_and_bad_filters_are_refused(tenant: ApiTenant) -> None
     assert bad == "BAD_USER_INPUT"
     result = await tenant.admin.execute(REQUEST, filter={"status": "FAILED"})
     assert result["requestSyncs"] == {"requested": 3, "skipped": 0}
+    await tenant.operator.execute(REQUEST, filter={"errorCode": "ERR_X", "emailContains": "a"})
+    logged = await tenant.admin.execute(AUDIT)
+    assert [
+        (e["node"]["actorRole"], e["node"]["summary"]) for e in logged["auditEvents"]["edges"]
+    ] == [
+        (
+            "OPERATOR",
+            "Requested syncs of 0 users matching emailContains='a', errorCode='ERR_X'; 0 skipped",
+        ),
+        ("ADMIN", "Requested syncs of 3 users matching status='FAILED'; 0 skipped"),
+    ]
 
 
 async def test_many_users_in_many_transactions(tenant: ApiTenant) -> None:

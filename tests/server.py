@@ -93,7 +93,10 @@ def cli(database_url: str, *args: str, env: dict[str, str] | None = None) -> str
 
 
 def create_token(database_url: str, tenant: str, role: str) -> str:
-    output = cli(database_url, "token", "create", "--tenant", tenant, "--role", role)
+    """A new token of the tenant, which `token create` creates when it does not exist yet."""
+    output = cli(
+        database_url, "token", "create", "--tenant", tenant, "--role", role, "--create-tenant"
+    )
     return output.strip().splitlines()[-1]
 
 
@@ -154,6 +157,9 @@ def run_server(
         **os.environ,
         "SYNCSTATUS_DATABASE_URL": database_url,
         "SYNCSTATUS_LOG_LEVEL": "warning",
+        # Tests (and benches) share tokens across many requests and poll: no per-token budget
+        # unless a test sets one (tests/api_tests/test_rate_limit.py).
+        "SYNCSTATUS_RATE_LIMIT": "0",
         **(env or {}),
     }
     with tempfile.NamedTemporaryFile(prefix="syncstatus-log-", delete=False) as log_file:

@@ -29,6 +29,7 @@ from app.auth import Authenticator
 from app.body_limit import BodyLimit
 from app.broadcast import create_broadcast, max_message_bytes
 from app.context import Context
+from app.csv_export import export_sync_users
 from app.db.engine import is_sqlite, open_database
 from app.errors import ServiceError
 from app.events import Publisher
@@ -320,6 +321,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
             Route("/livez", livez),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            Route("/export/sync-users.csv", export_sync_users),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,8 +23,11 @@ from typing import Any
 import asyncpg
 import httpx
 
+from app import auth
+from app.auth import tenant_by_name
 from app.db.engine import Database, open_database
 from app.migrate import upgrade
+from tests.api import Api
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,11 +50,23 @@ def sqlite_database() -> Iterator[str]:
         yield f"sqlite+aiosqlite:///{folder}/syncstatus.db"
 
 
+@functools.cache
+def _migrated_sqlite() -> Path:
+    """One SQLite file migrated to the newest schema per test session, copied by open_sqlite:
+    an Alembic run costs about a second on a loaded machine, a copy a millisecond."""
+    folder = Path(tempfile.mkdtemp(prefix="syncstatus-template-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = folder / "template.db"
+    migrate(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
 @asynccontextmanager
 async def open_sqlite() -> AsyncIterator[Database]:
     """A migrated throw-away SQLite file, opened in this process (for tests below the API)."""
     with sqlite_database() as url:
-        await asyncio.to_thread(upgrade, url)
+        template = await asyncio.to_thread(_migrated_sqlite)
+        shutil.copyfile(template, url.removeprefix("sqlite+aiosqlite:///"))
         database = open_database(url)
         try:
             yield database
@@ -92,9 +110,28 @@ def cli(database_url: str, *args: str, env: dict[str, str] | None = None) -> str
     return result.stdout
 
 
-def create_token(database_url: str, tenant: str, role: str) -> str:
-    output = cli(database_url, "token", "create", "--tenant", tenant, "--role", role)
-    return output.strip().splitlines()[-1]
+def create_token(database_url: str, tenant: str, role: str, name: str = "tests") -> str:
+    """A new token of the tenant (created if missing) on a migrated database, made in this
+    process as `syncstatus token create` makes it (tests/api_tests/test_cli.py drives the
+    command itself): a CLI process per token, each running Alembic, cost seconds per test."""
+    return str(_run_async(create_token_async(database_url, tenant, role, name)))
+
+
+async def create_token_async(database_url: str, tenant: str, role: str, name: str = "tests") -> str:
+    db = open_database(database_url, read_pool_size=1)
+    try:
+        async with db.write() as session:
+            row = await tenant_by_name(session, tenant, create=True)
+            assert row is not None
+            return await auth.create_token(session, row.id, name, role.upper())
+    finally:
+        await db.dispose()
+
+
+def migrate(database_url: str) -> None:
+    """`syncstatus db upgrade` in this process (Alembic drives its own event loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(upgrade, database_url).result()
 
 
 @dataclass
@@ -119,6 +156,9 @@ class Server:
 
     def token(self, tenant: str, role: str) -> str:
         return create_token(self.database_url, tenant, role)
+
+    def api(self, token: str | None) -> Api:
+        return Api(self.graphql_url, self.ws_url, token)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -148,7 +188,7 @@ def run_server(
     """`syncstatus <command> --port <free port> <args>` until the block ends; its output
     (stdout and stderr) goes to Server.log()."""
     if not database_url.startswith("sqlite"):
-        cli(database_url, "db", "upgrade")
+        migrate(database_url)
     port = free_port()
     env = {
         **os.environ,

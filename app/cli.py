@@ -11,7 +11,9 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from app.auth import ROLES, create_token, tenant_by_name
+from app import token_commands
+from app.audit_cli import print_audit
+from app.auth import tenant_by_name
 from app.db.engine import open_database
 from app.migrate import upgrade
 from app.settings import Settings
@@ -19,6 +21,7 @@ from app.simulation import MAX_IN_FLIGHT
 
 DEMO_TENANT = "Demo"
 DEMO_USERS = 250
+DEMO_TOKEN_NAME = "demo page"
 WS_MAX_MESSAGE_BYTES = 64 * 1024
 
 
@@ -30,11 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade"])
-    token = commands.add_parser("token", help="API tokens")
-    token.add_argument("action", choices=["create"])
-    token.add_argument("--tenant", required=True)
-    token.add_argument("--role", required=True, choices=[r.lower() for r in ROLES])
-    token.add_argument("--name", default="cli")
+    token_commands.add_parser(commands)
+    audit = commands.add_parser("audit", help="print a tenant's audit log, newest first")
+    audit.add_argument("--tenant", required=True)
+    audit.add_argument("--since", help="ISO 8601 time, inclusive")
+    audit.add_argument("--action", help="e.g. policy.update")
     seed = commands.add_parser("seed", help="fill a tenant with realistic data")
     seed.add_argument("--tenant", required=True)
     seed.add_argument("--users", type=int, required=True)
@@ -73,18 +76,6 @@ def serve(settings: Settings, **app_options: object) -> None:
     )
 
 
-async def _create_token(settings: Settings, tenant: str, role: str, name: str) -> str:
-    await asyncio.to_thread(upgrade, settings.database_url)
-    db = open_database(settings.database_url)
-    try:
-        async with db.write() as session:
-            row = await tenant_by_name(session, tenant, create=True)
-            assert row is not None
-            return await create_token(session, row.id, name, role.upper())
-    finally:
-        await db.dispose()
-
-
 async def _seed(settings: Settings, tenant: str, users: int, *, only_if_empty: bool) -> None:
     from app.seed import seed
 
@@ -115,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=getattr(args, "host", None) or base.host,
         port=getattr(args, "port", None) or base.port,
         log_level=base.log_level,
+        revocation_poll_seconds=base.revocation_poll_seconds,
     )
     if args.command == "serve":
         serve(settings)
@@ -122,9 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         upgrade(settings.database_url)
         print("database is up to date")
     elif args.command == "token":
-        token = asyncio.run(_create_token(settings, args.tenant, args.role, args.name))
-        print(f"created a {args.role} token for tenant {args.tenant!r}; it is shown only once:")
-        print(token)
+        return token_commands.run(settings, args)
+    elif args.command == "audit":
+        return asyncio.run(print_audit(settings.database_url, args.tenant, args.since, args.action))
     elif args.command == "seed":
         if args.users < 0:
             print("--users must not be negative", file=sys.stderr)
@@ -132,7 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_seed(settings, args.tenant, args.users, only_if_empty=False))
     elif args.command == "demo":
         asyncio.run(_seed(settings, DEMO_TENANT, args.users, only_if_empty=True))
-        token = asyncio.run(_create_token(settings, DEMO_TENANT, "viewer", "demo page"))
+        # The previous start's token is revoked: restarts do not pile up usable tokens.
+        token = asyncio.run(
+            token_commands.replace_token(settings, DEMO_TENANT, "VIEWER", DEMO_TOKEN_NAME)
+        )
         print(
             f"\n  Sync Status demo: http://{settings.host}:{settings.port}/#token={token}\n"
             f"  viewer token: {token}\n",

@@ -16,6 +16,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    # Each process looks for revoked tokens in the database this often (0: only broker events).
+    revocation_poll_seconds: float = 1.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -26,4 +28,5 @@ class Settings:
             host=env.get("SYNCSTATUS_HOST", "127.0.0.1"),
             port=int(env.get("SYNCSTATUS_PORT", "8000")),
             log_level=env.get("SYNCSTATUS_LOG_LEVEL", "info"),
+            revocation_poll_seconds=float(env.get("SYNCSTATUS_REVOCATION_POLL_SECONDS", "1")),
         )

@@ -9,11 +9,25 @@ from strawberry.types.nodes import FragmentSpread, InlineFragment
 
 from app.reads.pagination import PageArgs
 from app.reads.users import UserFilter
+from app.token_admin import TokenView
 from app.views import PolicyView, RunView, UserView
-from resolvers import queries
-from schema.enums import SyncUserOrder
+from resolvers import admin_queries, queries
+from schema.admin_types import (
+    AuditEvent,
+    AuditEventConnection,
+    AuditEventEdge,
+    AuditEventFilter,
+    Webhook,
+    WebhookConnection,
+    WebhookEdge,
+    admin_node,
+)
+from schema.enums import Role, SyncUserOrder
 from schema.inputs import SyncUserFilter
 from schema.types import (
+    ApiTokenInfo,
+    ApiTokenInfoConnection,
+    ApiTokenInfoEdge,
     Info,
     Node,
     Policy,
@@ -23,6 +37,7 @@ from schema.types import (
     SyncRun,
     SyncUser,
     SyncUserEdge,
+    Viewer,
     page_info,
 )
 from schema.types import PageInfo as PageInfoType
@@ -61,14 +76,16 @@ def selected(info: Info, *paths: tuple[str, ...]) -> list[set[str]]:
     return [_names(selections, path) for path in paths]
 
 
-def as_node(view: UserView | RunView | PolicyView | None) -> Node | None:
+def as_node(view: UserView | RunView | PolicyView | TokenView | None) -> Node | None:
     if isinstance(view, UserView):
         return SyncUser.of(view)
     if isinstance(view, RunView):
         return SyncRun.of(view)
     if isinstance(view, PolicyView):
         return Policy.of(view)
-    return None
+    if isinstance(view, TokenView):
+        return ApiTokenInfo.of(view)
+    return admin_node(view)  # type: ignore[arg-type]
 
 
 @strawberry.type
@@ -146,3 +163,58 @@ class Query:
     async def sync_run(self, info: Info, id: strawberry.ID) -> SyncRun | None:
         view = await queries.sync_run(info.context, id)
         return SyncRun.of(view) if view else None
+
+    @strawberry.field(description="ADMIN: the audit log, newest first.")
+    async def audit_events(
+        self,
+        info: Info,
+        filter: AuditEventFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> AuditEventConnection:
+        f = filter or AuditEventFilter()
+        parsed = admin_queries.audit_filter(f.action, f.since, f.until)  # type: ignore[arg-type]
+        page, total = await admin_queries.audit_events(
+            info.context, parsed, PageArgs(first, after, last, before)
+        )
+        return AuditEventConnection(
+            edges=[AuditEventEdge(cursor=c, node=AuditEvent.of(v)) for c, v in page.items],
+            page_info=page_info(page.items, page.has_next, page.has_previous),  # type: ignore[arg-type]
+            total_count=total,
+        )
+
+    @strawberry.field(description="ADMIN: the tenant's webhooks, newest first.")
+    async def webhooks(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> WebhookConnection:
+        page, total = await admin_queries.webhook_list(info.context, PageArgs(first, after))
+        return WebhookConnection(
+            edges=[WebhookEdge(cursor=c, node=Webhook.of(v)) for c, v in page.items],
+            page_info=page_info(page.items, page.has_next, page.has_previous),  # type: ignore[arg-type]
+            total_count=total,
+        )
+
+    @strawberry.field(description="Who is asking: any valid token may ask.")
+    async def viewer(self, info: Info) -> Viewer:
+        found = await queries.who_am_i(info.context)
+        return Viewer(
+            tenant_name=found.tenant_name, token_name=found.token_name, role=Role(found.role)
+        )
+
+    @strawberry.field(description="ADMIN: the tenant's API tokens, newest first; never secrets.")
+    async def api_tokens(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> ApiTokenInfoConnection:
+        page, total = await queries.api_tokens(info.context, PageArgs(first, after, last, before))
+        return ApiTokenInfoConnection(
+            edges=[ApiTokenInfoEdge(cursor=c, node=ApiTokenInfo.of(v)) for c, v in page.items],
+            page_info=page_info(page.items, page.has_next, page.has_previous),  # type: ignore[arg-type]
+            total_count=total,
+        )

@@ -23,10 +23,10 @@ from typing import Any
 import asyncpg
 import httpx
 
-from app import auth
-from app.auth import tenant_by_name
+from app import token_commands
 from app.db.engine import Database, open_database
 from app.migrate import upgrade
+from app.settings import Settings
 from tests.api import Api
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,22 +110,17 @@ def cli(database_url: str, *args: str, env: dict[str, str] | None = None) -> str
     return result.stdout
 
 
-def create_token(database_url: str, tenant: str, role: str, name: str = "tests") -> str:
-    """A new token of the tenant (created if missing) on a migrated database, made in this
-    process as `syncstatus token create` makes it (tests/api_tests/test_cli.py drives the
-    command itself): a CLI process per token, each running Alembic, cost seconds per test."""
+def create_token(database_url: str, tenant: str, role: str, name: str = "cli") -> str:
+    """A new token of the tenant (created if missing), made by the code behind `syncstatus
+    token create --create-tenant` (its audit event included) in this process:
+    tests/api_tests/test_cli.py drives the command itself, and a CLI process per token cost
+    seconds per test tenant."""
     return str(_run_async(create_token_async(database_url, tenant, role, name)))
 
 
-async def create_token_async(database_url: str, tenant: str, role: str, name: str = "tests") -> str:
-    db = open_database(database_url, read_pool_size=1)
-    try:
-        async with db.write() as session:
-            row = await tenant_by_name(session, tenant, create=True)
-            assert row is not None
-            return await auth.create_token(session, row.id, name, role.upper())
-    finally:
-        await db.dispose()
+async def create_token_async(database_url: str, tenant: str, role: str, name: str = "cli") -> str:
+    settings = Settings(database_url=database_url)
+    return await token_commands.create(settings, tenant, role, name, create_tenant=True)
 
 
 def migrate(database_url: str) -> None:

@@ -89,10 +89,32 @@ E2E_PLACES = (
     "tests/api_tests/test_cli.py",
 )
 IN_PROCESS = "tests/inprocess/"
+# A module that imports one of these starts servers, CLI processes, brokers or a browser itself.
+E2E_IMPORTS = {
+    ("tests.server", "run_server"),
+    ("tests.server", "cli"),
+    ("tests.server", "postgres_database"),
+    ("tests.services", "redis_url"),
+    ("tests.services", "postgres_admin_url"),
+    ("tests.private_redis", "started_private_redis"),
+    ("tests.subscriptions.multi", "postgres_servers"),
+    ("playwright.sync_api", "sync_playwright"),
+}
+
+
+def _starts_services(module: object) -> bool:
+    return any(
+        (getattr(value, "__module__", None), getattr(value, "__name__", None)) in E2E_IMPORTS
+        for value in vars(module).values()
+        if callable(value)
+    )
 
 
 def _is_e2e(item: pytest.Item) -> bool:
     if item.nodeid.startswith(E2E_PLACES):
+        return True
+    module = getattr(item, "module", None)
+    if module is not None and not item.nodeid.startswith(IN_PROCESS) and _starts_services(module):
         return True
     callspec = getattr(item, "callspec", None)
     if callspec is not None and callspec.params.get("database_url") == "postgres":

@@ -26,10 +26,12 @@ from strawberry.types.unset import UNSET
 
 from app.auth import Authenticator
 from app.broadcast import create_broadcast, max_message_bytes
+from app.browser_security import allowed_origins, browser_middleware, frame_ancestors
 from app.context import Context
 from app.db.engine import is_sqlite, open_database
 from app.errors import ServiceError
 from app.events import Publisher
+from app.graphiql import GraphiQLAssets
 from app.migrate import upgrade
 from app.process_stats import process_stats
 from app.runtime import COLLECTOR, freeze_startup_heap, tune_collector
@@ -50,6 +52,8 @@ MAX_SUBSCRIPTIONS_PER_CONNECTION = 20
 class SyncStatusGraphQL(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = SyncStatusTransportHandler
 
+    graphiql = GraphiQLAssets()
+
     def __init__(self, services_ref: dict[str, Services]) -> None:
         super().__init__(
             build_schema(),
@@ -68,6 +72,10 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
             request=request,
             websocket=request.scope["type"] == "websocket",
         )
+
+    async def render_graphql_ide(self, request: Any) -> Response:
+        """Our own GraphiQL page: assets from this service, no inline script (the CSP)."""
+        return self.graphiql.page()
 
     async def on_ws_connect(self, context: Context) -> None:
         try:
@@ -112,6 +120,10 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
     settings = settings or Settings.from_env()
     ref: dict[str, Services] = {}
     graphql = SyncStatusGraphQL(ref)
+    # WebSocket handshakes from another origin: the same allowlist as CORS.
+    origins = allowed_origins(settings.cors_origins)
+    graphql.allowed_origins = origins
+    graphql.graphiql = GraphiQLAssets(settings.graphiql_dir)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -164,9 +176,13 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
             Route("/docs", docs),
             Route("/healthz", health),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/graphiql-assets/{name}", graphql.graphiql.asset),
             WebSocketRoute("/graphql", graphql),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ],
-        middleware=[Middleware(ServerTiming)],
+        middleware=[
+            *browser_middleware(origins, frame_ancestors(settings.frame_ancestors)),
+            Middleware(ServerTiming),
+        ],
         lifespan=lifespan,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 import time
@@ -109,12 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     base = Settings.from_env()
     logging.basicConfig(level=base.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
-    settings = Settings(
-        database_url=base.database_url,
-        broadcast_url=base.broadcast_url,
+    # Every setting from the environment; only host and port can come from the command line.
+    settings = dataclasses.replace(
+        base,
         host=getattr(args, "host", None) or base.host,
         port=getattr(args, "port", None) or base.port,
-        log_level=base.log_level,
     )
     if args.command == "serve":
         serve(settings)

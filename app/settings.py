@@ -16,6 +16,11 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    # Browser-facing security (app/browser_security.py): origins other than the service's own
+    # that may call the API from a page, and who may embed the page in a frame.
+    cors_origins: tuple[str, ...] = ()
+    frame_ancestors: str = "'self'"
+    graphiql_dir: str = ""  # GraphiQL's installed npm packages; "" = graphiql/node_modules
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -26,4 +31,9 @@ class Settings:
             host=env.get("SYNCSTATUS_HOST", "127.0.0.1"),
             port=int(env.get("SYNCSTATUS_PORT", "8000")),
             log_level=env.get("SYNCSTATUS_LOG_LEVEL", "info"),
+            cors_origins=tuple(
+                o.strip() for o in env.get("SYNCSTATUS_CORS_ORIGINS", "").split(",") if o.strip()
+            ),
+            frame_ancestors=env.get("SYNCSTATUS_FRAME_ANCESTORS", "'self'").strip() or "'self'",
+            graphiql_dir=env.get("SYNCSTATUS_GRAPHIQL_DIR", ""),
         )

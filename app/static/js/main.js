@@ -288,7 +288,9 @@ async function loadPage(mode) {
           : "No users yet. Users appear here once they are added to this tenant.",
       );
     }
-    el.resultCount.textContent = formatRange(offset, users.length, connection.totalCount);
+    el.resultCount.textContent = formatRange(offset, users.length, connection.totalCount, {
+      filtered: Boolean(state.filter),
+    });
     el.prev.disabled = !(offset > 0);
     el.next.disabled = backward
       ? !(offset + users.length < connection.totalCount)

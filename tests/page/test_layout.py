@@ -8,22 +8,25 @@ from playwright.sync_api import Page, expect
 
 from tests.page.conftest import screenshot
 
+OVERFLOW = """() => {
+  const root = document.documentElement;
+  const width = root.clientWidth;
+  const out = [];
+  if (root.scrollWidth > width) out.push(`page scrolls to ${root.scrollWidth}px`);
+  for (const el of document.querySelectorAll("#main *, .page-header *")) {
+    const r = el.getBoundingClientRect();
+    if (!r.width || !r.height || el.closest("[hidden]")) continue;
+    if (r.right > width + 0.5 || r.left < -0.5) {
+      out.push(`${el.tagName}#${el.id}.${el.className} ${r.left | 0}..${r.right | 0}`);
+    }
+  }
+  return out.slice(0, 20);
+}"""
+
 
 def horizontal_overflow(page: Page) -> list[str]:
-    """Visible elements that reach beyond the viewport's right edge (or the page scrolls sideways)."""
-    return page.evaluate(
-        """() => {
-          const width = document.documentElement.clientWidth;
-          const out = [];
-          if (document.documentElement.scrollWidth > width) out.push(`page scrolls to ${document.documentElement.scrollWidth}px`);
-          for (const el of document.querySelectorAll('#main *, .page-header *')) {
-            const r = el.getBoundingClientRect();
-            if (!r.width || !r.height || el.closest('[hidden]')) continue;
-            if (r.right > width + 0.5 || r.left < -0.5) out.push(`${el.tagName.toLowerCase()}#${el.id}.${el.className} ${Math.round(r.left)}..${Math.round(r.right)}`);
-          }
-          return out.slice(0, 20);
-        }"""
-    )
+    """Visible elements reaching past the viewport's edges (or the page scrolling sideways)."""
+    return page.evaluate(OVERFLOW)
 
 
 @pytest.mark.parametrize("width", [1280, 390])

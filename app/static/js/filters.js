@@ -94,3 +94,23 @@ export function toFilter(values) {
   if (values.status) filter.status = values.status;
   return Object.keys(filter).length ? filter : null;
 }
+
+/**
+ * Whether a user (as a live event left it) still matches an applied filter. emailContains is
+ * not checked: addresses do not change in events.
+ */
+export function matchesFilter(user, filter) {
+  if (!filter) return true;
+  if (filter.status && user.status !== filter.status) return false;
+  if (filter.policyId && user.policy?.id !== filter.policyId) return false;
+  if (filter.errorCode && (user.status !== "FAILED" || user.lastFinishedRun?.errorCode !== filter.errorCode)) {
+    return false;
+  }
+  if (filter.latestSyncFrom || filter.latestSyncTo) {
+    if (!user.latestSyncAt) return false;
+    const at = Date.parse(user.latestSyncAt);
+    if (filter.latestSyncFrom && at < Date.parse(filter.latestSyncFrom)) return false;
+    if (filter.latestSyncTo && at > Date.parse(filter.latestSyncTo)) return false;
+  }
+  return true;
+}

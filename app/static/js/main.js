@@ -4,7 +4,7 @@
 import { $ } from "./dom.js";
 import { ApiError, createClient } from "./graphql.js";
 import { createWsClient, defaultWsUrl } from "./ws.js";
-import { createFilters } from "./filters.js";
+import { createFilters, matchesFilter } from "./filters.js";
 import { createTable } from "./table.js";
 import { createPanel } from "./panel.js";
 import { formatNumber, formatRange } from "./format.js";
@@ -56,6 +56,7 @@ const state = {
   loadSeq: 0,
   metricsAsOf: null,
   rowSubs: { key: "", unsubscribe: [] },
+  stale: new Set(), // ids of rows shown that live updates took out of the applied filter
   metricsUnsubscribe: null,
 };
 
@@ -73,6 +74,8 @@ const el = {
   pageSize: $("#page-size"),
   prev: $("#prev-page"),
   next: $("#next-page"),
+  staleNote: $("#stale-note"),
+  staleText: $("#stale-text"),
 };
 
 const client = createClient({ url: "/graphql", getToken });
@@ -277,6 +280,8 @@ async function loadPage(mode) {
     state.totalCount = connection.totalCount;
     state.rowCount = users.length;
     showPageError("");
+    state.stale.clear();
+    renderStale();
 
     if (users.length) {
       table.showRows(users);
@@ -352,9 +357,29 @@ function onUserEvent(result) {
   }
   const user = result.data?.syncUserUpdated;
   if (!user) return;
-  table.applyUpdate(user);
+  if (table.applyUpdate(user)) checkStillMatches(user.id);
   panel.applyUpdate(user);
 }
+
+/** Say so when live updates make rows shown stop matching the applied filter. */
+function checkStillMatches(id) {
+  const user = table.user(id);
+  if (!user || !state.filter) return;
+  const stale = !matchesFilter(user, state.filter);
+  if (stale === state.stale.has(id)) return;
+  if (stale) state.stale.add(id);
+  else state.stale.delete(id);
+  table.markStale(id, stale);
+  renderStale();
+}
+
+function renderStale() {
+  const n = state.stale.size;
+  el.staleNote.hidden = n === 0;
+  el.staleText.textContent = n === 1 ? "1 row no longer matches" : `${n} rows no longer match`;
+}
+
+$("#stale-refresh").addEventListener("click", () => refreshAll());
 
 function subscriptionError(what) {
   return (error) => {

@@ -22,6 +22,29 @@ CODE = "ERR_PAGE_QUOTA"
 MESSAGE = "Destination mailbox is over its storage quota"
 
 
+def served(env: PageEnv) -> set[str]:
+    """Query and Mutation fields, export and filter inputs this server serves."""
+    data = env.viewer(
+        """{ q: __type(name: "Query") { fields { name } }
+             m: __type(name: "Mutation") { fields { name } }
+             f: __type(name: "SyncUserFilter") { inputFields { name } } }"""
+    )
+    names = {f["name"] for f in data["q"]["fields"] + data["m"]["fields"]}
+    return names | {f"filter.{f['name']}" for f in data["f"]["inputFields"]}
+
+
+@pytest.fixture(autouse=True)
+def triage_api(page_env: PageEnv, request: pytest.FixtureRequest) -> None:
+    """These parts of the page need the second wave's API (other branches until merged)."""
+    marker = request.node.get_closest_marker("needs")
+    missing = set(marker.args if marker else ()) - served(page_env)
+    if missing:
+        pytest.skip(f"this server does not serve {sorted(missing)} yet")
+
+
+needs = pytest.mark.needs
+
+
 def fail(env: PageEnv, user_id: str, code: str = CODE, message: str = MESSAGE) -> None:
     run = env.live_worker.start_run(user_id, items_total=5)
     env.live_worker.finish(run["id"], error_code=code, error_message=message)
@@ -42,6 +65,7 @@ def operator_page(page_env: PageEnv, new_page: Callable[[], Page]) -> Page:
     return open_dashboard(new_page(), page_env.url, page_env.live_operator_token)
 
 
+@needs("viewer")
 def test_the_header_shows_tenant_and_role(live_dashboard: Page, operator_page: Page) -> None:
     expect(live_dashboard.locator("#viewer-tenant")).to_have_text(LIVE_TENANT)
     expect(live_dashboard.locator("#viewer-role")).to_have_text("Viewer")
@@ -49,6 +73,7 @@ def test_the_header_shows_tenant_and_role(live_dashboard: Page, operator_page: P
     expect(operator_page.locator("#viewer-role")).to_have_text("Operator")
 
 
+@needs("failureReasons", "filter.errorCode")
 def test_failure_reasons_list_filters_the_table_and_update_live(
     page_env: PageEnv, live_dashboard: Page
 ) -> None:
@@ -77,6 +102,7 @@ def test_failure_reasons_list_filters_the_table_and_update_live(
     screenshot(page, "failure-reasons.png")
 
 
+@needs("syncTrends")
 def test_the_chart_shows_24_hours_or_7_days(page_env: PageEnv, live_dashboard: Page) -> None:
     page = live_dashboard
     chart = page.locator("#trends-chart")
@@ -98,6 +124,7 @@ def test_the_chart_shows_24_hours_or_7_days(page_env: PageEnv, live_dashboard: P
     expect(page.get_by_role("button", name="7 days")).to_have_attribute("aria-pressed", "true")
 
 
+@needs("viewer", "requestSyncs")
 def test_a_viewer_sees_neither_sync_now_nor_retry_all(
     page_env: PageEnv, live_dashboard: Page
 ) -> None:
@@ -112,6 +139,7 @@ def test_a_viewer_sees_neither_sync_now_nor_retry_all(
     expect(panel(page).get_by_role("button", name="Sync now")).to_have_count(0)
 
 
+@needs("viewer")
 def test_an_operator_syncs_one_user_now(page_env: PageEnv, operator_page: Page) -> None:
     page = operator_page
     user = live_user(page_env, 5)
@@ -127,6 +155,7 @@ def test_an_operator_syncs_one_user_now(page_env: PageEnv, operator_page: Page) 
     assert datetime.fromisoformat(next_at) <= datetime.now(UTC) + timedelta(seconds=1)
 
 
+@needs("viewer", "requestSyncs")
 def test_an_operator_retries_all_after_a_confirmation_that_states_n(
     page_env: PageEnv, operator_page: Page
 ) -> None:
@@ -154,6 +183,7 @@ def test_an_operator_retries_all_after_a_confirmation_that_states_n(
     assert requested + skipped == total
 
 
+@needs("filter.errorCode")  # the export comes with the error-code filter
 def test_export_downloads_exactly_the_applied_filter(
     page_env: PageEnv, live_dashboard: Page
 ) -> None:

@@ -65,7 +65,7 @@ export function createFailureReasons({ section, list, empty, client, onPick, onE
       load();
     },
     load,
-    refreshSoon: throttled(load, 1000),
+    refreshSoon: throttled(load, 2000),
     /** The error code applied to the table now (highlighted), or null. */
     setActive(code) {
       active = code || null;
@@ -187,6 +187,6 @@ export function createTrends({ section, chart, legend, buttons, client, onError 
       load();
     },
     load,
-    refreshSoon: throttled(load, 3000),
+    refreshSoon: throttled(load, 5000),
   };
 }

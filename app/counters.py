@@ -1,5 +1,6 @@
-"""Counters kept in the same transaction as each state change (DESIGN.md: metric cards must not
-scan users). Increments are upserts, so concurrent writers on PostgreSQL never lose counts.
+"""Counters kept in the same transaction as each state change, so that metric cards and exact
+counts never scan a million users. Increments are upserts, so concurrent writers on PostgreSQL
+never lose counts.
 
 The upserts are Core statements on the tables, built once per dialect. One builder per
 counter (`_..._writes`) makes the statements and rows of a change; a thin executor runs them,

@@ -42,7 +42,7 @@ class SyncStatusSchema(strawberry.Schema):
         allowed_operation_types: Iterable[OperationType] | None = None,
         operation_extensions: dict[str, Any] | None = None,
     ) -> ExecutionResult:
-        """Plain HTTP execution. Subscriptions run over WebSocket (schema.stream); executed
+        """Plain HTTP execution. Subscriptions run over WebSocket (subscriptions/); executed
         here they would end in a server error, so they are refused as a bad request."""
         allowed = set(allowed_operation_types or DEFAULT_ALLOWED_OPERATION_TYPES)
         return await super().execute(

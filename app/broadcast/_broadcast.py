@@ -1,4 +1,10 @@
-"""broadcaster.Broadcast with a race-free subscribe and bounded per-subscriber queues."""
+"""broadcaster.Broadcast with a race-free subscribe and bounded per-subscriber queues.
+
+The adapter module for broadcaster's internals: broadcaster 0.3.1 offers no public hook for
+subscribing, so ReliableBroadcast reads two private attributes of Broadcast, ``_backend`` and
+``_subscribers`` (its listener fans events out through the latter). Every such use is here, and
+tests/broadcast/test_broadcaster_internals.py fails loudly if an upgrade changes them.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,35 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from broadcaster import Broadcast, Event
-from broadcaster._backends.base import BroadcastBackend
-from broadcaster._base import Subscriber
+from broadcaster import Broadcast, BroadcastBackend, Event
 
 from ._common import DEFAULT_MAX_QUEUE, DropOldestQueue
+
+
+class Unsubscribed(Exception):
+    """The subscription ended (its context was left)."""
+
+
+class Subscriber:
+    """One subscription's events, as broadcaster's own Subscriber hands them out."""
+
+    __slots__ = ("_queue",)
+
+    def __init__(self, queue: asyncio.Queue[Event | None]) -> None:
+        self._queue = queue
+
+    async def get(self) -> Event:
+        item = await self._queue.get()
+        if item is None:
+            raise Unsubscribed
+        return item
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        try:
+            while True:
+                yield await self.get()
+        except Unsubscribed:
+            pass
 
 
 class ReliableBroadcast(Broadcast):

@@ -14,18 +14,9 @@ from typing import Any
 
 import asyncpg
 from broadcaster import Event
-from broadcaster._backends.base import BroadcastBackend
 
-from app.tasks import cancel_and_wait
-
-from ._common import (
-    DEFAULT_MAX_QUEUE,
-    Backoff,
-    BroadcastUnavailable,
-    DropOldestQueue,
-    await_first_connection,
-    redact_url,
-)
+from ._common import DEFAULT_MAX_QUEUE, Backoff, BroadcastUnavailable, redact_url
+from ._supervised import SupervisedBackend
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +43,13 @@ def _check_channel(channel: str) -> None:
         )
 
 
-class PostgresNotifyBackend(BroadcastBackend):
+class PostgresNotifyBackend(SupervisedBackend):
     """Reconnecting LISTEN/NOTIFY backend; use as ``Broadcast(backend=PostgresNotifyBackend(url))``.
 
     ``url`` must be a plain ``postgresql://`` DSN (no SQLAlchemy ``+driver``).
-    ``dropped`` counts events discarded because the receive queue was full; ``reconnects``
-    counts successful reconnections of the LISTEN connection.
     """
+
+    connection_errors = _CONNECTION_ERRORS
 
     # The largest payload publish() takes; callers send bigger events as references.
     max_message_bytes = MAX_PAYLOAD_BYTES
@@ -74,6 +65,7 @@ class PostgresNotifyBackend(BroadcastBackend):
         publish_pool_size: int = 4,
         application_name: str = "syncstatus-broadcast",
     ) -> None:
+        super().__init__(f"PostgreSQL LISTEN connection to {redact_url(url)}", max_queue=max_queue)
         self._url = url
         self._connect_timeout = connect_timeout
         self._publish_timeout = publish_timeout
@@ -81,26 +73,10 @@ class PostgresNotifyBackend(BroadcastBackend):
         self._publish_pool_size = publish_pool_size
         # Shown in pg_stat_activity as "<name>-listen" / "<name>-publish".
         self._application_name = application_name
-        self._queue: DropOldestQueue[Event] = DropOldestQueue(max_queue, "postgres backend")
-        self._channels: set[str] = set()
         # asyncpg allows one operation at a time per connection: LISTEN/UNLISTEN and the health
-        # check take turns under this lock, which also guards swapping the connection.
-        self._lock = asyncio.Lock()
-        self._connected = asyncio.Event()
+        # check take turns under the base's lock, which also guards swapping the connection.
         self._conn: asyncpg.Connection | None = None
         self._pool: asyncpg.Pool | None = None
-        self._supervisor: asyncio.Task[None] | None = None
-        self._last_error: BaseException | None = None
-        self.reconnects = 0
-
-    @property
-    def dropped(self) -> int:
-        return self._queue.dropped
-
-    @property
-    def is_connected(self) -> bool:
-        """Whether the LISTEN connection is currently up."""
-        return self._connected.is_set()
 
     @property
     def listen_server_pid(self) -> int | None:
@@ -123,19 +99,10 @@ class PostgresNotifyBackend(BroadcastBackend):
             raise BroadcastUnavailable(
                 f"PostgreSQL at {redact_url(self._url)} not reachable: {exc}"
             ) from exc
-        self._supervisor = asyncio.create_task(self._run(), name="postgres-listen-supervisor")
-        await await_first_connection(
-            self._connected,
-            self._connect_timeout,
-            lambda: self._last_error,
-            self.disconnect,
-            f"PostgreSQL LISTEN connection to {redact_url(self._url)}",
-        )
+        await self._start_supervisor(self._connect_timeout)
 
     async def disconnect(self) -> None:
-        await cancel_and_wait(self._supervisor)
-        self._supervisor = None
-        self._connected.clear()
+        await self._stop_supervisor()
         conn, self._conn = self._conn, None
         if conn is not None:
             await _close_connection(conn)
@@ -211,51 +178,18 @@ class PostgresNotifyBackend(BroadcastBackend):
             f"{error or 'timed out'}"
         ) from error
 
-    async def next_published(self) -> Event:
-        return await self._queue.get()
-
     def _on_notification(self, connection: object, pid: int, channel: str, payload: str) -> None:
         self._queue.put_nowait(Event(channel=channel, message=payload))
 
-    async def _run(self) -> None:
-        backoff = Backoff()
-        ever_connected = False
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn, lost = await self._open()
-                if ever_connected:
-                    self.reconnects += 1
-                    log.info(
-                        "reconnected LISTEN connection to %s, re-LISTENed %d channel(s)",
-                        redact_url(self._url),
-                        len(self._channels),
-                    )
-                ever_connected = True
-                backoff.reset()
-                await self._watch(conn, lost)
-                log.warning("PostgreSQL LISTEN connection to %s lost", redact_url(self._url))
-            except _CONNECTION_ERRORS as exc:
-                self._last_error = exc
-                # Warn on the first failure and then about every 30 s, not on every retry.
-                if backoff.attempts % 15 == 0:
-                    log.warning(
-                        "PostgreSQL LISTEN connection to %s failed, retrying: %s",
-                        redact_url(self._url),
-                        exc,
-                    )
-            except Exception as exc:
-                # E.g. a permission error on LISTEN: a supervisor that died silently would stop
-                # all delivery, so log it and start over with backoff instead.
-                self._last_error = exc
-                log.exception("PostgreSQL LISTEN supervisor failed, reconnecting")
-            self._connected.clear()
-            async with self._lock:
-                if self._conn is conn:
-                    self._conn = None
-            if conn is not None:
-                conn.terminate()
-            await asyncio.sleep(backoff.next_delay())
+    async def _session(self) -> None:
+        conn, lost = await self._open()
+        await self._watch(conn, lost)
+
+    async def _end_session(self) -> None:
+        async with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
 
     async def _open(self) -> tuple[asyncpg.Connection, asyncio.Event]:
         # Connect outside the lock so that subscribe() does not wait on a slow connect.
@@ -271,7 +205,7 @@ class PostgresNotifyBackend(BroadcastBackend):
                 for channel in self._channels:
                     await conn.add_listener(channel, self._on_notification)
                 self._conn = conn
-                self._connected.set()
+                self._mark_connected()
         except BaseException:
             conn.terminate()
             raise

@@ -2,9 +2,10 @@
 
 broadcaster 0.3.1's RedisBackend wakes its listener before the first SUBSCRIBE completes; the
 listener finds no channel, stops for good, and every message is lost. It also never reconnects.
-Here a single reader task owns the subscribe connection: it (re)connects with capped backoff,
-resubscribes every wanted channel, and sends PINGs when idle so that a silently dead connection
-is noticed too. Publishing uses a separate client with a short bounded retry.
+Here a single reader task (the supervisor of _supervised.py) owns the subscribe connection: it
+(re)connects with capped backoff, resubscribes every wanted channel, and sends PINGs when idle
+so that a silently dead connection is noticed too. Publishing uses a separate client with a
+short bounded retry.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import logging
 from typing import Any
 
 from broadcaster import Event
-from broadcaster._backends.base import BroadcastBackend
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
@@ -22,16 +22,8 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.tasks import cancel_and_wait
-
-from ._common import (
-    DEFAULT_MAX_QUEUE,
-    Backoff,
-    BroadcastUnavailable,
-    DropOldestQueue,
-    await_first_connection,
-    redact_url,
-)
+from ._common import DEFAULT_MAX_QUEUE, BroadcastUnavailable, redact_url
+from ._supervised import SupervisedBackend
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +31,10 @@ log = logging.getLogger(__name__)
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-class RedisPubSubBackend(BroadcastBackend):
-    """Reconnecting Redis pub/sub backend; use as ``Broadcast(backend=RedisPubSubBackend(url))``.
+class RedisPubSubBackend(SupervisedBackend):
+    """Reconnecting Redis pub/sub backend; use as ``Broadcast(backend=RedisPubSubBackend(url))``."""
 
-    ``dropped`` counts events discarded because the receive queue was full; ``reconnects``
-    counts successful reconnections after a lost connection.
-    """
+    connection_errors = _CONNECTION_ERRORS
 
     def __init__(
         self,
@@ -57,38 +47,21 @@ class RedisPubSubBackend(BroadcastBackend):
         health_interval: float = 5.0,
         publish_connections: int = 16,
     ) -> None:
-        # BroadcastBackend.__init__ only raises NotImplementedError, so it is not called.
+        super().__init__(f"Redis pub/sub connection to {redact_url(url)}", max_queue=max_queue)
         self._url = url
         self._publish_connections = publish_connections
         self._connect_timeout = connect_timeout
         self._publish_timeout = publish_timeout
         self._subscribe_timeout = subscribe_timeout
         self._health_interval = health_interval
-        self._queue: DropOldestQueue[Event] = DropOldestQueue(max_queue, "redis backend")
-        self._channels: set[str] = set()
-        # Serialises writes on the subscribe connection and swapping it on reconnect.
-        self._lock = asyncio.Lock()
         self._confirmations: dict[str, asyncio.Future[None]] = {}
-        self._connected = asyncio.Event()
         self._sub_client: Redis | None = None
         self._pub_client: Redis | None = None
         self._pubsub: PubSub | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._last_error: BaseException | None = None
-        self.reconnects = 0
-
-    @property
-    def dropped(self) -> int:
-        return self._queue.dropped
-
-    @property
-    def is_connected(self) -> bool:
-        """Whether the subscribe connection is currently up."""
-        return self._connected.is_set()
 
     async def connect(self) -> None:
         """Open the connections; raise BroadcastUnavailable if Redis is unreachable at startup."""
-        if self._reader is not None:
+        if self._supervisor is not None:
             raise RuntimeError("RedisPubSubBackend is already connected")
         # No retries inside redis-py on the subscribe side: the reader's own loop reconnects,
         # so there is exactly one place that rebuilds the connection and resubscribes.
@@ -108,19 +81,10 @@ class RedisPubSubBackend(BroadcastBackend):
                 socket_timeout=2.0,
             )
         )
-        self._reader = asyncio.create_task(self._run(), name="redis-pubsub-reader")
-        await await_first_connection(
-            self._connected,
-            self._connect_timeout,
-            lambda: self._last_error,
-            self.disconnect,
-            f"Redis at {redact_url(self._url)}",
-        )
+        await self._start_supervisor(self._connect_timeout)
 
     async def disconnect(self) -> None:
-        await cancel_and_wait(self._reader)
-        self._reader = None
-        self._connected.clear()
+        await self._stop_supervisor()
         await self._close_pubsub()
         for client in (self._sub_client, self._pub_client):
             if client is not None:
@@ -178,42 +142,12 @@ class RedisPubSubBackend(BroadcastBackend):
                 f"{exc or type(exc).__name__}"
             ) from exc
 
-    async def next_published(self) -> Event:
-        return await self._queue.get()
+    async def _session(self) -> None:
+        await self._open()
+        await self._read()
 
-    async def _run(self) -> None:
-        backoff = Backoff()
-        ever_connected = False
-        while True:
-            try:
-                await self._open()
-                if ever_connected:
-                    self.reconnects += 1
-                    log.info(
-                        "reconnected to Redis at %s, resubscribed %d channel(s)",
-                        redact_url(self._url),
-                        len(self._channels),
-                    )
-                ever_connected = True
-                backoff.reset()
-                await self._read()
-            except _CONNECTION_ERRORS as exc:
-                self._last_error = exc
-                # Warn on the first failure and then about every 30 s, not on every retry.
-                if backoff.attempts % 15 == 0:
-                    log.warning(
-                        "Redis pub/sub connection to %s failed, retrying: %s",
-                        redact_url(self._url),
-                        exc,
-                    )
-            except Exception as exc:
-                # E.g. an ACL error on SUBSCRIBE: a reader that died silently would stop all
-                # delivery, so log it and start over with backoff instead.
-                self._last_error = exc
-                log.exception("Redis pub/sub reader failed, reconnecting")
-            self._connected.clear()
-            await self._close_pubsub()
-            await asyncio.sleep(backoff.next_delay())
+    async def _end_session(self) -> None:
+        await self._close_pubsub()
 
     async def _open(self) -> None:
         assert self._sub_client is not None
@@ -225,7 +159,7 @@ class RedisPubSubBackend(BroadcastBackend):
                 if self._channels:
                     await pubsub.subscribe(*self._channels)
                 self._pubsub = pubsub
-                self._connected.set()
+                self._mark_connected()
         except BaseException:
             await pubsub.aclose()
             raise

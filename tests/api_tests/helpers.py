@@ -260,7 +260,7 @@ async def snapshot(api: Api) -> dict[str, Any]:
 
 
 def row_id(global_id: str) -> int:
-    """The keyset tie-breaker (DESIGN.md: sort key + id) of an opaque SyncUser id."""
+    """The keyset tie-breaker (pages are ordered by sort key, then id) of an opaque SyncUser id."""
     raw = base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode()
     kind, _, number = raw.partition(":")
     assert kind == "SyncUser"

@@ -1,5 +1,5 @@
 """The metric cards and policy user counts agree with what the API lists, after every kind of
-change (DESIGN.md: invariants a test can check through the API alone), and hold exact values."""
+change (invariants a test can check through the API alone), and hold exact values."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""A user's status, latestSyncAt, runs and unresolvedFailureCount follow its runs (DESIGN.md
-"Semantics"); reports are cumulative, so stale, repeated and late reports change nothing."""
+"""A user's status, latestSyncAt, runs and unresolvedFailureCount follow its runs (the contract's
+semantics); reports are cumulative, so stale, repeated and late reports change nothing."""
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ import asyncio
 import logging
 
 import pytest
-from broadcaster._backends.memory import MemoryBackend
 
 from app.broadcast import ReliableBroadcast, create_broadcast
 from app.broadcast._common import DropOldestQueue, redact_url
@@ -14,6 +13,9 @@ from app.broadcast.postgres_notify import PostgresNotifyBackend
 from app.broadcast.redis_pubsub import RedisPubSubBackend
 
 from .conftest import WAIT, eventually, receive
+
+# broadcaster's memory backend, reached through our public factory rather than its private module.
+MemoryBackend = type(create_broadcast("memory://").backend)
 
 
 @pytest.mark.parametrize("url", ["redis://localhost:6379/0", "rediss://h:6380/1"])

@@ -221,7 +221,7 @@ def downgrade() -> None:
     # ### end Alembic commands ###
 
 
-# Email substring search at a million users needs a trigram index (DESIGN.md): FTS5's trigram
+# Email substring search at a million users needs a trigram index: FTS5's trigram
 # tokenizer over the two email columns on SQLite, kept in step by triggers, and an index of both
 # emails in email order; pg_trgm on PostgreSQL.
 SQLITE_SEARCH = (

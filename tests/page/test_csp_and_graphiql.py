@@ -107,6 +107,10 @@ def test_graphiql_renders_and_runs_a_query_offline(
     result = page.locator(".result-window")
     expect(result).to_contain_text('"totalUsers": 37')
     assert page_env.viewer_token not in page.url
+    # GraphiQL saves tabs and history, but never the headers with the token.
+    assert page_env.viewer_token not in page.evaluate("JSON.stringify(localStorage)")
+    page.reload()
+    expect(query).to_contain_text("totalUsers failedSyncs")  # the saved tab came back
     screenshot(page, "graphiql-offline-1280.png")
     assert watched.violations() == []
     assert offline == []  # nothing even tried to leave the machine

@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.page.conftest import ARTIFACTS, PageEnv, open_dashboard, screenshot
+from tests.page.test_panel import live_user
 
 OVERFLOW = """() => {
   const root = document.documentElement;
@@ -38,8 +39,16 @@ def operator_page(page_env: PageEnv, new_page: Callable[[], Page]) -> Page:
 
 
 @pytest.mark.parametrize("width", [1280, 390])
-def test_the_page_fits_its_width(operator_page: Page, width: int) -> None:
+def test_the_page_fits_its_width(page_env: PageEnv, operator_page: Page, width: int) -> None:
     page = operator_page
+    # A failure, so the failure reasons (where served) have a row to lay out.
+    run = page_env.live_worker.start_run(live_user(page_env, 7)["id"], items_total=3)
+    page_env.live_worker.finish(
+        run["id"],
+        error_code="ERR_LAYOUT_AUTH",
+        error_message="Source mailbox refused the token",
+    )
+    page.get_by_role("button", name="Refresh").click()
     page.set_viewport_size({"width": width, "height": 900 if width > 500 else 844})
     page.get_by_label("Status").select_option("FAILED")
     page.get_by_role("button", name="Apply filters").click()

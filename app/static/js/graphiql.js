@@ -1,7 +1,7 @@
 // Starts GraphiQL (a classic script: React, ReactDOM and GraphiQL are the UMD globals loaded
-// before it). Query and variables may come from the URL (?query=…&variables=…) so links can
-// share them; headers never do, since they carry the token: GraphiQL keeps them in
-// localStorage for this browser only.
+// before it). Query and variables live in the URL (?q=…&variables=…; not ?query=, which /graphql
+// would run as a GET request) so links can share them; headers never do, since they carry the
+// token, and they are not saved either (enter the token again after a reload).
 (function startGraphiQL() {
   "use strict";
 
@@ -38,17 +38,37 @@ query Overview {
 
   const fetcher = GraphiQL.createFetcher({ url, subscriptionUrl });
 
+  // GraphiQL saves tabs and query history in localStorage, headers included (its history does so
+  // even with shouldPersistHeaders off): every value is stored without its "headers" keys.
+  function withoutHeaders(value) {
+    try {
+      return JSON.stringify(JSON.parse(value), (key, v) => (key === "headers" ? undefined : v));
+    } catch {
+      return value;
+    }
+  }
+  const storage = {
+    getItem: (key) => localStorage.getItem(key),
+    setItem: (key, value) => localStorage.setItem(key, withoutHeaders(value)),
+    removeItem: (key) => localStorage.removeItem(key),
+    clear: () => localStorage.clear(),
+    get length() {
+      return localStorage.length;
+    },
+  };
+
   function App() {
     return React.createElement(GraphiQL, {
       fetcher,
+      storage,
       defaultQuery: DEFAULT_QUERY,
-      query: params.get("query") ?? undefined,
+      query: params.get("q") ?? undefined,
       variables: params.get("variables") ?? undefined,
-      onEditQuery: (value) => setParam("query", value),
+      onEditQuery: (value) => setParam("q", value),
       onEditVariables: (value) => setParam("variables", value),
       defaultEditorToolsVisibility: true,
       isHeadersEditorEnabled: true,
-      shouldPersistHeaders: true,
+      shouldPersistHeaders: false, // the token is never written to localStorage
       inputValueDeprecation: true,
     });
   }

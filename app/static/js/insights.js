@@ -52,7 +52,7 @@ export function createFailureReasons({ section, list, empty, client, onPick, onE
           onclick: () => onPick(reason.errorCode),
         },
         h("span", { class: "badge badge-code no-dot reason-code" }, reason.errorCode),
-        h("span", { class: "reason-message" }, reason.sampleMessage),
+        h("span", { class: "reason-message", title: reason.sampleMessage }, reason.sampleMessage),
         h("span", { class: "reason-count", "aria-label": `${formatNumber(reason.userCount)} users` },
           formatNumber(reason.userCount)))));
     }

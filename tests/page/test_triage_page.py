@@ -119,6 +119,11 @@ def test_the_chart_shows_24_hours_or_7_days(page_env: PageEnv, live_dashboard: P
     expect(page.locator("#trends-legend")).to_contain_text(f"Failed runs {failed:,}")
     expect(chart.locator("svg polyline.line-failed")).to_have_count(1)
 
+    # Live: a run that fails now shows up in the chart without a reload.
+    page_env.wait_for_subscribers()
+    fail(page_env, live_user(page_env, 8)["id"])
+    expect(page.locator("#trends-legend")).to_contain_text(f"Failed runs {failed + 1:,}")
+
     page.get_by_role("button", name="7 days").click()
     expect(chart.locator("svg rect.bar-changes")).to_have_count(7)
     expect(page.get_by_role("button", name="7 days")).to_have_attribute("aria-pressed", "true")

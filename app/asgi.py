@@ -35,10 +35,14 @@ from app.graphiql import GraphiQLAssets
 from app.migrate import upgrade
 from app.process_stats import process_stats
 from app.runtime import COLLECTOR, freeze_startup_heap, tune_collector
+from app.secret_box import load_secret_box
 from app.services import Services
 from app.settings import Settings
 from app.simulator import running_simulator
+from app.tasks import cancel_and_wait
 from app.timing import ServerTiming
+from app.webhook_deliverer import start_deliverer
+from app.webhook_settings import WebhookSettings
 from schema.schema import MAX_DEPTH, MAX_TOKENS, build_schema
 from subscriptions.hub import Hub
 from subscriptions.live import Documents
@@ -142,6 +146,11 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                     authenticator=Authenticator(db),
                 )
                 services.hub = Hub(broadcast, db)
+                services.secret_box = load_secret_box(settings.database_url)
+                services.webhook_settings = WebhookSettings.from_env()
+                services.deliverer, delivering = start_deliverer(
+                    db, services.secret_box, services.webhook_settings
+                )
                 ref["services"] = services
                 freeze_startup_heap()
                 tune_collector()
@@ -149,6 +158,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                     async with _simulation(services, simulate):
                         yield {"services": services}
                 finally:
+                    await cancel_and_wait(delivering)
                     await services.hub.close()
                     COLLECTOR.uninstall()
         finally:

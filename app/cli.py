@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import uvicorn
 
+from app import audit as audit_log
+from app.audit_cli import print_audit
 from app.auth import ROLES, create_token, tenant_by_name
 from app.db.engine import open_database
 from app.migrate import upgrade
@@ -36,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--tenant", required=True)
     token.add_argument("--role", required=True, choices=[r.lower() for r in ROLES])
     token.add_argument("--name", default="cli")
+    audit = commands.add_parser("audit", help="print a tenant's audit log, newest first")
+    audit.add_argument("--tenant", required=True)
+    audit.add_argument("--since", help="ISO 8601 time, inclusive")
+    audit.add_argument("--action", help="e.g. policy.update")
     seed = commands.add_parser("seed", help="fill a tenant with realistic data")
     seed.add_argument("--tenant", required=True)
     seed.add_argument("--users", type=int, required=True)
@@ -81,7 +87,9 @@ async def _create_token(settings: Settings, tenant: str, role: str, name: str) -
         async with db.write() as session:
             row = await tenant_by_name(session, tenant, create=True)
             assert row is not None
-            return await create_token(session, row.id, name, role.upper())
+            token = await create_token(session, row.id, name, role.upper())
+            await audit_log.token_created(session, row.id, audit_log.CLI, token, role.upper())
+            return token
     finally:
         await db.dispose()
 
@@ -125,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         token = asyncio.run(_create_token(settings, args.tenant, args.role, args.name))
         print(f"created a {args.role} token for tenant {args.tenant!r}; it is shown only once:")
         print(token)
+    elif args.command == "audit":
+        return asyncio.run(print_audit(settings.database_url, args.tenant, args.since, args.action))
     elif args.command == "seed":
         if args.users < 0:
             print("--users must not be negative", file=sys.stderr)

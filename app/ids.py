@@ -8,7 +8,15 @@ import binascii
 
 from app.errors import BadUserInput
 
-NODE_TYPES = ("SyncUser", "SyncRun", "Policy")
+NODE_TYPES = (
+    "SyncUser",
+    "SyncRun",
+    "Policy",
+    "ApiTokenInfo",
+    "AuditEvent",
+    "Webhook",
+    "WebhookDelivery",
+)
 MAX_ID_LENGTH = 200
 MAX_ROW_ID = 2**31 - 1  # INTEGER primary keys: larger ids are never issued (nor storable)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from app import counters, validation
+from app import counters, validation, webhook_outbox
 from app import lifecycle_sql as sql
 from app.errors import BadUserInput, Conflict, NotFound
 from app.events import Event, UserEvent
@@ -282,6 +282,8 @@ def finish_run(
         current_run=None,
         last_finished_run=run,
     )
+    was_failed = old.last_finished_run is not None and old.last_finished_run.state == "FAILED"
+    webhook_outbox.enqueue(conn, view, run, now, was_failed)
     return run, UserEvent("finished", view)
 
 

@@ -8,7 +8,9 @@ from typing import Any
 from app.auth import Authenticator
 from app.db.engine import Database
 from app.events import Publisher
+from app.secret_box import SecretBox
 from app.settings import Settings
+from app.webhook_settings import WebhookSettings
 
 
 @dataclass(slots=True)
@@ -20,3 +22,7 @@ class Services:
     authenticator: Authenticator
     # The subscription fan-out of this process (subscriptions.hub.Hub), set by the app factory.
     hub: Any = field(default=None)
+    # Webhooks: the key that seals signing secrets (None: none configured) and the settings.
+    secret_box: SecretBox | None = None
+    webhook_settings: WebhookSettings = field(default_factory=WebhookSettings)
+    deliverer: Any = field(default=None)  # app.webhook_deliverer.Deliverer, set by the app

@@ -9,12 +9,14 @@ from typing import TypeVar
 
 from sqlalchemy import Connection
 
-from app import lifecycle, policies, user_admin
-from app.auth import create_token
+from app import audit, lifecycle, policies, user_admin, webhook_urls, webhooks
+from app import audit_summaries as says
+from app.auth import Principal, create_token
 from app.context import Context
+from app.errors import BadUserInput
 from app.events import Event
-from app.ids import decode_id
-from app.unit_of_work import Change, unit_of_work, write
+from app.ids import decode_id, encode_id
+from app.unit_of_work import Change, Work, unit_of_work, write
 from app.validation import FailedItemInput, name
 from app.views import PolicyView, RunView, UserView
 
@@ -22,9 +24,13 @@ T = TypeVar("T")
 
 
 async def _tenant(ctx: Context, role: str) -> int:
+    return (await _caller(ctx, role)).tenant_id
+
+
+async def _caller(ctx: Context, role: str) -> Principal:
     principal = await ctx.principal()
     principal.require(role)
-    return principal.tenant_id
+    return principal
 
 
 def _uow(ctx: Context):  # type: ignore[no-untyped-def]
@@ -97,69 +103,119 @@ async def finish_sync_run(
         )
         return finished, [event]
 
-    return await _write(ctx, finish)
+    finished = await _write(ctx, finish)
+    if ctx.services.deliverer is not None:  # a finish may have queued webhook deliveries
+        ctx.services.deliverer.poke()
+    return finished
 
 
 async def request_sync(ctx: Context, user_id: str) -> UserView:
-    tenant_id = await _tenant(ctx, "OPERATOR")
+    principal = await _caller(ctx, "OPERATOR")
+    tenant_id = principal.tenant_id
     row_id = decode_id(user_id, "SyncUser")
 
     def request(conn: Connection, now: int) -> tuple[UserView, list[Event]]:
         user = lifecycle.load_user(conn, tenant_id, row_id)
         event = lifecycle.request_sync(conn, user, now)
+        summary = says.sync_requested(user.view.email)
+        audit.record(
+            conn, tenant_id, audit.Actor.of(principal), "sync.request", user_id, summary, now
+        )
         return event.user, [event]
 
     return await _write(ctx, request)
 
 
 async def create_policy(ctx: Context, data: policies.PolicyInput) -> PolicyView:
-    tenant_id = await _tenant(ctx, "ADMIN")
+    principal = await _caller(ctx, "ADMIN")
+    tenant_id = principal.tenant_id
     async with _uow(ctx) as work:
         policy, event = await policies.create_policy(work.session, tenant_id, work.now, data)
         work.events.append(event)
-        return PolicyView.of(policy)
+        view = PolicyView.of(policy)
+        await _audit(work, principal, "policy.create", _policy_id(view), says.policy_created(view))
+        return view
+
+
+def _policy_id(view: PolicyView) -> str:
+    return encode_id("Policy", view.id)
+
+
+async def _audit(
+    work: Work, principal: Principal, action: str, target_id: str | None, summary: str
+) -> None:
+    await audit.record_in(
+        work.session,
+        principal.tenant_id,
+        audit.Actor.of(principal),
+        action,
+        target_id,
+        summary,
+        work.now,
+    )
 
 
 async def update_policy(ctx: Context, policy_id: str, data: policies.PolicyInput) -> PolicyView:
-    tenant_id = await _tenant(ctx, "ADMIN")
+    principal = await _caller(ctx, "ADMIN")
+    tenant_id = principal.tenant_id
     row_id = decode_id(policy_id, "Policy")
     async with _uow(ctx) as work:
+        before = PolicyView.of(await policies.load_policy(work.session, tenant_id, row_id))
         policy, events = await policies.update_policy(
             work.session, tenant_id, row_id, work.now, data
         )
         work.events.extend(events)
-        return PolicyView.of(policy)
+        view = PolicyView.of(policy)
+        summary = says.policy_updated(before, view)
+        await _audit(work, principal, "policy.update", _policy_id(view), summary)
+        return view
 
 
 async def set_policy_active(ctx: Context, policy_id: str, active: bool) -> PolicyView:
-    tenant_id = await _tenant(ctx, "ADMIN")
+    principal = await _caller(ctx, "ADMIN")
+    tenant_id = principal.tenant_id
     row_id = decode_id(policy_id, "Policy")
     async with _uow(ctx) as work:
         policy, events = await policies.set_policy_active(
             work.session, tenant_id, row_id, work.now, active
         )
         work.events.extend(events)
-        return PolicyView.of(policy)
+        view = PolicyView.of(policy)
+        was_active = view.active if not events else not view.active
+        action = "policy.activate" if active else "policy.deactivate"
+        summary = says.policy_activation(view, was_active)
+        await _audit(work, principal, action, _policy_id(view), summary)
+        return view
 
 
 async def add_sync_users(
     ctx: Context, users: Sequence[tuple[str, str, str | None]]
 ) -> list[UserView]:
-    tenant_id = await _tenant(ctx, "ADMIN")
+    principal = await _caller(ctx, "ADMIN")
+    tenant_id = principal.tenant_id
     parsed = [
         (email, destination, decode_id(policy_id, "Policy") if policy_id is not None else None)
         for email, destination, policy_id in users
     ]
     async with _uow(ctx) as work:
-        _, events = await user_admin.add_users(work.session, tenant_id, work.now, parsed)
+        rows, events = await user_admin.add_users(work.session, tenant_id, work.now, parsed)
         work.events.extend(events)
+        if rows:
+            names = [
+                (await policies.load_policy(work.session, tenant_id, p)).name
+                for p in sorted({row.policy_id for row in rows if row.policy_id})
+            ]
+            target = encode_id("SyncUser", rows[0].id) if len(rows) == 1 else None
+            summary = says.users_added([row.email for row in rows], names)
+            await _audit(work, principal, "users.add", target, summary)
         return [event.user for event in events if hasattr(event, "user")]
 
 
 async def assign_policy(
     ctx: Context, user_ids: Sequence[str], policy_id: str | None
 ) -> list[UserView]:
-    tenant_id = await _tenant(ctx, "ADMIN")
+    principal = await _caller(ctx, "ADMIN")
+    tenant_id = principal.tenant_id
     ids = [decode_id(user_id, "SyncUser") for user_id in user_ids]
     # Only null unassigns: "" is a malformed id, not a missing one.
     policy_row_id = decode_id(policy_id, "Policy") if policy_id is not None else None
@@ -168,12 +224,54 @@ async def assign_policy(
             work.session, tenant_id, work.now, ids, policy_row_id
         )
         work.events.extend(events)
+        policy = (
+            PolicyView.of(await policies.load_policy(work.session, tenant_id, policy_row_id))
+            if policy_row_id is not None
+            else None
+        )
+        summary = says.users_assigned([row.email for row in rows], policy, len(events))
+        await _audit(work, principal, "users.assign", policy_id, summary)
         return [UserView.of(row) for row in rows]
 
 
 async def create_api_token(ctx: Context, token_name: str, role: str) -> tuple[str, str, str]:
-    tenant_id = await _tenant(ctx, "ADMIN")
+    principal = await _caller(ctx, "ADMIN")
+    tenant_id = principal.tenant_id
     token_name = name(token_name)
     async with ctx.services.db.write() as session:
         token = await create_token(session, tenant_id, token_name, role)
+        await audit.token_created(session, tenant_id, audit.Actor.of(principal), token, role)
     return token, role, token_name
+
+
+async def create_webhook(
+    ctx: Context, url: str, events: Sequence[str]
+) -> tuple[webhooks.WebhookView, str]:
+    principal = await _caller(ctx, "ADMIN")
+    services = ctx.services
+    wanted = webhooks.clean_events(events)
+    # Resolved before the transaction: a name lookup may take seconds.
+    await webhook_urls.vet(url, allow_private=services.webhook_settings.allow_private)
+    if services.secret_box is None:
+        raise BadUserInput(
+            "Webhooks need the server setting SYNCSTATUS_SECRET_KEY on PostgreSQL (see README)."
+        )
+    async with _uow(ctx) as work:
+        row, secret = await webhooks.create_webhook(
+            work.session, principal.tenant_id, work.now, url, wanted, services.secret_box
+        )
+        view = webhooks.WebhookView.of(row)
+        target = encode_id("Webhook", view.id)
+        summary = says.webhook_created(view.url, view.events)
+        await _audit(work, principal, "webhook.create", target, summary)
+    return view, secret
+
+
+async def delete_webhook(ctx: Context, webhook_id: str) -> str:
+    principal = await _caller(ctx, "ADMIN")
+    row_id = decode_id(webhook_id, "Webhook")
+    async with _uow(ctx) as work:
+        row = await webhooks.delete_webhook(work.session, principal.tenant_id, row_id)
+        summary = says.webhook_deleted(row.url)
+        await _audit(work, principal, "webhook.delete", webhook_id, summary)
+    return webhook_id

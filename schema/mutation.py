@@ -7,6 +7,7 @@ import strawberry
 from app import policies
 from app.validation import FailedItemInput as FailedItemData
 from resolvers import mutations
+from schema.admin_types import CreatedWebhook, Webhook, WebhookEvent
 from schema.enums import Role, RunKind, SyncService
 from schema.inputs import FailedItemInput, PolicyInput, SyncUserInput
 from schema.types import ApiToken, Info, Policy, SyncRun, SyncUser
@@ -129,3 +130,16 @@ class Mutation:
             info.context, name, role.value
         )
         return ApiToken(token=token, role=Role(role_name), name=token_name)
+
+    @strawberry.mutation(
+        description="ADMIN: a receiver of signed deliveries; its secret is shown only here."
+    )
+    async def create_webhook(
+        self, info: Info, url: str, events: list[WebhookEvent]
+    ) -> CreatedWebhook:
+        view, secret = await mutations.create_webhook(info.context, url, [e.value for e in events])
+        return CreatedWebhook(webhook=Webhook.of(view), secret=secret)
+
+    @strawberry.mutation(description="ADMIN: removes a webhook; pending deliveries are dropped.")
+    async def delete_webhook(self, info: Info, id: strawberry.ID) -> strawberry.ID:
+        return strawberry.ID(await mutations.delete_webhook(info.context, id))

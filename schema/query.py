@@ -10,7 +10,17 @@ from strawberry.types.nodes import FragmentSpread, InlineFragment
 from app.reads.pagination import PageArgs
 from app.reads.users import UserFilter
 from app.views import PolicyView, RunView, UserView
-from resolvers import queries
+from resolvers import admin_queries, queries
+from schema.admin_types import (
+    AuditEvent,
+    AuditEventConnection,
+    AuditEventEdge,
+    AuditEventFilter,
+    Webhook,
+    WebhookConnection,
+    WebhookEdge,
+    admin_node,
+)
 from schema.enums import SyncUserOrder
 from schema.inputs import SyncUserFilter
 from schema.types import (
@@ -68,7 +78,7 @@ def as_node(view: UserView | RunView | PolicyView | None) -> Node | None:
         return SyncRun.of(view)
     if isinstance(view, PolicyView):
         return Policy.of(view)
-    return None
+    return admin_node(view)  # type: ignore[arg-type]
 
 
 @strawberry.type
@@ -146,3 +156,35 @@ class Query:
     async def sync_run(self, info: Info, id: strawberry.ID) -> SyncRun | None:
         view = await queries.sync_run(info.context, id)
         return SyncRun.of(view) if view else None
+
+    @strawberry.field(description="ADMIN: the audit log, newest first.")
+    async def audit_events(
+        self,
+        info: Info,
+        filter: AuditEventFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> AuditEventConnection:
+        f = filter or AuditEventFilter()
+        parsed = admin_queries.audit_filter(f.action, f.since, f.until)  # type: ignore[arg-type]
+        page, total = await admin_queries.audit_events(
+            info.context, parsed, PageArgs(first, after, last, before)
+        )
+        return AuditEventConnection(
+            edges=[AuditEventEdge(cursor=c, node=AuditEvent.of(v)) for c, v in page.items],
+            page_info=page_info(page.items, page.has_next, page.has_previous),  # type: ignore[arg-type]
+            total_count=total,
+        )
+
+    @strawberry.field(description="ADMIN: the tenant's webhooks, newest first.")
+    async def webhooks(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> WebhookConnection:
+        page, total = await admin_queries.webhook_list(info.context, PageArgs(first, after))
+        return WebhookConnection(
+            edges=[WebhookEdge(cursor=c, node=Webhook.of(v)) for c, v in page.items],
+            page_info=page_info(page.items, page.has_next, page.has_previous),  # type: ignore[arg-type]
+            total_count=total,
+        )

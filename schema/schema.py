@@ -13,6 +13,7 @@ from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from schema.admin_types import AuditEvent, Webhook, WebhookDelivery
 from schema.errors import ErrorCodes
 from schema.mutation import Mutation
 from schema.query import Query
@@ -61,7 +62,7 @@ def build_schema() -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        types=[SyncUser, SyncRun, Policy],
+        types=[SyncUser, SyncRun, Policy, AuditEvent, Webhook, WebhookDelivery],
         extensions=[
             ErrorCodes,
             # Parsed documents: up to ~2 MB each at MAX_TOKENS, so few of them.

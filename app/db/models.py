@@ -186,3 +186,65 @@ class ChangeBucket(Base):
     tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     changes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# -- audit log and webhooks ----------------------------------------------------------------------
+
+URL_MAX = 2048
+
+
+class AuditEvent(Base):
+    """Who did what to which object; written in the same transaction as the change."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_tenant_at", "tenant_id", "at", "id"),
+        Index("ix_audit_events_tenant_action_at", "tenant_id", "action", "at", "id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    at: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(NAME_MAX))
+    actor_role: Mapped[str | None] = mapped_column(String(16))  # null for the command line
+    action: Mapped[str] = mapped_column(String(40))
+    target_id: Mapped[str | None] = mapped_column(String(200))  # a global id
+    summary: Mapped[str] = mapped_column(Text)
+
+
+class Webhook(Base):
+    __tablename__ = "webhooks"
+    __table_args__ = (Index("ix_webhooks_tenant", "tenant_id", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    url: Mapped[str] = mapped_column(String(URL_MAX))
+    # The subscribed WebhookEvent names, comma-separated and comma-wrapped (",RUN_FAILED,"), so
+    # the run's finish selects subscribers with one LIKE.
+    events: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean)
+    # The signing secret encrypted with the server key (app.secret_box): a dump alone cannot sign.
+    secret_sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebhookDelivery(Base):
+    """The outbox: one row per event and subscribed webhook, written with the run's finish."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        # Due deliveries, oldest first (delivered and given-up ones have no next attempt); the
+        # webhook beside it, so a claim skips busy endpoints' rows without reading them.
+        Index("ix_webhook_deliveries_due", "next_attempt_at", "webhook_id"),
+        Index("ix_webhook_deliveries_webhook", "webhook_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[str] = mapped_column(Text)  # the JSON body, as it will be signed and sent
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    delivered_at: Mapped[int | None] = mapped_column(BigInteger)
+    # Also the lease while an attempt is under way: a claimer moves it past the attempt's end,
+    # so a process that died mid-attempt leaves the delivery due again later, never lost.
+    next_attempt_at: Mapped[int | None] = mapped_column(BigInteger)

@@ -41,6 +41,7 @@ from app.settings import Settings
 from app.simulator import running_simulator
 from app.tasks import cancel_and_wait
 from app.timing import ServerTiming
+from app.token_revocations import listening as revocations_applied
 from app.webhook_deliverer import start_deliverer
 from app.webhook_settings import WebhookSettings
 from schema.schema import MAX_DEPTH, MAX_TOKENS, build_schema
@@ -155,11 +156,12 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                 freeze_startup_heap()
                 tune_collector()
                 try:
-                    async with _simulation(services, simulate):
+                    async with revocations_applied(services), _simulation(services, simulate):
                         yield {"services": services}
                 finally:
                     await cancel_and_wait(delivering)
                     await services.hub.close()
+                    await services.authenticator.close()
                     COLLECTOR.uninstall()
         finally:
             await db.dispose()

@@ -67,6 +67,10 @@ def token_created(name: str, role: str) -> str:
     return f"Token {name!r} created with role {role}"
 
 
+def token_revoked(name: str, role: str) -> str:
+    return f"Token {name!r} with role {role} revoked"
+
+
 def sync_requested(email: str) -> str:
     return f"Sync requested for {email}"
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from app import audit as audit_log
+from app import token_commands
 from app.audit_cli import print_audit
-from app.auth import ROLES, create_token, tenant_by_name
+from app.auth import tenant_by_name
 from app.db.engine import open_database
 from app.migrate import upgrade
 from app.settings import Settings
@@ -22,6 +22,7 @@ from app.simulation import MAX_IN_FLIGHT
 
 DEMO_TENANT = "Demo"
 DEMO_USERS = 250
+DEMO_TOKEN_NAME = "demo page"
 WS_MAX_MESSAGE_BYTES = 64 * 1024
 
 
@@ -33,11 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade"])
-    token = commands.add_parser("token", help="API tokens")
-    token.add_argument("action", choices=["create"])
-    token.add_argument("--tenant", required=True)
-    token.add_argument("--role", required=True, choices=[r.lower() for r in ROLES])
-    token.add_argument("--name", default="cli")
+    token_commands.add_parser(commands)
     audit = commands.add_parser("audit", help="print a tenant's audit log, newest first")
     audit.add_argument("--tenant", required=True)
     audit.add_argument("--since", help="ISO 8601 time, inclusive")
@@ -80,20 +77,6 @@ def serve(settings: Settings, **app_options: object) -> None:
     )
 
 
-async def _create_token(settings: Settings, tenant: str, role: str, name: str) -> str:
-    await asyncio.to_thread(upgrade, settings.database_url)
-    db = open_database(settings.database_url)
-    try:
-        async with db.write() as session:
-            row = await tenant_by_name(session, tenant, create=True)
-            assert row is not None
-            token = await create_token(session, row.id, name, role.upper())
-            await audit_log.token_created(session, row.id, audit_log.CLI, token, role.upper())
-            return token
-    finally:
-        await db.dispose()
-
-
 async def _seed(settings: Settings, tenant: str, users: int, *, only_if_empty: bool) -> None:
     from app.seed import seed
 
@@ -130,9 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         upgrade(settings.database_url)
         print("database is up to date")
     elif args.command == "token":
-        token = asyncio.run(_create_token(settings, args.tenant, args.role, args.name))
-        print(f"created a {args.role} token for tenant {args.tenant!r}; it is shown only once:")
-        print(token)
+        return token_commands.run(settings, args)
     elif args.command == "audit":
         return asyncio.run(print_audit(settings.database_url, args.tenant, args.since, args.action))
     elif args.command == "seed":
@@ -142,7 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_seed(settings, args.tenant, args.users, only_if_empty=False))
     elif args.command == "demo":
         asyncio.run(_seed(settings, DEMO_TENANT, args.users, only_if_empty=True))
-        token = asyncio.run(_create_token(settings, DEMO_TENANT, "viewer", "demo page"))
+        # The previous start's token is revoked: restarts do not pile up usable tokens.
+        token = asyncio.run(
+            token_commands.replace_token(settings, DEMO_TENANT, "VIEWER", DEMO_TOKEN_NAME)
+        )
         print(
             f"\n  Sync Status demo: http://{settings.host}:{settings.port}/#token={token}\n"
             f"  viewer token: {token}\n",

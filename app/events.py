@@ -59,7 +59,16 @@ class PolicyRef:
     policy_id: int
 
 
-Event = UserEvent | PolicyEvent
+@dataclass(frozen=True, slots=True)
+class TokenRevoked:
+    """An API token was revoked: every process drops it from its cache and closes its sockets.
+    Sent on one channel all processes listen on (REVOCATIONS_CHANNEL), not the tenant's."""
+
+    tenant_id: int
+    token_id: int
+
+
+Event = UserEvent | PolicyEvent | TokenRevoked
 Message = UserEvent | PolicyEvent | UserRef | PolicyRef
 
 
@@ -68,8 +77,19 @@ def channel_for(tenant_id: int) -> str:
     return f"syncstatus_tenant_{tenant_id}"
 
 
+REVOCATIONS_CHANNEL = "syncstatus_token_revocations"
+
+
+def channel_of(event: Event) -> str:
+    if isinstance(event, TokenRevoked):
+        return REVOCATIONS_CHANNEL
+    return channel_for(tenant_of(event))
+
+
 def encode(event: Event, max_bytes: int | None = None) -> str:
     """The event as JSON; one that would exceed ``max_bytes`` becomes a reference instead."""
+    if isinstance(event, TokenRevoked):  # small: always whole
+        return _dumps({"t": "token_revoked", "tenant": event.tenant_id, "id": event.token_id})
     if isinstance(event, UserEvent):
         body: dict[str, Any] = {"t": "user", "kind": event.kind, "user": event.user.to_dict()}
     else:
@@ -85,7 +105,7 @@ def _dumps(body: dict[str, Any]) -> str:
     return json.dumps(body, separators=(",", ":"))
 
 
-def _reference(event: Event) -> dict[str, Any]:
+def _reference(event: UserEvent | PolicyEvent) -> dict[str, Any]:
     if isinstance(event, UserEvent):
         user = event.user
         return {
@@ -112,12 +132,19 @@ def decode(message: str) -> Message:
     raise ValueError(f"unknown event type {kind!r}")
 
 
+def decode_revocation(message: str) -> TokenRevoked:
+    body = json.loads(message)
+    if body.get("t") != "token_revoked":
+        raise ValueError(f"not a token revocation: {body.get('t')!r}")
+    return TokenRevoked(tenant_id=int(body["tenant"]), token_id=int(body["id"]))
+
+
 def _policy_dict(policy: PolicyView) -> dict[str, Any]:
     return {name: getattr(policy, name) for name in policy.__slots__}
 
 
-def tenant_of(event: Message) -> int:
-    if isinstance(event, UserRef | PolicyRef):
+def tenant_of(event: Message | TokenRevoked) -> int:
+    if isinstance(event, UserRef | PolicyRef | TokenRevoked):
         return event.tenant_id
     return event.user.tenant_id if isinstance(event, UserEvent) else event.policy.tenant_id
 
@@ -142,7 +169,7 @@ class Publisher:
         for event in events:
             try:
                 message = encode(event, self._max_bytes)
-                await self._broadcast.publish(channel_for(tenant_of(event)), message)
+                await self._broadcast.publish(channel_of(event), message)
             except BroadcastUnavailable as error:
                 log.warning("could not publish %s event: %s", type(event).__name__, error)
             except Exception:

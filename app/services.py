@@ -10,6 +10,7 @@ from app.db.engine import Database
 from app.events import Publisher
 from app.secret_box import SecretBox
 from app.settings import Settings
+from app.token_sockets import TokenSockets
 from app.webhook_settings import WebhookSettings
 
 
@@ -22,6 +23,8 @@ class Services:
     authenticator: Authenticator
     # The subscription fan-out of this process (subscriptions.hub.Hub), set by the app factory.
     hub: Any = field(default=None)
+    # This process's open WebSockets per API token (closed when the token is revoked).
+    sockets: TokenSockets = field(default_factory=TokenSockets)
     # Webhooks: the key that seals signing secrets (None: none configured) and the settings.
     secret_box: SecretBox | None = None
     webhook_settings: WebhookSettings = field(default_factory=WebhookSettings)

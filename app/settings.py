@@ -21,6 +21,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     frame_ancestors: str = "'self'"
     graphiql_dir: str = ""  # GraphiQL's installed npm packages; "" = graphiql/node_modules
+    # Each process looks for revoked tokens in the database this often (0: only broker events).
+    revocation_poll_seconds: float = 1.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -36,4 +38,5 @@ class Settings:
             ),
             frame_ancestors=env.get("SYNCSTATUS_FRAME_ANCESTORS", "'self'").strip() or "'self'",
             graphiql_dir=env.get("SYNCSTATUS_GRAPHIQL_DIR", ""),
+            revocation_poll_seconds=float(env.get("SYNCSTATUS_REVOCATION_POLL_SECONDS", "1")),
         )

@@ -9,13 +9,15 @@ from typing import TypeVar
 
 from sqlalchemy import Connection
 
-from app import audit, lifecycle, policies, user_admin, webhook_urls, webhooks
+from app import audit, lifecycle, policies, token_admin, user_admin, webhook_urls, webhooks
 from app import audit_summaries as says
-from app.auth import Principal, create_token
+from app.auth import Principal, issue_token
 from app.context import Context
 from app.errors import BadUserInput
-from app.events import Event
+from app.events import Event, TokenRevoked
 from app.ids import decode_id, encode_id
+from app.token_admin import TokenView, check_expiry
+from app.token_revocations import forget_here
 from app.unit_of_work import Change, Work, unit_of_work, write
 from app.validation import FailedItemInput, name
 from app.views import PolicyView, RunView, UserView
@@ -234,14 +236,33 @@ async def assign_policy(
         return [UserView.of(row) for row in rows]
 
 
-async def create_api_token(ctx: Context, token_name: str, role: str) -> tuple[str, str, str]:
+async def create_api_token(
+    ctx: Context, token_name: str, role: str, expires_at: int | None = None
+) -> tuple[str, TokenView]:
     principal = await _caller(ctx, "ADMIN")
     tenant_id = principal.tenant_id
     token_name = name(token_name)
-    async with ctx.services.db.write() as session:
-        token = await create_token(session, tenant_id, token_name, role)
-        await audit.token_created(session, tenant_id, audit.Actor.of(principal), token, role)
-    return token, role, token_name
+    async with _uow(ctx) as work:
+        expiry = check_expiry(expires_at, work.now)
+        token, row = await issue_token(work.session, tenant_id, token_name, role, expiry)
+        view = TokenView.of(row)
+        await audit.token_created(work.session, tenant_id, audit.Actor.of(principal), token, role)
+    return token, view
+
+
+async def revoke_api_token(ctx: Context, token_id: str) -> TokenView:
+    principal = await _caller(ctx, "ADMIN")
+    tenant_id = principal.tenant_id
+    row_id = decode_id(token_id, "ApiTokenInfo")
+    async with _uow(ctx) as work:
+        view, changed = await token_admin.revoke(work.session, tenant_id, row_id, work.now)
+        if changed:
+            work.events.append(TokenRevoked(tenant_id=tenant_id, token_id=row_id))
+            summary = says.token_revoked(view.name, view.role)
+            await _audit(work, principal, "token.revoke", token_id, summary)
+    # Committed and published to the other processes; here it holds before this returns.
+    forget_here(ctx.services, row_id)
+    return view
 
 
 async def create_webhook(

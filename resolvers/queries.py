@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
+
 from app.context import Context
+from app.db.models import Tenant
 from app.ids import decode_any_id, decode_id
 from app.reads import metrics, relations, runs, users
 from app.reads.pagination import Page, PageArgs
 from app.reads.users import UserFilter
 from app.timeutil import now_micros, to_micros
+from app.token_admin import TokenView, token_by_id, token_page
 from app.views import FailedItemView, MetricsView, PolicyView, RunView, UserView
 from resolvers import admin_queries
 
@@ -84,9 +89,11 @@ async def policy(ctx: Context, policy_id: int) -> PolicyView | None:
     return await ctx.loaders.policy.load(policy_id)
 
 
-async def node(ctx: Context, global_id: str) -> UserView | RunView | PolicyView | None:
+async def node(ctx: Context, global_id: str) -> UserView | RunView | PolicyView | TokenView | None:
     await viewer(ctx)
     type_name, row_id = decode_any_id(global_id)
+    if type_name == "ApiTokenInfo":
+        return await api_token(ctx, row_id)
     if type_name == "SyncUser":
         return await ctx.loaders.user.load(row_id)
     if type_name == "SyncRun":
@@ -95,7 +102,7 @@ async def node(ctx: Context, global_id: str) -> UserView | RunView | PolicyView 
         return await ctx.loaders.policy.load(row_id)
     if type_name in ("AuditEvent", "Webhook", "WebhookDelivery"):
         return await admin_queries.admin_node(ctx, type_name, row_id)  # type: ignore[return-value]
-    return None  # a type of another lane (ApiTokenInfo) resolves there
+    return None
 
 
 async def policies(ctx: Context, args: PageArgs) -> tuple[Page[PolicyView], int]:
@@ -116,3 +123,36 @@ async def failed_items(
     tenant_id = await viewer(ctx)
     async with ctx.services.db.read() as session:
         return await runs.failed_item_page(session, tenant_id, run_id, args)
+
+
+@dataclass(frozen=True, slots=True)
+class WhoAmI:
+    tenant_name: str
+    token_name: str
+    role: str
+
+
+async def who_am_i(ctx: Context) -> WhoAmI:
+    """Any valid token may ask who it is."""
+    principal = await ctx.principal()
+    async with ctx.services.db.read() as session:
+        tenant_name = await session.scalar(
+            select(Tenant.name).where(Tenant.id == principal.tenant_id)
+        )
+    return WhoAmI(str(tenant_name), principal.token_name, principal.role)
+
+
+async def api_tokens(ctx: Context, args: PageArgs) -> tuple[Page[TokenView], int]:
+    principal = await ctx.principal()
+    principal.require("ADMIN")
+    async with ctx.services.db.read() as session:
+        return await token_page(session, principal.tenant_id, args)
+
+
+async def api_token(ctx: Context, token_id: int) -> TokenView | None:
+    """A token of the caller's tenant, for an ADMIN only (others: as if it did not exist)."""
+    principal = await ctx.principal()
+    if principal.role != "ADMIN":
+        return None
+    async with ctx.services.db.read() as session:
+        return await token_by_id(session, principal.tenant_id, token_id)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import strawberry
 
 from app import policies
+from app.timeutil import to_micros
 from app.validation import FailedItemInput as FailedItemData
 from resolvers import mutations
 from schema.admin_types import CreatedWebhook, Webhook, WebhookEvent
 from schema.enums import Role, RunKind, SyncService
 from schema.inputs import FailedItemInput, PolicyInput, SyncUserInput
-from schema.types import ApiToken, Info, Policy, SyncRun, SyncUser
+from schema.scalars import DateTime
+from schema.types import ApiToken, ApiTokenInfo, Info, Policy, SyncRun, SyncUser
 
 
 def _items(items: list[FailedItemInput] | None) -> list[FailedItemData] | None:
@@ -124,12 +126,23 @@ class Mutation:
         views = await mutations.assign_policy(info.context, user_ids, policy_id)
         return [SyncUser.of(v) for v in views]
 
-    @strawberry.mutation(description="ADMIN: a new token, shown once.")
-    async def create_api_token(self, info: Info, name: str, role: Role) -> ApiToken:
-        token, role_name, token_name = await mutations.create_api_token(
-            info.context, name, role.value
-        )
-        return ApiToken(token=token, role=Role(role_name), name=token_name)
+    @strawberry.mutation(
+        description="ADMIN: a new token, shown once; expiresAt (optional) must be in the future."
+    )
+    async def create_api_token(
+        self, info: Info, name: str, role: Role, expires_at: DateTime | None = None
+    ) -> ApiToken:
+        expiry = to_micros(expires_at) if expires_at is not None else None  # type: ignore[arg-type]
+        token, view = await mutations.create_api_token(info.context, name, role.value, expiry)
+        return ApiToken.of(token, view)
+
+    @strawberry.mutation(
+        description="ADMIN: from then on every request with the token is refused on every "
+        "process, and its open WebSockets close with 4403 within 2 s; one already revoked is "
+        "returned unchanged."
+    )
+    async def revoke_api_token(self, info: Info, id: strawberry.ID) -> ApiTokenInfo:
+        return ApiTokenInfo.of(await mutations.revoke_api_token(info.context, id))
 
     @strawberry.mutation(
         description="ADMIN: a receiver of signed deliveries; its secret is shown only here."

@@ -9,6 +9,7 @@ from strawberry.types.nodes import FragmentSpread, InlineFragment
 
 from app.reads.pagination import PageArgs
 from app.reads.users import UserFilter
+from app.token_admin import TokenView
 from app.views import PolicyView, RunView, UserView
 from resolvers import admin_queries, queries
 from schema.admin_types import (
@@ -21,9 +22,12 @@ from schema.admin_types import (
     WebhookEdge,
     admin_node,
 )
-from schema.enums import SyncUserOrder
+from schema.enums import Role, SyncUserOrder
 from schema.inputs import SyncUserFilter
 from schema.types import (
+    ApiTokenInfo,
+    ApiTokenInfoConnection,
+    ApiTokenInfoEdge,
     Info,
     Node,
     Policy,
@@ -33,6 +37,7 @@ from schema.types import (
     SyncRun,
     SyncUser,
     SyncUserEdge,
+    Viewer,
     page_info,
 )
 from schema.types import PageInfo as PageInfoType
@@ -71,13 +76,15 @@ def selected(info: Info, *paths: tuple[str, ...]) -> list[set[str]]:
     return [_names(selections, path) for path in paths]
 
 
-def as_node(view: UserView | RunView | PolicyView | None) -> Node | None:
+def as_node(view: UserView | RunView | PolicyView | TokenView | None) -> Node | None:
     if isinstance(view, UserView):
         return SyncUser.of(view)
     if isinstance(view, RunView):
         return SyncRun.of(view)
     if isinstance(view, PolicyView):
         return Policy.of(view)
+    if isinstance(view, TokenView):
+        return ApiTokenInfo.of(view)
     return admin_node(view)  # type: ignore[arg-type]
 
 
@@ -185,6 +192,29 @@ class Query:
         page, total = await admin_queries.webhook_list(info.context, PageArgs(first, after))
         return WebhookConnection(
             edges=[WebhookEdge(cursor=c, node=Webhook.of(v)) for c, v in page.items],
+            page_info=page_info(page.items, page.has_next, page.has_previous),  # type: ignore[arg-type]
+            total_count=total,
+        )
+
+    @strawberry.field(description="Who is asking: any valid token may ask.")
+    async def viewer(self, info: Info) -> Viewer:
+        found = await queries.who_am_i(info.context)
+        return Viewer(
+            tenant_name=found.tenant_name, token_name=found.token_name, role=Role(found.role)
+        )
+
+    @strawberry.field(description="ADMIN: the tenant's API tokens, newest first; never secrets.")
+    async def api_tokens(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> ApiTokenInfoConnection:
+        page, total = await queries.api_tokens(info.context, PageArgs(first, after, last, before))
+        return ApiTokenInfoConnection(
+            edges=[ApiTokenInfoEdge(cursor=c, node=ApiTokenInfo.of(v)) for c, v in page.items],
             page_info=page_info(page.items, page.has_next, page.has_previous),  # type: ignore[arg-type]
             total_count=total,
         )

@@ -19,7 +19,7 @@ from schema.mutation import Mutation
 from schema.query import Query
 from schema.shared_executor import SharedEventExecutor
 from schema.subscription import Subscription
-from schema.types import Policy, SyncRun, SyncUser
+from schema.types import ApiTokenInfo, Policy, SyncRun, SyncUser
 
 PRINTED_SCHEMA = Path(__file__).with_name("schema.graphql")
 MAX_DEPTH = 12
@@ -62,7 +62,7 @@ def build_schema() -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        types=[SyncUser, SyncRun, Policy, AuditEvent, Webhook, WebhookDelivery],
+        types=[SyncUser, SyncRun, Policy, ApiTokenInfo, AuditEvent, Webhook, WebhookDelivery],
         extensions=[
             ErrorCodes,
             # Parsed documents: up to ~2 MB each at MAX_TOKENS, so few of them.

@@ -13,6 +13,7 @@ from app.context import Context
 from app.ids import encode_id
 from app.reads.pagination import PageArgs
 from app.timeutil import from_micros, now_micros
+from app.token_admin import TokenView
 from app.views import FailedItemView, MetricsView, PolicyView, RunView, UserView
 from resolvers import queries
 from schema.enums import Role, RunKind, RunState, SyncService, SyncStatus
@@ -348,6 +349,60 @@ class PolicyConnection:
 
 @strawberry.type(description="A new API token: shown once, only its hash is stored.")
 class ApiToken:
+    id: strawberry.ID = strawberry.field(description="The id of its ApiTokenInfo.")
     token: str
     role: Role
     name: str
+    expires_at: DateTime | None = strawberry.field(description="Null: never expires.")
+
+    @classmethod
+    def of(cls, token: str, view: TokenView) -> ApiToken:
+        return cls(
+            id=strawberry.ID(encode_id("ApiTokenInfo", view.id)),
+            token=token,
+            role=Role(view.role),
+            name=view.name,
+            expires_at=_time(view.expires_at),  # type: ignore[arg-type]
+        )
+
+
+@strawberry.type(description="An API token as admins see it: never its secret.")
+class ApiTokenInfo(Node):
+    name: str
+    role: Role
+    created_at: DateTime
+    expires_at: DateTime | None = strawberry.field(description="Null: never expires.")
+    last_used_at: DateTime | None = strawberry.field(description="May lag by up to a minute.")
+    revoked_at: DateTime | None = strawberry.field(description="Null: not revoked.")
+
+    @classmethod
+    def of(cls, view: TokenView) -> ApiTokenInfo:
+        return cls(
+            id=strawberry.ID(encode_id("ApiTokenInfo", view.id)),
+            name=view.name,
+            role=Role(view.role),
+            created_at=from_micros(view.created_at),  # type: ignore[arg-type]
+            expires_at=_time(view.expires_at),  # type: ignore[arg-type]
+            last_used_at=_time(view.last_used_at),  # type: ignore[arg-type]
+            revoked_at=_time(view.revoked_at),  # type: ignore[arg-type]
+        )
+
+
+@strawberry.type
+class ApiTokenInfoEdge:
+    cursor: str
+    node: ApiTokenInfo
+
+
+@strawberry.type
+class ApiTokenInfoConnection:
+    edges: list[ApiTokenInfoEdge]
+    page_info: PageInfo
+    total_count: int = strawberry.field(description="Exact.")
+
+
+@strawberry.type(description="Who is asking: the token's tenant, name and role.")
+class Viewer:
+    tenant_name: str
+    token_name: str
+    role: Role

@@ -1,6 +1,7 @@
 """graphql-transport-ws with our connection rules: the token arrives in connection_init
-(none: 4401, bad: 4403), a socket holds a bounded number of subscriptions (one more is refused
-with a GraphQL error carrying a contract code), and the server pings idle connections."""
+(none: 4401, bad: 4403; revoked or expired later: closed with 4403), a socket holds a bounded
+number of subscriptions (one more is refused with a GraphQL error carrying a contract code),
+and the server pings idle connections."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 
+from app.auth import Principal
+from app.token_sockets import TokenSockets
 from subscriptions.hub import Hub
 from subscriptions.live import Documents, LiveOperation, SubscriberOverflow, plan
 from subscriptions.shared import SharedExecution
@@ -60,6 +63,16 @@ def _shared_execution(context: Any) -> SharedExecution | None:
     return shared if isinstance(shared, SharedExecution) else None
 
 
+def _sockets(context: Any) -> TokenSockets | None:
+    sockets = getattr(getattr(context, "services", None), "sockets", None)
+    return sockets if isinstance(sockets, TokenSockets) else None
+
+
+def _principal(context: Any) -> Principal | None:
+    principal = getattr(context, "principal_", None)
+    return principal if isinstance(principal, Principal) else None
+
+
 def _hub(context: Any) -> Hub | None:
     hub = getattr(getattr(context, "services", None), "hub", None)
     return hub if isinstance(hub, Hub) else None
@@ -93,6 +106,16 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         await super().handle_connection_init(message)
         if self.connection_acknowledged and self._pinger is not None:
             self._pinger.add(self)
+        sockets, principal = _sockets(self.context), _principal(self.context)
+        if self.connection_acknowledged and sockets is not None and principal is not None:
+            sockets.add(principal, self)
+
+    async def close_forbidden(self, reason: str) -> None:
+        """The token was revoked or expired (app.token_sockets)."""
+        try:
+            await self.websocket.close(code=4403, reason=reason)
+        except Exception as error:  # already closing
+            log.debug("socket not closed: %s", error)
 
     async def handle_subscribe(self, message: Any) -> None:
         limit = self.max_subscriptions_per_connection
@@ -232,6 +255,9 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     async def shutdown(self) -> None:
         if self._pinger is not None:
             self._pinger.discard(self)
+        sockets, principal = _sockets(self.context), _principal(self.context)
+        if sockets is not None and principal is not None:
+            sockets.discard(principal, self)
         if self._flusher is not None:
             self._flusher.cancel()
         hub = _hub(self.context)

@@ -93,7 +93,10 @@ def cli(database_url: str, *args: str, env: dict[str, str] | None = None) -> str
 
 
 def create_token(database_url: str, tenant: str, role: str) -> str:
-    output = cli(database_url, "token", "create", "--tenant", tenant, "--role", role)
+    """A new token of the tenant, which `token create` creates when it does not exist yet."""
+    output = cli(
+        database_url, "token", "create", "--tenant", tenant, "--role", role, "--create-tenant"
+    )
     return output.strip().splitlines()[-1]
 
 

@@ -55,6 +55,10 @@ class ApiToken(Base):
     role: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # Null: never expires / not revoked / not used yet. last_used_at lags by up to a minute.
+    expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Policy(Base):

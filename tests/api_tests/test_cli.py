@@ -4,6 +4,7 @@ SYNCSTATUS_DATABASE_URL (run from an empty folder, so the default ./syncstatus.d
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from tests.api import Api
 from tests.api_tests import helpers as h
 from tests.server import Server, _run_async, postgres_database
 from tests.services import postgres_admin_url
+from tests.subscriptions.support import close_code, raw_socket, receive, subscribe
 
 SYNCSTATUS = str(Path(sys.executable).with_name("syncstatus"))
 
@@ -104,7 +106,15 @@ def cwd(tmp_path: Path) -> Path:
 async def test_token_create(server: Server, cwd: Path) -> None:
     out = _ok(
         syncstatus(
-            server.database_url, "token", "create", "--tenant", "cli-t", "--role", "viewer", cwd=cwd
+            server.database_url,
+            "token",
+            "create",
+            "--tenant",
+            "cli-t",
+            "--role",
+            "viewer",
+            "--create-tenant",
+            cwd=cwd,
         )
     )
     token = out.strip().splitlines()[-1]
@@ -136,6 +146,81 @@ async def test_token_create(server: Server, cwd: Path) -> None:
     )
     assert bad.returncode != 0 and "sst_" not in bad.stdout
     assert _empty(cwd)  # nothing written to the default ./syncstatus.db
+
+
+def _token(result: subprocess.CompletedProcess[str]) -> str:
+    return _ok(result).strip().splitlines()[-1]
+
+
+def _table(output: str) -> list[dict[str, str]]:
+    header, *rows = output.strip().splitlines()
+    names = re.split(r"\s{2,}", header)
+    return [dict(zip(names, re.split(r"\s{2,}", row), strict=True)) for row in rows]
+
+
+async def test_token_create_refuses_a_tenant_that_does_not_exist(server: Server, cwd: Path) -> None:
+    url = server.database_url
+    create = ("token", "create", "--tenant", "Nope-cli", "--role", "viewer")
+    missing = syncstatus(url, *create, cwd=cwd)
+    assert missing.returncode != 0
+    assert "Nope-cli" in missing.stderr and "--create-tenant" in missing.stderr
+    assert "sst_" not in missing.stdout
+    # Nothing was created: the tenant still does not exist.
+    listing = syncstatus(url, "token", "list", "--tenant", "Nope-cli", cwd=cwd)
+    assert listing.returncode != 0 and "Nope-cli" in listing.stderr
+    for days in ("0", "-1", "3651", "soon"):
+        bad = syncstatus(url, *create, "--create-tenant", "--expires-in-days", days, cwd=cwd)
+        assert bad.returncode != 0 and "sst_" not in bad.stdout, days
+    assert syncstatus(url, "token", "list", "--tenant", "Nope-cli", cwd=cwd).returncode != 0
+    assert _empty(cwd)
+
+
+async def test_token_list_and_revoke(server: Server, cwd: Path) -> None:
+    url = server.database_url
+    tenant = "cli-revoke"
+    create = ("token", "create", "--tenant", tenant)
+    admin = _token(syncstatus(url, *create, "--role", "admin", "--create-tenant", cwd=cwd))
+    named = ("--role", "viewer", "--name", "wall screen", "--expires-in-days", "7")
+    viewer = _token(syncstatus(url, *create, *named, cwd=cwd))
+    viewer_api = Api(server.graphql_url, server.ws_url, viewer)
+    assert (await h.metrics(viewer_api))["totalUsers"] == 0
+
+    listing = _ok(syncstatus(url, "token", "list", "--tenant", tenant, cwd=cwd))
+    assert admin not in listing and viewer not in listing and "sst_" not in listing
+    rows = _table(listing)
+    assert list(rows[0]) == ["id", "name", "role", "created", "expires", "last used", "revoked"]
+    assert [(r["name"], r["role"], r["revoked"]) for r in rows] == [
+        ("wall screen", "VIEWER", "-"),
+        ("cli", "ADMIN", "-"),
+    ]
+    expires = datetime.strptime(rows[0]["expires"], "%Y-%m-%d %H:%M:%SZ")
+    created = datetime.strptime(rows[0]["created"], "%Y-%m-%d %H:%M:%SZ")
+    assert abs(expires - created - timedelta(days=7)) <= timedelta(seconds=5)
+    assert rows[1]["expires"] == "-"
+
+    async with raw_socket(server, viewer) as ws:
+        await subscribe(ws, "1", "subscription { syncMetricsUpdated { totalUsers } }")
+        assert (await receive(ws))["type"] == "next"
+        out = _ok(syncstatus(url, "token", "revoke", "--tenant", tenant, rows[0]["id"], cwd=cwd))
+        assert "revoked" in out
+        # The running server finds the revocation on its own (the CLI's broadcast is in-process).
+        assert await close_code(ws, within=10) == 4403
+    code = await viewer_api.error_code(h.METRICS)
+    assert code == "UNAUTHENTICATED"
+    after = _table(_ok(syncstatus(url, "token", "list", "--tenant", tenant, cwd=cwd)))
+    assert after[0]["revoked"] != "-" and after[1]["revoked"] == "-"
+    assert after[0]["last used"] != "-"  # it was used before
+    # Again: no change; another tenant's or a malformed id: an error.
+    _ok(syncstatus(url, "token", "revoke", "--tenant", tenant, rows[0]["id"], cwd=cwd))
+    assert _table(_ok(syncstatus(url, "token", "list", "--tenant", tenant, cwd=cwd))) == after
+    other = ("token", "create", "--tenant", "cli-other", "--role", "admin", "--create-tenant")
+    _ok(syncstatus(url, *other, cwd=cwd))
+    foreign = syncstatus(url, "token", "revoke", "--tenant", "cli-other", rows[1]["id"], cwd=cwd)
+    assert foreign.returncode != 0 and "cli-other" in foreign.stderr
+    garbage = syncstatus(url, "token", "revoke", "--tenant", tenant, "nope", cwd=cwd)
+    assert garbage.returncode != 0
+    assert (await h.metrics(Api(server.graphql_url, server.ws_url, admin)))["totalUsers"] == 0
+    assert _empty(cwd)
 
 
 async def test_seed(server: Server, cwd: Path) -> None:

@@ -20,14 +20,16 @@ def plain_dsn(database_url: str) -> str:
 
 
 @contextmanager
-def postgres_servers(count: int, broadcast_url: str | None = None) -> Iterator[list[Server]]:
+def postgres_servers(
+    count: int, broadcast_url: str | None = None, env: dict[str, str] | None = None
+) -> Iterator[list[Server]]:
     """``count`` servers on a throw-away PostgreSQL database; the broker defaults to that
     database's LISTEN/NOTIFY."""
     with postgres_database(postgres_admin_url()) as database_url, ExitStack() as stack:
         broker = broadcast_url or database_url
+        settings = {"SYNCSTATUS_BROADCAST_URL": broker, **(env or {})}
         servers = [
-            stack.enter_context(run_server(database_url, env={"SYNCSTATUS_BROADCAST_URL": broker}))
-            for _ in range(count)
+            stack.enter_context(run_server(database_url, env=settings)) for _ in range(count)
         ]
         _unique_tenant_ids(database_url)
         yield servers

@@ -101,8 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     base = Settings.from_env()
     logging.basicConfig(level=base.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
-    # Every setting from the environment; only host and port can come from the command line.
-    settings = dataclasses.replace(
+    settings = dataclasses.replace(  # every other setting as the environment says
         base,
         host=getattr(args, "host", None) or base.host,
         port=getattr(args, "port", None) or base.port,

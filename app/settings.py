@@ -7,6 +7,15 @@ from dataclasses import dataclass
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./syncstatus.db"
 DEFAULT_BROADCAST_URL = "memory://"
+# GitHub's node count of the page's most expensive query at the largest page size is 2,600
+# (100 runs with 25 failed items each): twice that, and far below the 15,000 of 150 aliases
+# of syncUsers(first: 100).
+DEFAULT_MAX_QUERY_COST = 5000
+# Cost points per token and minute. An open page spends a few hundred a minute (a table page
+# costs 10-100, a user's panel 126, its errors up to 2,601); 20,000 is 200 table pages of 100
+# rows a minute, yet only four of the most expensive queries the cost limit admits (each
+# blocks the process for a while: fewer of them keep other tokens' latency low).
+DEFAULT_RATE_LIMIT = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +30,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     frame_ancestors: str = "'self'"
     graphiql_dir: str = ""  # GraphiQL's installed npm packages; "" = graphiql/node_modules
+    max_query_cost: int = DEFAULT_MAX_QUERY_COST  # 0: no cost limit
+    rate_limit: int = DEFAULT_RATE_LIMIT  # cost points per token and minute; 0: off
     # Each process looks for revoked tokens in the database this often (0: only broker events).
     revocation_poll_seconds: float = 1.0
 
@@ -38,5 +49,21 @@ class Settings:
             ),
             frame_ancestors=env.get("SYNCSTATUS_FRAME_ANCESTORS", "'self'").strip() or "'self'",
             graphiql_dir=env.get("SYNCSTATUS_GRAPHIQL_DIR", ""),
+            max_query_cost=_count(env, "SYNCSTATUS_MAX_QUERY_COST", DEFAULT_MAX_QUERY_COST),
+            rate_limit=_count(env, "SYNCSTATUS_RATE_LIMIT", DEFAULT_RATE_LIMIT),
             revocation_poll_seconds=float(env.get("SYNCSTATUS_REVOCATION_POLL_SECONDS", "1")),
         )
+
+
+def _count(env: os._Environ[str], name: str, default: int) -> int:
+    """A non-negative integer setting; anything else stops the start with a clear message."""
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number (got {raw!r}).") from None
+    if value < 0:
+        raise SystemExit(f"{name} must not be negative (got {value}).")
+    return value

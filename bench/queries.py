@@ -306,6 +306,7 @@ def main() -> None:
         **os.environ,
         "SYNCSTATUS_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
         "SYNCSTATUS_LOG_LEVEL": "warning",
+        "SYNCSTATUS_RATE_LIMIT": "0",  # latency, not the per-token budget
         "PYTHONPATH": str(ROOT),
     }
     if args.reseed or seeded_users(db_path) != args.users:

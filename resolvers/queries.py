@@ -112,17 +112,16 @@ async def policies(ctx: Context, args: PageArgs) -> tuple[Page[PolicyView], int]
 
 
 async def user_runs(ctx: Context, user_id: int, args: PageArgs) -> tuple[Page[RunView], int]:
-    tenant_id = await viewer(ctx)
-    async with ctx.services.db.read() as session:
-        return await runs.run_page(session, tenant_id, user_id, args)
+    """Batched: the runs of every user of a page are read in one go (app/context.py)."""
+    await viewer(ctx)
+    return await ctx.loaders.user_runs.load((user_id, args))
 
 
 async def failed_items(
     ctx: Context, run_id: int, args: PageArgs
 ) -> tuple[Page[FailedItemView], int]:
-    tenant_id = await viewer(ctx)
-    async with ctx.services.db.read() as session:
-        return await runs.failed_item_page(session, tenant_id, run_id, args)
+    await viewer(ctx)
+    return await ctx.loaders.run_failed_items.load((run_id, args))
 
 
 @dataclass(frozen=True, slots=True)

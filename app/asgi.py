@@ -35,14 +35,21 @@ from app.errors import ServiceError
 from app.events import Publisher
 from app.graphiql import GraphiQLAssets
 from app.migrate import upgrade
+from app.outage import RETRY_AFTER_SECONDS
+from app.probes import Readiness, ready
 from app.process_stats import process_stats
 from app.rate_limit import RateLimiter
+from app.request_log import RequestLog, current_request
+from app.retention import running_pruner
 from app.runtime import COLLECTOR, freeze_startup_heap, tune_collector
+from app.schema_version import schema_problem
 from app.secret_box import load_secret_box
 from app.services import Services
 from app.settings import Settings
 from app.simulator import running_simulator
 from app.tasks import cancel_and_wait
+from app.telemetry import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from app.telemetry import Telemetry
 from app.timing import ServerTiming
 from app.token_revocations import listening as revocations_applied
 from app.webhook_deliverer import start_deliverer
@@ -111,6 +118,12 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
         except (HTTPException, PersistedQueryError) as error:
             if request.scope["type"] == "websocket":
                 raise
+            record = current_request()
+            if record is not None:
+                record.outcome = "BAD_USER_INPUT"
+            telemetry = self._services_ref["services"].telemetry if self._services_ref else None
+            if telemetry is not None:
+                telemetry.operation(None, "BAD_USER_INPUT", 0.0)
             if isinstance(error, PersistedQueryError):
                 # 200, as Apollo's servers answer: its clients then send the document.
                 reason, code, status = error.message, error.code, 200
@@ -169,6 +182,19 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
             response.background = sub_response.background
         if sub_response.status_code:
             response.status_code = sub_response.status_code
+        return self._outage_status(response_data, response)
+
+    def _outage_status(self, response_data: Any, response: Response) -> Response:
+        """An outage (database or broker unreachable) is HTTP 503 with Retry-After, so clients
+        and proxies know to retry, rather than a 200 carrying the error."""
+        results = response_data if isinstance(response_data, list) else [response_data]
+        if any(
+            (error.get("extensions") or {}).get("code") == "SERVICE_UNAVAILABLE"
+            for result in results
+            for error in result.get("errors") or ()
+        ):
+            response.status_code = 503
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
 
     def decode_json(self, data: str | bytes) -> object:
@@ -196,6 +222,10 @@ def _rate_limiter(settings: Settings) -> RateLimiter:
     return RateLimiter(settings.rate_limit, url if url.startswith("redis://") else None)
 
 
+class SchemaBehind(RuntimeError):
+    """The PostgreSQL schema is older than this code: `syncstatus db upgrade` first."""
+
+
 def create_app(settings: Settings | None = None, *, simulate: bool = False) -> Starlette:
     settings = settings or Settings.from_env()
     ref: dict[str, Services] = {}
@@ -204,6 +234,8 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
     origins = allowed_origins(settings.cors_origins)
     graphql.allowed_origins = origins
     graphql.graphiql = GraphiQLAssets(settings.graphiql_dir)
+    telemetry = Telemetry()
+    probes: dict[str, Readiness] = {}
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -211,17 +243,27 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
             # The embedded default migrates itself; PostgreSQL deployments run `db upgrade`.
             await asyncio.to_thread(upgrade, settings.database_url)
         db = open_database(settings.database_url)
+        if db.sqlite_writer is not None:
+            db.sqlite_writer.on_wait = telemetry.sqlite_writer_wait.observe
         broadcast = create_broadcast(settings.broadcast_url)
+        backend = getattr(broadcast, "backend", None)
+        if hasattr(backend, "on_reconnect"):
+            backend.on_reconnect = telemetry.broker_reconnects.inc
         try:
+            if not is_sqlite(settings.database_url):
+                problem = await schema_problem(db)
+                if problem is not None:
+                    raise SchemaBehind(problem)
             async with broadcast:
                 services = Services(
                     settings=settings,
                     db=db,
                     broadcast=broadcast,
-                    publisher=Publisher(broadcast, max_message_bytes(broadcast)),
+                    publisher=Publisher(broadcast, max_message_bytes(broadcast), telemetry),
                     authenticator=Authenticator(db),
+                    telemetry=telemetry,
                 )
-                services.hub = Hub(broadcast, db)
+                services.hub = Hub(broadcast, db, telemetry)
                 services.rate_limiter = _rate_limiter(settings)
                 services.secret_box = load_secret_box(settings.database_url)
                 services.webhook_settings = WebhookSettings.from_env()
@@ -229,10 +271,15 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                     db, services.secret_box, services.webhook_settings
                 )
                 ref["services"] = services
+                probes["readiness"] = Readiness(db, broadcast)
                 freeze_startup_heap()
                 tune_collector()
                 try:
-                    async with revocations_applied(services), _simulation(services, simulate):
+                    async with (
+                        revocations_applied(services),
+                        _simulation(services, simulate),
+                        running_pruner(db, settings.retention_days, telemetry),
+                    ):
                         yield {"services": services}
                 finally:
                     await cancel_and_wait(delivering)
@@ -242,6 +289,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                     COLLECTOR.uninstall()
         finally:
             await db.dispose()
+            telemetry.worker_exits()
 
     async def index(_request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
@@ -259,20 +307,46 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
             }
         )
 
+    async def livez(_request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def readyz(_request: Request) -> Response:
+        readiness = probes.get("readiness")
+        if readiness is None:
+            checks = {"startup": {"ok": False, "error": "the app is starting or stopping"}}
+        else:
+            checks = await readiness.checks()
+        failing = [name for name, check in checks.items() if not check["ok"]]
+        body = {"ok": not failing, "checks": checks, "failing": failing}
+        return JSONResponse(body, status_code=200 if ready(checks) else 503)
+
+    async def metrics(_request: Request) -> Response:
+        body = await asyncio.to_thread(telemetry.exposition)
+        return Response(body, media_type=METRICS_CONTENT_TYPE)
+
     return Starlette(
         routes=[
             Route("/", index),
             Route("/docs", docs),
             Route("/healthz", health),
+            Route("/livez", livez),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/graphiql-assets/{name}", graphql.graphiql.asset),
             WebSocketRoute("/graphql", graphql),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ],
         middleware=[
+            Middleware(RequestLog, telemetry=telemetry),
             *browser_middleware(origins, frame_ancestors(settings.frame_ancestors)),
             Middleware(ServerTiming),
             Middleware(BodyLimit),
         ],
         lifespan=lifespan,
     )
+
+
+def create_app_from_env() -> Starlette:
+    """The factory `serve --workers N` names to uvicorn: each worker builds its own app."""
+    return create_app(Settings.from_env())

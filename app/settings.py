@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./syncstatus.db"
 DEFAULT_BROADCAST_URL = "memory://"
@@ -16,6 +18,8 @@ DEFAULT_MAX_QUERY_COST = 5000
 # rows a minute, yet only four of the most expensive queries the cost limit admits (each
 # blocks the process for a while: fewer of them keep other tokens' latency low).
 DEFAULT_RATE_LIMIT = 20_000
+
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +36,9 @@ class Settings:
     graphiql_dir: str = ""  # GraphiQL's installed npm packages; "" = graphiql/node_modules
     max_query_cost: int = DEFAULT_MAX_QUERY_COST  # 0: no cost limit
     rate_limit: int = DEFAULT_RATE_LIMIT  # cost points per token and minute; 0: off
+    log_format: str = "text"  # or "json": one JSON object per line
+    retention_days: int = 90  # finished runs older than this are pruned; 0 keeps all
+    shutdown_timeout: float = 10.0  # seconds a SIGTERM waits for in-flight work
     # Each process looks for revoked tokens in the database this often (0: only broker events).
     revocation_poll_seconds: float = 1.0
 
@@ -49,21 +56,30 @@ class Settings:
             ),
             frame_ancestors=env.get("SYNCSTATUS_FRAME_ANCESTORS", "'self'").strip() or "'self'",
             graphiql_dir=env.get("SYNCSTATUS_GRAPHIQL_DIR", ""),
-            max_query_cost=_count(env, "SYNCSTATUS_MAX_QUERY_COST", DEFAULT_MAX_QUERY_COST),
-            rate_limit=_count(env, "SYNCSTATUS_RATE_LIMIT", DEFAULT_RATE_LIMIT),
-            revocation_poll_seconds=float(env.get("SYNCSTATUS_REVOCATION_POLL_SECONDS", "1")),
+            max_query_cost=_number(env, "SYNCSTATUS_MAX_QUERY_COST", DEFAULT_MAX_QUERY_COST, int),
+            rate_limit=_number(env, "SYNCSTATUS_RATE_LIMIT", DEFAULT_RATE_LIMIT, int),
+            log_format=_choice(env, "SYNCSTATUS_LOG_FORMAT", "text", ("text", "json")),
+            retention_days=_number(env, "SYNCSTATUS_RETENTION_DAYS", 90, int),
+            shutdown_timeout=_number(env, "SYNCSTATUS_SHUTDOWN_TIMEOUT", 10.0, float),
+            revocation_poll_seconds=_number(env, "SYNCSTATUS_REVOCATION_POLL_SECONDS", 1.0, float),
         )
 
 
-def _count(env: os._Environ[str], name: str, default: int) -> int:
-    """A non-negative integer setting; anything else stops the start with a clear message."""
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, default).strip().lower()
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:
     raw = env.get(name)
     if raw is None or not raw.strip():
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise SystemExit(f"{name} must be a whole number (got {raw!r}).") from None
-    if value < 0:
-        raise SystemExit(f"{name} must not be negative (got {value}).")
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+    if value < 0:  # type: ignore[operator]
+        raise ValueError(f"{name} must not be negative, not {raw!r}")
     return value

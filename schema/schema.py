@@ -18,6 +18,7 @@ from schema.document_cache import DocumentCache, Documents
 from schema.errors import ErrorCodes
 from schema.limits import DocumentLimits, validation_rules
 from schema.mutation import Mutation
+from schema.operation_log import OperationLog
 from schema.query import Query
 from schema.rate_limit import RateLimit
 from schema.shared_executor import SharedEventExecutor
@@ -73,6 +74,7 @@ def build_schema(limits: DocumentLimits | None = None) -> strawberry.Schema:
         subscription=Subscription,
         types=[SyncUser, SyncRun, Policy, ApiTokenInfo, AuditEvent, Webhook, WebhookDelivery],
         extensions=[
+            OperationLog,  # first: it sees the codes ErrorCodes gives
             ErrorCodes,
             # Size, tokens, cost, aliases, directives (schema/limits.py), with the caches.
             lambda: DocumentCache(documents),

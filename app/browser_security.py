@@ -13,9 +13,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.http.websocket_origin import normalize_allowed_origins
 
 # Headers a cross-origin page may send and read. Authorization carries the token (no cookies,
-# so credentials stay off); Retry-After and WWW-Authenticate let a client react to 429 / 401.
-ALLOWED_HEADERS = ("Authorization", "Content-Type", "Accept")
-EXPOSED_HEADERS = ("Retry-After", "WWW-Authenticate", "Content-Disposition", "Server-Timing")
+# so credentials stay off), X-Request-ID correlates logs; Retry-After and WWW-Authenticate let a
+# client react to 429 / 401.
+ALLOWED_HEADERS = ("Authorization", "Content-Type", "Accept", "X-Request-ID")
+EXPOSED_HEADERS = (
+    "Retry-After",
+    "WWW-Authenticate",
+    "Content-Disposition",
+    "Server-Timing",
+    "X-Request-ID",
+)
 PREFLIGHT_MAX_AGE = 600
 
 # One CSP source expression: a keyword in quotes, a scheme ("https:"), or a host source with an

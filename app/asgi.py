@@ -30,6 +30,7 @@ from app.body_limit import BodyLimit
 from app.broadcast import create_broadcast, max_message_bytes
 from app.browser_security import allowed_origins, browser_middleware, frame_ancestors
 from app.context import Context
+from app.csv_export import export_sync_users
 from app.db.engine import is_sqlite, open_database
 from app.errors import ServiceError
 from app.events import Publisher
@@ -332,6 +333,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
             Route("/livez", livez),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            Route("/export/sync-users.csv", export_sync_users),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/graphiql-assets/{name}", graphql.graphiql.asset),
             WebSocketRoute("/graphql", graphql),

@@ -167,8 +167,10 @@ async def _prune(settings: Settings, days: int) -> None:
         started = time.perf_counter()
         result = await prune(db, cutoff_for(days))
         print(
-            f"pruned {result.runs} runs and {result.failed_items} failed items older than "
-            f"{days} days in {result.batches} batches, {time.perf_counter() - started:.1f} s"
+            f"pruned {result.runs} runs, {result.failed_items} failed items, "
+            f"{result.audit_events} audit events and {result.webhook_deliveries} finished "
+            f"webhook deliveries older than {days} days in {result.batches} batches, "
+            f"{time.perf_counter() - started:.1f} s"
         )
     finally:
         await db.dispose()

@@ -1,5 +1,6 @@
 """Bounded history: finished runs older than SYNCSTATUS_RETENTION_DAYS are deleted with their
-failed items, by a background pruner in `serve` and by `syncstatus prune`.
+failed items, by a background pruner in `serve` and by `syncstatus prune`; so are audit events
+and finished webhook deliveries (delivered or given up) older than that.
 
 A user's running run and most recent finished run are never deleted (its status, latest
 sync and current progress point at them); statuses, metrics and counters are kept in their
@@ -22,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, or_, select
 
 from app.db.engine import Database
-from app.db.models import FailedItem, SyncRun, SyncUser
+from app.db.models import AuditEvent, FailedItem, SyncRun, SyncUser, WebhookDelivery
 from app.tasks import cancel_and_wait
 from app.timeutil import now_micros
 
@@ -38,6 +39,8 @@ PAUSE_BETWEEN_BATCHES = 0.01  # lets queued writes go first
 class PruneResult:
     runs: int = 0
     failed_items: int = 0
+    audit_events: int = 0
+    webhook_deliveries: int = 0
     batches: int = 0
 
 
@@ -93,6 +96,23 @@ def _window(conn: Connection, after: int, cutoff: int) -> tuple[int, int, int, b
     return upto, runs, items, True
 
 
+def _old_rows(conn: Connection, table: Any, *old: Any) -> int:
+    """Deletes up to WINDOW of the oldest rows matching ``old``; how many it deleted."""
+    ids = select(table.id).where(*old).order_by(table.id).limit(WINDOW)
+    return int(conn.execute(delete(table).where(table.id.in_(ids.scalar_subquery()))).rowcount)
+
+
+async def _prune_table(db: Database, table: Any, *old: Any) -> tuple[int, int]:
+    """(rows deleted, transactions): one short transaction per window of rows."""
+    deleted = batches = 0
+    while True:
+        count = await db.run_write(lambda conn: _old_rows(conn, table, *old))
+        deleted, batches = deleted + count, batches + 1
+        if count < WINDOW:
+            return deleted, batches
+        await asyncio.sleep(PAUSE_BETWEEN_BATCHES)
+
+
 async def prune(
     db: Database,
     cutoff: int,
@@ -117,6 +137,15 @@ async def prune(
         if telemetry is not None and runs:
             telemetry.pruned_runs.inc(runs)
         await asyncio.sleep(PAUSE_BETWEEN_BATCHES)
+    result.audit_events, batches = await _prune_table(db, AuditEvent, AuditEvent.at < cutoff)
+    result.batches += batches
+    result.webhook_deliveries, batches = await _prune_table(
+        db,
+        WebhookDelivery,
+        WebhookDelivery.next_attempt_at.is_(None),  # delivered or given up: nothing pending
+        WebhookDelivery.created_at < cutoff,
+    )
+    result.batches += batches
     return result
 
 
@@ -125,11 +154,16 @@ async def _prune_forever(db: Database, retention_days: int, telemetry: Any) -> N
     while True:
         try:
             result = await prune(db, cutoff_for(retention_days), telemetry)
-            if result.runs:
+            if result.runs or result.audit_events or result.webhook_deliveries:
                 log.info(
                     "pruned runs older than %d days",
                     retention_days,
-                    extra={"runs": result.runs, "failed_items": result.failed_items},
+                    extra={
+                        "runs": result.runs,
+                        "failed_items": result.failed_items,
+                        "audit_events": result.audit_events,
+                        "webhook_deliveries": result.webhook_deliveries,
+                    },
                 )
         except Exception:
             # An outage or a lock timeout: the next round tries again.

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from app import validation
 from app.context import Context
 from app.db.models import Tenant
 from app.ids import decode_any_id, decode_id
@@ -37,6 +38,7 @@ def user_filter(
     latest_sync_to: datetime | None,
     policy_id: str | None,
     status: str | None,
+    error_code: str | None = None,
 ) -> UserFilter:
     return UserFilter(
         email_contains=email_contains,
@@ -44,6 +46,7 @@ def user_filter(
         latest_sync_to=to_micros(latest_sync_to) if latest_sync_to else None,
         policy_id=decode_id(policy_id, "Policy") if policy_id is not None else None,
         status=status,
+        error_code=validation.error_code(error_code) if error_code is not None else None,
     )
 
 

@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import dataclasses
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import uvicorn
 
 from app import token_commands
 from app.audit_cli import print_audit
 from app.auth import tenant_by_name
-from app.db.engine import open_database
+from app.db.engine import is_sqlite, open_database
+from app.logs import configure as configure_logging
+from app.logs import uvicorn_log_config
 from app.migrate import upgrade
+from app.schema_version import schema_problem
 from app.settings import Settings
 from app.simulation import MAX_IN_FLIGHT
+
+WORKER_HEALTHCHECK_SECONDS = 30
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client in each worker
 
 DEMO_TENANT = "Demo"
 DEMO_USERS = 250
@@ -31,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the API and the page")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="API processes (more than 1 needs PostgreSQL and a redis:// or postgres:// broker)",
+    )
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade"])
     token_commands.add_parser(commands)
@@ -41,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     seed = commands.add_parser("seed", help="fill a tenant with realistic data")
     seed.add_argument("--tenant", required=True)
     seed.add_argument("--users", type=int, required=True)
+    prune = commands.add_parser("prune", help="delete finished runs past the retention period")
+    prune.add_argument(
+        "--days", type=int, help="keep this many days (default: SYNCSTATUS_RETENTION_DAYS)"
+    )
     demo = commands.add_parser("demo", help="seeded demo with moving syncs")
     demo.add_argument("--host")
     demo.add_argument("--port", type=int)
@@ -58,22 +77,103 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def serve(settings: Settings, **app_options: object) -> None:
-    from app.asgi import create_app
+def workers_problem(settings: Settings, workers: int) -> str | None:
+    """Why this configuration cannot run `workers` processes, if it cannot."""
+    if workers < 1:
+        return "--workers must be at least 1"
+    if workers == 1:
+        return None
+    if is_sqlite(settings.database_url):
+        return (
+            "--workers above 1 needs PostgreSQL (SYNCSTATUS_DATABASE_URL=postgresql://...): "
+            "SQLite has one writer per file"
+        )
+    scheme = settings.broadcast_url.split("://", 1)[0].lower()
+    if scheme not in ("redis", "rediss", "postgres", "postgresql", "postgresql+asyncpg"):
+        return (
+            "--workers above 1 needs a broker every process shares: "
+            "SYNCSTATUS_BROADCAST_URL=redis://... or postgres://..."
+        )
+    return None
 
-    uvicorn.run(
-        create_app(settings, **app_options),  # type: ignore[arg-type]
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        ws_max_size=WS_MAX_MESSAGE_BYTES,
-        ws_ping_interval=20,
-        ws_ping_timeout=20,
+
+def _check_schema(settings: Settings) -> str | None:
+    if is_sqlite(settings.database_url):
+        return None  # migrates itself at start
+
+    async def check() -> str | None:
+        db = open_database(settings.database_url)
+        try:
+            return await schema_problem(db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(check())
+    except Exception as error:
+        return f"cannot read the database schema's version: {error}".splitlines()[0]
+
+
+def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
+    problem = workers_problem(settings, workers) or _check_schema(settings)
+    if problem is not None:
+        print(f"syncstatus serve: {problem}", file=sys.stderr)
+        return 2
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "log_config": uvicorn_log_config(settings.log_level, settings.log_format),
+        "access_log": False,  # app/request_log.py writes one line per request instead
+        "ws_max_size": WS_MAX_MESSAGE_BYTES,
+        "ws_ping_interval": 20,
+        "ws_ping_timeout": 20,
         # permessage-deflate keeps a zlib context per socket (~45 KB of the ~115 KB an idle
         # dashboard connection cost); our messages are small, so it saves little bandwidth.
-        ws_per_message_deflate=False,
-        timeout_graceful_shutdown=5,
-    )
+        "ws_per_message_deflate": False,
+        # On SIGTERM: stop accepting, let requests finish (WebSockets close with 1012).
+        "timeout_graceful_shutdown": settings.shutdown_timeout,
+    }
+    if workers == 1:
+        from app.asgi import create_app
+
+        uvicorn.run(create_app(settings, **app_options), **options)  # type: ignore[arg-type]
+        return 0
+    # Each worker builds its app from the environment: hand it this command's host and port.
+    os.environ["SYNCSTATUS_HOST"], os.environ["SYNCSTATUS_PORT"] = settings.host, str(settings.port)
+    with tempfile.TemporaryDirectory(prefix="syncstatus-metrics-") as metrics_dir:
+        # Fresh for every start: the workers' metric files of a previous run must not count.
+        os.environ[MULTIPROC_ENV] = metrics_dir
+        uvicorn.run(
+            "app.asgi:create_app_from_env",
+            factory=True,
+            workers=workers,
+            # A worker answers the supervisor's ping only once its imports are done: on a busy
+            # machine that takes longer than uvicorn's 5 s, and it would kill it in a loop.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+            **options,
+        )
+    return 0
+
+
+async def _prune(settings: Settings, days: int) -> None:
+    from app.retention import cutoff_for, prune
+
+    if days <= 0:
+        print("retention is 0 days: keeping everything")
+        return
+    db = open_database(settings.database_url)
+    try:
+        started = time.perf_counter()
+        result = await prune(db, cutoff_for(days))
+        print(
+            f"pruned {result.runs} runs, {result.failed_items} failed items, "
+            f"{result.audit_events} audit events and {result.webhook_deliveries} finished "
+            f"webhook deliveries older than {days} days in {result.batches} batches, "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+    finally:
+        await db.dispose()
 
 
 async def _seed(settings: Settings, tenant: str, users: int, *, only_if_empty: bool) -> None:
@@ -98,18 +198,25 @@ async def _seed(settings: Settings, tenant: str, users: int, *, only_if_empty: b
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    base = Settings.from_env()
-    logging.basicConfig(level=base.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
-    settings = Settings(
-        database_url=base.database_url,
-        broadcast_url=base.broadcast_url,
+    try:
+        base = Settings.from_env()
+    except ValueError as error:
+        print(f"syncstatus: {error}", file=sys.stderr)
+        return 2
+    configure_logging(base.log_level, base.log_format)
+    settings = dataclasses.replace(
+        base,
         host=getattr(args, "host", None) or base.host,
         port=getattr(args, "port", None) or base.port,
-        log_level=base.log_level,
-        revocation_poll_seconds=base.revocation_poll_seconds,
     )
     if args.command == "serve":
-        serve(settings)
+        return serve(settings, args.workers)
+    elif args.command == "prune":
+        days = settings.retention_days if args.days is None else args.days
+        if days < 0:
+            print("--days must not be negative", file=sys.stderr)
+            return 2
+        asyncio.run(_prune(settings, days))
     elif args.command == "db":
         upgrade(settings.database_url)
         print("database is up to date")
@@ -133,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  viewer token: {token}\n",
             flush=True,
         )
-        serve(settings, simulate=not args.no_simulator)
+        return serve(settings, simulate=not args.no_simulator)
     elif args.command == "worker":
         from app.worker import run_worker
 

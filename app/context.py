@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
 
 from app.auth import Principal, bearer_token
-from app.errors import Unauthenticated
-from app.reads.runs import policies_by_ids, runs_by_ids
+from app.errors import BadUserInput, Unauthenticated
+from app.reads.pagination import Page, PageArgs
+from app.reads.runs import failed_item_pages, policies_by_ids, run_pages, runs_by_ids
 from app.reads.users import users_by_ids
 from app.services import Services
-from app.views import PolicyView, RunView, UserView
+from app.views import FailedItemView, PolicyView, RunView, UserView
+
+T = TypeVar("T")
+Paged = tuple[Page[T], int]
 
 
 class Loaders:
@@ -36,6 +41,41 @@ class Loaders:
                 found = await users_by_ids(session, tenant_id, ids)
             return [found.get(i) for i in ids]
 
+        async def load_runs_of_users(keys: list[tuple[int, PageArgs]]) -> list[Any]:
+            return await _pages_by_args(
+                keys, lambda session, ids, args: run_pages(session, tenant_id, ids, args)
+            )
+
+        async def load_failed_items(keys: list[tuple[int, PageArgs]]) -> list[Any]:
+            return await _pages_by_args(
+                keys, lambda session, ids, args: failed_item_pages(session, tenant_id, ids, args)
+            )
+
+        async def _pages_by_args(
+            keys: list[tuple[int, PageArgs]],
+            read: Callable[[Any, list[int], PageArgs], Awaitable[dict[int, Any]]],
+        ) -> list[Any]:
+            """One read per distinct page arguments (one per alias), each for all parents."""
+            by_args: dict[PageArgs, list[int]] = {}
+            for parent_id, args in keys:
+                by_args.setdefault(args, []).append(parent_id)
+            found: dict[tuple[int, PageArgs], Any] = {}
+            async with db.read() as session:
+                for args, ids in by_args.items():
+                    try:
+                        pages = await read(session, sorted(set(ids)), args)
+                    except BadUserInput as error:  # a bad cursor: the error of each parent
+                        found.update({(i, args): error for i in ids})
+                        continue
+                    found.update({(i, args): page for i, page in pages.items()})
+            return [found[key] for key in keys]
+
+        self.user_runs: DataLoader[tuple[int, PageArgs], Paged[RunView]] = DataLoader(
+            load_fn=load_runs_of_users, cache=cache
+        )
+        self.run_failed_items: DataLoader[tuple[int, PageArgs], Paged[FailedItemView]] = DataLoader(
+            load_fn=load_failed_items, cache=cache
+        )
         self.policy = DataLoader(load_fn=load_policies, cache=cache)
         self.run = DataLoader(load_fn=load_runs, cache=cache)
         self.user = DataLoader(load_fn=load_users, cache=cache)
@@ -69,9 +109,8 @@ class Context:
         principal = self.principal_
         if principal is None:
             raise Unauthenticated("Not authenticated.")
-        if self.websocket:
-            # A WebSocket context lives as long as the connection: never cache rows in it.
-            return Loaders(self.services, principal.tenant_id, cache=False)
         if self._loaders is None:
-            self._loaders = Loaders(self.services, principal.tenant_id, cache=True)
+            # A WebSocket context lives as long as the connection: never cache rows in it
+            # (its loaders still batch what one tick asks for).
+            self._loaders = Loaders(self.services, principal.tenant_id, cache=not self.websocket)
         return self._loaders

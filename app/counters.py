@@ -19,6 +19,7 @@ from sqlalchemy.sql.dml import Insert
 
 from app.db.models import ChangeBucket, LatestCount, Policy, StatusCount, SyncUser
 from app.timeutil import MICROS_PER_HOUR, minute_of
+from app.triage_counters import TriageMoves
 
 NO_POLICY = 0
 # A user as the counters see it: (policy id, status, latest_sort).
@@ -115,6 +116,8 @@ class Moves:
     def __init__(self) -> None:
         self.status: Counter[tuple[int, str]] = Counter()
         self.latest: Counter[tuple[int, int, str]] = Counter()
+        # Failure reasons and trends (app.triage_counters), written after the rows above.
+        self.triage = TriageMoves()
 
     def add(self, key: UserKey | None, sign: int) -> None:
         if key is None:
@@ -132,7 +135,8 @@ class Moves:
         # Status rows first, then hour rows, each sorted: every writer takes the counter rows'
         # locks in one order (PostgreSQL), so concurrent writers never deadlock on them.
         status = _status_writes(dialect, tenant_id, self.status)
-        return status + _latest_writes(dialect, tenant_id, self.latest)
+        latest = _latest_writes(dialect, tenant_id, self.latest)
+        return status + latest + self.triage.writes(dialect, tenant_id)
 
     def apply(self, conn: Connection, tenant_id: int) -> None:
         _execute(conn, self._writes(conn.dialect.name, tenant_id))
@@ -150,6 +154,15 @@ def move_user(conn: Connection, tenant_id: int, old: UserKey | None, new: UserKe
 
 def add_changes(conn: Connection, tenant_id: int, at_micros: int, changes: int) -> None:
     _execute(conn, _changes_writes(conn.dialect.name, tenant_id, at_micros, changes))
+
+
+def apply_triage(conn: Connection, tenant_id: int, triage: TriageMoves) -> None:
+    """Failure-reason and trend deltas of a change that moves no user (a progress report)."""
+    _execute(conn, triage.writes(conn.dialect.name, tenant_id))
+
+
+async def apply_triage_async(executor: AsyncExecutor, tenant_id: int, triage: TriageMoves) -> None:
+    await _execute_async(executor, triage.writes(_dialect(executor), tenant_id))
 
 
 async def add_changes_async(

@@ -29,3 +29,9 @@ class NotFound(ServiceError):
 
 class Conflict(ServiceError):
     code = "CONFLICT"
+
+
+class ServiceUnavailable(ServiceError):
+    """The database or the broker cannot be reached: retry later (HTTP 503, Retry-After)."""
+
+    code = "SERVICE_UNAVAILABLE"

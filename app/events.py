@@ -161,9 +161,15 @@ class Publisher:
     an event that does not fit is published as a reference that subscribers' processes load.
     """
 
-    def __init__(self, broadcast: BroadcastLike, max_message_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        broadcast: BroadcastLike,
+        max_message_bytes: int | None = None,
+        telemetry: Any = None,  # app.telemetry.Telemetry
+    ) -> None:
         self._broadcast = broadcast
         self._max_bytes = max_message_bytes
+        self._telemetry = telemetry
 
     async def publish(self, events: list[Event]) -> None:
         for event in events:
@@ -172,5 +178,14 @@ class Publisher:
                 await self._broadcast.publish(channel_of(event), message)
             except BroadcastUnavailable as error:
                 log.warning("could not publish %s event: %s", type(event).__name__, error)
+                self._count(failed=True)
             except Exception:
                 log.exception("could not publish %s event", type(event).__name__)
+                self._count(failed=True)
+            else:
+                self._count(failed=False)
+
+    def _count(self, *, failed: bool) -> None:
+        if self._telemetry is not None:
+            telemetry = self._telemetry
+            (telemetry.publish_failures if failed else telemetry.events_published).inc()

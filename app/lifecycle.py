@@ -23,6 +23,7 @@ from app.errors import BadUserInput, Conflict, NotFound
 from app.events import Event, UserEvent
 from app.lifecycle_sql import UserState
 from app.timeutil import MICROS_PER_MINUTE
+from app.triage_counters import FINISHED_COLUMN, RUNS_STARTED, TriageMoves
 from app.validation import FailedItemInput
 from app.views import RunView
 
@@ -128,11 +129,13 @@ def _start_runs(
             "sync_requested": False,
             "current_run_id": run.id,
         }
-        updates.append({"user_id": user.id, "latest_sort": now, **changes})
+        updates.append({"user_id": user.id, "latest_sort": now, "error_code": None, **changes})
         moves.move(
             (user.policy_id, user.status, start.user.latest_sort),
             (user.policy_id, "IN_PROGRESS", now),
         )
+        moves.triage.cleared(start.user.error_code)
+        moves.triage.count(now, RUNS_STARTED)
         view = replace(user, **changes, version=user.version + 1, current_run=run)
         started.append((run, UserEvent("started", view)))
     conn.execute(sql.UPDATE_USER, updates)
@@ -221,6 +224,9 @@ def report_progress(
     conn.execute(sql.UPDATE_RUN, {"run_id": run.id, **reported})
     conn.execute(sql.UPDATE_USER, {"user_id": user.view.id})
     counters.add_changes(conn, run.tenant_id, now, added_changes)
+    trend = TriageMoves()
+    trend.count(now, "changes", added_changes)
+    counters.apply_triage(conn, run.tenant_id, trend)
     run = replace(run, **reported)
     view = replace(user.view, version=user.view.version + 1, current_run=run)
     return run, [UserEvent("progress", view)]
@@ -268,13 +274,17 @@ def finish_run(
         "last_finished_run_id": run.id,
         "unresolved_failure_count": old.unresolved_failure_count + 1 if error_code else 0,
     }
-    conn.execute(sql.UPDATE_USER, {"user_id": old.id, **changes})
-    counters.move_user(
-        conn,
-        old.tenant_id,
+    conn.execute(sql.UPDATE_USER, {"user_id": old.id, "error_code": error_code, **changes})
+    moves = counters.Moves()
+    moves.move(
         (old.policy_id, old.status, user.latest_sort),
         (old.policy_id, status, user.latest_sort),
     )
+    moves.triage.cleared(user.error_code)
+    if error_code:
+        moves.triage.failed(error_code, error_message, now)
+    moves.triage.count(now, FINISHED_COLUMN[state])
+    moves.apply(conn, old.tenant_id)
     view = replace(
         old,
         **changes,
@@ -340,3 +350,30 @@ def request_sync(conn: Connection, user: UserState, now: int) -> Event:
     conn.execute(sql.UPDATE_USER, {"user_id": user.view.id, "sync_requested": True, "due_at": now})
     view = replace(user.view, sync_requested=True, due_at=now, version=user.view.version + 1)
     return UserEvent("requested", view)
+
+
+def request_syncs(
+    conn: Connection, users: Sequence[UserState], now: int
+) -> tuple[list[Event], int]:
+    """request_sync for each user with an active policy and no run running, in one UPDATE;
+    the events, and how many users were skipped."""
+    due = [
+        user
+        for user in users
+        if user.view.policy is not None
+        and user.view.policy.active
+        and user.view.current_run_id is None
+    ]
+    if due:
+        conn.execute(
+            sql.UPDATE_USER,
+            [{"user_id": u.view.id, "sync_requested": True, "due_at": now} for u in due],
+        )
+    events: list[Event] = [
+        UserEvent(
+            "requested",
+            replace(u.view, sync_requested=True, due_at=now, version=u.view.version + 1),
+        )
+        for u in due
+    ]
+    return events, len(users) - len(due)

@@ -32,8 +32,9 @@ def _columns(table: Table | Alias, view: type[PolicyView | RunView | UserView]) 
     return [table.c[name] for name in row_fields(view)]
 
 
-# latest_sort is not in the view (latest_sync_at is), but the counters key on it.
-USER_COLUMNS = [*_columns(users, UserView), users.c.latest_sort]
+# latest_sort is not in the view (latest_sync_at is), but the counters key on it; error_code
+# neither, but the failure reasons do.
+USER_COLUMNS = [*_columns(users, UserView), users.c.latest_sort, users.c.error_code]
 POLICY_COLUMNS = _columns(policies, PolicyView)
 RUN_COLUMNS = _columns(runs, RunView)
 _U, _P, _R = len(USER_COLUMNS), len(POLICY_COLUMNS), len(RUN_COLUMNS)
@@ -47,6 +48,7 @@ class UserState:
 
     view: UserView
     latest_sort: int
+    error_code: str | None = None
 
 
 def _policy(values: Sequence[Any]) -> PolicyView | None:
@@ -60,7 +62,7 @@ def _run(values: Sequence[Any]) -> RunView | None:
 def _user(
     values: Sequence[Any], policy: PolicyView | None, current: RunView | None, last: RunView | None
 ) -> UserState:
-    return UserState(UserView.from_row(values[:-1], policy, current, last), values[-1])
+    return UserState(UserView.from_row(values[:-2], policy, current, last), values[-2], values[-1])
 
 
 # -- reads -------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 from pathlib import Path
 
 from app.runtime import COLLECTOR
@@ -24,6 +25,7 @@ def rss_kb() -> int | None:
 
 def process_stats() -> dict[str, object]:
     return {
+        "pid": os.getpid(),  # which worker answered, under `serve --workers N`
         "tasks": len(asyncio.all_tasks()),
         "rss_kb": rss_kb(),
         # Collections run per generation (the oldest ones pause the process longest).

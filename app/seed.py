@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, insert, select, text
@@ -20,6 +20,7 @@ from app.auth import tenant_by_name
 from app.db.engine import SQLITE_CACHE_SIZE, Database
 from app.db.models import FailedItem, Policy, SyncRun, SyncUser
 from app.timeutil import MICROS_PER_MINUTE, minute_of, now_micros
+from app.triage_counters import FINISHED_COLUMN, RUNS_STARTED, TriageMoves
 
 POLICIES = (
     # name, description, active, interval minutes, services
@@ -77,6 +78,8 @@ RUN_ERRORS = (
     ("ERR_RATE_429", "API rate limit exceeded (Microsoft Graph throttling)"),
     ("ERR_QUOTA_507", "Destination mailbox storage quota exceeded"),
     ("ERR_PERM_403", "Insufficient permissions on the source mailbox"),
+    ("ERR_LICENSE_402", "Destination user has no Google Workspace license"),
+    ("ERR_HOLD_423", "Source mailbox is on litigation hold; export is blocked"),
 )
 ITEM_ERRORS = (
     ("message", "ERR_ITEM_SIZE", "Message exceeds the 25 MB destination size limit"),
@@ -96,6 +99,7 @@ class Batch:
     runs: list[dict[str, Any]]
     items: list[dict[str, Any]]
     changes: dict[int, int]
+    triage: TriageMoves = field(default_factory=TriageMoves)  # failure reasons and trends
 
 
 async def _next_id(conn: AsyncConnection, column: Any) -> int:
@@ -225,6 +229,7 @@ async def _write(db: Database, tenant_id: int, batch: Batch) -> None:
             await counters.add_changes_async(
                 session, tenant_id, minute * MICROS_PER_MINUTE, changes
             )
+        await counters.apply_triage_async(session, tenant_id, batch.triage)
 
 
 def _pick_status(rng: random.Random) -> str:
@@ -276,6 +281,7 @@ def _make_batch(
             "unresolved_failure_count": 0,
             "version": 1,
             "created_at": now,
+            "error_code": None,
         }
         batch.users.append(user)
         if status == "NEVER_SYNCED":
@@ -293,6 +299,14 @@ def _make_batch(
             service = services.split(",")[0]
             run = _run(rng, run_id, tenant_id, uid, k == 0, service, state, started, now)
             batch.runs.append(run)
+            batch.triage.count(started, RUNS_STARTED)
+            if run["finished_at"] is not None:
+                batch.triage.count(run["finished_at"], FINISHED_COLUMN[state])
+            if state == "FAILED":  # the user's cause when it is its last run
+                batch.triage.failed(run["error_code"], run["error_message"], run["finished_at"], 0)
+                if last:
+                    user["error_code"] = run["error_code"]
+                    batch.triage.users[run["error_code"]] += 1
             if state == "COMPLETED_WITH_WARNING":
                 items = list(_items(rng, tenant_id, run_id, run["finished_at"]))
                 run["items_failed"] = len(items)
@@ -300,6 +314,7 @@ def _make_batch(
             if started > now - 24 * 60 * MICROS_PER_MINUTE and run["changes"]:
                 minute = minute_of(run["finished_at"] or now)
                 batch.changes[minute] = batch.changes.get(minute, 0) + run["changes"]
+                batch.triage.count(minute * MICROS_PER_MINUTE, "changes", run["changes"])
             if state == "RUNNING":
                 user["current_run_id"] = run_id
             else:

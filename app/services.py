@@ -23,6 +23,10 @@ class Services:
     authenticator: Authenticator
     # The subscription fan-out of this process (subscriptions.hub.Hub), set by the app factory.
     hub: Any = field(default=None)
+    # The token budgets (app.rate_limit.RateLimiter), set by the app factory.
+    rate_limiter: Any = field(default=None)
+    # This app's Prometheus metrics (app.telemetry.Telemetry), if any.
+    telemetry: Any = field(default=None)
     # This process's open WebSockets per API token (closed when the token is revoked).
     sockets: TokenSockets = field(default_factory=TokenSockets)
     # Webhooks: the key that seals signing secrets (None: none configured) and the settings.

@@ -30,8 +30,10 @@ RUN_ERROR_WEIGHTS = {
     "ERR_RATE_429": 3,
     "ERR_QUOTA_507": 1,
     "ERR_PERM_403": 1,
+    "ERR_LICENSE_402": 2,
+    "ERR_HOLD_423": 1,
 }
-EARLY_ERRORS = frozenset({"ERR_USER_404", "ERR_PERM_403"})
+EARLY_ERRORS = frozenset({"ERR_USER_404", "ERR_PERM_403", "ERR_LICENSE_402", "ERR_HOLD_423"})
 ITEM_TYPES_OF_SERVICE = {
     "MAIL": ("message", "attachment", "folder"),
     "CALENDAR": ("event",),

@@ -15,6 +15,9 @@ MIN_INTERVAL, MAX_INTERVAL = 15, 10080
 MAX_FAILED_ITEMS_PER_CALL = 1000
 MAX_USERS_PER_CALL = 1000
 SEARCH_MAX = 254
+# A run's cumulative counters (items, changes): far above any mailbox (the largest hold tens of
+# millions of items), and far enough below 2^31 that no sum of a few of them wraps a reader.
+MAX_COUNTER = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,8 @@ def error_code(value: str, field: str = "errorCode") -> str:
 def counter(value: int | None, field: str) -> None:
     if value is not None and value < 0:
         raise BadUserInput(f"{field} must not be negative (got {value}).")
+    if value is not None and value > MAX_COUNTER:
+        raise BadUserInput(f"{field} must be at most {MAX_COUNTER} (got {value}).")
 
 
 def interval(minutes: int) -> int:

@@ -62,6 +62,12 @@ FULL_PAGE = f"""query SyncUsers($filter: SyncUserFilter, $first: Int, $after: St
 WALK = """query Walk($after: String) { syncUsers(first: 100, after: $after) {
   pageInfo { hasNextPage endCursor } } }"""
 POLICIES = "{ policies(first: 100) { edges { node { id name active } } } }"
+# Failure triage (issue 12): the page's "Top failure reasons" and its 24 h / 7 day chart.
+TRIAGE_TARGET_MS = 20.0
+REASONS = """query Reasons { failureReasons(first: 10) {
+  errorCode sampleMessage userCount lastSeenAt } }"""
+TRENDS = """query Trends($since: DateTime!) { syncTrends(since: $since, bucket: HOUR) {
+  at changes runsStarted runsSucceeded runsCompletedWithWarning runsFailed } }"""
 
 
 @dataclass
@@ -222,6 +228,27 @@ def build_cases(api: GraphQL) -> list[Case]:
             orderBy="LATEST_SYNC_DESC",
             filter={"status": "FAILED", **last_day},
         ),
+        *triage_cases(api, finance, week),
+    ]
+
+
+def triage_cases(api: GraphQL, policy_id: str, week: dict[str, str]) -> list[Case]:
+    code = api.data(REASONS)["failureReasons"][0]["errorCode"]
+
+    def page(name: str, **variables: Any) -> Case:
+        return Case(name, PAGE, {"first": 10, **variables}, target=TRIAGE_TARGET_MS)
+
+    since = iso(datetime.now(UTC) - timedelta(days=7))
+    return [
+        Case("failureReasons", REASONS, target=TRIAGE_TARGET_MS),
+        page(f"errorCode {code}", filter={"errorCode": code}),
+        page("errorCode, LATEST_SYNC_DESC", filter={"errorCode": code}, orderBy="LATEST_SYNC_DESC"),
+        page("errorCode + policy Finance", filter={"errorCode": code, "policyId": policy_id}),
+        page(
+            "errorCode + 7 days + 'garcia'",
+            filter={"errorCode": code, "emailContains": "garcia", **week},
+        ),
+        Case("syncTrends, 7 days of hours", TRENDS, {"since": since}, target=TRIAGE_TARGET_MS),
     ]
 
 
@@ -306,6 +333,7 @@ def main() -> None:
         **os.environ,
         "SYNCSTATUS_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
         "SYNCSTATUS_LOG_LEVEL": "warning",
+        "SYNCSTATUS_RATE_LIMIT": "0",  # latency, not the per-token budget
         "PYTHONPATH": str(ROOT),
     }
     if args.reseed or seeded_users(db_path) != args.users:

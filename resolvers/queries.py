@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from app import validation
 from app.context import Context
 from app.db.models import Tenant
 from app.ids import decode_any_id, decode_id
@@ -37,6 +38,7 @@ def user_filter(
     latest_sync_to: datetime | None,
     policy_id: str | None,
     status: str | None,
+    error_code: str | None = None,
 ) -> UserFilter:
     return UserFilter(
         email_contains=email_contains,
@@ -44,6 +46,7 @@ def user_filter(
         latest_sync_to=to_micros(latest_sync_to) if latest_sync_to else None,
         policy_id=decode_id(policy_id, "Policy") if policy_id is not None else None,
         status=status,
+        error_code=validation.error_code(error_code) if error_code is not None else None,
     )
 
 
@@ -112,17 +115,16 @@ async def policies(ctx: Context, args: PageArgs) -> tuple[Page[PolicyView], int]
 
 
 async def user_runs(ctx: Context, user_id: int, args: PageArgs) -> tuple[Page[RunView], int]:
-    tenant_id = await viewer(ctx)
-    async with ctx.services.db.read() as session:
-        return await runs.run_page(session, tenant_id, user_id, args)
+    """Batched: the runs of every user of a page are read in one go (app/context.py)."""
+    await viewer(ctx)
+    return await ctx.loaders.user_runs.load((user_id, args))
 
 
 async def failed_items(
     ctx: Context, run_id: int, args: PageArgs
 ) -> tuple[Page[FailedItemView], int]:
-    tenant_id = await viewer(ctx)
-    async with ctx.services.db.read() as session:
-        return await runs.failed_item_page(session, tenant_id, run_id, args)
+    await viewer(ctx)
+    return await ctx.loaders.run_failed_items.load((run_id, args))
 
 
 @dataclass(frozen=True, slots=True)

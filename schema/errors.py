@@ -10,6 +10,9 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from app.errors import ServiceError
+from app.outage import MESSAGE as OUTAGE_MESSAGE
+from app.outage import is_outage
+from app.request_log import current_request
 
 log = logging.getLogger("syncstatus.errors")
 UNEXPECTED = "Unexpected error."
@@ -19,8 +22,12 @@ def classify(error: GraphQLError) -> GraphQLError:
     original = error.original_error
     while isinstance(original, GraphQLError) and original.original_error is not None:
         original = original.original_error
+    extensions: dict[str, object] = {}
     if isinstance(original, ServiceError):
         code, message = original.code, original.message
+    elif is_outage(original):
+        log.warning("service unavailable at %s: %r", error.path, original)
+        code, message = "SERVICE_UNAVAILABLE", OUTAGE_MESSAGE
     elif original is None or error.path is None:
         if error.extensions and "code" in error.extensions:
             return error
@@ -28,13 +35,17 @@ def classify(error: GraphQLError) -> GraphQLError:
     else:
         log.error("unexpected error at %s", error.path, exc_info=original)
         code, message = "INTERNAL_SERVER_ERROR", UNEXPECTED
+        # An id the user can quote; the log line of the request has it too.
+        record = current_request()
+        if record is not None:
+            extensions["requestId"] = record.request_id
     return GraphQLError(
         message,
         nodes=error.nodes,
         source=error.source,
         positions=error.positions,
         path=error.path,
-        extensions={**(error.extensions or {}), "code": code},
+        extensions={**(error.extensions or {}), **extensions, "code": code},
     )
 
 

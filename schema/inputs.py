@@ -20,6 +20,11 @@ class SyncUserFilter:
     latest_sync_to: DateTime | None = strawberry.field(default=None, description="Inclusive.")
     policy_id: strawberry.ID | None = None
     status: SyncStatus | None = None
+    error_code: str | None = strawberry.field(
+        default=None,
+        description="Users whose status is FAILED with this errorCode on their most recent "
+        "finished run.",
+    )
 
 
 @strawberry.input(description="One item a run could not sync.")

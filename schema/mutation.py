@@ -12,6 +12,7 @@ from schema.admin_types import CreatedWebhook, Webhook, WebhookEvent
 from schema.enums import Role, RunKind, SyncService
 from schema.inputs import FailedItemInput, PolicyInput, SyncUserInput
 from schema.scalars import DateTime
+from schema.triage import REQUEST_SYNCS
 from schema.types import ApiToken, ApiTokenInfo, Info, Policy, SyncRun, SyncUser
 
 
@@ -99,6 +100,8 @@ class Mutation:
     @strawberry.mutation(description='OPERATOR: "sync now": the user is due at once.')
     async def request_sync(self, info: Info, user_id: strawberry.ID) -> SyncUser:
         return SyncUser.of(await mutations.request_sync(info.context, user_id))
+
+    request_syncs = REQUEST_SYNCS
 
     @strawberry.mutation(description="ADMIN: a new policy (inactive unless asked).")
     async def create_policy(self, info: Info, input: PolicyInput) -> Policy:

@@ -24,6 +24,7 @@ from schema.admin_types import (
 )
 from schema.enums import Role, SyncUserOrder
 from schema.inputs import SyncUserFilter
+from schema.triage import FAILURE_REASONS, SYNC_TRENDS
 from schema.types import (
     ApiTokenInfo,
     ApiTokenInfoConnection,
@@ -132,6 +133,7 @@ class Query:
             f.latest_sync_to,  # type: ignore[arg-type]
             f.policy_id,
             f.status.value if f.status else None,
+            f.error_code,
         )
         top, node = selected(info, (), ("edges", "node"))
         runs = frozenset(
@@ -163,6 +165,9 @@ class Query:
     async def sync_run(self, info: Info, id: strawberry.ID) -> SyncRun | None:
         view = await queries.sync_run(info.context, id)
         return SyncRun.of(view) if view else None
+
+    failure_reasons = FAILURE_REASONS
+    sync_trends = SYNC_TRENDS
 
     @strawberry.field(description="ADMIN: the audit log, newest first.")
     async def audit_events(

@@ -8,22 +8,30 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxTokensLimiter, ParserCache, QueryDepthLimiter, ValidationCache
+from strawberry.extensions import AddValidationRules, QueryDepthLimiter
 from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from schema.admin_types import AuditEvent, Webhook, WebhookDelivery
+from schema.document_cache import DocumentCache, Documents
 from schema.errors import ErrorCodes
+from schema.limits import DocumentLimits, validation_rules
 from schema.mutation import Mutation
+from schema.operation_log import OperationLog
 from schema.query import Query
+from schema.rate_limit import RateLimit
 from schema.shared_executor import SharedEventExecutor
 from schema.subscription import Subscription
 from schema.types import ApiTokenInfo, Policy, SyncRun, SyncUser
 
 PRINTED_SCHEMA = Path(__file__).with_name("schema.graphql")
-MAX_DEPTH = 12
-MAX_TOKENS = 5000
+MAX_DEPTH = DocumentLimits.max_depth
+MAX_TOKENS = DocumentLimits.max_tokens
+# Parsed documents, by text: at most this many, and about this many bytes (one at the token
+# limit is ~2 MB).
+MAX_CACHED_DOCUMENTS = 1000
+MAX_CACHED_BYTES = 64 * 1024 * 1024
 
 
 class SyncStatusSchema(strawberry.Schema):
@@ -57,19 +65,22 @@ class SyncStatusSchema(strawberry.Schema):
         )
 
 
-def build_schema() -> strawberry.Schema:
+def build_schema(limits: DocumentLimits | None = None) -> strawberry.Schema:
+    limits = limits or DocumentLimits()
+    documents = Documents(limits, MAX_CACHED_DOCUMENTS, MAX_CACHED_BYTES)
     return SyncStatusSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         types=[SyncUser, SyncRun, Policy, ApiTokenInfo, AuditEvent, Webhook, WebhookDelivery],
         extensions=[
+            OperationLog,  # first: it sees the codes ErrorCodes gives
             ErrorCodes,
-            # Parsed documents: up to ~2 MB each at MAX_TOKENS, so few of them.
-            ParserCache(maxsize=256),
-            ValidationCache(maxsize=1000),
-            QueryDepthLimiter(max_depth=MAX_DEPTH),
-            MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            # Size, tokens, cost, aliases, directives (schema/limits.py), with the caches.
+            lambda: DocumentCache(documents),
+            QueryDepthLimiter(max_depth=limits.max_depth),
+            AddValidationRules(list(validation_rules(limits))),
+            RateLimit,
         ],
         # A subscription event shared by many subscribers is executed once for them all.
         execution_context_class=SharedEventExecutor,

@@ -93,6 +93,7 @@ class TenantFeed:
                     continue
                 now_dropped = _dropped(broadcast, events)
                 if now_dropped != dropped:
+                    self._count_dropped("broker_queue", now_dropped - dropped)
                     dropped = now_dropped
                     self._lost_events()
                 try:
@@ -106,6 +107,16 @@ class TenantFeed:
         for subscriber in self.user_subscribers():
             subscriber.overflow()
         self.metrics.changed()
+
+    def _count_dropped(self, reason: str, events: int) -> None:
+        telemetry = self.hub.telemetry
+        if telemetry is not None and events > 0:
+            telemetry.events_dropped.labels(reason).inc(events)
+
+    def _count_coalesced(self, events: int) -> None:
+        telemetry = self.hub.telemetry
+        if telemetry is not None and events > 0:
+            telemetry.events_coalesced.inc(events)
 
     def user_subscribers(self) -> set[UserSubscriber]:
         return {s for subs in self.by_user.values() for s in subs} | self.everything
@@ -134,6 +145,8 @@ class TenantFeed:
             if now < due:
                 if user_id not in self.held:
                     asyncio.get_running_loop().call_later(due - now, self._release, user_id)
+                else:
+                    self._count_coalesced(1)  # the held progress event is superseded
                 self.held[user_id] = event
                 return
             self._last_progress[user_id] = now
@@ -167,10 +180,18 @@ class TenantFeed:
             self._deliver(event)
 
     def _deliver(self, event: UserEvent) -> None:
-        for subscriber in self.by_user.get(event.user.id, ()):
-            subscriber.offer(event)
-        for subscriber in self.everything:
-            subscriber.offer(event)
+        coalesced = overflowed = 0
+        for subscribers in (self.by_user.get(event.user.id, ()), self.everything):
+            for subscriber in subscribers:
+                # A mailbox that did not grow merged the event into a waiting newer state.
+                before, was_overflowed = subscriber.pending, subscriber.overflowed
+                subscriber.offer(event)
+                if subscriber.overflowed:
+                    overflowed += not was_overflowed
+                elif subscriber.pending == before:
+                    coalesced += 1
+        self._count_coalesced(coalesced)
+        self._count_dropped("subscriber_overflow", overflowed)
 
     def add(self, subscriber: UserSubscriber) -> None:
         self.subscriber_count += 1
@@ -192,9 +213,10 @@ class TenantFeed:
 
 
 class Hub:
-    def __init__(self, broadcast: Any, db: Database) -> None:
+    def __init__(self, broadcast: Any, db: Database, telemetry: Any = None) -> None:
         self.broadcast = broadcast
         self.db = db
+        self.telemetry = telemetry  # app.telemetry.Telemetry, if any
         self.shared = SharedExecution()
         self._feeds: dict[int, TenantFeed] = {}
         self._lock = asyncio.Lock()
@@ -233,12 +255,18 @@ class Hub:
         feed = await self._join(tenant_id)
         subscriber = UserSubscriber(user_ids)
         feed.add(subscriber)
+        self._count("users", 1)
         await self._unjoin(feed)  # the subscriber keeps the feed now
         return feed, subscriber
 
     async def remove_users(self, feed: TenantFeed, subscriber: UserSubscriber) -> None:
         feed.remove(subscriber)
+        self._count("users", -1)
         await self._release(feed)
+
+    def _count(self, kind: str, change: int) -> None:
+        if self.telemetry is not None:
+            self.telemetry.subscriptions.labels(kind).inc(change)
 
     async def add_metrics(self, tenant_id: int) -> tuple[TenantFeed, MetricsSubscriber]:
         """A subscriber to the tenant's metrics, holding the current figures at once."""
@@ -246,12 +274,14 @@ class Hub:
         try:
             subscriber = MetricsSubscriber(await feed.metrics.current())
             feed.metrics.add(subscriber)
+            self._count("metrics", 1)
         finally:
             await self._unjoin(feed)
         return feed, subscriber
 
     async def remove_metrics(self, feed: TenantFeed, subscriber: MetricsSubscriber) -> None:
         feed.metrics.remove(subscriber)
+        self._count("metrics", -1)
         await self._release(feed)
 
     @asynccontextmanager

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,6 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     get_operation_ast,
-    parse,
     specified_rules,
     validate,
 )
@@ -38,7 +36,10 @@ from strawberry.extensions import QueryDepthLimiter
 
 from app.context import Context
 from app.errors import ServiceError
+from schema.document_cache import BoundedCache, document_bytes
 from schema.errors import classify
+from schema.limits import DocumentLimits, parse_document, query_cost, validation_rules
+from schema.rate_limit import check as over_budget
 from schema.shared_executor import SharedEventExecutor
 from schema.types import SyncMetrics, SyncUser
 from subscriptions import streams
@@ -49,34 +50,37 @@ from subscriptions.subscriber import SubscriberOverflow, UserSubscriber
 
 USER_FIELD = "syncUserUpdated"
 METRICS_FIELD = "syncMetricsUpdated"
-# Open pages send a handful of documents; a bound keeps odd clients from filling memory
+# Open pages send a handful of documents; bounds keep odd clients from filling memory
 # (a document of 5,000 tokens parses to about 2 MB).
 MAX_DOCUMENTS = 100
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 
 
 class Documents:
-    """Parsed and validated subscription documents, by query text (one per schema)."""
+    """Parsed and validated subscription documents, by query text (one per schema), under
+    the same limits as every other document (schema/limits.py)."""
 
-    def __init__(self, schema: GraphQLSchema, max_tokens: int, max_depth: int) -> None:
+    def __init__(self, schema: GraphQLSchema, limits: DocumentLimits) -> None:
         self.schema = schema
-        self.max_tokens = max_tokens
-        self.rules = (*specified_rules, *QueryDepthLimiter(max_depth=max_depth).validation_rules)
-        self._cache: OrderedDict[str, DocumentNode | None] = OrderedDict()
+        self.limits = limits
+        self.rules = (
+            *specified_rules,
+            *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
+            *validation_rules(limits),
+        )
+        self._cache: BoundedCache[DocumentNode] = BoundedCache(MAX_DOCUMENTS, MAX_DOCUMENT_BYTES)
 
     def valid(self, query: str) -> DocumentNode | None:
         """The document if it parses and validates, else None (and the usual path reports)."""
-        if query in self._cache:
-            self._cache.move_to_end(query)
-            return self._cache[query]
+        if (found := self._cache.get(query)) is not None:
+            return found
         try:
-            document: DocumentNode | None = parse(query, max_tokens=self.max_tokens)
+            document = parse_document(query, self.limits)
         except GraphQLError:
-            document = None
-        if document is not None and validate(self.schema, document, self.rules):
-            document = None
-        self._cache[query] = document
-        while len(self._cache) > MAX_DOCUMENTS:
-            self._cache.popitem(last=False)
+            return None  # the usual path reports it; an oversized text is not kept
+        if validate(self.schema, document, self.rules):
+            return None
+        self._cache.put(query, document, document_bytes(query, document))
         return document
 
 
@@ -135,6 +139,8 @@ async def plan(
         user_ids = streams.parse_user_ids(args.get("userIds")) if field == USER_FIELD else None
     except (GraphQLError, ServiceError):
         return None
+    if await over_budget(context, query_cost(documents.schema, document)):
+        return None  # the usual path refuses it with RATE_LIMITED
     return Plan(
         document,
         operation,

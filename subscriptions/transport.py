@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import weakref
+from time import perf_counter
 from typing import Any
 
 from starlette.websockets import WebSocketDisconnect
@@ -18,7 +19,9 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 
 from app.auth import Principal
+from app.outage import is_outage
 from app.token_sockets import TokenSockets
+from schema.operation_log import record_operation
 from subscriptions.hub import Hub
 from subscriptions.live import Documents, LiveOperation, SubscriberOverflow, plan
 from subscriptions.shared import SharedExecution
@@ -103,7 +106,15 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             self.connection_init_received = True
             await self.websocket.close(code=4401, reason="Unauthorized: token required")
             return
-        await super().handle_connection_init(message)
+        try:
+            await super().handle_connection_init(message)
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            # The token could not be checked (the database is down): 1013, try again later.
+            log.warning("WebSocket refused during an outage: %r", error)
+            await self.websocket.close(code=1013, reason="Service unavailable: retry later")
+            return
         if self.connection_acknowledged and self._pinger is not None:
             self._pinger.add(self)
         sockets, principal = _sockets(self.context), _principal(self.context)
@@ -162,10 +173,13 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             or operation_id in self.operations
         ):
             return False
+        started = perf_counter()
         found = await plan(documents, hub.shared, self.context, message.get("payload"))
         if found is None:
             return False
         self.live[operation_id] = await LiveOperation.open(operation_id, found, hub, self._wake)
+        name = found.operation.name.value if found.operation.name else None
+        record_operation(self.context, name, "subscription", None, perf_counter() - started)
         return True
 
     def _wake(self, live: LiveOperation) -> None:
@@ -203,6 +217,9 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
 
     async def _send_next(self, live: LiveOperation, payload: dict[str, Any]) -> None:
         await self.send_message({"id": live.id, "type": "next", "payload": payload})
+        hub = _hub(self.context)
+        if hub is not None and hub.telemetry is not None:
+            hub.telemetry.events_delivered.inc()
 
     async def _end(self, live: LiveOperation, hub: Hub) -> None:
         if self.live.get(live.id) is live:

@@ -189,6 +189,9 @@ def run_server(
         **os.environ,
         "SYNCSTATUS_DATABASE_URL": database_url,
         "SYNCSTATUS_LOG_LEVEL": "warning",
+        # Tests (and benches) share tokens across many requests and poll: no per-token budget
+        # unless a test sets one (tests/api_tests/test_rate_limit.py).
+        "SYNCSTATUS_RATE_LIMIT": "0",
         **(env or {}),
     }
     with tempfile.NamedTemporaryFile(prefix="syncstatus-log-", delete=False) as log_file:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import ClassVar
 
 from broadcaster import BroadcastBackend, Event
@@ -41,6 +42,7 @@ class SupervisedBackend(BroadcastBackend):
         self._ever_connected = False
         self._backoff = Backoff()
         self.reconnects = 0
+        self.on_reconnect: Callable[[], None] | None = None  # e.g. a metric
 
     @property
     def dropped(self) -> int:
@@ -74,6 +76,8 @@ class SupervisedBackend(BroadcastBackend):
         self._backoff.reset()
         if self._ever_connected:
             self.reconnects += 1
+            if self.on_reconnect is not None:
+                self.on_reconnect()
             log.info("reconnected %s, resubscribed %d channel(s)", self._what, len(self._channels))
         self._ever_connected = True
 

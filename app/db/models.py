@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -100,6 +101,32 @@ class SyncUser(Base):
         ),
         Index("ix_sync_users_policy_latest", "tenant_id", "policy_id", "latest_sort", "id"),
         Index("ix_sync_users_due", "tenant_id", "due_at"),
+        # Failed users by errorCode, in each order with every filter column after the key:
+        # partial, so only FAILED users are in them (a start takes its user out).
+        Index(
+            "ix_sync_users_error_email",
+            "tenant_id",
+            "error_code",
+            "email",
+            "id",
+            "destination_email",
+            "policy_id",
+            "latest_sort",
+            sqlite_where=text("error_code IS NOT NULL"),
+            postgresql_where=text("error_code IS NOT NULL"),
+        ),
+        Index(
+            "ix_sync_users_error_latest",
+            "tenant_id",
+            "error_code",
+            "latest_sort",
+            "id",
+            "policy_id",
+            "email",
+            "destination_email",
+            sqlite_where=text("error_code IS NOT NULL"),
+            postgresql_where=text("error_code IS NOT NULL"),
+        ),
         # Email search is dialect-specific and lives in the migration: on SQLite the FTS5
         # trigram table sync_users_search and ix_sync_users_emails (tenant_id, email,
         # destination_email); on PostgreSQL pg_trgm GIN indexes on both emails.
@@ -123,6 +150,8 @@ class SyncUser(Base):
     unresolved_failure_count: Mapped[int] = mapped_column(Integer, default=0)
     version: Mapped[int] = mapped_column(BigInteger, default=1)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # The errorCode of the most recent finished run while the user is FAILED; null otherwise.
+    error_code: Mapped[str | None] = mapped_column(String(CODE_MAX), default=None)
 
 
 class SyncRun(Base):
@@ -190,6 +219,34 @@ class ChangeBucket(Base):
     tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     changes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# -- Failure triage (migration 0003) ------------------------------------------------------------
+
+
+class FailureReason(Base):
+    """FAILED users per (tenant, errorCode of their most recent finished run), with the message
+    and time of the most recent failure with that code. A row goes when its count reaches 0."""
+
+    __tablename__ = "failure_reasons"
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    error_code: Mapped[str] = mapped_column(String(CODE_MAX), primary_key=True)
+    user_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    sample_message: Mapped[str] = mapped_column(Text, default="")
+    last_seen_at: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class TrendBucket(Base):
+    """A tenant's activity per hour: changes reported, runs started, runs finished by state."""
+
+    __tablename__ = "trend_buckets"
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    changes: Mapped[int] = mapped_column(BigInteger, default=0)
+    runs_started: Mapped[int] = mapped_column(BigInteger, default=0)
+    runs_succeeded: Mapped[int] = mapped_column(BigInteger, default=0)
+    runs_completed_with_warning: Mapped[int] = mapped_column(BigInteger, default=0)
+    runs_failed: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 # -- audit log and webhooks ----------------------------------------------------------------------

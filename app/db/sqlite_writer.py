@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -34,14 +35,18 @@ class SQLiteWriter:
         # Opened and used in the thread only. Held between transactions: a pool checkout and
         # return per transaction cost ~20 us, a tenth of a run update.
         self._conn: Connection | None = None
+        # Told how long each transaction waited for the thread, in seconds (a metric).
+        self.on_wait: Callable[[float], None] | None = None
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """fn in one transaction on the writer thread: committed when it returns, rolled back
         when it raises."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._transaction, fn)
+        return await loop.run_in_executor(self._thread, self._transaction, fn, time.perf_counter())
 
-    def _transaction(self, fn: Callable[[Connection], T]) -> T:
+    def _transaction(self, fn: Callable[[Connection], T], queued: float) -> T:
+        if self.on_wait is not None:
+            self.on_wait(time.perf_counter() - queued)
         if self._conn is None:
             self._conn = self.engine.connect()
         with self._conn.begin():

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import BigInteger, Select, tuple_
+from sqlalchemy import BigInteger, Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -132,3 +132,52 @@ async def keyset_page(
     if forward:
         return Page(items, has_next=more, has_previous=after is not None)
     return Page(items, has_next=before is not None, has_previous=more)
+
+
+async def keyset_pages(
+    session: AsyncSession,
+    query: Select[Any],
+    parent: ColumnElement[Any],
+    parent_ids: Sequence[int],
+    keyset: Keyset,
+    tenant_id: int,
+    args: PageArgs,
+    key_of: Callable[[Any], Sequence[Any]],
+) -> dict[int, Page[Any]]:
+    """keyset_page() for many parents at once (the same args for each): one query with a
+    row number per parent, so a list nested under a page costs one query, not one per row.
+    `query` selects plain columns, `parent` among them."""
+    limit, forward = page_size(args)
+    key = tuple_(*keyset.columns)
+    after = decode_cursor(args.after, keyset, tenant_id) if args.after is not None else None
+    before = decode_cursor(args.before, keyset, tenant_id) if args.before is not None else None
+    if after is not None:
+        query = query.where(key < tuple_(*after) if keyset.descending else key > tuple_(*after))
+    if before is not None:
+        query = query.where(key > tuple_(*before) if keyset.descending else key < tuple_(*before))
+    ascending = forward != keyset.descending
+    order = [c.asc() if ascending else c.desc() for c in keyset.columns]
+    number = func.row_number().over(partition_by=parent, order_by=order).label("row_number")
+    ranked = query.where(parent.in_(list(parent_ids))).add_columns(number).subquery()
+    rows = (
+        await (await session.connection()).execute(
+            select(ranked)
+            .where(ranked.c.row_number <= limit + 1)
+            .order_by(ranked.c[parent.key], ranked.c.row_number)  # type: ignore[attr-defined]
+        )
+    ).all()
+    grouped: dict[int, list[Any]] = {parent_id: [] for parent_id in parent_ids}
+    for row in rows:
+        grouped[getattr(row, parent.key)].append(row)  # type: ignore[attr-defined]
+    pages: dict[int, Page[Any]] = {}
+    for parent_id, found in grouped.items():
+        more = len(found) > limit
+        found = found[:limit]
+        if not forward:
+            found.reverse()
+        items = [(encode_cursor(keyset.tag, tenant_id, key_of(row)), row) for row in found]
+        if forward:
+            pages[parent_id] = Page(items, has_next=more, has_previous=after is not None)
+        else:
+            pages[parent_id] = Page(items, has_next=before is not None, has_previous=more)
+    return pages

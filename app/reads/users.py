@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from app import validation
-from app.db.models import SyncUser
+from app.db.models import CODE_MAX, FailureReason, SyncUser
 from app.errors import BadUserInput
 from app.reads.pagination import Keyset, Page, PageArgs, decode_cursor, keyset_page, page_size
 from app.reads.user_counts import (
@@ -59,6 +59,7 @@ class UserFilter:
     latest_sync_to: int | None = None
     policy_id: int | None = None
     status: str | None = None
+    error_code: str | None = None  # FAILED users with this errorCode on their last finished run
 
     @property
     def ranged(self) -> bool:
@@ -121,7 +122,12 @@ def conditions(
         return column + 0 if numeric else column.concat("")
 
     where: list[ColumnElement[bool]] = [col("tenant", SyncUser.tenant_id) == tenant_id]
-    if filt.status is not None:
+    if filt.error_code is not None:
+        # Only FAILED users have an error_code: the status is implied, or contradicted.
+        where.append(SyncUser.error_code == filt.error_code)
+        if filt.status not in (None, "FAILED"):  # matches nothing (false() would drop it all)
+            where.append(SyncUser.error_code.is_(None))
+    elif filt.status is not None:
         where.append(col("status", SyncUser.status, numeric=False) == filt.status)
     if filt.policy_id is not None:
         where.append(col("policy", SyncUser.policy_id) == filt.policy_id)
@@ -150,6 +156,8 @@ def check_filter(filt: UserFilter) -> None:
         and filt.latest_sync_from > filt.latest_sync_to
     ):
         raise BadUserInput("latestSyncFrom is after latestSyncTo.")
+    if filt.error_code is not None and not 0 < len(filt.error_code) <= CODE_MAX:
+        raise BadUserInput(f"errorCode must be 1 to {CODE_MAX} characters.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +188,34 @@ BY_STATUS = Access(
 
 def by_filters(filt: UserFilter) -> Access:
     return BY_STATUS if filt.status is not None else BY_FILTERS
+
+
+# With an errorCode: its partial index in the page's order holds every filter column, so a
+# walk checks each of the code's users inside it and reads only the matching rows; the count
+# reads at most the code's users.
+BY_ERROR = {
+    "EMAIL_ASC": Access(frozenset({"tenant"}), "like", index="ix_sync_users_error_email"),
+    "LATEST_SYNC_DESC": Access(
+        frozenset({"tenant", "latest"}), "like", index="ix_sync_users_error_latest"
+    ),
+}
+
+
+async def _error_count(session: AsyncSession, tenant_id: int, filt: UserFilter) -> int:
+    if filt.status not in (None, "FAILED"):
+        return 0
+    if filt.policy_id is None and not filt.ranged and not filt.term:
+        found = await session.scalar(
+            select(FailureReason.user_count).where(
+                FailureReason.tenant_id == tenant_id, FailureReason.error_code == filt.error_code
+            )
+        )
+        return int(found or 0)
+    dialect = session.bind.dialect.name
+    if dialect == "sqlite":
+        return await _scan_count(session, tenant_id, filt, BY_ERROR["LATEST_SYNC_DESC"])
+    query = select(func.count()).select_from(SyncUser)
+    return int(await session.scalar(query.where(*conditions(tenant_id, dialect, filt))) or 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +283,8 @@ async def _scan_count(
 
 async def user_count(session: AsyncSession, tenant_id: int, filt: UserFilter) -> int:
     check_filter(filt)
+    if filt.error_code is not None:
+        return await _error_count(session, tenant_id, filt)
     dialect = session.bind.dialect.name
     term = filt.term
     if dialect == "sqlite":
@@ -318,7 +356,9 @@ async def user_page(
     dialect = session.bind.dialect.name
     if dialect == "sqlite":
         limit, _ = page_size(args)
-        if access is None:
+        if access is None and filt.error_code is not None:
+            plan = Plan(BY_ERROR[order], None)
+        elif access is None:
             plan = await _sqlite_plan(session, tenant_id, filt, order, limit)
         else:
             plan = Plan(access, None)
@@ -355,3 +395,17 @@ async def users_by_ids(
         select(*COLUMNS).where(SyncUser.tenant_id == tenant_id, SyncUser.id.in_(user_ids))
     )
     return {row.id: UserView.of(row) for row in rows}
+
+
+async def plan_access(
+    session: AsyncSession, tenant_id: int, filt: UserFilter, order: str, limit: int
+) -> Access | None:
+    """How to read the filter's users in order, `limit` at a time, on SQLite (None: as
+    PostgreSQL plans it): planned once for a walk over all of them (an export, a bulk
+    request)."""
+    check_filter(filt)
+    if session.bind.dialect.name != "sqlite":
+        return None
+    if filt.error_code is not None:
+        return BY_ERROR[order]
+    return (await _sqlite_plan(session, tenant_id, filt, order, limit)).access

@@ -44,6 +44,20 @@ def operations(ids: Ids) -> list[tuple[str, str, str, dict[str, Any]]]:
         ("VIEWER", "syncRun", h.RUN, {"id": ids.run}),
         ("VIEWER", "node", "query($id: ID!) { node(id: $id) { id } }", {"id": ids.policy}),
         ("OPERATOR", "requestSync", h.REQUEST_SYNC, {"id": ids.fresh}),
+        ("VIEWER", "failureReasons", "{ failureReasons { errorCode userCount } }", {}),
+        (
+            "VIEWER",
+            "syncTrends",
+            'query { syncTrends(since: "2026-01-01T00:00:00Z", until: "2026-01-02T00:00:00Z")'
+            " { at runsStarted } }",
+            {},
+        ),
+        (
+            "OPERATOR",
+            "requestSyncs",
+            "mutation { requestSyncs(filter: {}) { requested skipped } }",
+            {},
+        ),
         ("WORKER", "startSyncRun", h.START, {"user": ids.fresh}),
         ("WORKER", "reportSyncProgress", h.REPORT, {"run": ids.run, "processed": 3, "changes": 2}),
         ("WORKER", "finishSyncRun", h.FINISH, {"run": ids.run}),

@@ -24,13 +24,14 @@ POLICY = """mutation($name: String!) {
   createPolicy(input: {name: $name, active: true, syncIntervalMinutes: 60}) { id }
 }"""
 ADD = "mutation($users: [SyncUserInput!]!) { addSyncUsers(users: $users) { id } }"
+# Cost 2,101 (a missing first would count as 10 failed items per run: 11,101, over the limit).
 USERS = """{
   syncMetrics { syncsInProgress changesLast24h failedSyncs }
   syncUsers(first: 100) { edges { node {
     id email status version
     runs(first: 10) { totalCount edges { node {
       state itemsTotal itemsProcessed itemsFailed changes errorCode errorMessage
-      failedItems { totalCount }
+      failedItems(first: 1) { totalCount }
     } } }
   } } }
 }"""

@@ -328,6 +328,23 @@ async def test_negative_counters(world: World, unchanged: None) -> None:
         )
 
 
+async def test_counters_over_the_bound(world: World, unchanged: None) -> None:
+    """Per-report counters stop at 10^9 (2147483647, GraphQL's largest Int, is refused)."""
+    worker = world.tenant.worker
+    over = 2**31 - 1
+    await expect(worker, "BAD_USER_INPUT", h.START, user=world.fresh, total=over)
+    for processed, changes, total in ((over, 5, None), (5, over, None), (5, 5, over)):
+        await expect(
+            worker,
+            "BAD_USER_INPUT",
+            h.REPORT,
+            run=world.run,
+            processed=processed,
+            changes=changes,
+            total=total,
+        )
+
+
 async def test_conflicts(world: World, unchanged: None) -> None:
     t = world.tenant
     await expect(t.worker, "CONFLICT", h.FINISH, run=world.done_run)

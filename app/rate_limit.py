@@ -1,0 +1,61 @@
+"""A budget of cost points per token and minute (a fixed window): each operation spends its
+estimated cost (at least 1). With a redis:// broker the windows live in Redis, so every API
+process spends from the same budget; otherwise each process keeps its own."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis.asyncio as redis
+
+log = logging.getLogger("syncstatus.rate_limit")
+WINDOW_SECONDS = 60
+# INCRBY, with the key's expiry set when the window's first spend creates it.
+SPEND = """
+local used = redis.call('INCRBY', KEYS[1], ARGV[1])
+if used == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return used
+"""
+
+
+class RateLimiter:
+    def __init__(self, limit: int, redis_url: str | None = None) -> None:
+        self.limit = limit
+        self._windows: dict[int, tuple[int, int]] = {}  # token id -> (window, spent)
+        self._redis: Any = None
+        self._script: Any = None
+        if limit and redis_url:
+            self._redis = redis.Redis.from_url(redis_url)
+            self._script = self._redis.register_script(SPEND)
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def spend(self, token_id: int, cost: int) -> int | None:
+        """Spends `cost` points of the token's budget: None if within it, else the seconds
+        until the next window."""
+        if not self.limit:
+            return None
+        now = time.time()
+        window = int(now // WINDOW_SECONDS)
+        retry_after = max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
+        cost = max(1, cost)
+        if self._script is not None:
+            try:
+                key = f"syncstatus:rate:{token_id}:{window}"
+                spent = int(await self._script(keys=[key], args=[cost, 2 * WINDOW_SECONDS]))
+            except Exception as error:  # Redis down: serve rather than refuse everyone
+                log.warning("rate limit not checked (Redis: %s); using this process's count", error)
+            else:
+                return retry_after if spent > self.limit else None
+        started, spent = self._windows.get(token_id, (window, 0))
+        if started != window:
+            spent = 0
+            if len(self._windows) > 100_000:  # tokens idle since an older window
+                self._windows = {t: w for t, w in self._windows.items() if w[0] == window}
+        spent += cost
+        self._windows[token_id] = (window, spent)
+        return retry_after if spent > self.limit else None

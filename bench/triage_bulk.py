@@ -1,0 +1,181 @@
+"""Failure triage's bulk work at scale, in process on the seeded SQLite file of bench/queries.py
+(run that first; it seeds 1,000,000 users):
+
+    .venv/bin/python bench/triage_bulk.py [--users N] [--db PATH] [--export-rows N]
+
+- requestSyncs over one policy's users (the seed's "Finance": about a tenth of them): wall time,
+  write transactions, the longest one (the time it held SQLite's write lock), and the latency of
+  a simulated worker's writes (claim, report, finish) meanwhile, beside the same worker's
+  latency before it (the baseline, same run).
+- the CSV export: rows per second and the process's RSS growth while it streams.
+Events are encoded as the server would and dropped (no broker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench_tenant import DropEvents  # noqa: E402
+from sqlalchemy import Connection, select  # noqa: E402
+
+from app import bulk_requests, lifecycle  # noqa: E402
+from app.csv_export import _rows  # noqa: E402
+from app.db.engine import Database, open_database  # noqa: E402
+from app.db.models import Policy, Tenant  # noqa: E402
+from app.events import Publisher  # noqa: E402
+from app.migrate import upgrade  # noqa: E402
+from app.reads.users import UserFilter  # noqa: E402
+from app.unit_of_work import write  # noqa: E402
+
+TENANT = "Bench"
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * p // 100))
+    return ordered[int(rank) - 1]
+
+
+def rss_mb() -> float:
+    """Anonymous resident memory: SQLite maps the database file (mmap_size), and its pages
+    read by a full export count in VmRSS though they are the OS's file cache."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def worker(
+    db: Database, publisher: Publisher, tenant_id: int, stop: asyncio.Event, into: list[float]
+) -> None:
+    """A sync worker's writes as fast as they go: claim 2 runs, report each, finish each."""
+    while not stop.is_set():
+
+        def claim(conn: Connection, now: int) -> Any:
+            return lifecycle.claim_due_runs(conn, tenant_id, now, 2)
+
+        started = time.perf_counter()
+        runs = await write(db, publisher, claim)
+        into.append((time.perf_counter() - started) * 1000)
+        for run in runs:
+            for finishing in (False, True):
+
+                def step(
+                    conn: Connection, now: int, run_id: int = run.id, end: bool = finishing
+                ) -> Any:
+                    found, user = lifecycle.load_run(conn, tenant_id, run_id)
+                    if end:
+                        done, event = lifecycle.finish_run(conn, found, user, now)
+                        return done, [event]
+                    return lifecycle.report_progress(conn, found, user, now, 10, 3)
+
+                started = time.perf_counter()
+                await write(db, publisher, step)
+                into.append((time.perf_counter() - started) * 1000)
+        await asyncio.sleep(0.005)
+
+
+async def bench(db_path: Path, export_rows: int, parts: set[str]) -> None:
+    url = f"sqlite+aiosqlite:///{db_path}"
+    await asyncio.to_thread(upgrade, url)
+    db = open_database(url)
+    publisher = Publisher(DropEvents())
+    try:
+        async with db.read() as session:
+            tenant_id = await session.scalar(select(Tenant.id).where(Tenant.name == TENANT))
+            finance = await session.scalar(
+                select(Policy.id).where(Policy.tenant_id == tenant_id, Policy.name == "Finance")
+            )
+        if "request" in parts:
+            await request_part(db, publisher, tenant_id, finance)
+        if "export" in parts:
+            await export_part(db, tenant_id, export_rows)
+    finally:
+        await db.dispose()
+
+
+async def request_part(db: Database, publisher: Publisher, tenant_id: int, finance: int) -> None:
+    baseline: list[float] = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker(db, publisher, tenant_id, stop, baseline))
+    await asyncio.sleep(10)
+    stop.set()
+    await task
+    during: list[float] = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker(db, publisher, tenant_id, stop, during))
+    started = time.perf_counter()
+    result = await bulk_requests.request_syncs(
+        db, publisher, tenant_id, UserFilter(policy_id=finance)
+    )
+    wall = time.perf_counter() - started
+    stop.set()
+    await task
+    print(
+        f"requestSyncs(policy Finance): {result.requested:,} requested, {result.skipped:,} "
+        f"skipped in {wall:.2f} s wall; {result.transactions} write transactions, the "
+        f"longest {result.longest_seconds * 1000:.1f} ms (target ~100 ms)"
+    )
+    for name, values in (("before (baseline)", baseline), ("during requestSyncs", during)):
+        print(
+            f"  worker writes {name}: {len(values)} writes, p50 "
+            f"{statistics.median(values):.2f} ms, p99 {pct(values, 99):.2f} ms, max "
+            f"{max(values):.2f} ms"
+        )
+
+
+async def export_part(db: Database, tenant_id: int, export_rows: int) -> None:
+    before = peak = rss_mb()
+    rows = size = 0
+    started = time.perf_counter()
+    services: Any = SimpleNamespace(db=db)
+    async for chunk in _rows(services, tenant_id, UserFilter(), "EMAIL_ASC"):
+        rows += chunk.count(b"\r\n")
+        size += len(chunk)
+        peak = max(peak, rss_mb())
+        if rows >= export_rows:
+            break
+    seconds = time.perf_counter() - started
+    print(
+        f"CSV export (no filter, EMAIL_ASC): {rows - 1:,} rows, {size / 1e6:,.0f} MB in "
+        f"{seconds:.1f} s: {(rows - 1) / seconds:,.0f} rows/s; RSS {before:.0f} MB before, "
+        f"peak {peak:.0f} MB (growth {peak - before:.0f} MB; target <= 100 MB)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--db", type=Path)
+    parser.add_argument("--export-rows", type=int, default=10**9)
+    parser.add_argument("--only", choices=["request", "export"], help="run one part")
+    args = parser.parse_args()
+    db_path = (
+        args.db or Path(tempfile.gettempdir()) / f"syncstatus-bench-{args.users}.db"
+    ).resolve()
+    if not db_path.exists():
+        raise SystemExit(f"{db_path} is missing: run bench/queries.py --users {args.users} first")
+    print(
+        f"syncstatus triage bulk benchmark on {db_path}, {os.cpu_count()} cores, load "
+        f"{os.getloadavg()[0]:.2f}"
+    )
+    parts = {args.only} if args.only else {"request", "export"}
+    asyncio.run(bench(db_path, args.export_rows, parts))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Parsed and validated documents by query text, bounded in bytes as well as in entries: a
+document near the size limit parses to megabytes, so an entry count alone bounds nothing.
+
+DocumentCache is the Strawberry side (it replaces ParserCache and ValidationCache); the live
+subscriptions keep their own BoundedCache (subscriptions/live.py) through the same functions."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from graphql import DocumentNode, GraphQLError
+from graphql.language.ast import Node
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import validate_document
+
+from schema.limits import DocumentLimits, parse_document
+
+V = TypeVar("V")
+BYTES_PER_NODE = 400  # measured: a parsed node with its location and tokens, 300-400 bytes
+
+
+def document_bytes(query: str, document: DocumentNode | None) -> int:
+    """About what the text and its parsed document hold in memory."""
+    nodes = 0
+    stack: list[Any] = [document] if document is not None else []
+    while stack:
+        node = stack.pop()
+        nodes += 1
+        for key in node.keys:
+            value = getattr(node, key, None)
+            if isinstance(value, Node):
+                stack.append(value)
+            elif isinstance(value, tuple | list):
+                stack.extend(v for v in value if isinstance(v, Node))
+    return 2 * len(query) + 100 + BYTES_PER_NODE * nodes
+
+
+class BoundedCache(Generic[V]):
+    """LRU by key, evicting the least recently used until both bounds hold."""
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[str, tuple[V, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> V | None:
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        self._entries.move_to_end(key)
+        return found[0]
+
+    def put(self, key: str, value: V, size: int) -> None:
+        if size > self.max_bytes:
+            return  # would evict everything else: not worth keeping
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
+        self._entries[key] = (value, size)
+        self.bytes += size
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, (_, evicted) = self._entries.popitem(last=False)
+            self.bytes -= evicted
+
+
+@dataclass(slots=True)
+class Parsed:
+    """One query text: its document (or the error parsing gave) and, once run, what
+    validation said with the rules it ran with."""
+
+    document: DocumentNode | None
+    parse_error: GraphQLError | None = None
+    rules: tuple[Any, ...] | None = None
+    errors: list[GraphQLError] = field(default_factory=list)
+
+
+class Documents:
+    """Parses and validates through a BoundedCache; shared by every request of a schema."""
+
+    def __init__(self, limits: DocumentLimits, max_entries: int, max_bytes: int) -> None:
+        self.limits = limits
+        self.cache: BoundedCache[Parsed] = BoundedCache(max_entries, max_bytes)
+
+    def parsed(self, query: str) -> Parsed:
+        found = self.cache.get(query)
+        if found is None:
+            try:
+                found = Parsed(parse_document(query, self.limits))
+            except GraphQLError as error:
+                # Not kept: an oversized text must not be held either.
+                return Parsed(None, error)
+            self.cache.put(query, found, document_bytes(query, found.document))
+        return found
+
+    def validated(self, schema: Any, query: str, rules: tuple[Any, ...]) -> list[GraphQLError]:
+        found = self.parsed(query)
+        if found.parse_error is not None or found.document is None:
+            return [found.parse_error] if found.parse_error else []
+        if found.rules != rules:
+            found.errors = validate_document(schema, found.document, rules)
+            found.rules = rules
+        return list(found.errors)
+
+
+class DocumentCache(SchemaExtension):
+    """Strawberry's parse and validate steps through Documents (and its limits)."""
+
+    def __init__(self, documents: Documents) -> None:
+        super().__init__()
+        self.documents = documents
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query is not None and context.graphql_document is None:
+            found = self.documents.parsed(context.query)
+            if found.parse_error is not None:
+                raise found.parse_error
+            context.graphql_document = found.document
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query is not None and context.pre_execution_errors is None:
+            context.pre_execution_errors = self.documents.validated(
+                context.schema._schema, context.query, tuple(context.validation_rules)
+            )
+        yield

@@ -1,0 +1,50 @@
+"""Spends each operation's estimated cost from its token's budget (app/rate_limit.py) after
+validation and before execution; over the budget nothing runs: RATE_LIMITED with
+extensions {retryAfterSeconds} (HTTP 429 with Retry-After, schema/http_status.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from app.errors import ServiceError
+from app.rate_limit import RateLimiter
+from schema.limits import query_cost
+
+RATE_LIMITED = "RATE_LIMITED"
+
+
+def rate_limited(retry_after: int) -> GraphQLError:
+    return GraphQLError(
+        f"This token spent its budget of query cost for this minute; retry in {retry_after} s.",
+        extensions={"code": RATE_LIMITED, "retryAfterSeconds": retry_after},
+    )
+
+
+async def check(context: Any, cost: int) -> GraphQLError | None:
+    """The error if the caller's token is over its budget after spending `cost`. Callers
+    without a (valid) token spend nothing here: their fields fail with UNAUTHENTICATED."""
+    services = getattr(context, "services", None)
+    limiter = getattr(services, "rate_limiter", None)
+    if not isinstance(limiter, RateLimiter) or not limiter.limit:
+        return None
+    try:
+        principal = context.principal_ or await context.principal()
+    except ServiceError:
+        return None
+    retry_after = await limiter.spend(principal.token_id, cost)
+    return rate_limited(retry_after) if retry_after is not None else None
+
+
+class RateLimit(SchemaExtension):
+    async def on_execute(self) -> AsyncIterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        if document is not None:
+            error = await check(context.context, query_cost(context.schema._schema, document))
+            if error is not None:
+                raise error
+        yield

@@ -1,0 +1,106 @@
+"""The budget of cost points per token and minute, on real servers: HTTP 429 with Retry-After
+and RATE_LIMITED, an error for that operation over WebSocket (the socket stays open), and one
+budget for several processes on Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.server import Server, create_token, postgres_database, run_server, sqlite_database
+from tests.services import postgres_admin_url, redis_url
+from tests.subscriptions.support import raw_socket, receive, send
+
+LIMIT = 300
+PAGE = {"query": "{ syncUsers(first: 100) { totalCount } }"}  # costs 100
+
+
+def _fresh_window() -> None:
+    """Starts the test early in a minute, so that its spending stays in one window."""
+    into = time.time() % 60
+    if into > 45:
+        time.sleep(60 - into + 0.1)
+
+
+def post(server: Server, token: str) -> httpx.Response:
+    return httpx.post(
+        server.graphql_url, json=PAGE, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+
+
+def assert_rate_limited(response: httpx.Response) -> None:
+    assert response.status_code == 429, response.text
+    retry = int(response.headers["retry-after"])
+    assert 1 <= retry <= 60
+    (error,) = response.json()["errors"]
+    assert error["extensions"] == {"code": "RATE_LIMITED", "retryAfterSeconds": retry}
+
+
+@pytest.fixture(scope="module")
+def limited() -> Iterator[Server]:
+    with sqlite_database() as url, run_server(url, {"SYNCSTATUS_RATE_LIMIT": str(LIMIT)}) as s:
+        yield s
+
+
+def test_over_the_budget_is_429_for_that_token_only(limited: Server) -> None:
+    token = create_token(limited.database_url, "Rate", "viewer")
+    other = create_token(limited.database_url, "Rate", "viewer")
+    _fresh_window()
+    for _ in range(LIMIT // 100):
+        response = post(limited, token)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"data": {"syncUsers": {"totalCount": 0}}}
+    assert_rate_limited(post(limited, token))
+    assert post(limited, other).status_code == 200  # another token has its own budget
+
+
+async def test_over_websocket_the_operation_fails_and_the_socket_stays_open(
+    limited: Server,
+) -> None:
+    token = create_token(limited.database_url, "RateWs", "viewer")
+    await asyncio.to_thread(_fresh_window)
+    async with raw_socket(limited, token) as ws:
+        for i in range(LIMIT // 100):
+            await send(ws, {"id": f"q{i}", "type": "subscribe", "payload": PAGE})
+            message = await receive(ws)
+            assert message["type"] == "next", message
+            assert (await receive(ws))["type"] == "complete"
+        await send(ws, {"id": "over", "type": "subscribe", "payload": PAGE})
+        message = await receive(ws)
+        assert message["id"] == "over" and message["type"] in ("error", "next"), message
+        errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+        assert errors[0]["extensions"]["code"] == "RATE_LIMITED"
+        subscription = {"query": "subscription { syncMetricsUpdated { totalUsers } }"}
+        await send(ws, {"id": "live", "type": "subscribe", "payload": subscription})
+        message = await receive(ws)
+        assert message["id"] == "live", message
+        errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+        assert errors[0]["extensions"]["code"] == "RATE_LIMITED"
+        await send(ws, {"type": "ping"})
+        while (message := await receive(ws, pings=True))["type"] != "pong":  # still open
+            assert message["type"] == "complete", message
+
+
+def test_a_zero_limit_turns_it_off() -> None:
+    with sqlite_database() as url, run_server(url, {"SYNCSTATUS_RATE_LIMIT": "0"}) as server:
+        token = create_token(url, "Off", "viewer")
+        for _ in range(2 * LIMIT // 100):
+            assert post(server, token).status_code == 200
+
+
+def test_processes_on_redis_share_one_budget() -> None:
+    broker = redis_url()
+    with postgres_database(postgres_admin_url()) as url:
+        env = {"SYNCSTATUS_RATE_LIMIT": str(LIMIT), "SYNCSTATUS_BROADCAST_URL": broker}
+        with run_server(url, env) as first, run_server(url, env) as second:
+            token = create_token(url, "Shared", "viewer")
+            _fresh_window()
+            assert post(first, token).status_code == 200
+            assert post(second, token).status_code == 200
+            assert post(first, token).status_code == 200
+            assert_rate_limited(post(second, token))
+            assert_rate_limited(post(first, token))

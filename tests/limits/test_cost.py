@@ -1,0 +1,127 @@
+"""The cost estimator and the document limits as pure functions of a document."""
+
+from __future__ import annotations
+
+import pytest
+from graphql import GraphQLError, parse
+
+from schema.document_cache import BoundedCache, Documents, document_bytes
+from schema.limits import DocumentLimits, document_errors, parse_document, query_cost
+from schema.schema import build_schema
+
+SCHEMA = build_schema()._schema
+
+
+def cost(query: str) -> int:
+    return query_cost(SCHEMA, parse(query))
+
+
+def codes(query: str, limits: DocumentLimits | None = None) -> list[dict[str, object]]:
+    return [
+        e.extensions or {}
+        for e in document_errors(SCHEMA, parse(query), limits or DocumentLimits())
+    ]
+
+
+def test_a_connection_costs_its_page_size_and_a_missing_first_its_default() -> None:
+    assert cost("{ syncUsers(first: 25) { totalCount } }") == 25
+    assert cost("{ syncUsers { totalCount } }") == 10
+    assert cost("{ syncUsers(last: 7) { totalCount } }") == 7
+    assert cost("{ policies(first: 3) { totalCount } }") == 3
+
+
+def test_other_root_fields_cost_one_and_leaves_nothing() -> None:
+    assert cost("{ syncMetrics { failedSyncs } }") == 1
+    assert cost('{ syncUser(id: "x") { id email policy { name } } }') == 1
+    assert cost("{ __typename }") == 0
+
+
+def test_nested_connections_multiply_along_the_path() -> None:
+    query = "{ syncUsers(first: 100) { edges { node { runs(first: 20) { totalCount } } } } }"
+    assert cost(query) == 100 + 100 * 20
+    three = """{ syncUsers(first: 10) { edges { node { runs(first: 5) { edges { node {
+      failedItems(first: 4) { totalCount } } } } } } } }"""
+    assert cost(three) == 10 + 10 * (5 + 5 * 4)
+    assert cost('{ syncUser(id: "x") { runs(first: 30) { totalCount } } }') == 1 + 30
+
+
+def test_aliases_add_up() -> None:
+    aliases = " ".join(f"a{i}: syncUsers(first: 100) {{ totalCount }}" for i in range(150))
+    assert cost(f"{{ {aliases} }}") == 15_000
+
+
+def test_variables_count_as_the_largest_page() -> None:
+    assert cost("query($n: Int) { syncUsers(first: $n) { totalCount } }") == 100
+
+
+def test_fragments_are_expanded_once_per_spread() -> None:
+    query = """{ a: syncUsers(first: 2) { ...Page } b: syncUsers(first: 3) { ...Page } }
+      fragment Page on SyncUserConnection { edges { node { ...Runs } } }
+      fragment Runs on SyncUser { runs(first: 10) { totalCount } }"""
+    assert cost(query) == (2 + 2 * 10) + (3 + 3 * 10)
+    inline = '{ node(id: "x") { ... on SyncUser { runs(first: 40) { totalCount } } } }'
+    assert cost(inline) == 1 + 40
+
+
+def test_fragments_spread_many_times_are_not_exponential_to_estimate() -> None:
+    # Each level spreads the one below twice: 2^30 expansions if walked naively.
+    levels = [f"fragment F{i} on SyncUser {{ ...F{i + 1} ...F{i + 1} }}" for i in range(30)]
+    levels.append("fragment F30 on SyncUser { runs(first: 1) { totalCount } }")
+    query = '{ syncUser(id: "x") { ...F0 } } ' + " ".join(levels)
+    assert cost(query) == 1 + 2**30
+
+
+def test_cyclic_fragments_end() -> None:
+    query = """{ syncUser(id: "x") { ...A } }
+      fragment A on SyncUser { runs(first: 2) { edges { node { user { ...A } } } } }"""
+    assert cost(query) == 1 + 2
+
+
+def test_the_most_expensive_operation_counts() -> None:
+    query = """query A { syncUsers(first: 5) { totalCount } }
+      query B { policies(first: 50) { totalCount } }"""
+    assert cost(query) == 50
+
+
+def test_over_the_limit_is_query_too_complex_with_cost_and_limit() -> None:
+    query = "{ syncUsers(first: 100) { edges { node { runs(first: 100) { totalCount } } } } }"
+    assert codes(query) == [{"code": "QUERY_TOO_COMPLEX", "cost": 10_100, "limit": 5000}]
+    assert codes(query, DocumentLimits(max_cost=0)) == []  # 0: off
+    assert codes(query, DocumentLimits(max_cost=10_100)) == []
+
+
+def test_aliases_and_directives_are_bounded() -> None:
+    many = " ".join(f"a{i}: __typename" for i in range(101))
+    assert codes(f"{{ {many} }}") == [{"code": "QUERY_TOO_COMPLEX", "limit": 100}]
+    assert codes(f"{{ {' '.join(f'a{i}: __typename' for i in range(100))} }}") == []
+    directives = " ".join("@include(if: true)" for _ in range(5))
+    assert codes(f"{{ __typename {directives} }}") == [{"code": "QUERY_TOO_COMPLEX", "limit": 4}]
+
+
+def test_a_document_over_the_size_limit_is_not_parsed() -> None:
+    limits = DocumentLimits(max_document_bytes=1000)
+    with pytest.raises(GraphQLError) as raised:
+        parse_document("{ " + "x" * 2000 + " }", limits)
+    assert raised.value.extensions == {"code": "QUERY_TOO_COMPLEX", "limit": 1000}
+    parse_document("{ " + "x" * 900 + " }", limits)
+
+
+def test_caches_are_bounded_in_bytes() -> None:
+    cache: BoundedCache[int] = BoundedCache(max_entries=100, max_bytes=1000)
+    for i in range(50):
+        cache.put(str(i), i, 300)
+    assert len(cache) == 3 and cache.bytes == 900
+    assert cache.get("49") == 49 and cache.get("0") is None
+    cache.put("huge", 1, 5000)  # larger than the whole budget: not kept
+    assert cache.get("huge") is None and len(cache) == 3
+
+
+def test_documents_keep_texts_within_their_byte_budget() -> None:
+    documents = Documents(DocumentLimits(), max_entries=1000, max_bytes=2_000_000)
+    for i in range(200):
+        query = "{ " + " ".join(f"a{i}_{j}: __typename" for j in range(90)) + " }"
+        assert documents.validated(SCHEMA, query, ()) == []
+    assert documents.cache.bytes <= 2_000_000
+    assert len(documents.cache) < 200
+    big = "{ " + " ".join("__typename" for _ in range(2000)) + " }"
+    assert document_bytes(big, parse(big)) > 400 * 2000

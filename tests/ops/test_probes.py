@@ -1,0 +1,112 @@
+"""GET /livez and /readyz, and `serve` refusing a PostgreSQL schema behind the newest migration."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import asyncpg
+import httpx
+import pytest
+from alembic import command
+
+from app.migrate import alembic_config
+from app.schema_version import head_revisions
+from tests.ops.metrics_scrape import scrape, value
+from tests.private_redis import PrivateRedis
+from tests.server import ROOT, Server, free_port, postgres_database, run_server
+from tests.services import postgres_admin_url
+
+
+def _serve(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(free_port()), *args],
+        cwd=ROOT,
+        env={**os.environ, "SYNCSTATUS_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_livez_and_readyz_answer_200_when_all_is_well(server: Server) -> None:
+    assert httpx.get(f"{server.url}/livez", timeout=5).status_code == 200
+    response = httpx.get(f"{server.url}/readyz", timeout=5)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["ok"] is True and body["failing"] == []
+    assert body["checks"] == {name: {"ok": True} for name in ("database", "schema", "broker")}
+
+
+@pytest.mark.parametrize("revision", [None, "0003"])
+def test_serve_refuses_a_postgres_schema_behind_the_newest_migration(revision: str | None) -> None:
+    with postgres_database(postgres_admin_url()) as url:
+        if revision is not None:
+            command.upgrade(alembic_config(url), revision)
+        started = time.monotonic()
+        result = _serve(url)
+        assert result.returncode != 0
+        assert time.monotonic() - started < 30
+        assert "syncstatus db upgrade" in result.stderr, result.stderr
+        assert (revision or "never migrated") in result.stderr
+
+
+def test_readyz_names_a_schema_behind_and_a_lost_broker() -> None:
+    redis = PrivateRedis()
+    redis.start()
+    try:
+        with (
+            postgres_database(postgres_admin_url()) as url,
+            run_server(url, env={"SYNCSTATUS_BROADCAST_URL": redis.url}) as server,
+        ):
+            assert httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200
+            (head,) = head_revisions()
+            _set_revision(url, "0003")
+            body = _wait_unready(server, "schema")
+            assert "syncstatus db upgrade" in body["checks"]["schema"]["error"]
+            assert body["checks"]["database"] == {"ok": True}
+            _set_revision(url, head)
+            _wait_ready(server)
+
+            redis.kill()
+            body = _wait_unready(server, "broker")
+            assert body["failing"] == ["broker"]
+            redis.start()
+            _wait_ready(server)
+            reconnects = value(scrape(server.url), "syncstatus_broker_reconnects_total")
+            assert reconnects >= 1
+    finally:
+        redis.kill()
+
+
+def _set_revision(url: str, revision: str) -> None:
+    async def update() -> None:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute("UPDATE alembic_version SET version_num = $1", revision)
+        finally:
+            await conn.close()
+
+    asyncio.run(update())
+
+
+def _wait_unready(server: Server, check: str, within: float = 20.0) -> dict[str, object]:
+    deadline = time.monotonic() + within
+    while True:
+        response = httpx.get(f"{server.url}/readyz", timeout=5)
+        body = response.json()
+        if response.status_code == 503 and check in body["failing"]:
+            return dict(body)
+        assert response.status_code == 200 and time.monotonic() < deadline, body
+        time.sleep(0.2)
+
+
+def _wait_ready(server: Server, within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while httpx.get(f"{server.url}/readyz", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline, "never ready again"
+        time.sleep(0.2)

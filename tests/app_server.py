@@ -54,7 +54,9 @@ async def running_app(database_url: str) -> AsyncIterator[AppServer]:
     PostgreSQL) with the in-process broadcast, until the block ends."""
     if not is_sqlite(database_url):
         migrate(database_url)
-    app = create_app(Settings(database_url=database_url, log_level="warning"))
+    # As run_server: tests share tokens across many requests, so no per-token cost budget.
+    settings = Settings(database_url=database_url, log_level="warning", rate_limit=0)
+    app = create_app(settings)
     captured = io.StringIO()
     handler = logging.StreamHandler(captured)
     handler.setLevel(logging.WARNING)

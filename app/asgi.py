@@ -28,11 +28,13 @@ from strawberry.types.unset import UNSET
 from app.auth import Authenticator
 from app.body_limit import BodyLimit
 from app.broadcast import create_broadcast, max_message_bytes
+from app.browser_security import allowed_origins, browser_middleware, frame_ancestors
 from app.context import Context
 from app.csv_export import export_sync_users
 from app.db.engine import is_sqlite, open_database
 from app.errors import ServiceError
 from app.events import Publisher
+from app.graphiql import GraphiQLAssets
 from app.migrate import upgrade
 from app.outage import RETRY_AFTER_SECONDS
 from app.probes import Readiness, ready
@@ -74,6 +76,8 @@ MAX_SUBSCRIPTIONS_PER_CONNECTION = 20
 class SyncStatusGraphQL(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = SyncStatusTransportHandler
 
+    graphiql = GraphiQLAssets()
+
     def __init__(
         self, services_ref: dict[str, Services], limits: DocumentLimits | None = None
     ) -> None:
@@ -96,6 +100,10 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
             request=request,
             websocket=request.scope["type"] == "websocket",
         )
+
+    async def render_graphql_ide(self, request: Any) -> Response:
+        """Our own GraphiQL page: assets from this service, no inline script (the CSP)."""
+        return self.graphiql.page()
 
     async def on_ws_connect(self, context: Context) -> None:
         try:
@@ -223,6 +231,10 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
     settings = settings or Settings.from_env()
     ref: dict[str, Services] = {}
     graphql = SyncStatusGraphQL(ref, DocumentLimits(max_cost=settings.max_query_cost))
+    # WebSocket handshakes from another origin: the same allowlist as CORS.
+    origins = allowed_origins(settings.cors_origins)
+    graphql.allowed_origins = origins
+    graphql.graphiql = GraphiQLAssets(settings.graphiql_dir)
     telemetry = Telemetry()
     probes: dict[str, Readiness] = {}
 
@@ -323,11 +335,13 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
             Route("/metrics", metrics),
             Route("/export/sync-users.csv", export_sync_users),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/graphiql-assets/{name}", graphql.graphiql.asset),
             WebSocketRoute("/graphql", graphql),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ],
         middleware=[
             Middleware(RequestLog, telemetry=telemetry),
+            *browser_middleware(origins, frame_ancestors(settings.frame_ancestors)),
             Middleware(ServerTiming),
             Middleware(BodyLimit),
         ],

@@ -29,6 +29,11 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    # Browser-facing security (app/browser_security.py): origins other than the service's own
+    # that may call the API from a page, and who may embed the page in a frame.
+    cors_origins: tuple[str, ...] = ()
+    frame_ancestors: str = "'self'"
+    graphiql_dir: str = ""  # GraphiQL's installed npm packages; "" = graphiql/node_modules
     max_query_cost: int = DEFAULT_MAX_QUERY_COST  # 0: no cost limit
     rate_limit: int = DEFAULT_RATE_LIMIT  # cost points per token and minute; 0: off
     log_format: str = "text"  # or "json": one JSON object per line
@@ -46,6 +51,11 @@ class Settings:
             host=env.get("SYNCSTATUS_HOST", "127.0.0.1"),
             port=int(env.get("SYNCSTATUS_PORT", "8000")),
             log_level=env.get("SYNCSTATUS_LOG_LEVEL", "info"),
+            cors_origins=tuple(
+                o.strip() for o in env.get("SYNCSTATUS_CORS_ORIGINS", "").split(",") if o.strip()
+            ),
+            frame_ancestors=env.get("SYNCSTATUS_FRAME_ANCESTORS", "'self'").strip() or "'self'",
+            graphiql_dir=env.get("SYNCSTATUS_GRAPHIQL_DIR", ""),
             max_query_cost=_number(env, "SYNCSTATUS_MAX_QUERY_COST", DEFAULT_MAX_QUERY_COST, int),
             rate_limit=_number(env, "SYNCSTATUS_RATE_LIMIT", DEFAULT_RATE_LIMIT, int),
             log_format=_choice(env, "SYNCSTATUS_LOG_FORMAT", "text", ("text", "json")),

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,8 +23,11 @@ from typing import Any
 import asyncpg
 import httpx
 
+from app import token_commands
 from app.db.engine import Database, open_database
 from app.migrate import upgrade
+from app.settings import Settings
+from tests.api import Api
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,11 +50,23 @@ def sqlite_database() -> Iterator[str]:
         yield f"sqlite+aiosqlite:///{folder}/syncstatus.db"
 
 
+@functools.cache
+def _migrated_sqlite() -> Path:
+    """One SQLite file migrated to the newest schema per test session, copied by open_sqlite:
+    an Alembic run costs about a second on a loaded machine, a copy a millisecond."""
+    folder = Path(tempfile.mkdtemp(prefix="syncstatus-template-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = folder / "template.db"
+    migrate(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
 @asynccontextmanager
 async def open_sqlite() -> AsyncIterator[Database]:
     """A migrated throw-away SQLite file, opened in this process (for tests below the API)."""
     with sqlite_database() as url:
-        await asyncio.to_thread(upgrade, url)
+        template = await asyncio.to_thread(_migrated_sqlite)
+        shutil.copyfile(template, url.removeprefix("sqlite+aiosqlite:///"))
         database = open_database(url)
         try:
             yield database
@@ -92,12 +110,23 @@ def cli(database_url: str, *args: str, env: dict[str, str] | None = None) -> str
     return result.stdout
 
 
-def create_token(database_url: str, tenant: str, role: str) -> str:
-    """A new token of the tenant, which `token create` creates when it does not exist yet."""
-    output = cli(
-        database_url, "token", "create", "--tenant", tenant, "--role", role, "--create-tenant"
-    )
-    return output.strip().splitlines()[-1]
+def create_token(database_url: str, tenant: str, role: str, name: str = "cli") -> str:
+    """A new token of the tenant (created if missing), made by the code behind `syncstatus
+    token create --create-tenant` (its audit event included) in this process:
+    tests/api_tests/test_cli.py drives the command itself, and a CLI process per token cost
+    seconds per test tenant."""
+    return str(_run_async(create_token_async(database_url, tenant, role, name)))
+
+
+async def create_token_async(database_url: str, tenant: str, role: str, name: str = "cli") -> str:
+    settings = Settings(database_url=database_url)
+    return await token_commands.create(settings, tenant, role, name, create_tenant=True)
+
+
+def migrate(database_url: str) -> None:
+    """`syncstatus db upgrade` in this process (Alembic drives its own event loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(upgrade, database_url).result()
 
 
 @dataclass
@@ -122,6 +151,9 @@ class Server:
 
     def token(self, tenant: str, role: str) -> str:
         return create_token(self.database_url, tenant, role)
+
+    def api(self, token: str | None) -> Api:
+        return Api(self.graphql_url, self.ws_url, token)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -151,7 +183,7 @@ def run_server(
     """`syncstatus <command> --port <free port> <args>` until the block ends; its output
     (stdout and stderr) goes to Server.log()."""
     if not database_url.startswith("sqlite"):
-        cli(database_url, "db", "upgrade")
+        migrate(database_url)
     port = free_port()
     env = {
         **os.environ,

@@ -12,7 +12,7 @@ from gql.transport.exceptions import TransportQueryError
 from tests.api import Api
 from tests.api_tests import helpers as h
 from tests.api_tests.conftest import ApiTenant
-from tests.api_tests.test_metrics import check_invariants
+from tests.inprocess.test_metrics import check_invariants
 
 
 async def _outcome(api: Api, document: str, **variables: Any) -> str:

@@ -55,6 +55,7 @@ class PageEnv:
     live_viewer_token: str
     live_viewer: Gql
     live_worker: Gql
+    live_operator_token: str = ""  # OPERATOR of the live tenant: Sync now, Retry all
 
     @property
     def url(self) -> str:
@@ -88,6 +89,7 @@ def page_env() -> Iterator[PageEnv]:
         viewer = create_token(database_url, MAIN_TENANT, "viewer")
         live_viewer = create_token(database_url, LIVE_TENANT, "viewer")
         live_worker = create_token(database_url, LIVE_TENANT, "worker")
+        live_operator = create_token(database_url, LIVE_TENANT, "operator")
         with run_server(database_url) as server:
             yield PageEnv(
                 server=server,
@@ -96,6 +98,7 @@ def page_env() -> Iterator[PageEnv]:
                 live_viewer_token=live_viewer,
                 live_viewer=Gql(server.graphql_url, live_viewer),
                 live_worker=Gql(server.graphql_url, live_worker),
+                live_operator_token=live_operator,
             )
 
 
@@ -163,3 +166,9 @@ def screenshot(page: Page, name: str) -> Path:
     path = ARTIFACTS / name
     page.screenshot(path=str(path))
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "needs(*fields): API fields a page test needs the server to serve"
+    )

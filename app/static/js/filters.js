@@ -10,6 +10,8 @@ export function createFilters({ form, note, onApply, onClear, onRefresh }) {
   const end = form.elements.namedItem("end");
   const policy = form.elements.namedItem("policy");
   const status = form.elements.namedItem("status");
+  const errorCode = form.elements.namedItem("errorCode");
+  const errorCodeField = errorCode.closest(".field");
   let applied = snapshot();
 
   for (const [value, label] of Object.entries(STATUS_LABELS)) {
@@ -23,6 +25,7 @@ export function createFilters({ form, note, onApply, onClear, onRefresh }) {
       end: end.value,
       policy: policy.value,
       status: status.value,
+      errorCode: errorCodeField.hidden ? "" : errorCode.value.trim(),
     };
   }
 
@@ -47,6 +50,10 @@ export function createFilters({ form, note, onApply, onClear, onRefresh }) {
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
+    apply();
+  });
+
+  function apply() {
     const next = snapshot();
     if (next.start && next.end && next.start > next.end) {
       showNote("Start date must be on or before End date.", true);
@@ -56,7 +63,7 @@ export function createFilters({ form, note, onApply, onClear, onRefresh }) {
     applied = next;
     showNote("");
     onApply(toFilter(applied));
-  });
+  }
 
   form.querySelector("#clear-filters").addEventListener("click", () => {
     form.reset();
@@ -77,6 +84,18 @@ export function createFilters({ form, note, onApply, onClear, onRefresh }) {
       policy.value = policies.some((p) => p.id === current) ? current : "";
     },
 
+    /** The Error code filter exists only where the server serves SyncUserFilter.errorCode. */
+    setErrorCodeSupported(supported) {
+      errorCodeField.hidden = !supported;
+      if (!supported) errorCode.value = "";
+    },
+
+    /** A failure reason was picked: filter the table by its error code (other filters stay). */
+    applyErrorCode(code) {
+      errorCode.value = code;
+      apply();
+    },
+
     /** The filter that is applied now (not what the controls show). */
     appliedFilter() {
       return toFilter(applied);
@@ -92,5 +111,26 @@ export function toFilter(values) {
   if (values.end) filter.latestSyncTo = localDayEnd(values.end);
   if (values.policy) filter.policyId = values.policy;
   if (values.status) filter.status = values.status;
+  if (values.errorCode) filter.errorCode = values.errorCode;
   return Object.keys(filter).length ? filter : null;
+}
+
+/**
+ * Whether a user (as a live event left it) still matches an applied filter. emailContains is
+ * not checked: addresses do not change in events.
+ */
+export function matchesFilter(user, filter) {
+  if (!filter) return true;
+  if (filter.status && user.status !== filter.status) return false;
+  if (filter.policyId && user.policy?.id !== filter.policyId) return false;
+  if (filter.errorCode && (user.status !== "FAILED" || user.lastFinishedRun?.errorCode !== filter.errorCode)) {
+    return false;
+  }
+  if (filter.latestSyncFrom || filter.latestSyncTo) {
+    if (!user.latestSyncAt) return false;
+    const at = Date.parse(user.latestSyncAt);
+    if (filter.latestSyncFrom && at < Date.parse(filter.latestSyncFrom)) return false;
+    if (filter.latestSyncTo && at > Date.parse(filter.latestSyncTo)) return false;
+  }
+  return true;
 }

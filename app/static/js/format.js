@@ -127,8 +127,11 @@ export function localDayEnd(value) {
   return parts ? toLocalISOString(new Date(parts[0], parts[1], parts[2], 23, 59, 59, 999)) : null;
 }
 
-/** "1-10 of 250 results" (offset is 0-based; plain digits so the text stays easy to read aloud and parse). */
-export function formatRange(offset, count, total) {
-  if (!total || !count) return `0-0 of ${total || 0} results`;
+/**
+ * "1-10 of 250 results" (offset is 0-based; plain digits so the text stays easy to read aloud and
+ * parse); with nothing to show, "No users match" (or "No users yet" without a filter).
+ */
+export function formatRange(offset, count, total, { filtered = true } = {}) {
+  if (!total || !count) return filtered ? "No users match" : "No users yet";
   return `${offset + 1}-${offset + count} of ${total} results`;
 }

@@ -4,11 +4,15 @@
 import { $ } from "./dom.js";
 import { ApiError, createClient } from "./graphql.js";
 import { createWsClient, defaultWsUrl } from "./ws.js";
-import { createFilters } from "./filters.js";
+import { createFilters, matchesFilter } from "./filters.js";
 import { createTable } from "./table.js";
 import { createPanel } from "./panel.js";
 import { formatNumber, formatRange } from "./format.js";
+import { createFailureReasons, createTrends } from "./insights.js";
+import { canRequestSyncs, createActions } from "./actions.js";
 import {
+  CAPABILITIES_QUERY,
+  VIEWER_QUERY,
   METRICS_QUERY,
   METRICS_SUBSCRIPTION,
   POLICIES_QUERY,
@@ -18,6 +22,7 @@ import {
 
 const TOKEN_KEY = "syncstatus.token";
 const MAX_IDS_PER_SUBSCRIPTION = 100;
+const ROLE_LABELS = { VIEWER: "Viewer", OPERATOR: "Operator", WORKER: "Worker", ADMIN: "Admin" };
 const METRIC_NAMES = ["usersWithActivePolicy", "changesLast24h", "syncsInProgress", "failedSyncs"];
 const CONNECTION_TEXT = {
   connecting: "Connecting…",
@@ -56,7 +61,9 @@ const state = {
   loadSeq: 0,
   metricsAsOf: null,
   rowSubs: { key: "", unsubscribe: [] },
+  stale: new Set(), // ids of rows shown that live updates took out of the applied filter
   metricsUnsubscribe: null,
+  role: null, // from `viewer`, where served
 };
 
 const el = {
@@ -73,6 +80,8 @@ const el = {
   pageSize: $("#page-size"),
   prev: $("#prev-page"),
   next: $("#next-page"),
+  staleNote: $("#stale-note"),
+  staleText: $("#stale-text"),
 };
 
 const client = createClient({ url: "/graphql", getToken });
@@ -112,6 +121,7 @@ const panel = createPanel({
     if (!table.focusRow(id)) $("#users-table").querySelector("tr.user-row")?.focus();
   },
   onError: (error) => handleAuth(error),
+  canRequestSync: () => canRequestSyncs(state.role) && Boolean(state.capabilities?.mutation.has("requestSync")),
 });
 
 const filters = createFilters({
@@ -126,6 +136,46 @@ const filters = createFilters({
     loadPage("first");
   },
   onRefresh: () => refreshAll(),
+});
+
+// An optional section failing (e.g. a field this server does not serve yet) hides it quietly;
+// only a rejected token is reported.
+const quiet = (section) => (error) => {
+  if (!handleAuth(error)) section.hidden = true;
+};
+
+const reasons = createFailureReasons({
+  section: $("#failure-reasons"),
+  list: $("#reason-list"),
+  empty: $("#reasons-empty"),
+  client,
+  onPick: (code) => filters.applyErrorCode(code),
+  onError: quiet($("#failure-reasons")),
+});
+
+const trends = createTrends({
+  section: $("#trends"),
+  chart: $("#trends-chart"),
+  legend: $("#trends-legend"),
+  buttons: [...document.querySelectorAll("#trends [data-period]")],
+  client,
+  onError: quiet($("#trends")),
+});
+
+const actions = createActions({
+  exportButton: $("#export-csv"),
+  retryButton: $("#retry-all"),
+  note: $("#action-note"),
+  modal: $("#confirm-modal"),
+  client,
+  filter: () => state.filter,
+  total: () => state.totalCount,
+  getToken,
+  onAuthError: (error) => handleAuth(error ?? new ApiError("The export was refused.", { code: "UNAUTHENTICATED" })),
+  onRequested: () => {
+    loadMetrics();
+    loadPage("reload");
+  },
 });
 
 // ---- errors -----------------------------------------------------------------------------------
@@ -148,6 +198,7 @@ function showPageError(message) {
 
 function askForToken(message) {
   sessionStorage.removeItem(TOKEN_KEY);
+  if ($("#confirm-modal").open) $("#confirm-modal").close();
   stopLive();
   state.started = false;
   panel.close();
@@ -198,6 +249,8 @@ async function loadMetrics() {
     const data = await client.request(METRICS_QUERY);
     state.metricsAsOf = null; // a fresh read replaces whatever was shown
     renderMetrics(data.syncMetrics);
+    reasons.load();
+    trends.load();
   } catch (error) {
     if (!handleAuth(error)) showPageError(`Could not load the metrics: ${error.message}`);
   }
@@ -277,6 +330,8 @@ async function loadPage(mode) {
     state.totalCount = connection.totalCount;
     state.rowCount = users.length;
     showPageError("");
+    state.stale.clear();
+    renderStale();
 
     if (users.length) {
       table.showRows(users);
@@ -288,7 +343,11 @@ async function loadPage(mode) {
           : "No users yet. Users appear here once they are added to this tenant.",
       );
     }
-    el.resultCount.textContent = formatRange(offset, users.length, connection.totalCount);
+    reasons.setActive(state.filter?.errorCode);
+    actions.update();
+    el.resultCount.textContent = formatRange(offset, users.length, connection.totalCount, {
+      filtered: Boolean(state.filter),
+    });
     el.prev.disabled = !(offset > 0);
     el.next.disabled = backward
       ? !(offset + users.length < connection.totalCount)
@@ -298,6 +357,8 @@ async function loadPage(mode) {
     if (seq !== state.loadSeq) return;
     if (handleAuth(error)) return;
     state.rowCount = 0;
+    state.totalCount = 0;
+    actions.update();
     el.resultCount.textContent = "";
     table.showError(`Could not load users: ${error.message}`, () => loadPage("reload"));
   } finally {
@@ -328,6 +389,7 @@ function openPanel(id) {
 
 document.addEventListener("keydown", (event) => {
   if (event.key !== "Escape") return;
+  if ($("#confirm-modal").open) return; // the dialog closes itself
   if (panel.modalOpen) {
     event.preventDefault();
     panel.closeModal();
@@ -350,9 +412,29 @@ function onUserEvent(result) {
   }
   const user = result.data?.syncUserUpdated;
   if (!user) return;
-  table.applyUpdate(user);
+  if (table.applyUpdate(user)) checkStillMatches(user.id);
   panel.applyUpdate(user);
 }
+
+/** Say so when live updates make rows shown stop matching the applied filter. */
+function checkStillMatches(id) {
+  const user = table.user(id);
+  if (!user || !state.filter) return;
+  const stale = !matchesFilter(user, state.filter);
+  if (stale === state.stale.has(id)) return;
+  if (stale) state.stale.add(id);
+  else state.stale.delete(id);
+  table.markStale(id, stale);
+  renderStale();
+}
+
+function renderStale() {
+  const n = state.stale.size;
+  el.staleNote.hidden = n === 0;
+  el.staleText.textContent = n === 1 ? "1 row no longer matches" : `${n} rows no longer match`;
+}
+
+$("#stale-refresh").addEventListener("click", () => refreshAll());
 
 function subscriptionError(what) {
   return (error) => {
@@ -387,7 +469,11 @@ function startLive() {
     { query: METRICS_SUBSCRIPTION, variables: {} },
     {
       next: (result) => {
-        if (result.data?.syncMetricsUpdated) renderMetrics(result.data.syncMetricsUpdated);
+        if (result.data?.syncMetricsUpdated) {
+          renderMetrics(result.data.syncMetricsUpdated);
+          reasons.refreshSoon();
+          trends.refreshSoon();
+        }
         else if (result.errors?.length) subscriptionError("the metrics")(new ApiError(result.errors[0].message, { code: result.errors[0].extensions?.code }));
       },
       error: subscriptionError("the metrics"),
@@ -404,6 +490,47 @@ function stopLive() {
   ws.stop();
 }
 
+// ---- who is asking, and what this server serves ----------------------------------------------
+
+async function loadCapabilities() {
+  try {
+    const data = await client.request(CAPABILITIES_QUERY);
+    const names = (type, key) => new Set((data[type]?.[key] ?? []).map((f) => f.name));
+    state.capabilities = {
+      query: names("query", "fields"),
+      mutation: names("mutation", "fields"),
+      filter: names("filter", "inputFields"),
+    };
+  } catch (error) {
+    if (handleAuth(error)) return;
+    state.capabilities = { query: new Set(), mutation: new Set(), filter: new Set() };
+  }
+  const can = state.capabilities;
+  filters.setErrorCodeSupported(can.filter.has("errorCode"));
+  actions.setBulkSupported(can.mutation.has("requestSyncs"));
+  if (can.query.has("failureReasons")) reasons.enable();
+  if (can.query.has("syncTrends")) trends.enable();
+  if (can.query.has("viewer")) await loadViewer();
+}
+
+async function loadViewer() {
+  try {
+    const { viewer } = await client.request(VIEWER_QUERY);
+    state.role = viewer.role;
+    $("#viewer-tenant").textContent = viewer.tenantName;
+    $("#viewer-role").textContent = ROLE_LABELS[viewer.role] ?? viewer.role;
+    $("#viewer-role").dataset.role = viewer.role;
+    $("#viewer-info").title = `Signed in with the token "${viewer.tokenName}"`;
+    $("#viewer-info").hidden = false;
+  } catch (error) {
+    if (handleAuth(error)) return;
+    state.role = null;
+    $("#viewer-info").hidden = true;
+  }
+  actions.setRole(state.role);
+  panel.rerender();
+}
+
 // ---- start ------------------------------------------------------------------------------------
 
 function start() {
@@ -417,7 +544,11 @@ function start() {
   el.main.hidden = false;
   el.changeToken.hidden = false;
   showPageError("");
+  state.role = null;
+  actions.setRole(null);
+  $("#viewer-info").hidden = true;
   startLive();
+  loadCapabilities();
   loadMetrics();
   loadPolicies();
   loadPage("first");

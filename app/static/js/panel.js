@@ -12,7 +12,7 @@ import {
   plural,
   serviceLabel,
 } from "./format.js";
-import { USER_DETAIL_QUERY, USER_FAILURES_QUERY, USER_RUNS_QUERY } from "./queries.js";
+import { REQUEST_SYNC_MUTATION, USER_DETAIL_QUERY, USER_FAILURES_QUERY, USER_RUNS_QUERY } from "./queries.js";
 
 const HISTORY_PAGE = 10;
 const COMPLETED = new Set(["SUCCEEDED", "COMPLETED_WITH_WARNING"]);
@@ -39,8 +39,11 @@ export function failuresText(n) {
  * @param {(userId: string|null) => void} o.onUserChange  the panel's user changed (resubscribe)
  * @param {(userId: string) => void} o.onClose  the panel closed (focus goes back to the row)
  * @param {(error: Error) => boolean} o.onError  returns true when the error was handled globally
+ * @param {() => boolean} [o.canRequestSync]  whether this token may "Sync now" (OPERATOR, ADMIN)
  */
-export function createPanel({ panel, body, closeButton, heading, modal, client, onUserChange, onClose, onError }) {
+export function createPanel({
+  panel, body, closeButton, heading, modal, client, onUserChange, onClose, onError, canRequestSync = () => false,
+}) {
   let userId = null;
   let detail = null; // { user, failedItems, runs }
   let loadError = null;
@@ -49,6 +52,7 @@ export function createPanel({ panel, body, closeButton, heading, modal, client, 
   let refetching = false;
   let refetchAgain = false;
   let tick = null;
+  let syncNote = null; // { userId, text, error } after "Sync now"
 
   closeButton.addEventListener("click", () => close());
 
@@ -58,6 +62,7 @@ export function createPanel({ panel, body, closeButton, heading, modal, client, 
     const switching = id !== userId;
     userId = id;
     if (switching) {
+      syncNote = null;
       detail = rowUser ? { user: rowUser, failedItems: null, runs: null } : null;
       loadError = null;
       closeModal({ restoreFocus: false });
@@ -220,6 +225,7 @@ export function createPanel({ panel, body, closeButton, heading, modal, client, 
     const user = detail.user;
     const sections = [
       identitySection(user),
+      syncNowSection(user),
       failureAlert(user),
       loadError ? h("p", { class: "banner banner-error", role: "alert" }, loadError) : null,
       overviewSection(user),
@@ -243,6 +249,33 @@ export function createPanel({ panel, body, closeButton, heading, modal, client, 
         badge("Destination", "destination"),
         h("span", { class: "identity-email", "data-role": "destination-email" }, emailText(user.destinationEmail ?? "—"))),
     );
+  }
+
+  function syncNowSection(user) {
+    if (!canRequestSync()) return null;
+    const note = syncNote?.userId === user.id ? syncNote : null;
+    return h("div", { class: "panel-actions" },
+      h("button", {
+        type: "button",
+        class: "btn btn-secondary btn-small",
+        id: "sync-now",
+        "data-focus-key": "sync-now",
+        onclick: (event) => requestSync(user.id, event.currentTarget),
+      }, "Sync now"),
+      note ? h("span", { class: `panel-action-note${note.error ? " error-text" : ""}`, role: "status" }, note.text) : null);
+  }
+
+  async function requestSync(id, button) {
+    button.disabled = true;
+    button.textContent = "Requesting…";
+    try {
+      await client.request(REQUEST_SYNC_MUTATION, { userId: id });
+      syncNote = { userId: id, text: "Sync requested: it starts when a worker picks it up.", error: false };
+    } catch (error) {
+      if (onError(error)) return;
+      syncNote = { userId: id, text: `Could not request a sync: ${error.message}`, error: true };
+    }
+    if (id === userId) render({ focusKey: "sync-now" });
   }
 
   function failureAlert(user) {
@@ -532,6 +565,8 @@ export function createPanel({ panel, body, closeButton, heading, modal, client, 
     applyUpdate,
     refetch: () => (userId ? scheduleRefetch(0) : undefined),
     closeModal,
+    /** Re-render (the role, and with it "Sync now", became known). */
+    rerender: () => (userId ? render() : undefined),
     get userId() {
       return userId;
     },

@@ -148,3 +148,40 @@ export const USER_FAILURES_QUERY = `
   ${RUN_FIELDS}
   ${FAILED_ITEM_FIELDS}
 `;
+
+// ---- second wave: each is optional; the page hides what the server does not serve ----------
+
+// What this server serves, so the page can leave out sections it cannot fill.
+export const CAPABILITIES_QUERY = `
+  query Capabilities {
+    query: __type(name: "Query") { fields { name } }
+    mutation: __type(name: "Mutation") { fields { name } }
+    filter: __type(name: "SyncUserFilter") { inputFields { name } }
+  }
+`;
+
+export const VIEWER_QUERY = `
+  query Viewer { viewer { tenantName tokenName role } }
+`;
+
+export const FAILURE_REASONS_QUERY = `
+  query FailureReasons($first: Int!) {
+    failureReasons(first: $first) { errorCode sampleMessage userCount lastSeenAt }
+  }
+`;
+
+export const TRENDS_QUERY = `
+  query SyncTrends($since: DateTime!, $until: DateTime, $bucket: TrendBucket!) {
+    syncTrends(since: $since, until: $until, bucket: $bucket) {
+      at changes runsStarted runsSucceeded runsCompletedWithWarning runsFailed
+    }
+  }
+`;
+
+export const REQUEST_SYNC_MUTATION = `
+  mutation RequestSync($userId: ID!) { requestSync(userId: $userId) { id version nextScheduledSyncAt } }
+`;
+
+export const REQUEST_SYNCS_MUTATION = `
+  mutation RequestSyncs($filter: SyncUserFilter!) { requestSyncs(filter: $filter) { requested skipped } }
+`;

@@ -122,6 +122,15 @@ export function createTable({ table, tbody, onOpen }) {
       return true;
     },
 
+    /** A row that live updates took out of the applied filter: dimmed until the next load. */
+    markStale(id, stale) {
+      const entry = rows.get(id);
+      if (!entry) return;
+      entry.tr.classList.toggle("stale", stale);
+      if (stale) entry.tr.title = "This row no longer matches the filters; Refresh to update the list";
+      else entry.tr.title = "Open sync details";
+    },
+
     setSelected(id) {
       selectedId = id;
       for (const [rowId, { tr }] of rows) {

@@ -4,10 +4,10 @@ assignPolicy do to userCount, metrics, schedules and the users' versions."""
 from __future__ import annotations
 
 from tests.api_tests import helpers as h
-from tests.api_tests.conftest import ApiTenant
+from tests.conftest import Tenant
 
 
-async def test_create_policy_defaults_and_fields(tenant: ApiTenant) -> None:
+async def test_create_policy_defaults_and_fields(tenant: Tenant) -> None:
     plain = (
         await tenant.admin.execute(
             h.CREATE_POLICY, input={"name": "  Plain  ", "syncIntervalMinutes": 15}
@@ -39,7 +39,7 @@ async def test_create_policy_defaults_and_fields(tenant: ApiTenant) -> None:
     assert node["node"] == {"id": full["id"], "name": "Full", "userCount": 0}
 
 
-async def test_policies_are_listed_by_name(tenant: ApiTenant) -> None:
+async def test_policies_are_listed_by_name(tenant: Tenant) -> None:
     names = ["delta", "Alpha", "charlie", "Bravo", "echo", "alpha2", "Zulu"]
     for name in names:
         await h.create_policy(tenant.admin, name)
@@ -69,7 +69,7 @@ async def test_policies_are_listed_by_name(tenant: ApiTenant) -> None:
     assert [e["node"]["name"] for e in default["edges"]] == listed[:10]
 
 
-async def test_assign_policy_moves_users_and_counts(tenant: ApiTenant) -> None:
+async def test_assign_policy_moves_users_and_counts(tenant: Tenant) -> None:
     admin, viewer = tenant.admin, tenant.viewer
     one = await h.create_policy(admin, "One")
     two = await h.create_policy(admin, "Two", active=False)
@@ -118,7 +118,7 @@ async def test_assign_policy_moves_users_and_counts(tenant: ApiTenant) -> None:
     assert await counts() == (2, 2, 2)
 
 
-async def test_deactivating_lets_running_runs_finish(tenant: ApiTenant) -> None:
+async def test_deactivating_lets_running_runs_finish(tenant: Tenant) -> None:
     admin, worker, viewer = tenant.admin, tenant.worker, tenant.viewer
     policy = await h.create_policy(admin, "Busy")
     users = await h.add_users(admin, [f"b{i}@p.example" for i in range(4)], policy["id"])
@@ -148,7 +148,7 @@ async def test_deactivating_lets_running_runs_finish(tenant: ApiTenant) -> None:
     assert sorted(r["user"]["id"] for r in claimed) == sorted(u["id"] for u in users[1:])
 
 
-async def test_update_policy(tenant: ApiTenant) -> None:
+async def test_update_policy(tenant: Tenant) -> None:
     admin, viewer = tenant.admin, tenant.viewer
     policy = await h.create_policy(admin, "Old", interval=60, services=["MAIL"])
     users = await h.add_users(admin, ["x@p.example", "y@p.example"], policy["id"])

@@ -4,16 +4,16 @@ semantics); reports are cumulative, so stale, repeated and late reports change n
 from __future__ import annotations
 
 from tests.api_tests import helpers as h
-from tests.api_tests.conftest import ApiTenant
+from tests.conftest import Tenant
 
 
-async def _one_user(tenant: ApiTenant, email: str = "ada@src.example") -> dict:
+async def _one_user(tenant: Tenant, email: str = "ada@src.example") -> dict:
     policy = await h.create_policy(tenant.admin, "Hourly")
     (added,) = await h.add_users(tenant.admin, [email], policy["id"])
     return added
 
 
-async def test_status_follows_the_runs(tenant: ApiTenant) -> None:
+async def test_status_follows_the_runs(tenant: Tenant) -> None:
     worker, viewer = tenant.worker, tenant.viewer
     added = await _one_user(tenant)
     assert added["status"] == "NEVER_SYNCED"
@@ -96,7 +96,7 @@ async def test_status_follows_the_runs(tenant: ApiTenant) -> None:
     assert node == {"id": third["id"], "state": "FAILED"}
 
 
-async def test_failed_items_reported_during_the_run_make_a_warning(tenant: ApiTenant) -> None:
+async def test_failed_items_reported_during_the_run_make_a_warning(tenant: Tenant) -> None:
     added = await _one_user(tenant)
     run = await h.start(tenant.worker, added["id"])
     await h.report(tenant.worker, run["id"], 1, 0, items=[h.item("early")])
@@ -105,7 +105,7 @@ async def test_failed_items_reported_during_the_run_make_a_warning(tenant: ApiTe
     assert (await h.user(tenant.viewer, added["id"]))["status"] == "COMPLETED_WITH_WARNING"
 
 
-async def test_an_error_code_fails_the_run_even_with_failed_items(tenant: ApiTenant) -> None:
+async def test_an_error_code_fails_the_run_even_with_failed_items(tenant: Tenant) -> None:
     added = await _one_user(tenant)
     run = await h.start(tenant.worker, added["id"])
     done = await h.finish(tenant.worker, run["id"], code="ERR_RATE_429", items=[h.item("x")])
@@ -119,7 +119,7 @@ async def test_an_error_code_fails_the_run_even_with_failed_items(tenant: ApiTen
 
 
 async def test_unresolved_failures_count_failed_runs_since_the_last_completed_one(
-    tenant: ApiTenant,
+    tenant: Tenant,
 ) -> None:
     worker = tenant.worker
     added = await _one_user(tenant)
@@ -141,7 +141,7 @@ async def test_unresolved_failures_count_failed_runs_since_the_last_completed_on
 
 
 async def test_reports_are_cumulative_stale_and_repeated_ones_change_nothing(
-    tenant: ApiTenant,
+    tenant: Tenant,
 ) -> None:
     worker, viewer = tenant.worker, tenant.viewer
     added = await _one_user(tenant)
@@ -181,7 +181,7 @@ async def test_reports_are_cumulative_stale_and_repeated_ones_change_nothing(
     assert found["failedItems"]["totalCount"] == 4
 
 
-async def test_a_late_report_after_the_finish_is_ignored(tenant: ApiTenant) -> None:
+async def test_a_late_report_after_the_finish_is_ignored(tenant: Tenant) -> None:
     worker, viewer = tenant.worker, tenant.viewer
     added = await _one_user(tenant)
     run = await h.start(worker, added["id"], total=10)
@@ -205,7 +205,7 @@ async def test_a_late_report_after_the_finish_is_ignored(tenant: ApiTenant) -> N
     assert (await h.run(viewer, run["id"]))["failedItems"]["totalCount"] == 0
 
 
-async def test_version_grows_with_every_change_and_only_then(tenant: ApiTenant) -> None:
+async def test_version_grows_with_every_change_and_only_then(tenant: Tenant) -> None:
     admin, worker, viewer = tenant.admin, tenant.worker, tenant.viewer
     policy = await h.create_policy(admin, "Hourly")
     other = await h.create_policy(admin, "Daily", interval=1440)

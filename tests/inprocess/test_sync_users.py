@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.api_tests import helpers as h
-from tests.api_tests.conftest import ApiTenant
+from tests.conftest import Tenant
 
 # (source, destination) per kind of user; "%" and "_" are literal characters of some emails,
 # with look-alike decoys a LIKE wildcard would also match.
@@ -29,13 +29,13 @@ PLUS_2 = timezone(timedelta(hours=2))
 
 @dataclass
 class World:
-    tenant: ApiTenant
+    tenant: Tenant
     users: list[dict[str, Any]]  # as listed by the API
     policies: dict[str, str]  # name -> id
 
 
 @pytest.fixture(scope="module")
-async def world(module_tenant: ApiTenant) -> World:
+async def world(module_tenant: Tenant) -> World:
     admin = module_tenant.admin
     rng = random.Random(20261125)
     policies = {

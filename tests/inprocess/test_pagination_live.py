@@ -6,21 +6,21 @@ from __future__ import annotations
 from typing import Any
 
 from tests.api_tests import helpers as h
-from tests.api_tests.conftest import ApiTenant
+from tests.conftest import Tenant
 
 
-async def _setup(tenant: ApiTenant, count: int = 40) -> tuple[str, list[dict[str, Any]]]:
+async def _setup(tenant: Tenant, count: int = 40) -> tuple[str, list[dict[str, Any]]]:
     policy = await h.create_policy(tenant.admin, "Live")
     emails = [f"m{i:03}@p.example" for i in range(0, 2 * count, 2)]  # even numbers
     users = await h.add_users(tenant.admin, emails, policy["id"])
     return policy["id"], users
 
 
-async def _fetch(tenant: ApiTenant, **args: Any) -> dict[str, Any]:
+async def _fetch(tenant: Tenant, **args: Any) -> dict[str, Any]:
     return (await tenant.viewer.execute(h.SYNC_USERS, **args))["syncUsers"]
 
 
-async def test_forward_pages_while_rows_are_added_and_change(tenant: ApiTenant) -> None:
+async def test_forward_pages_while_rows_are_added_and_change(tenant: Tenant) -> None:
     policy, users = await _setup(tenant)
     worker = tenant.worker
     by_email = {u["email"]: u for u in users}
@@ -59,7 +59,7 @@ async def test_forward_pages_while_rows_are_added_and_change(tenant: ApiTenant) 
     assert emails == sorted(emails)
 
 
-async def test_backward_pages_while_rows_are_added_and_change(tenant: ApiTenant) -> None:
+async def test_backward_pages_while_rows_are_added_and_change(tenant: Tenant) -> None:
     policy, users = await _setup(tenant)
     worker = tenant.worker
     by_email = {u["email"]: u for u in users}
@@ -91,7 +91,7 @@ async def test_backward_pages_while_rows_are_added_and_change(tenant: ApiTenant)
     assert emails == sorted(emails)
 
 
-async def test_latest_sync_order_while_statuses_change(tenant: ApiTenant) -> None:
+async def test_latest_sync_order_while_statuses_change(tenant: Tenant) -> None:
     policy, users = await _setup(tenant, 36)
     worker = tenant.worker
     # Everyone but six ran once (a varied order); runs of some are still running.
@@ -115,7 +115,7 @@ async def test_latest_sync_order_while_statuses_change(tenant: ApiTenant) -> Non
     assert original <= set(seen)
 
 
-async def test_a_filtered_list_while_rows_leave_and_join_it(tenant: ApiTenant) -> None:
+async def test_a_filtered_list_while_rows_leave_and_join_it(tenant: Tenant) -> None:
     _, users = await _setup(tenant, 30)
     worker = tenant.worker
     runs = await h.drive(worker, [(u["id"], "IN_PROGRESS") for u in users])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tests.api_tests import helpers as h
-from tests.api_tests.conftest import ApiTenant
+from tests.conftest import Tenant
 
 NODE = "query($id: ID!) { node(id: $id) { id } }"
 
@@ -19,7 +19,7 @@ class Objects:
     done_run: str
 
 
-async def _populate(tenant: ApiTenant, email: str) -> Objects:
+async def _populate(tenant: Tenant, email: str) -> Objects:
     policy = await h.create_policy(tenant.admin, "Shared name")
     user, done = await h.add_users(tenant.admin, [email, f"done.{email}"], policy["id"])
     runs = await h.drive(tenant.worker, [(done["id"], "SYNCED")])
@@ -27,7 +27,7 @@ async def _populate(tenant: ApiTenant, email: str) -> Objects:
     return Objects(policy["id"], user["id"], run["id"], runs[done["id"]]["id"])
 
 
-async def test_another_tenants_ids_do_not_exist(tenant: ApiTenant, other_tenant: ApiTenant) -> None:
+async def test_another_tenants_ids_do_not_exist(tenant: Tenant, other_tenant: Tenant) -> None:
     mine = await _populate(tenant, "same@t.example")
     theirs = await _populate(other_tenant, "same@t.example")  # the same email: no conflict
     before_mine = await h.snapshot(tenant.admin)
@@ -79,9 +79,7 @@ async def test_another_tenants_ids_do_not_exist(tenant: ApiTenant, other_tenant:
     assert await h.snapshot(other_tenant.admin) == before_theirs
 
 
-async def test_another_tenants_cursors_are_rejected(
-    tenant: ApiTenant, other_tenant: ApiTenant
-) -> None:
+async def test_another_tenants_cursors_are_rejected(tenant: Tenant, other_tenant: Tenant) -> None:
     mine = await _populate(tenant, "a@t.example")
     theirs = await _populate(other_tenant, "a@t.example")
     await h.create_policy(other_tenant.admin, "Another")
@@ -116,9 +114,7 @@ async def test_another_tenants_cursors_are_rejected(
     assert [e["node"]["email"] for e in rest["edges"]] == ["done.a@t.example"]
 
 
-async def test_metrics_and_lists_never_mix_tenants(
-    tenant: ApiTenant, other_tenant: ApiTenant
-) -> None:
+async def test_metrics_and_lists_never_mix_tenants(tenant: Tenant, other_tenant: Tenant) -> None:
     await _populate(tenant, "mine@t.example")
     other_policy = await h.create_policy(other_tenant.admin, "Big")
     await h.add_users(other_tenant.admin, [f"o{i}@t.example" for i in range(7)], other_policy["id"])

@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from tests.api_tests import helpers as h
-from tests.api_tests.conftest import ApiTenant
+from tests.conftest import Tenant
 
 SLACK = timedelta(seconds=2)
 
@@ -15,13 +15,13 @@ def _is_now(value: str, before: datetime, after: datetime) -> bool:
     return before - SLACK <= h.when(value) <= after + SLACK
 
 
-async def _next_at(tenant: ApiTenant, user_id: str) -> tuple[str | None, datetime, datetime]:
+async def _next_at(tenant: Tenant, user_id: str) -> tuple[str | None, datetime, datetime]:
     before = datetime.now(UTC)
     found = (await h.user(tenant.viewer, user_id))["nextScheduledSyncAt"]
     return found, before, datetime.now(UTC)
 
 
-async def test_next_scheduled_sync(tenant: ApiTenant) -> None:
+async def test_next_scheduled_sync(tenant: Tenant) -> None:
     admin, worker = tenant.admin, tenant.worker
     hourly = await h.create_policy(admin, "Hourly", interval=60)
     paused = await h.create_policy(admin, "Paused", active=False, interval=60)
@@ -81,7 +81,7 @@ async def test_next_scheduled_sync(tenant: ApiTenant) -> None:
     assert found is not None and _is_now(found, before, after)
 
 
-async def test_claim_starts_runs_for_due_users_only(tenant: ApiTenant) -> None:
+async def test_claim_starts_runs_for_due_users_only(tenant: Tenant) -> None:
     admin, worker, viewer = tenant.admin, tenant.worker, tenant.viewer
     active = await h.create_policy(admin, "Active", services=["CALENDAR", "MAIL"])
     inactive = await h.create_policy(admin, "Inactive", active=False)
@@ -123,7 +123,7 @@ async def test_claim_starts_runs_for_due_users_only(tenant: ApiTenant) -> None:
         assert found["status"] == "NEVER_SYNCED" and found["latestSyncAt"] is None
 
 
-async def test_claim_honours_services_and_limit(tenant: ApiTenant) -> None:
+async def test_claim_honours_services_and_limit(tenant: Tenant) -> None:
     admin, worker = tenant.admin, tenant.worker
     calendar = await h.create_policy(admin, "Calendar only", services=["CALENDAR"])
     mail = await h.create_policy(admin, "Mail and drive", services=["MAIL", "DRIVE"])
@@ -147,7 +147,7 @@ async def test_claim_honours_services_and_limit(tenant: ApiTenant) -> None:
     assert {r["service"] for r in rest} == {"MAIL"}
 
 
-async def test_concurrent_claimers_never_get_the_same_user(tenant: ApiTenant) -> None:
+async def test_concurrent_claimers_never_get_the_same_user(tenant: Tenant) -> None:
     admin, viewer = tenant.admin, tenant.viewer
     policy = await h.create_policy(admin, "Busy")
     users = await h.add_users(admin, [f"busy{i:02}@k.example" for i in range(40)], policy["id"])
@@ -172,7 +172,7 @@ async def test_concurrent_claimers_never_get_the_same_user(tenant: ApiTenant) ->
     assert (await h.metrics(viewer))["syncsInProgress"] == 40
 
 
-async def test_request_sync_needs_an_active_policy(tenant: ApiTenant) -> None:
+async def test_request_sync_needs_an_active_policy(tenant: Tenant) -> None:
     admin = tenant.admin
     paused = await h.create_policy(admin, "Paused", active=False)
     (loose,) = await h.add_users(admin, ["loose@r.example"])

@@ -7,13 +7,13 @@ from collections import Counter
 from typing import Any
 
 from tests.api_tests import helpers as h
-from tests.api_tests.conftest import ApiTenant
+from tests.conftest import Tenant
 
 RUN_CHANGES = """query($id: ID!) { syncUser(id: $id) { runs(first: 100) { edges { node {
   changes } } } } }"""
 
 
-async def check_invariants(tenant: ApiTenant) -> dict[str, Any]:
+async def check_invariants(tenant: Tenant) -> dict[str, Any]:
     """Metrics and counts recomputed from the full lists; returns the metrics."""
     viewer = tenant.viewer
     users = await h.all_users(viewer)
@@ -62,13 +62,13 @@ def cards(found: dict[str, Any]) -> tuple[int, int, int, int, int]:
     )
 
 
-async def test_metrics_of_an_empty_tenant(tenant: ApiTenant) -> None:
+async def test_metrics_of_an_empty_tenant(tenant: Tenant) -> None:
     assert cards(await check_invariants(tenant)) == (0, 0, 0, 0, 0)
     await h.create_policy(tenant.admin, "Empty")
     assert cards(await check_invariants(tenant)) == (0, 0, 0, 0, 0)
 
 
-async def test_metrics_follow_every_change(tenant: ApiTenant) -> None:
+async def test_metrics_follow_every_change(tenant: Tenant) -> None:
     admin, worker = tenant.admin, tenant.worker
     exec_ = await h.create_policy(admin, "Exec", interval=60)
     sales = await h.create_policy(admin, "Sales", interval=240)

@@ -12,7 +12,7 @@ import pytest
 
 from tests.api import Api
 from tests.api_tests import helpers as h
-from tests.api_tests.conftest import ApiTenant
+from tests.conftest import Tenant
 
 FAILED_ITEMS = """query($id: ID!, $first: Int, $after: String) { syncRun(id: $id) {
   failedItems(first: $first, after: $after) { totalCount edges { cursor } } } }"""
@@ -22,7 +22,7 @@ TOKEN = "mutation($name: String!) { createApiToken(name: $name, role: VIEWER) { 
 
 @dataclass
 class World:
-    tenant: ApiTenant
+    tenant: Tenant
     policy: str
     paused: str
     fresh: str
@@ -38,7 +38,7 @@ def b64(raw: str) -> str:
 
 
 @pytest.fixture(scope="module")
-async def world(module_tenant: ApiTenant) -> World:
+async def world(module_tenant: Tenant) -> World:
     admin, worker = module_tenant.admin, module_tenant.worker
     policy = await h.create_policy(admin, "Main")
     paused = await h.create_policy(admin, "Paused", active=False)

@@ -1,0 +1,192 @@
+// Under the metric cards: "Top failure reasons" (a click filters the table by that error code)
+// and a plain-SVG chart of changes and failed runs over 24 hours or 7 days. Both refresh when
+// metrics events arrive, at most once per interval, and stay hidden where the server does not
+// serve their fields.
+
+import { clear, h } from "./dom.js";
+import { formatNumber } from "./format.js";
+import { FAILURE_REASONS_QUERY, TRENDS_QUERY } from "./queries.js";
+
+const SVG = "http://www.w3.org/2000/svg";
+const REASONS_SHOWN = 5;
+
+/** Calls fn at most once per `ms`, the last call winning (trailing). */
+function throttled(fn, ms) {
+  let timer = null;
+  return () => {
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      fn();
+    }, ms);
+  };
+}
+
+export function createFailureReasons({ section, list, empty, client, onPick, onError }) {
+  let enabled = false;
+  let active = null;
+  let seq = 0;
+
+  async function load() {
+    if (!enabled) return;
+    const mine = ++seq;
+    try {
+      const data = await client.request(FAILURE_REASONS_QUERY, { first: REASONS_SHOWN });
+      if (mine === seq) render(data.failureReasons);
+    } catch (error) {
+      if (mine === seq) onError(error);
+    }
+  }
+
+  function render(reasons) {
+    clear(list);
+    empty.hidden = reasons.length > 0;
+    for (const reason of reasons) {
+      list.append(h("li", {},
+        h("button", {
+          type: "button",
+          class: "reason",
+          "data-code": reason.errorCode,
+          "aria-pressed": String(reason.errorCode === active),
+          title: `Show the users who failed with ${reason.errorCode}`,
+          onclick: () => onPick(reason.errorCode),
+        },
+        h("span", { class: "badge badge-code no-dot reason-code" }, reason.errorCode),
+        h("span", { class: "reason-message", title: reason.sampleMessage }, reason.sampleMessage),
+        h("span", { class: "reason-count", "aria-label": `${formatNumber(reason.userCount)} users` },
+          formatNumber(reason.userCount)))));
+    }
+  }
+
+  return {
+    enable() {
+      enabled = true;
+      section.hidden = false;
+      load();
+    },
+    load,
+    refreshSoon: throttled(load, 2000),
+    /** The error code applied to the table now (highlighted), or null. */
+    setActive(code) {
+      active = code || null;
+      for (const button of list.querySelectorAll("button.reason")) {
+        button.setAttribute("aria-pressed", String(button.dataset.code === active));
+      }
+    },
+  };
+}
+
+// ---- trends chart -------------------------------------------------------------------------------
+
+const PERIODS = {
+  day: { bucket: "HOUR", label: "the last 24 hours" },
+  week: { bucket: "DAY", label: "the last 7 days" },
+};
+const hourFormat = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
+const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: "short", month: "short", day: "numeric" });
+
+function windowStart(period, now = new Date()) {
+  if (period === "day") {
+    const hour = new Date(now);
+    hour.setUTCMinutes(0, 0, 0);
+    return new Date(hour.getTime() - 23 * 3600 * 1000);
+  }
+  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() - 6));
+}
+
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
+  for (const child of children) node.append(child);
+  return node;
+}
+
+export function createTrends({ section, chart, legend, buttons, client, onError }) {
+  let enabled = false;
+  let period = "day";
+  let seq = 0;
+
+  for (const button of buttons) {
+    button.addEventListener("click", () => {
+      period = button.dataset.period;
+      for (const b of buttons) b.setAttribute("aria-pressed", String(b === button));
+      load();
+    });
+  }
+
+  async function load() {
+    if (!enabled) return;
+    const mine = ++seq;
+    const { bucket } = PERIODS[period];
+    try {
+      const data = await client.request(TRENDS_QUERY, { since: windowStart(period).toISOString(), bucket });
+      if (mine === seq) render(data.syncTrends);
+    } catch (error) {
+      if (mine === seq) onError(error);
+    }
+  }
+
+  function label(point) {
+    const at = new Date(point.at);
+    return period === "day" ? hourFormat.format(at) : dayFormat.format(at);
+  }
+
+  function render(points) {
+    const changes = points.map((p) => Number(p.changes) || 0);
+    const failed = points.map((p) => p.runsFailed || 0);
+    const totalChanges = changes.reduce((a, b) => a + b, 0);
+    const totalFailed = failed.reduce((a, b) => a + b, 0);
+    const maxChanges = Math.max(1, ...changes);
+    const maxFailed = Math.max(1, ...failed);
+    const n = Math.max(1, points.length);
+    const width = n * 10;
+    const height = 100;
+
+    const bars = points.map((point, i) => {
+      const barHeight = (changes[i] / maxChanges) * (height - 4);
+      return svg("rect", {
+        class: "bar-changes",
+        x: i * 10 + 1,
+        y: height - barHeight,
+        width: 8,
+        height: Math.max(barHeight, changes[i] ? 1 : 0),
+      }, svg("title", {}, `${label(point)}: ${formatNumber(changes[i])} changes, ${formatNumber(failed[i])} failed runs`));
+    });
+    const line = points.map((_, i) => `${i * 10 + 5},${height - (failed[i] / maxFailed) * (height - 6) - 3}`);
+    const graphic = svg("svg", {
+      class: "chart-svg",
+      viewBox: `0 0 ${width} ${height}`,
+      preserveAspectRatio: "none",
+      role: "img",
+      "aria-label": `${formatNumber(totalChanges)} changes and ${formatNumber(totalFailed)} failed runs in ${PERIODS[period].label}`,
+    },
+    svg("line", { class: "chart-base", x1: 0, y1: height - 0.5, x2: width, y2: height - 0.5, "vector-effect": "non-scaling-stroke" }),
+    ...bars,
+    svg("polyline", { class: "line-failed", points: line.join(" "), "vector-effect": "non-scaling-stroke" }));
+
+    clear(legend).append(
+      h("span", { class: "legend-changes" }, h("span", { class: "swatch", "aria-hidden": "true" }), `Changes ${formatNumber(totalChanges)}`),
+      h("span", { class: "legend-failed" }, h("span", { class: "swatch", "aria-hidden": "true" }), `Failed runs ${formatNumber(totalFailed)}`),
+    );
+    clear(chart).append(
+      h("div", { class: "chart-scale", "aria-hidden": "true" },
+        h("span", {}, `max ${formatNumber(Math.max(...changes, 0))} changes`),
+        h("span", { class: "chart-scale-failed" }, `max ${formatNumber(Math.max(...failed, 0))} failed`)),
+      graphic,
+      h("div", { class: "chart-axis", "aria-hidden": "true" },
+        h("span", {}, points.length ? label(points[0]) : ""),
+        h("span", {}, period === "day" ? "now" : "today")),
+    );
+    chart.dataset.points = String(points.length);
+  }
+
+  return {
+    enable() {
+      enabled = true;
+      section.hidden = false;
+      load();
+    },
+    load,
+    refreshSoon: throttled(load, 5000),
+  };
+}

@@ -18,7 +18,13 @@ def _parse(value: object) -> datetime:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise BadUserInput(f"Malformed DateTime: {value!r}.") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        # 0001-01-01T00:00+01:00 is in year 0 in UTC: no answer could ever serve it back.
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise BadUserInput(f"DateTime out of range in UTC: {value!r}.") from None
+    return parsed
 
 
 def _serialize(value: datetime) -> str:

@@ -255,6 +255,23 @@ async def test_extreme_dates_are_no_server_error(world: World, unchanged: None, 
             assert found["totalCount"] == expected  # the fresh user never synced
 
 
+TRENDS = """query($since: DateTime!, $until: DateTime, $bucket: TrendBucket) {
+  syncTrends(since: $since, until: $until, bucket: $bucket) { at changes } }"""
+
+
+@pytest.mark.parametrize("date", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+async def test_dates_outside_the_utc_range(world: World, unchanged: None, date: str) -> None:
+    """Found by tests/fuzz: a one-bucket syncTrends window in year 0 (or 10000) in UTC was an
+    INTERNAL_SERVER_ERROR when its bucket start was served."""
+    viewer = world.tenant.viewer
+    for bucket in ("HOUR", "DAY"):
+        errors = await viewer.errors(TRENDS, since=date, until=date, bucket=bucket)
+        assert {e["extensions"]["code"] for e in errors} == {"BAD_USER_INPUT"}, errors
+    await expect(viewer, "BAD_USER_INPUT", h.SYNC_USERS, filter={"latestSyncFrom": date})
+    inline = f'{{ syncTrends(since: "{date}", until: "2026-01-01T00:00:00Z") {{ at }} }}'
+    await expect(viewer, "BAD_USER_INPUT", inline)
+
+
 BAD_EMAILS = [
     "",
     "   ",

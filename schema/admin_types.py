@@ -14,7 +14,7 @@ from app.timeutil import from_micros
 from resolvers import admin_queries
 from schema.enums import Role
 from schema.scalars import DateTime
-from schema.types import Info, Node, PageInfo, page_info
+from schema.types import Info, Node, PageInfo, connection_of
 
 
 def _time(micros: int | None) -> DateTime | None:
@@ -135,11 +135,8 @@ class Webhook(Node):
         page, total = await admin_queries.deliveries(
             info.context, self.row_id, PageArgs(first=first, after=after)
         )
-        edges = [WebhookDeliveryEdge(cursor=c, node=WebhookDelivery.of(v)) for c, v in page.items]
-        return WebhookDeliveryConnection(
-            edges=edges,
-            page_info=page_info(page.items, page.has_next, page.has_previous),  # type: ignore[arg-type]
-            total_count=total,
+        return connection_of(
+            WebhookDeliveryConnection, WebhookDeliveryEdge, WebhookDelivery.of, page, total
         )
 
 

@@ -39,6 +39,7 @@ from schema.types import (
     SyncUser,
     SyncUserEdge,
     Viewer,
+    connection_of,
     page_info,
 )
 from schema.types import PageInfo as PageInfoType
@@ -109,11 +110,7 @@ class Query:
         before: str | None = None,
     ) -> PolicyConnection:
         page, total = await queries.policies(info.context, PageArgs(first, after, last, before))
-        return PolicyConnection(
-            edges=[PolicyEdge(cursor=c, node=Policy.of(v)) for c, v in page.items],
-            page_info=page_info(page.items, page.has_next, page.has_previous),  # type: ignore[arg-type]
-            total_count=total,
-        )
+        return connection_of(PolicyConnection, PolicyEdge, Policy.of, page, total)
 
     @strawberry.field(description="Users with their sync state, filtered and keyset-paginated.")
     async def sync_users(
@@ -184,22 +181,14 @@ class Query:
         page, total = await admin_queries.audit_events(
             info.context, parsed, PageArgs(first, after, last, before)
         )
-        return AuditEventConnection(
-            edges=[AuditEventEdge(cursor=c, node=AuditEvent.of(v)) for c, v in page.items],
-            page_info=page_info(page.items, page.has_next, page.has_previous),  # type: ignore[arg-type]
-            total_count=total,
-        )
+        return connection_of(AuditEventConnection, AuditEventEdge, AuditEvent.of, page, total)
 
     @strawberry.field(description="ADMIN: the tenant's webhooks, newest first.")
     async def webhooks(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> WebhookConnection:
         page, total = await admin_queries.webhook_list(info.context, PageArgs(first, after))
-        return WebhookConnection(
-            edges=[WebhookEdge(cursor=c, node=Webhook.of(v)) for c, v in page.items],
-            page_info=page_info(page.items, page.has_next, page.has_previous),  # type: ignore[arg-type]
-            total_count=total,
-        )
+        return connection_of(WebhookConnection, WebhookEdge, Webhook.of, page, total)
 
     @strawberry.field(description="Who is asking: any valid token may ask.")
     async def viewer(self, info: Info) -> Viewer:
@@ -218,8 +207,4 @@ class Query:
         before: str | None = None,
     ) -> ApiTokenInfoConnection:
         page, total = await queries.api_tokens(info.context, PageArgs(first, after, last, before))
-        return ApiTokenInfoConnection(
-            edges=[ApiTokenInfoEdge(cursor=c, node=ApiTokenInfo.of(v)) for c, v in page.items],
-            page_info=page_info(page.items, page.has_next, page.has_previous),  # type: ignore[arg-type]
-            total_count=total,
-        )
+        return connection_of(ApiTokenInfoConnection, ApiTokenInfoEdge, ApiTokenInfo.of, page, total)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import strawberry
 
@@ -46,6 +46,21 @@ def page_info(items: list[tuple[str, object]], has_next: bool, has_previous: boo
         has_previous_page=has_previous,
         start_cursor=items[0][0] if items else None,
         end_cursor=items[-1][0] if items else None,
+    )
+
+
+def connection_of(
+    kind: Callable[..., T],
+    edge: Callable[..., object],
+    node_of: Callable[[Any], object],
+    page: Any,
+    total: int,
+) -> T:
+    """A connection from a page of (cursor, view) pairs: its edges, pageInfo and totalCount."""
+    return kind(
+        edges=[edge(cursor=c, node=node_of(v)) for c, v in page.items],
+        page_info=page_info(page.items, page.has_next, page.has_previous),
+        total_count=total,
     )
 
 
@@ -203,11 +218,7 @@ class SyncRun(Node):
         page, total = await queries.failed_items(
             info.context, self.view.id, PageArgs(first=first, after=after)
         )
-        return FailedItemConnection(
-            edges=[FailedItemEdge(cursor=c, node=FailedItem.of(v)) for c, v in page.items],
-            page_info=page_info(page.items, page.has_next, page.has_previous),  # type: ignore[arg-type]
-            total_count=total,
-        )
+        return connection_of(FailedItemConnection, FailedItemEdge, FailedItem.of, page, total)
 
 
 @strawberry.type
@@ -321,11 +332,7 @@ class SyncUser(Node):
         page, total = await queries.user_runs(
             info.context, self.view.id, PageArgs(first, after, last, before)
         )
-        return SyncRunConnection(
-            edges=[SyncRunEdge(cursor=c, node=SyncRun.of(v)) for c, v in page.items],
-            page_info=page_info(page.items, page.has_next, page.has_previous),  # type: ignore[arg-type]
-            total_count=total,
-        )
+        return connection_of(SyncRunConnection, SyncRunEdge, SyncRun.of, page, total)
 
 
 @strawberry.type

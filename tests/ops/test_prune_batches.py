@@ -92,3 +92,36 @@ async def test_old_audit_events_and_finished_deliveries_go_pending_ones_stay() -
             assert list(await session.scalars(select(AuditEvent.at))) == [now]
             left = list(await session.scalars(select(WebhookDelivery.id).order_by("id")))
             assert left == [3, 4]
+
+
+async def test_old_runs_behind_recent_ones_in_id_order_are_pruned_too() -> None:
+    """Ids need not follow start times (imported history): a recent first window must not end
+    the walk before the old runs after it."""
+    now = now_micros()
+    old = now - 200 * DAY_US
+    async with open_sqlite() as db:
+        async with db.write() as session:
+            await session.execute(insert(Tenant).values(id=1, name="t", created_at=now))
+            await session.execute(
+                insert(SyncUser).values(
+                    id=1, tenant_id=1, email="u@x.example", destination_email="u@y.example",
+                    status="SYNCED", created_at=now,
+                )
+            )  # fmt: skip
+            recent, backdated = WINDOW + 20, 30
+            await session.execute(
+                insert(SyncRun),
+                [
+                    {
+                        "id": i, "tenant_id": 1, "user_id": 1, "kind": "DELTA", "service": "MAIL",
+                        "state": "SUCCEEDED", "started_at": (now if i <= recent else old) + i,
+                        "finished_at": (now if i <= recent else old) + i + 1,
+                    }
+                    for i in range(1, recent + backdated + 1)
+                ],
+            )  # fmt: skip
+            await session.execute(update(SyncUser).values(last_finished_run_id=recent))
+        result = await prune(db, cutoff_for(90))
+        assert result.runs == backdated
+        async with db.read() as session:
+            assert await session.scalar(select(func.max(SyncRun.id))) == recent

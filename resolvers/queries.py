@@ -87,11 +87,6 @@ async def sync_run(ctx: Context, global_id: str) -> RunView | None:
     return await ctx.loaders.run.load(decode_id(global_id, "SyncRun"))
 
 
-async def policy(ctx: Context, policy_id: int) -> PolicyView | None:
-    await viewer(ctx)
-    return await ctx.loaders.policy.load(policy_id)
-
-
 async def node(ctx: Context, global_id: str) -> UserView | RunView | PolicyView | TokenView | None:
     await viewer(ctx)
     type_name, row_id = decode_any_id(global_id)

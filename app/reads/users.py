@@ -383,11 +383,6 @@ async def user_page(
     return UserPage(Page(items, page.has_next, page.has_previous), total)
 
 
-async def get_user(session: AsyncSession, tenant_id: int, user_id: int) -> UserView | None:
-    row = await session.get(SyncUser, user_id)
-    return UserView.of(row) if row is not None and row.tenant_id == tenant_id else None
-
-
 async def users_by_ids(
     session: AsyncSession, tenant_id: int, user_ids: list[int]
 ) -> dict[int, UserView]:

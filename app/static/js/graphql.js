@@ -31,8 +31,19 @@ export function createClient({ url = "/graphql", getToken }) {
    * always needs the whole answer).
    */
   async function request(query, variables = {}, { signal } = {}) {
-    const headers = { "Content-Type": "application/json", Accept: "application/json" };
     const token = getToken();
+    try {
+      return await send(query, variables, signal, token);
+    } catch (err) {
+      // Which token failed: an answer to a token the user has since replaced says nothing
+      // about the new one (see handleAuth in main.js).
+      if (err instanceof ApiError) err.token = token;
+      throw err;
+    }
+  }
+
+  async function send(query, variables, signal, token) {
+    const headers = { "Content-Type": "application/json", Accept: "application/json" };
     if (token) headers.Authorization = `Bearer ${token}`;
     let response;
     try {

@@ -183,6 +183,8 @@ const actions = createActions({
 /** Handles a missing / rejected token; returns true when it did. */
 function handleAuth(error) {
   if (error instanceof ApiError && error.unauthenticated) {
+    // A late answer to a request made with an earlier token must not sign the new one out.
+    if (error.token !== undefined && error.token !== getToken()) return true;
     askForToken(`Your API token was not accepted: ${error.message} Enter a valid token to continue.`);
     return true;
   }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import AuditEvent, SyncRun, SyncUser, Tenant, Webhook, WebhookDelivery
 from app.retention import DAY_US, WINDOW, cutoff_for, prune
@@ -10,18 +11,22 @@ from app.timeutil import now_micros
 from tests.server import open_sqlite
 
 
+async def _tenant_with_one_user(session: AsyncSession, now: int) -> None:
+    await session.execute(insert(Tenant).values(id=1, name="t", created_at=now))
+    await session.execute(
+        insert(SyncUser).values(
+            id=1, tenant_id=1, email="u@x.example", destination_email="u@y.example",
+            status="SYNCED", created_at=now,
+        )
+    )  # fmt: skip
+
+
 async def test_a_long_history_is_pruned_in_windows_and_the_latest_run_stays() -> None:
     now = now_micros()
     old = now - 200 * DAY_US
     async with open_sqlite() as db:
         async with db.write() as session:
-            await session.execute(insert(Tenant).values(id=1, name="t", created_at=now))
-            await session.execute(
-                insert(SyncUser).values(
-                    id=1, tenant_id=1, email="u@x.example", destination_email="u@y.example",
-                    status="SYNCED", created_at=now,
-                )
-            )  # fmt: skip
+            await _tenant_with_one_user(session, now)
             runs = WINDOW * 2 + 50
             await session.execute(
                 insert(SyncRun),
@@ -101,13 +106,7 @@ async def test_old_runs_behind_recent_ones_in_id_order_are_pruned_too() -> None:
     old = now - 200 * DAY_US
     async with open_sqlite() as db:
         async with db.write() as session:
-            await session.execute(insert(Tenant).values(id=1, name="t", created_at=now))
-            await session.execute(
-                insert(SyncUser).values(
-                    id=1, tenant_id=1, email="u@x.example", destination_email="u@y.example",
-                    status="SYNCED", created_at=now,
-                )
-            )  # fmt: skip
+            await _tenant_with_one_user(session, now)
             recent, backdated = WINDOW + 20, 30
             await session.execute(
                 insert(SyncRun),

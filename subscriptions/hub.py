@@ -22,7 +22,7 @@ from app.events import Message, PolicyEvent, PolicyRef, UserEvent, UserRef, chan
 from subscriptions.metrics_feed import MetricsFeed, MetricsSubscriber
 from subscriptions.policy_changes import load_policy, load_user_event, users_of_policy
 from subscriptions.shared import SharedExecution
-from subscriptions.subscriber import MAX_PENDING, UserSubscriber
+from subscriptions.subscriber import MAX_PENDING, MERGED, UserSubscriber
 
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 0.25  # seconds between progress events of one user
@@ -183,13 +183,12 @@ class TenantFeed:
         coalesced = overflowed = 0
         for subscribers in (self.by_user.get(event.user.id, ()), self.everything):
             for subscriber in subscribers:
-                # A mailbox that did not grow merged the event into a waiting newer state.
-                before, was_overflowed = subscriber.pending, subscriber.overflowed
-                subscriber.offer(event)
-                if subscriber.overflowed:
-                    overflowed += not was_overflowed
-                elif subscriber.pending == before:
-                    coalesced += 1
+                outcome = subscriber.offer(event)  # the mailbox says what it did
+                if outcome:
+                    if outcome == MERGED:
+                        coalesced += 1
+                    else:
+                        overflowed += 1
         self._count_coalesced(coalesced)
         self._count_dropped("subscriber_overflow", overflowed)
 

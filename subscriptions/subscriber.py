@@ -16,6 +16,8 @@ from app.events import UserEvent
 MAX_PENDING_PER_USER = 8
 MAX_PENDING = 5_000
 MAX_TRACKED_VERSIONS = 20_000
+# What offer() did with an event, for the fan-out's counters.
+QUEUED, MERGED, OVERFLOWED = 0, 1, 2
 
 
 class SubscriberOverflow(Exception):
@@ -53,15 +55,19 @@ class UserSubscriber:
         """Events waiting to be sent (bounded by MAX_PENDING)."""
         return self._size
 
-    def offer(self, event: UserEvent) -> None:
+    def offer(self, event: UserEvent) -> int:
+        """Queues the event; QUEUED, MERGED (into a waiting state) or OVERFLOWED (just now)."""
+        was_overflowed = self.overflowed
+        outcome = QUEUED
         queue = self._pending.get(event.user.id)
         if queue is None:
             self._pending[event.user.id] = [event]
             self._size += 1
         elif public_version(event) <= public_version(queue[-1]):
-            return  # a newer state of this user is already waiting
+            return MERGED if not was_overflowed else QUEUED  # a newer state is waiting
         elif queue[-1].coalescable:
             queue[-1] = event  # the newer state supersedes an unsent progress update
+            outcome = MERGED
         elif len(queue) < MAX_PENDING_PER_USER:
             queue.append(event)
             self._size += 1
@@ -70,6 +76,9 @@ class UserSubscriber:
         if self._size > MAX_PENDING:
             self.overflowed = True
         self._wake()
+        if self.overflowed:
+            return QUEUED if was_overflowed else OVERFLOWED
+        return outcome
 
     def overflow(self) -> None:
         """Cut the subscriber off: events it needed were lost or are too many to send."""

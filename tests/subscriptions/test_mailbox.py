@@ -10,6 +10,9 @@ import pytest
 from subscriptions.subscriber import (
     MAX_PENDING,
     MAX_PENDING_PER_USER,
+    MERGED,
+    OVERFLOWED,
+    QUEUED,
     SubscriberOverflow,
     UserSubscriber,
 )
@@ -91,3 +94,15 @@ async def test_a_waiting_reader_is_woken_and_can_be_cancelled() -> None:
     subscriber.overflow()
     with pytest.raises(SubscriberOverflow):
         await subscriber.next_batch()
+
+
+def test_offer_says_what_it_did_for_the_fan_out_counters() -> None:
+    subscriber = UserSubscriber(None)
+    assert subscriber.offer(event(1, 1, "started")) == QUEUED
+    assert subscriber.offer(event(1, 2)) == QUEUED  # progress after a start is kept
+    assert subscriber.offer(event(1, 3)) == MERGED  # supersedes the waiting progress
+    assert subscriber.offer(event(1, 2)) == MERGED  # a newer state is already waiting
+    full = UserSubscriber(None)
+    kept = [full.offer(event(1, v, "finished")) for v in range(1, MAX_PENDING_PER_USER + 3)]
+    assert kept[:MAX_PENDING_PER_USER] == [QUEUED] * MAX_PENDING_PER_USER
+    assert kept[MAX_PENDING_PER_USER:] == [OVERFLOWED, QUEUED]  # counted once, when it happens

@@ -98,16 +98,21 @@ def page_size(args: PageArgs) -> tuple[int, bool]:
     return size, args.last is None
 
 
-async def keyset_page(
-    session: AsyncSession,
-    query: Select[Any],
-    keyset: Keyset,
-    tenant_id: int,
-    args: PageArgs,
-    key_of: Callable[[Any], Sequence[Any]],
-    *,
-    core: bool = False,
-) -> Page[Any]:
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """A page request applied to a keyset: the row limit, direction, cursors and order."""
+
+    limit: int
+    forward: bool
+    after: tuple[Any, ...] | None
+    before: tuple[Any, ...] | None
+    order: list[Any]
+
+
+def _window(
+    query: Select[Any], keyset: Keyset, tenant_id: int, args: PageArgs
+) -> tuple[Select[Any], _Window]:
+    """The query bounded by the cursors, and how to read and order its rows."""
     limit, forward = page_size(args)
     key = tuple_(*keyset.columns)
     # An empty string is a malformed cursor, not a missing one.
@@ -119,19 +124,44 @@ async def keyset_page(
         query = query.where(key > tuple_(*before) if keyset.descending else key < tuple_(*before))
     ascending = forward != keyset.descending
     order = [c.asc() if ascending else c.desc() for c in keyset.columns]
-    query = query.order_by(*order).limit(limit + 1)
+    return query, _Window(limit, forward, after, before, order)
+
+
+def _page(
+    rows: list[Any],
+    window: _Window,
+    keyset: Keyset,
+    tenant_id: int,
+    key_of: Callable[[Any], Sequence[Any]],
+) -> Page[Any]:
+    """Up to limit + 1 rows read in the window's order, as a page in display order."""
+    more = len(rows) > window.limit
+    rows = rows[: window.limit]
+    if not window.forward:
+        rows.reverse()
+    items = [(encode_cursor(keyset.tag, tenant_id, key_of(row)), row) for row in rows]
+    if window.forward:
+        return Page(items, has_next=more, has_previous=window.after is not None)
+    return Page(items, has_next=window.before is not None, has_previous=more)
+
+
+async def keyset_page(
+    session: AsyncSession,
+    query: Select[Any],
+    keyset: Keyset,
+    tenant_id: int,
+    args: PageArgs,
+    key_of: Callable[[Any], Sequence[Any]],
+    *,
+    core: bool = False,
+) -> Page[Any]:
+    query, window = _window(query, keyset, tenant_id, args)
+    query = query.order_by(*window.order).limit(window.limit + 1)
     if core:  # plain rows on the session's connection: no ORM overhead
         rows = list((await (await session.connection()).execute(query)).all())
     else:
         rows = list((await session.execute(query)).all())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    if not forward:
-        rows.reverse()
-    items = [(encode_cursor(keyset.tag, tenant_id, key_of(row)), row) for row in rows]
-    if forward:
-        return Page(items, has_next=more, has_previous=after is not None)
-    return Page(items, has_next=before is not None, has_previous=more)
+    return _page(rows, window, keyset, tenant_id, key_of)
 
 
 async def keyset_pages(
@@ -147,37 +177,20 @@ async def keyset_pages(
     """keyset_page() for many parents at once (the same args for each): one query with a
     row number per parent, so a list nested under a page costs one query, not one per row.
     `query` selects plain columns, `parent` among them."""
-    limit, forward = page_size(args)
-    key = tuple_(*keyset.columns)
-    after = decode_cursor(args.after, keyset, tenant_id) if args.after is not None else None
-    before = decode_cursor(args.before, keyset, tenant_id) if args.before is not None else None
-    if after is not None:
-        query = query.where(key < tuple_(*after) if keyset.descending else key > tuple_(*after))
-    if before is not None:
-        query = query.where(key > tuple_(*before) if keyset.descending else key < tuple_(*before))
-    ascending = forward != keyset.descending
-    order = [c.asc() if ascending else c.desc() for c in keyset.columns]
-    number = func.row_number().over(partition_by=parent, order_by=order).label("row_number")
+    query, window = _window(query, keyset, tenant_id, args)
+    number = func.row_number().over(partition_by=parent, order_by=window.order).label("row_number")
     ranked = query.where(parent.in_(list(parent_ids))).add_columns(number).subquery()
     rows = (
         await (await session.connection()).execute(
             select(ranked)
-            .where(ranked.c.row_number <= limit + 1)
+            .where(ranked.c.row_number <= window.limit + 1)
             .order_by(ranked.c[parent.key], ranked.c.row_number)  # type: ignore[attr-defined]
         )
     ).all()
     grouped: dict[int, list[Any]] = {parent_id: [] for parent_id in parent_ids}
     for row in rows:
         grouped[getattr(row, parent.key)].append(row)  # type: ignore[attr-defined]
-    pages: dict[int, Page[Any]] = {}
-    for parent_id, found in grouped.items():
-        more = len(found) > limit
-        found = found[:limit]
-        if not forward:
-            found.reverse()
-        items = [(encode_cursor(keyset.tag, tenant_id, key_of(row)), row) for row in found]
-        if forward:
-            pages[parent_id] = Page(items, has_next=more, has_previous=after is not None)
-        else:
-            pages[parent_id] = Page(items, has_next=before is not None, has_previous=more)
-    return pages
+    return {
+        parent_id: _page(found, window, keyset, tenant_id, key_of)
+        for parent_id, found in grouped.items()
+    }

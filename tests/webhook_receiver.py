@@ -60,13 +60,15 @@ class Receiver:
                         receiver.received.append(
                             Received(self.path, dict(self.headers.items()), body, time.monotonic())
                         )
-                    status = receiver.status
-                    self.send_response(status() if callable(status) else status)
-                    self.send_header("content-length", "0")
-                    self.end_headers()
                 finally:
+                    # Counted out before the answer goes: once the client has the status it may
+                    # send its next request, which must not find this one still counted.
                     with receiver._lock:
                         receiver.in_flight -= 1
+                status = receiver.status
+                self.send_response(status() if callable(status) else status)
+                self.send_header("content-length", "0")
+                self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -99,7 +99,10 @@ const ws = createWsClient({
     loadPage("reload");
     panel.refetch();
   },
-  onAuthError: (reason) => askForToken(`The live connection was refused: ${reason}`),
+  // Worded like handleAuth's: whichever of the socket and the first query refuses the token first,
+  // the person reads the same thing.
+  onAuthError: (reason) =>
+    askForToken(`Your API token was not accepted: the live connection was refused (${reason}). Enter a valid token to continue.`),
 });
 
 const table = createTable({

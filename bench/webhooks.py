@@ -22,6 +22,7 @@ import random
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ class Load:
     latencies: list[float] = field(default_factory=list)  # seconds, after the warm-up
     failed_finishes: dict[str, float] = field(default_factory=dict)  # run id -> finish sent
     errors: int = 0
+    error_codes: Counter[str] = field(default_factory=Counter)  # contract code or client error
 
 
 async def gql(client: httpx.AsyncClient, token: str, query: str, **variables: Any) -> Any:
@@ -89,8 +91,14 @@ async def drive(url: str, worker: str, users: list[str], rate: float, seconds: f
             sent = time.monotonic()
             try:
                 return await gql(client, worker, query, **variables)
-            except (RuntimeError, httpx.HTTPError):
+            except RuntimeError as failed:
                 load.errors += 1
+                for error in failed.args[0]:
+                    load.error_codes[error.get("extensions", {}).get("code", "?")] += 1
+                return None
+            except httpx.HTTPError as failed:
+                load.errors += 1
+                load.error_codes[type(failed).__name__] += 1
                 return None
             finally:
                 if sent - began >= WARMUP_SECONDS:
@@ -192,7 +200,7 @@ def show(name: str, load: Load, span: float) -> None:
     print(
         f"{name:<16} {len(ms) / max(span - WARMUP_SECONDS, 1):7.0f} updates/s  "
         f"p50 {statistics.median(ms):6.2f} ms  p99 {pct(ms, 99):7.2f} ms  "
-        f"errors {load.errors}"
+        f"errors {load.errors}" + (f" {dict(load.error_codes)}" if load.errors else "")
     )
 
 

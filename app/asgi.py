@@ -61,6 +61,7 @@ from schema.http_status import (
     response_status,
     wants_graphql_response,
 )
+from schema.library_internals import graphql_core_schema
 from schema.limits import DocumentLimits
 from schema.persisted_queries import PersistedQueries, PersistedQueryError
 from schema.schema import build_schema
@@ -90,7 +91,7 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
         )
         self._services_ref = services_ref
         # Subscriptions served without strawberry's per-subscription task (subscriptions/live.py).
-        self.documents = Documents(self.schema._schema, limits)
+        self.documents = Documents(graphql_core_schema(self.schema), limits)
         self.persisted = PersistedQueries(limits)  # Apollo's automatic persisted queries
         self.pinger = Pinger()  # graphql-transport-ws pings of all this app's sockets
 

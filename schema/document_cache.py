@@ -16,6 +16,7 @@ from graphql.language.ast import Node
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
+from schema.library_internals import graphql_core_schema
 from schema.limits import DocumentLimits, parse_document
 
 V = TypeVar("V")
@@ -129,6 +130,6 @@ class DocumentCache(SchemaExtension):
         context = self.execution_context
         if context.query is not None and context.pre_execution_errors is None:
             context.pre_execution_errors = self.documents.validated(
-                context.schema._schema, context.query, tuple(context.validation_rules)
+                graphql_core_schema(context.schema), context.query, tuple(context.validation_rules)
             )
         yield

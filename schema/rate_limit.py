@@ -12,6 +12,7 @@ from strawberry.extensions import SchemaExtension
 
 from app.errors import ServiceError
 from app.rate_limit import RateLimiter
+from schema.library_internals import graphql_core_schema
 from schema.limits import query_cost
 
 RATE_LIMITED = "RATE_LIMITED"
@@ -44,7 +45,9 @@ class RateLimit(SchemaExtension):
         context = self.execution_context
         document = context.graphql_document
         if document is not None:
-            error = await check(context.context, query_cost(context.schema._schema, document))
+            error = await check(
+                context.context, query_cost(graphql_core_schema(context.schema), document)
+            )
             if error is not None:
                 raise error
         yield

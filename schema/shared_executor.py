@@ -15,6 +15,7 @@ from typing import Any
 from graphql import OperationType
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from schema.library_internals import fresh_subfield_memo
 from subscriptions.shared import SharedExecution
 
 
@@ -36,7 +37,7 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
         # so every event's subfield memo (keyed by lists made for that event, never hit
         # again) went into the subscription's own dict: it grew by ~1-2 KB with every event
         # delivered, for as long as the subscription lived. Each event gets its own memo.
-        executor._relevant_sub_fields = {}
+        fresh_subfield_memo(executor)
         return executor
 
     def execute_operation(self, serially: bool | None = None) -> Any:

@@ -21,6 +21,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from app.auth import Principal
 from app.outage import is_outage
 from app.token_sockets import TokenSockets
+from schema.library_internals import graphql_core_schema
 from schema.operation_log import record_operation
 from subscriptions.hub import Hub
 from subscriptions.live import Documents, LiveOperation, SubscriberOverflow, plan
@@ -206,7 +207,10 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
                     if self.live.get(operation_id) is not live:
                         break  # completed meanwhile
                     await self._send_next(
-                        live, await live.execute(payload, hub, self.schema._schema, self.context)
+                        live,
+                        await live.execute(
+                            payload, hub, graphql_core_schema(self.schema), self.context
+                        ),
                     )
         except (WebSocketDisconnected, WebSocketDisconnect, RuntimeError) as error:
             log.debug("live subscription not sent: %s", error)  # the socket is closing

@@ -6,10 +6,11 @@ import pytest
 from graphql import GraphQLError, parse
 
 from schema.document_cache import BoundedCache, Documents, document_bytes
+from schema.library_internals import graphql_core_schema
 from schema.limits import DocumentLimits, document_errors, parse_document, query_cost
 from schema.schema import build_schema
 
-SCHEMA = build_schema()._schema
+SCHEMA = graphql_core_schema(build_schema())
 
 
 def cost(query: str) -> int:

@@ -32,7 +32,7 @@ from app.browser_security import allowed_origins, browser_middleware, frame_ance
 from app.context import Context
 from app.csv_export import export_sync_users
 from app.db.engine import is_sqlite, open_database
-from app.errors import ServiceError
+from app.domain.errors import ServiceError
 from app.events import Publisher
 from app.graphiql import GraphiQLAssets
 from app.migrate import upgrade

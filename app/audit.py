@@ -12,11 +12,11 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import audit_summaries
 from app.auth import Principal, hash_token
 from app.db.models import TEXT_MAX, ApiToken, AuditEvent
-from app.ids import encode_id
-from app.timeutil import now_micros
+from app.domain import audit_summaries
+from app.domain.ids import encode_id
+from app.domain.timeutil import now_micros
 
 ACTIONS = (
     "policy.create",

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.engine import Database
 from app.db.models import ApiToken, Tenant
-from app.errors import BadUserInput, Forbidden, Unauthenticated
-from app.timeutil import MICROS_PER_SECOND, now_micros
+from app.domain.errors import BadUserInput, Forbidden, Unauthenticated
+from app.domain.timeutil import MICROS_PER_SECOND, now_micros
 from app.token_usage import UsageRecorder
 
 ROLES = ("VIEWER", "OPERATOR", "WORKER", "ADMIN")

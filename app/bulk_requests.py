@@ -20,11 +20,11 @@ from app import lifecycle
 from app import lifecycle_sql as sql
 from app.db.engine import Database
 from app.db.models import SyncUser
+from app.domain.ids import encode_id
+from app.domain.timeutil import from_micros
 from app.events import Event, Publisher
-from app.ids import encode_id
 from app.reads.user_batches import user_batches
 from app.reads.users import UserFilter, check_filter, conditions
-from app.timeutil import from_micros
 from app.unit_of_work import write
 
 log = logging.getLogger("syncstatus.bulk")

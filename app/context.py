@@ -9,12 +9,12 @@ from typing import Any, TypeVar
 from strawberry.dataloader import DataLoader
 
 from app.auth import Principal, bearer_token
-from app.errors import BadUserInput, Unauthenticated
+from app.domain.errors import BadUserInput, Unauthenticated
+from app.domain.views import FailedItemView, PolicyView, RunView, UserView
 from app.reads.pagination import Page, PageArgs
 from app.reads.runs import failed_item_pages, policies_by_ids, run_pages, runs_by_ids
 from app.reads.users import users_by_ids
 from app.services import Services
-from app.views import FailedItemView, PolicyView, RunView, UserView
 
 T = TypeVar("T")
 Paged = tuple[Page[T], int]

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 from app.db.models import ChangeBucket, LatestCount, Policy, StatusCount, SyncUser
-from app.timeutil import MICROS_PER_HOUR, minute_of
+from app.domain.timeutil import MICROS_PER_HOUR, minute_of
 from app.triage_counters import TriageMoves
 
 NO_POLICY = 0

@@ -17,16 +17,16 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from app import validation
 from app.auth import bearer_token
-from app.errors import BadUserInput, ServiceError, Unauthenticated
-from app.ids import decode_id
+from app.domain import validation
+from app.domain.errors import BadUserInput, ServiceError, Unauthenticated
+from app.domain.ids import decode_id
+from app.domain.timeutil import from_micros, now_micros, to_micros
+from app.domain.views import PolicyView
 from app.reads.runs import policies_by_ids, runs_by_ids
 from app.reads.user_batches import user_batches
 from app.reads.users import ORDERS, STATUSES, UserFilter, check_filter
 from app.services import Services
-from app.timeutil import from_micros, now_micros, to_micros
-from app.views import PolicyView
 
 log = logging.getLogger("syncstatus.export")
 HEADER = (

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from app.broadcast import BroadcastUnavailable
-from app.views import PolicyView, UserView
+from app.domain.views import PolicyView, UserView
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,16 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from app import counters, validation, webhook_outbox
+from app import counters, webhook_outbox
 from app import lifecycle_sql as sql
-from app.errors import BadUserInput, Conflict, NotFound
+from app.domain import validation
+from app.domain.errors import BadUserInput, Conflict, NotFound
+from app.domain.timeutil import MICROS_PER_MINUTE
+from app.domain.validation import FailedItemInput
+from app.domain.views import RunView
 from app.events import Event, UserEvent
 from app.lifecycle_sql import UserState
-from app.timeutil import MICROS_PER_MINUTE
 from app.triage_counters import FINISHED_COLUMN, RUNS_STARTED, TriageMoves
-from app.validation import FailedItemInput
-from app.views import RunView
 
 RUNNING = "RUNNING"
 STATUS_OF_STATE = {

@@ -18,7 +18,7 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.selectable import Alias
 
 from app.db.models import FailedItem, Policy, SyncRun, SyncUser
-from app.views import PolicyView, RunView, UserView, row_fields
+from app.domain.views import PolicyView, RunView, UserView, row_fields
 
 users = cast(Table, SyncUser.__table__)
 runs = cast(Table, SyncRun.__table__)

@@ -26,8 +26,8 @@ from sqlalchemy import Connection, delete, func, or_, select
 
 from app.db.engine import Database
 from app.db.models import AuditEvent, FailedItem, SyncRun, SyncUser, WebhookDelivery
+from app.domain.timeutil import now_micros
 from app.tasks import cancel_and_wait
-from app.timeutil import now_micros
 
 log = logging.getLogger(__name__)
 WINDOW = 500  # runs looked at per transaction

@@ -19,7 +19,7 @@ from app import counters
 from app.auth import tenant_by_name
 from app.db.engine import SQLITE_CACHE_SIZE, Database
 from app.db.models import FailedItem, Policy, SyncRun, SyncUser
-from app.timeutil import MICROS_PER_MINUTE, minute_of, now_micros
+from app.domain.timeutil import MICROS_PER_MINUTE, minute_of, now_micros
 from app.triage_counters import FINISHED_COLUMN, RUNS_STARTED, TriageMoves
 
 POLICIES = (

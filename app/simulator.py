@@ -23,7 +23,10 @@ from sqlalchemy import Connection, func, select
 from app import lifecycle
 from app.db.engine import Database
 from app.db.models import Policy, SyncRun, SyncUser
-from app.errors import Conflict, NotFound
+from app.domain.errors import Conflict, NotFound
+from app.domain.timeutil import now_micros
+from app.domain.validation import FailedItemInput
+from app.domain.views import RunView
 from app.events import Event, Publisher
 from app.simulation import (
     MAX_IN_FLIGHT,
@@ -35,10 +38,7 @@ from app.simulation import (
     rng_for,
 )
 from app.tasks import cancel_and_wait
-from app.timeutil import now_micros
 from app.unit_of_work import write
-from app.validation import FailedItemInput
-from app.views import RunView
 
 log = logging.getLogger("syncstatus.simulator")
 T = TypeVar("T")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Policy, SyncRun, SyncUser
-from app.views import NESTED, PolicyView, RunView, UserView
+from app.domain.views import NESTED, PolicyView, RunView, UserView
 
 
 async def user_snapshot(

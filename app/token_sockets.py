@@ -8,7 +8,7 @@ import logging
 from typing import Protocol
 
 from app.auth import Principal
-from app.timeutil import MICROS_PER_SECOND, now_micros
+from app.domain.timeutil import MICROS_PER_SECOND, now_micros
 
 log = logging.getLogger(__name__)
 MAX_REVOKED_REMEMBERED = 10_000

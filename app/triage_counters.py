@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from app.db.models import FailureReason, TrendBucket
-from app.timeutil import MICROS_PER_HOUR
+from app.domain.timeutil import MICROS_PER_HOUR
 
 Write = tuple[Executable, dict[str, Any] | list[dict[str, Any]]]
 reasons = cast(Table, FailureReason.__table__)

@@ -12,9 +12,10 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import counters, validation
+from app import counters
 from app.db.models import Policy, SyncUser
-from app.errors import BadUserInput, Conflict, NotFound
+from app.domain import validation
+from app.domain.errors import BadUserInput, Conflict, NotFound
 from app.events import Event, UserEvent
 from app.lifecycle import due_after_start
 from app.policies import load_policy

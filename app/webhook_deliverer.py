@@ -31,10 +31,10 @@ from sqlalchemy import Connection, Table, bindparam, func, select, update
 from app import webhook_urls
 from app.db.engine import Database
 from app.db.models import Webhook, WebhookDelivery
-from app.errors import BadUserInput
-from app.ids import encode_id
+from app.domain.errors import BadUserInput
+from app.domain.ids import encode_id
+from app.domain.timeutil import now_micros
 from app.secret_box import SecretBox
-from app.timeutil import now_micros
 from app.webhook_settings import WebhookSettings
 from app.webhooks import sealing_context
 

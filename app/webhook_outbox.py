@@ -20,9 +20,9 @@ from sqlalchemy import (
 )
 
 from app.db.models import Webhook, WebhookDelivery
-from app.ids import encode_id
-from app.timeutil import from_micros
-from app.views import RunView, UserView
+from app.domain.ids import encode_id
+from app.domain.timeutil import from_micros
+from app.domain.views import RunView, UserView
 
 EVENTS = ("RUN_FAILED", "RUN_COMPLETED_WITH_WARNING", "USER_RECOVERED")
 BODY_TYPES = {

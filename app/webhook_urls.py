@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 
 from app.db.models import URL_MAX
-from app.errors import BadUserInput
+from app.domain.errors import BadUserInput
 
 RESOLVE_TIMEOUT_SECONDS = 5.0
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

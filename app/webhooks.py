@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Webhook, WebhookDelivery
-from app.errors import BadUserInput, Conflict, NotFound
+from app.domain.errors import BadUserInput, Conflict, NotFound
 from app.reads.pagination import Keyset, Page, PageArgs, keyset_page
 from app.secret_box import SecretBox
 from app.webhook_outbox import EVENTS

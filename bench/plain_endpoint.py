@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.auth import Authenticator, bearer_token
 from app.db.engine import open_database
-from app.errors import ServiceError
-from app.ids import encode_id
+from app.domain.errors import ServiceError
+from app.domain.ids import encode_id
+from app.domain.timeutil import from_micros
 from app.reads.pagination import encode_cursor
 from app.settings import Settings
-from app.timeutil import from_micros
 from app.timing import ServerTiming
 
 PAGE_SIZE = 10

@@ -7,10 +7,10 @@ from datetime import datetime
 from app import webhooks
 from app.audit import ACTIONS
 from app.context import Context
-from app.errors import BadUserInput
+from app.domain.errors import BadUserInput
+from app.domain.timeutil import to_micros
 from app.reads import audit
 from app.reads.pagination import Page, PageArgs
-from app.timeutil import to_micros
 
 
 async def _admin(ctx: Context) -> int:

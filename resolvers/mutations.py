@@ -10,17 +10,17 @@ from typing import TypeVar
 from sqlalchemy import Connection
 
 from app import audit, lifecycle, policies, token_admin, user_admin, webhook_urls, webhooks
-from app import audit_summaries as says
 from app.auth import Principal, issue_token
 from app.context import Context
-from app.errors import BadUserInput
+from app.domain import audit_summaries as says
+from app.domain.errors import BadUserInput
+from app.domain.ids import decode_id, encode_id
+from app.domain.validation import FailedItemInput, name
+from app.domain.views import PolicyView, RunView, UserView
 from app.events import Event, TokenRevoked
-from app.ids import decode_id, encode_id
 from app.token_admin import TokenView, check_expiry
 from app.token_revocations import forget_here
 from app.unit_of_work import Change, Work, unit_of_work, write
-from app.validation import FailedItemInput, name
-from app.views import PolicyView, RunView, UserView
 
 T = TypeVar("T")
 

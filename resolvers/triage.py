@@ -8,13 +8,13 @@ from sqlalchemy import Connection
 
 from app import audit, bulk_requests
 from app.context import Context
+from app.domain.timeutil import now_micros, to_micros
 from app.events import Event
 from app.reads import failure_reasons as reasons
 from app.reads import trends
 from app.reads.failure_reasons import FailureReasonView
 from app.reads.trends import TrendPointView
 from app.reads.users import UserFilter
-from app.timeutil import now_micros, to_micros
 from app.unit_of_work import write
 from resolvers.queries import viewer
 

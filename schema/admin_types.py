@@ -7,10 +7,10 @@ from enum import Enum
 import strawberry
 
 from app import webhooks
-from app.ids import encode_id
+from app.domain.ids import encode_id
+from app.domain.timeutil import from_micros
 from app.reads.audit import AuditEventView
 from app.reads.pagination import PageArgs
-from app.timeutil import from_micros
 from resolvers import admin_queries
 from schema.enums import Role
 from schema.scalars import DateTime

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from app.errors import ServiceError
+from app.domain.errors import ServiceError
 from app.outage import MESSAGE as OUTAGE_MESSAGE
 from app.outage import is_outage
 from app.request_log import current_request

@@ -10,7 +10,7 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from app.errors import ServiceError
+from app.domain.errors import ServiceError
 from app.rate_limit import RateLimiter
 from schema.limits import query_cost
 

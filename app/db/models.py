@@ -1,4 +1,4 @@
-"""Tables. Times are integer microseconds since the epoch (see app.timeutil).
+"""Tables. Times are integer microseconds since the epoch (see app.domain.timeutil).
 
 `sync_users` holds each user's identity and its one row of current state (status, latest sync,
 current run, version, due time), indexed for every filter and order of the Sync Status page.

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import FailureReason
-from app.errors import BadUserInput
+from app.domain.errors import BadUserInput
 
 MAX_REASONS = 100
 

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, ScalarSelect, bindparam, func, literal, se
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import LatestCount, StatusCount, SyncUser
-from app.timeutil import MICROS_PER_HOUR
+from app.domain.timeutil import MICROS_PER_HOUR
 
 HOUR = MICROS_PER_HOUR
 

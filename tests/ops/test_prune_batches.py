@@ -6,8 +6,8 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import AuditEvent, SyncRun, SyncUser, Tenant, Webhook, WebhookDelivery
+from app.domain.timeutil import now_micros
 from app.retention import DAY_US, WINDOW, cutoff_for, prune
-from app.timeutil import now_micros
 from tests.server import open_sqlite
 
 

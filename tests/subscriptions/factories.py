@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from app.domain.views import PolicyView, UserView
 from app.events import UserEvent, UserEventKind
-from app.views import PolicyView, UserView
 
 
 def user_event(

@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from app.db.engine import Database
 from app.db.models import Policy, SyncUser
+from app.domain.views import PolicyView
 from app.seed import seed
-from app.views import PolicyView
 from subscriptions.policy_changes import users_of_policy
 from tests.server import open_sqlite
 

@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from app.broadcast import create_broadcast
+from app.domain.views import PolicyView, RunView, UserView
 from app.events import (
     PolicyEvent,
     PolicyRef,
@@ -20,7 +21,6 @@ from app.events import (
     encode,
     tenant_of,
 )
-from app.views import PolicyView, RunView, UserView
 
 
 def policy(description: str | None = "Mail only") -> PolicyView:

@@ -14,13 +14,13 @@ from sqlalchemy import Connection, select
 from app import counters, lifecycle, user_admin
 from app.db.engine import Database
 from app.db.models import ChangeBucket, LatestCount, StatusCount, Tenant
-from app.errors import BadUserInput, Conflict, NotFound
+from app.domain.errors import BadUserInput, Conflict, NotFound
+from app.domain.timeutil import MICROS_PER_HOUR, MICROS_PER_MINUTE
+from app.domain.validation import FailedItemInput
+from app.domain.views import RunView
 from app.events import Event, UserEvent
 from app.lifecycle_sql import UserState
 from app.policies import PolicyInput, create_policy, set_policy_active
-from app.timeutil import MICROS_PER_HOUR, MICROS_PER_MINUTE
-from app.validation import FailedItemInput
-from app.views import RunView
 from tests.server import open_sqlite
 
 T = TypeVar("T")

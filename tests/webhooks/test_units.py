@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from standardwebhooks import Webhook
 
-from app.errors import BadUserInput
+from app.domain.errors import BadUserInput
 from app.secret_box import SecretBox, load_secret_box
 from app.webhook_deliverer import Claimed, Outcome, next_attempt, retry_delay, sign
 from app.webhook_outbox import events_of

@@ -13,7 +13,7 @@ from sqlalchemy import insert, select
 
 from app.db.engine import Database
 from app.db.models import Policy, Tenant
-from app.errors import BadUserInput
+from app.domain.errors import BadUserInput
 from app.reads.pagination import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,

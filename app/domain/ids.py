@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from app.errors import BadUserInput
+from app.domain.errors import BadUserInput
 
 NODE_TYPES = (
     "SyncUser",

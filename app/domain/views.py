@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.db import models
+if TYPE_CHECKING:  # only the ORM rows' types: the views themselves need no database
+    from app.db import models
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from app.views import PolicyView
+from app.domain.views import PolicyView
 
 MAX_LISTED = 3
 

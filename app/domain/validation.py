@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from app.db.models import CODE_MAX, EMAIL_MAX, ITEM_ID_MAX, NAME_MAX, TEXT_MAX
-from app.errors import BadUserInput
+from app.domain.errors import BadUserInput
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SERVICES = ("MAIL", "CALENDAR", "CONTACTS", "DRIVE")

@@ -31,11 +31,9 @@ from app.broadcast import create_broadcast, max_message_bytes
 from app.browser_security import allowed_origins, browser_middleware, frame_ancestors
 from app.context import Context
 from app.csv_export import export_sync_users
-from app.db.engine import is_sqlite, open_database
 from app.domain.errors import ServiceError
 from app.events import Publisher
 from app.graphiql import GraphiQLAssets
-from app.migrate import upgrade
 from app.outage import RETRY_AFTER_SECONDS
 from app.probes import Readiness, ready
 from app.process_stats import process_stats
@@ -43,11 +41,13 @@ from app.rate_limit import RateLimiter
 from app.request_log import RequestLog, current_request
 from app.retention import running_pruner
 from app.runtime import COLLECTOR, freeze_startup_heap, tune_collector
-from app.schema_version import schema_problem
 from app.secret_box import load_secret_box
 from app.services import Services
 from app.settings import Settings
 from app.simulator import running_simulator
+from app.store.engine import is_sqlite, open_database
+from app.store.migrate import upgrade
+from app.store.schema_version import schema_problem
 from app.tasks import cancel_and_wait
 from app.telemetry import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.telemetry import Telemetry

@@ -13,10 +13,10 @@ from sqlalchemy import Connection, Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal, hash_token
-from app.db.models import TEXT_MAX, ApiToken, AuditEvent
 from app.domain import audit_summaries
 from app.domain.ids import encode_id
 from app.domain.timeutil import now_micros
+from app.store.models import TEXT_MAX, ApiToken, AuditEvent
 
 ACTIONS = (
     "policy.create",

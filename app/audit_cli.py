@@ -7,12 +7,12 @@ import sys
 from datetime import UTC, datetime
 
 from app.auth import tenant_by_name
-from app.db.engine import open_database
 from app.domain.errors import BadUserInput
 from app.domain.timeutil import from_micros, to_micros
-from app.migrate import upgrade
 from app.reads.audit import AuditFilter, audit_page
 from app.reads.pagination import MAX_PAGE_SIZE, PageArgs
+from app.store.engine import open_database
+from app.store.migrate import upgrade
 
 
 def _since(value: str | None) -> int | None:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.engine import Database
-from app.db.models import ApiToken, Tenant
 from app.domain.errors import BadUserInput, Forbidden, Unauthenticated
 from app.domain.timeutil import MICROS_PER_SECOND, now_micros
+from app.store.engine import Database
+from app.store.models import ApiToken, Tenant
 from app.token_usage import UsageRecorder
 
 ROLES = ("VIEWER", "OPERATOR", "WORKER", "ADMIN")

@@ -18,14 +18,14 @@ from sqlalchemy import Connection, select
 
 from app import lifecycle
 from app import lifecycle_sql as sql
-from app.db.engine import Database
-from app.db.models import SyncUser
 from app.domain.ids import encode_id
 from app.domain.timeutil import from_micros
 from app.events import Event, Publisher
 from app.reads.user_batches import user_batches
 from app.reads.users import UserFilter, check_filter, conditions
-from app.unit_of_work import write
+from app.store.engine import Database
+from app.store.models import SyncUser
+from app.store.unit_of_work import write
 
 log = logging.getLogger("syncstatus.bulk")
 TARGET_SECONDS = 0.025  # per write transaction: the longest stay under ~100 ms on a busy machine

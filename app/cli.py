@@ -17,13 +17,13 @@ import uvicorn
 from app import token_commands
 from app.audit_cli import print_audit
 from app.auth import tenant_by_name
-from app.db.engine import is_sqlite, open_database
 from app.logs import configure as configure_logging
 from app.logs import uvicorn_log_config
-from app.migrate import upgrade
-from app.schema_version import schema_problem
 from app.settings import Settings
 from app.simulation import MAX_IN_FLIGHT
+from app.store.engine import is_sqlite, open_database
+from app.store.migrate import upgrade
+from app.store.schema_version import schema_problem
 
 WORKER_HEALTHCHECK_SECONDS = 30
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client in each worker

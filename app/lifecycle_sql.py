@@ -17,8 +17,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.selectable import Alias
 
-from app.db.models import FailedItem, Policy, SyncRun, SyncUser
 from app.domain.views import PolicyView, RunView, UserView, row_fields
+from app.store.models import FailedItem, Policy, SyncRun, SyncUser
 
 users = cast(Table, SyncUser.__table__)
 runs = cast(Table, SyncRun.__table__)

@@ -9,12 +9,12 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import Policy, SyncUser
 from app.domain import validation
 from app.domain.errors import Conflict, NotFound
 from app.domain.timeutil import MICROS_PER_MINUTE
 from app.domain.views import PolicyView
 from app.events import PolicyEvent
+from app.store.models import Policy, SyncUser
 
 
 @dataclass(frozen=True, slots=True)

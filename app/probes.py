@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import text
 
-from app.db.engine import Database
-from app.schema_version import schema_problem
+from app.store.engine import Database
+from app.store.schema_version import schema_problem
 
 log = logging.getLogger(__name__)
 CHECK_TIMEOUT = 2.0

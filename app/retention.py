@@ -24,9 +24,9 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, or_, select
 
-from app.db.engine import Database
-from app.db.models import AuditEvent, FailedItem, SyncRun, SyncUser, WebhookDelivery
 from app.domain.timeutil import now_micros
+from app.store.engine import Database
+from app.store.models import AuditEvent, FailedItem, SyncRun, SyncUser, WebhookDelivery
 from app.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import make_url
 
-from app.db.engine import is_sqlite, normalize_url
+from app.store.engine import is_sqlite, normalize_url
 
 MIN_KEY_CHARS = 32
 _VERSION = "v1."

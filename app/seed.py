@@ -15,12 +15,12 @@ from typing import Any
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app import counters
 from app.auth import tenant_by_name
-from app.db.engine import SQLITE_CACHE_SIZE, Database
-from app.db.models import FailedItem, Policy, SyncRun, SyncUser
 from app.domain.timeutil import MICROS_PER_MINUTE, minute_of, now_micros
-from app.triage_counters import FINISHED_COLUMN, RUNS_STARTED, TriageMoves
+from app.store import counters
+from app.store.engine import SQLITE_CACHE_SIZE, Database
+from app.store.models import FailedItem, Policy, SyncRun, SyncUser
+from app.store.triage_counters import FINISHED_COLUMN, RUNS_STARTED, TriageMoves
 
 POLICIES = (
     # name, description, active, interval minutes, services

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.auth import Authenticator
-from app.db.engine import Database
 from app.events import Publisher
 from app.secret_box import SecretBox
 from app.settings import Settings
+from app.store.engine import Database
 from app.token_sockets import TokenSockets
 from app.webhook_settings import WebhookSettings
 

@@ -2,7 +2,7 @@
 
 A background task that works like a real worker, through the same run lifecycle: it claims due
 runs and reports progress, item failures and run failures as app.simulation plans them, each
-write its own transaction (app.unit_of_work.write) so events go out after commit. It keeps a
+write its own transaction (app.store.unit_of_work.write) so events go out after commit. It keeps a
 handful of runs in flight in every tenant with an active policy: when nothing is due it asks for
 a sync of a random user ("sync now"), and it takes over runs left RUNNING before it started (the
 seed's, or those of a previous process), so no user stays in progress for good. Stopped by
@@ -21,8 +21,6 @@ from typing import TypeVar
 from sqlalchemy import Connection, func, select
 
 from app import lifecycle
-from app.db.engine import Database
-from app.db.models import Policy, SyncRun, SyncUser
 from app.domain.errors import Conflict, NotFound
 from app.domain.timeutil import now_micros
 from app.domain.validation import FailedItemInput
@@ -37,8 +35,10 @@ from app.simulation import (
     plan_run,
     rng_for,
 )
+from app.store.engine import Database
+from app.store.models import Policy, SyncRun, SyncUser
+from app.store.unit_of_work import write
 from app.tasks import cancel_and_wait
-from app.unit_of_work import write
 
 log = logging.getLogger("syncstatus.simulator")
 T = TypeVar("T")

@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import ApiToken
 from app.domain.errors import BadUserInput, NotFound
 from app.domain.timeutil import MICROS_PER_SECOND
 from app.reads.pagination import Keyset, Page, PageArgs, keyset_page
+from app.store.models import ApiToken
 
 MAX_LIFETIME_DAYS = 3650
 MAX_LIFETIME_MICROS = MAX_LIFETIME_DAYS * 86_400 * MICROS_PER_SECOND

@@ -13,18 +13,18 @@ from typing import Any
 from app import audit, token_admin
 from app.auth import ROLES, issue_token, tenant_by_name
 from app.broadcast import create_broadcast, max_message_bytes
-from app.db.engine import Database, open_database
-from app.db.models import Tenant
 from app.domain import audit_summaries
 from app.domain.errors import ServiceError
 from app.domain.ids import decode_id, encode_id
 from app.domain.timeutil import MICROS_PER_SECOND, from_micros
 from app.domain.validation import name as valid_name
 from app.events import Publisher, TokenRevoked
-from app.migrate import upgrade
 from app.settings import Settings
+from app.store.engine import Database, open_database
+from app.store.migrate import upgrade
+from app.store.models import Tenant
+from app.store.unit_of_work import Work, unit_of_work
 from app.token_admin import MAX_LIFETIME_DAYS, TokenView
-from app.unit_of_work import Work, unit_of_work
 
 log = logging.getLogger(__name__)
 BROKER_TIMEOUT = 5.0

@@ -21,10 +21,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.db.models import ApiToken
 from app.domain.timeutil import MICROS_PER_SECOND, now_micros
 from app.events import REVOCATIONS_CHANNEL, TokenRevoked, decode_revocation
 from app.services import Services
+from app.store.models import ApiToken
 from app.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ import logging
 
 from sqlalchemy import Connection, or_, update
 
-from app.db.engine import Database
-from app.db.models import ApiToken
 from app.domain.timeutil import MICROS_PER_MINUTE
+from app.store.engine import Database
+from app.store.models import ApiToken
 
 log = logging.getLogger(__name__)
 RECORD_EVERY_MICROS = MICROS_PER_MINUTE  # the contract allows lastUsedAt to lag a minute

@@ -12,14 +12,14 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import counters
-from app.db.models import Policy, SyncUser
 from app.domain import validation
 from app.domain.errors import BadUserInput, Conflict, NotFound
 from app.events import Event, UserEvent
 from app.lifecycle import due_after_start
 from app.policies import load_policy
-from app.snapshots import user_snapshot
+from app.store import counters
+from app.store.models import Policy, SyncUser
+from app.store.snapshots import user_snapshot
 
 
 def _locked(session: AsyncSession, query: Select[Any]) -> Select[Any]:

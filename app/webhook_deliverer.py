@@ -29,12 +29,12 @@ import httpx
 from sqlalchemy import Connection, Table, bindparam, func, select, update
 
 from app import webhook_urls
-from app.db.engine import Database
-from app.db.models import Webhook, WebhookDelivery
 from app.domain.errors import BadUserInput
 from app.domain.ids import encode_id
 from app.domain.timeutil import now_micros
 from app.secret_box import SecretBox
+from app.store.engine import Database
+from app.store.models import Webhook, WebhookDelivery
 from app.webhook_settings import WebhookSettings
 from app.webhooks import sealing_context
 

@@ -19,10 +19,10 @@ from sqlalchemy import (
     true,
 )
 
-from app.db.models import Webhook, WebhookDelivery
 from app.domain.ids import encode_id
 from app.domain.timeutil import from_micros
 from app.domain.views import RunView, UserView
+from app.store.models import Webhook, WebhookDelivery
 
 EVENTS = ("RUN_FAILED", "RUN_COMPLETED_WITH_WARNING", "USER_RECOVERED")
 BODY_TYPES = {

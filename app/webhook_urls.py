@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from app.db.models import URL_MAX
 from app.domain.errors import BadUserInput
+from app.store.models import URL_MAX
 
 RESOLVE_TIMEOUT_SECONDS = 5.0
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

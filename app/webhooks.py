@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import Webhook, WebhookDelivery
 from app.domain.errors import BadUserInput, Conflict, NotFound
 from app.reads.pagination import Keyset, Page, PageArgs, keyset_page
 from app.secret_box import SecretBox
+from app.store.models import Webhook, WebhookDelivery
 from app.webhook_outbox import EVENTS
 
 MAX_WEBHOOKS_PER_TENANT = 20

@@ -28,12 +28,12 @@ from starlette.routing import Route
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.auth import Authenticator, bearer_token
-from app.db.engine import open_database
 from app.domain.errors import ServiceError
 from app.domain.ids import encode_id
 from app.domain.timeutil import from_micros
 from app.reads.pagination import encode_cursor
 from app.settings import Settings
+from app.store.engine import open_database
 from app.timing import ServerTiming
 
 PAGE_SIZE = 10

@@ -23,11 +23,11 @@ import uuid
 import asyncpg
 from sqlalchemy import Connection, insert, select, text, update
 
-from app.db.engine import Database, open_database
-from app.db.models import SyncRun, SyncUser, Tenant
 from app.domain.timeutil import now_micros
-from app.migrate import upgrade
 from app.retention import DAY_US, cutoff_for, prune
+from app.store.engine import Database, open_database
+from app.store.migrate import upgrade
+from app.store.models import SyncRun, SyncUser, Tenant
 
 CHUNK = 20_000
 

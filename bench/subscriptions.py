@@ -67,17 +67,17 @@ from bench_tenant import populate  # noqa: E402
 from app import lifecycle  # noqa: E402
 from app.auth import create_token  # noqa: E402
 from app.broadcast import create_broadcast  # noqa: E402
-from app.counters import add_changes  # noqa: E402
-from app.db.engine import open_database  # noqa: E402
-from app.db.models import Policy, SyncUser  # noqa: E402
 from app.domain.ids import encode_id  # noqa: E402
 from app.domain.timeutil import now_micros  # noqa: E402
 from app.domain.views import RunView  # noqa: E402
 from app.events import Event, Publisher, UserEvent  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
 from app.reads.runs import policies_by_ids  # noqa: E402
 from app.reads.users import users_by_ids  # noqa: E402
-from app.unit_of_work import write  # noqa: E402
+from app.store.counters import add_changes  # noqa: E402
+from app.store.engine import open_database  # noqa: E402
+from app.store.migrate import upgrade  # noqa: E402
+from app.store.models import Policy, SyncUser  # noqa: E402
+from app.store.unit_of_work import write  # noqa: E402
 from tests.server import Server, run_server  # noqa: E402
 
 PAGE = 10

@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.auth import Authenticator, hash_token, new_token  # noqa: E402
-from app.db.engine import open_database  # noqa: E402
-from app.db.models import ApiToken, Tenant  # noqa: E402
 from app.domain.errors import Unauthenticated  # noqa: E402
 from app.domain.timeutil import now_micros  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
+from app.store.engine import open_database  # noqa: E402
+from app.store.migrate import upgrade  # noqa: E402
+from app.store.models import ApiToken, Tenant  # noqa: E402
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 KINDS = ("unknown", "near miss", "revoked", "expired", "valid (uncached)")

@@ -32,12 +32,12 @@ from sqlalchemy import Connection, select  # noqa: E402
 
 from app import bulk_requests, lifecycle  # noqa: E402
 from app.csv_export import _rows  # noqa: E402
-from app.db.engine import Database, open_database  # noqa: E402
-from app.db.models import Policy, Tenant  # noqa: E402
 from app.events import Publisher  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
 from app.reads.users import UserFilter  # noqa: E402
-from app.unit_of_work import write  # noqa: E402
+from app.store.engine import Database, open_database  # noqa: E402
+from app.store.migrate import upgrade  # noqa: E402
+from app.store.models import Policy, Tenant  # noqa: E402
+from app.store.unit_of_work import write  # noqa: E402
 
 TENANT = "Bench"
 

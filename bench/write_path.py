@@ -3,7 +3,7 @@
     .venv/bin/python bench/write_path.py [--users N] [--ops K] [--warmup W] [--postgres [URL]]
 
 A fresh SQLite file with N users (default 10,000) in one tenant with an active policy. Every
-operation is what a worker's mutation costs below GraphQL: one app.unit_of_work.write (on
+operation is what a worker's mutation costs below GraphQL: one app.store.unit_of_work.write (on
 SQLite: one hop to the writer thread for BEGIN IMMEDIATE, app.lifecycle and COMMIT; then events
 handed to a publisher that drops them). K operations (default 2,000) as runs of start, 3
 progress reports and finish, one user after another, after W warm-up runs (default 50); each
@@ -44,10 +44,10 @@ sys.path.insert(0, str(ROOT))
 from bench_tenant import BenchTenant, DropEvents, populate  # noqa: E402
 
 from app import lifecycle  # noqa: E402
-from app.db.engine import SQLITE_PRAGMAS, Database, open_database  # noqa: E402
 from app.events import Event, Publisher  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
-from app.unit_of_work import write  # noqa: E402
+from app.store.engine import SQLITE_PRAGMAS, Database, open_database  # noqa: E402
+from app.store.migrate import upgrade  # noqa: E402
+from app.store.unit_of_work import write  # noqa: E402
 
 KINDS = ("start", "progress", "finish")
 REPORTS = (10, 50, 90)  # items processed (and changes) of a run's three progress reports

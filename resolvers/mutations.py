@@ -1,5 +1,5 @@
 """Mutation resolvers: check the role, parse ids, run one unit of work through app/. The run
-lifecycle's unit of work is one synchronous function (load, then change) that app.unit_of_work
+lifecycle's unit of work is one synchronous function (load, then change) that app.store.unit_of_work
 runs as one transaction; administration's is an ORM session."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from app.domain.ids import decode_id, encode_id
 from app.domain.validation import FailedItemInput, name
 from app.domain.views import PolicyView, RunView, UserView
 from app.events import Event, TokenRevoked
+from app.store.unit_of_work import Change, Work, unit_of_work, write
 from app.token_admin import TokenView, check_expiry
 from app.token_revocations import forget_here
-from app.unit_of_work import Change, Work, unit_of_work, write
 
 T = TypeVar("T")
 

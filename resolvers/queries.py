@@ -8,7 +8,6 @@ from datetime import datetime
 from sqlalchemy import select
 
 from app.context import Context
-from app.db.models import Tenant
 from app.domain import validation
 from app.domain.ids import decode_any_id, decode_id
 from app.domain.timeutil import now_micros, to_micros
@@ -16,6 +15,7 @@ from app.domain.views import FailedItemView, MetricsView, PolicyView, RunView, U
 from app.reads import metrics, relations, runs, users
 from app.reads.pagination import Page, PageArgs
 from app.reads.users import UserFilter
+from app.store.models import Tenant
 from app.token_admin import TokenView, token_by_id, token_page
 from resolvers import admin_queries
 

@@ -15,7 +15,7 @@ from app.reads import trends
 from app.reads.failure_reasons import FailureReasonView
 from app.reads.trends import TrendPointView
 from app.reads.users import UserFilter
-from app.unit_of_work import write
+from app.store.unit_of_work import write
 from resolvers.queries import viewer
 
 

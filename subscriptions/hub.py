@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
-from app.db.engine import Database
 from app.events import Message, PolicyEvent, PolicyRef, UserEvent, UserRef, channel_for, decode
+from app.store.engine import Database
 from subscriptions.metrics_feed import MetricsFeed, MetricsSubscriber
 from subscriptions.policy_changes import load_policy, load_user_event, users_of_policy
 from subscriptions.shared import SharedExecution

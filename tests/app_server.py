@@ -15,8 +15,8 @@ import httpx
 from asgi_lifespan import LifespanManager
 
 from app.asgi import create_app
-from app.db.engine import is_sqlite
 from app.settings import Settings
+from app.store.engine import is_sqlite
 from tests.api import Api
 from tests.server import create_token, migrate
 

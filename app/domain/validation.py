@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from app.db.models import CODE_MAX, EMAIL_MAX, ITEM_ID_MAX, NAME_MAX, TEXT_MAX
 from app.domain.errors import BadUserInput
+from app.store.models import CODE_MAX, EMAIL_MAX, ITEM_ID_MAX, NAME_MAX, TEXT_MAX
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SERVICES = ("MAIL", "CALENDAR", "CONTACTS", "DRIVE")

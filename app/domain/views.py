@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # only the ORM rows' types: the views themselves need no database
-    from app.db import models
+    from app.store import models
 
 
 @dataclass(frozen=True, slots=True)

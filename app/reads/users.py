@@ -22,7 +22,6 @@ from sqlalchemy import Select, and_, func, literal_column, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.db.models import CODE_MAX, FailureReason, SyncUser
 from app.domain import validation
 from app.domain.errors import BadUserInput
 from app.domain.views import UserView
@@ -34,6 +33,7 @@ from app.reads.user_counts import (
     other_tenants_users,
     structured_count,
 )
+from app.store.models import CODE_MAX, FailureReason, SyncUser
 
 STATUSES = ("NEVER_SYNCED", "IN_PROGRESS", "SYNCED", "COMPLETED_WITH_WARNING", "FAILED")
 TRIGRAM = 3  # shorter searches cannot use the trigram index and fall back to a scan

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from app.auth import create_token, tenant_by_name
-from app.db.engine import open_database
+from app.store.engine import open_database
 from tests.api import Api
 from tests.conftest import Tenant
 from tests.server import Server, _run_async

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from app.db.engine import Database
-from app.db.models import StatusCount, SyncRun, SyncUser
 from app.domain.timeutil import now_micros
 from app.events import Publisher, UserEvent, decode
 from app.seed import RUN_ERRORS, seed
 from app.simulation import MAX_IN_FLIGHT
 from app.simulator import running_simulator
+from app.store.engine import Database
+from app.store.models import StatusCount, SyncRun, SyncUser
 from tests.server import open_sqlite
 
 

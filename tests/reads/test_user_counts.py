@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, insert, select
 
-from app import counters, lifecycle, user_admin
-from app.db.engine import Database, open_database
-from app.db.models import LatestCount, Policy, StatusCount, SyncUser, Tenant
+from app import lifecycle, user_admin
 from app.domain.timeutil import MICROS_PER_HOUR
-from app.migrate import upgrade
 from app.reads import users as reads
 from app.reads.pagination import PageArgs
+from app.store import counters
+from app.store.engine import Database, open_database
+from app.store.migrate import upgrade
+from app.store.models import LatestCount, Policy, StatusCount, SyncUser, Tenant
 
 H = MICROS_PER_HOUR
 BASE = 1_790_000_000_000_000 // H * H  # an hour's start

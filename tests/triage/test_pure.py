@@ -16,7 +16,7 @@ from app.domain.timeutil import MICROS_PER_HOUR
 from app.reads.trends import MAX_BUCKETS, window
 from app.seed import RUN_ERRORS
 from app.simulation import RUN_ERROR_WEIGHTS, plan_run
-from app.triage_counters import TriageMoves
+from app.store.triage_counters import TriageMoves
 
 H = MICROS_PER_HOUR
 DAY = 24 * H

@@ -1,6 +1,6 @@
 """app.lifecycle, the only writer of sync state, on a real SQLite file in this process: the run
 states and the user statuses they lead to, the cumulative counters' rules, conflicts, versions,
-events, and the metric counters (app.counters) kept equal to a recount."""
+events, and the metric counters (app.store.counters) kept equal to a recount."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import Connection, select
 
-from app import counters, lifecycle, user_admin
-from app.db.engine import Database
-from app.db.models import ChangeBucket, LatestCount, StatusCount, Tenant
+from app import lifecycle, user_admin
 from app.domain.errors import BadUserInput, Conflict, NotFound
 from app.domain.timeutil import MICROS_PER_HOUR, MICROS_PER_MINUTE
 from app.domain.validation import FailedItemInput
@@ -21,6 +19,9 @@ from app.domain.views import RunView
 from app.events import Event, UserEvent
 from app.lifecycle_sql import UserState
 from app.policies import PolicyInput, create_policy, set_policy_active
+from app.store import counters
+from app.store.engine import Database
+from app.store.models import ChangeBucket, LatestCount, StatusCount, Tenant
 from tests.server import open_sqlite
 
 T = TypeVar("T")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from app.db.models import CODE_MAX, EMAIL_MAX, NAME_MAX
 from app.domain import validation
 from app.domain.errors import BadUserInput
 from app.domain.validation import FailedItemInput
+from app.store.models import CODE_MAX, EMAIL_MAX, NAME_MAX
 
 
 @pytest.mark.parametrize(("value", "message"), [("a\x00b", "NUL"), ("a\ud800", "Unicode")])

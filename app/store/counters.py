@@ -4,7 +4,7 @@ never lose counts.
 
 The upserts are Core statements on the tables, built once per dialect. One builder per
 counter (`_..._writes`) makes the statements and rows of a change; a thin executor runs them,
-synchronous on a Connection for the run lifecycle (app.db.engine.Database.run_write) or async on
+synchronous on a Connection for the run lifecycle (app.store.engine.Database.run_write) or async on
 a session for administration and the seed (the ORM writers)."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.dml import Insert
 
-from app.db.models import ChangeBucket, LatestCount, Policy, StatusCount, SyncUser
 from app.domain.timeutil import MICROS_PER_HOUR, minute_of
-from app.triage_counters import TriageMoves
+from app.store.models import ChangeBucket, LatestCount, Policy, StatusCount, SyncUser
+from app.store.triage_counters import TriageMoves
 
 NO_POLICY = 0
 # A user as the counters see it: (policy id, status, latest_sort).
@@ -116,7 +116,7 @@ class Moves:
     def __init__(self) -> None:
         self.status: Counter[tuple[int, str]] = Counter()
         self.latest: Counter[tuple[int, int, str]] = Counter()
-        # Failure reasons and trends (app.triage_counters), written after the rows above.
+        # Failure reasons and trends (app.store.triage_counters), written after the rows above.
         self.triage = TriageMoves()
 
     def add(self, key: UserKey | None, sign: int) -> None:

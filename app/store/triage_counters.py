@@ -1,8 +1,8 @@
 """The failure-triage counters, kept in the same transaction as each state change (like
-app.counters): FAILED users per errorCode (failure_reasons) and activity per hour
+app.store.counters): FAILED users per errorCode (failure_reasons) and activity per hour
 (trend_buckets). Upserts, so concurrent writers on PostgreSQL never lose counts.
 
-Builders return (statement, rows) writes; app.counters.Moves runs them after its own, in one
+Builders return (statement, rows) writes; app.store.counters.Moves runs them after its own, in one
 order (status, latest, failures by code, trends by hour), so writers never deadlock."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from sqlalchemy import Executable, Table, and_, bindparam, case, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
-from app.db.models import FailureReason, TrendBucket
 from app.domain.timeutil import MICROS_PER_HOUR
+from app.store.models import FailureReason, TrendBucket
 
 Write = tuple[Executable, dict[str, Any] | list[dict[str, Any]]]
 reasons = cast(Table, FailureReason.__table__)

@@ -14,9 +14,9 @@ from typing import TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.engine import Database
 from app.domain.timeutil import now_micros
 from app.events import Event, Publisher
+from app.store.engine import Database
 
 T = TypeVar("T")
 # A change: (connection, now) -> (its result, the events announcing it).

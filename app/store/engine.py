@@ -4,7 +4,7 @@ PostgreSQL uses one pool for reads and writes.
 
 Writes come two ways:
 - run_write(fn): a whole transaction as one synchronous function on a Connection (the run
-  lifecycle, the hot path). SQLite runs it on its writer thread (app.db.sqlite_writer),
+  lifecycle, the hot path). SQLite runs it on its writer thread (app.store.sqlite_writer),
   PostgreSQL on the async pool through SQLAlchemy's greenlet bridge (run_sync).
 - write(): an AsyncSession for the rare ORM writers (administration, seed); on SQLite a
   single-connection aiosqlite engine that first takes a turn in the writer thread's queue.
@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from app.db.sqlite_writer import SQLiteWriter
+from app.store.sqlite_writer import SQLiteWriter
 
 T = TypeVar("T")
 SQLITE_CACHE_SIZE = -65536  # KiB

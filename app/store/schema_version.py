@@ -8,8 +8,8 @@ from functools import cache
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 
-from app.db.engine import Database
-from app.migrate import alembic_config
+from app.store.engine import Database
+from app.store.migrate import alembic_config
 
 
 @cache

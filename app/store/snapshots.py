@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import Policy, SyncRun, SyncUser
 from app.domain.views import NESTED, PolicyView, RunView, UserView
+from app.store.models import Policy, SyncRun, SyncUser
 
 
 async def user_snapshot(

@@ -27,12 +27,12 @@ from strawberry.types.unset import UNSET
 
 from app.auth import Authenticator
 from app.body_limit import BodyLimit
-from app.broadcast import create_broadcast, max_message_bytes
 from app.browser_security import allowed_origins, browser_middleware, frame_ancestors
 from app.context import Context
 from app.csv_export import export_sync_users
 from app.domain.errors import ServiceError
-from app.events import Publisher
+from app.events.broker import create_broadcast, max_message_bytes
+from app.events.messages import Publisher
 from app.graphiql import GraphiQLAssets
 from app.outage import RETRY_AFTER_SECONDS
 from app.probes import Readiness, ready

@@ -20,7 +20,7 @@ from app import lifecycle
 from app import lifecycle_sql as sql
 from app.domain.ids import encode_id
 from app.domain.timeutil import from_micros
-from app.events import Event, Publisher
+from app.events.messages import Event, Publisher
 from app.reads.user_batches import user_batches
 from app.reads.users import UserFilter, check_filter, conditions
 from app.store.engine import Database

@@ -24,7 +24,7 @@ from app.domain.errors import BadUserInput, Conflict, NotFound
 from app.domain.timeutil import MICROS_PER_MINUTE
 from app.domain.validation import FailedItemInput
 from app.domain.views import RunView
-from app.events import Event, UserEvent
+from app.events.messages import Event, UserEvent
 from app.lifecycle_sql import UserState
 from app.store import counters
 from app.store.triage_counters import FINISHED_COLUMN, RUNS_STARTED, TriageMoves

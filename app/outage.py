@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 from sqlalchemy import exc as sa_exc
 
-from app.broadcast import BroadcastUnavailable
+from app.events.broker import BroadcastUnavailable
 
 RETRY_AFTER_SECONDS = 2
 MESSAGE = "The service is temporarily unavailable; retry later."

@@ -13,7 +13,7 @@ from app.domain import validation
 from app.domain.errors import Conflict, NotFound
 from app.domain.timeutil import MICROS_PER_MINUTE
 from app.domain.views import PolicyView
-from app.events import PolicyEvent
+from app.events.messages import PolicyEvent
 from app.store.models import Policy, SyncUser
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.auth import Authenticator
-from app.events import Publisher
+from app.events.messages import Publisher
 from app.secret_box import SecretBox
 from app.settings import Settings
 from app.store.engine import Database

@@ -25,7 +25,7 @@ from app.domain.errors import Conflict, NotFound
 from app.domain.timeutil import now_micros
 from app.domain.validation import FailedItemInput
 from app.domain.views import RunView
-from app.events import Event, Publisher
+from app.events.messages import Event, Publisher
 from app.simulation import (
     MAX_IN_FLIGHT,
     STARTS_PER_TICK,

@@ -12,13 +12,13 @@ from typing import Any
 
 from app import audit, token_admin
 from app.auth import ROLES, issue_token, tenant_by_name
-from app.broadcast import create_broadcast, max_message_bytes
 from app.domain import audit_summaries
 from app.domain.errors import ServiceError
 from app.domain.ids import decode_id, encode_id
 from app.domain.timeutil import MICROS_PER_SECOND, from_micros
 from app.domain.validation import name as valid_name
-from app.events import Publisher, TokenRevoked
+from app.events.broker import create_broadcast, max_message_bytes
+from app.events.messages import Publisher, TokenRevoked
 from app.settings import Settings
 from app.store.engine import Database, open_database
 from app.store.migrate import upgrade

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app.domain.timeutil import MICROS_PER_SECOND, now_micros
-from app.events import REVOCATIONS_CHANNEL, TokenRevoked, decode_revocation
+from app.events.messages import REVOCATIONS_CHANNEL, TokenRevoked, decode_revocation
 from app.services import Services
 from app.store.models import ApiToken
 from app.tasks import cancel_and_wait

@@ -10,7 +10,7 @@ from typing import Any
 
 from app import user_admin
 from app.auth import tenant_by_name
-from app.events import Publisher
+from app.events.messages import Publisher
 from app.policies import PolicyInput, create_policy
 from app.store.engine import Database
 from app.store.unit_of_work import unit_of_work

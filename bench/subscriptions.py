@@ -66,11 +66,11 @@ from bench_tenant import populate  # noqa: E402
 
 from app import lifecycle  # noqa: E402
 from app.auth import create_token  # noqa: E402
-from app.broadcast import create_broadcast  # noqa: E402
 from app.domain.ids import encode_id  # noqa: E402
 from app.domain.timeutil import now_micros  # noqa: E402
 from app.domain.views import RunView  # noqa: E402
-from app.events import Event, Publisher, UserEvent  # noqa: E402
+from app.events.broker import create_broadcast  # noqa: E402
+from app.events.messages import Event, Publisher, UserEvent  # noqa: E402
 from app.reads.runs import policies_by_ids  # noqa: E402
 from app.reads.users import users_by_ids  # noqa: E402
 from app.store.counters import add_changes  # noqa: E402

@@ -32,7 +32,7 @@ from sqlalchemy import Connection, select  # noqa: E402
 
 from app import bulk_requests, lifecycle  # noqa: E402
 from app.csv_export import _rows  # noqa: E402
-from app.events import Publisher  # noqa: E402
+from app.events.messages import Publisher  # noqa: E402
 from app.reads.users import UserFilter  # noqa: E402
 from app.store.engine import Database, open_database  # noqa: E402
 from app.store.migrate import upgrade  # noqa: E402

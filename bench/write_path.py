@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from bench_tenant import BenchTenant, DropEvents, populate  # noqa: E402
 
 from app import lifecycle  # noqa: E402
-from app.events import Event, Publisher  # noqa: E402
+from app.events.messages import Event, Publisher  # noqa: E402
 from app.store.engine import SQLITE_PRAGMAS, Database, open_database  # noqa: E402
 from app.store.migrate import upgrade  # noqa: E402
 from app.store.unit_of_work import write  # noqa: E402

@@ -17,7 +17,7 @@ from app.domain.errors import BadUserInput
 from app.domain.ids import decode_id, encode_id
 from app.domain.validation import FailedItemInput, name
 from app.domain.views import PolicyView, RunView, UserView
-from app.events import Event, TokenRevoked
+from app.events.messages import Event, TokenRevoked
 from app.store.unit_of_work import Change, Work, unit_of_work, write
 from app.token_admin import TokenView, check_expiry
 from app.token_revocations import forget_here

@@ -17,7 +17,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
-from app.events import Message, PolicyEvent, PolicyRef, UserEvent, UserRef, channel_for, decode
+from app.events.messages import (
+    Message,
+    PolicyEvent,
+    PolicyRef,
+    UserEvent,
+    UserRef,
+    channel_for,
+    decode,
+)
 from app.store.engine import Database
 from subscriptions.metrics_feed import MetricsFeed, MetricsSubscriber
 from subscriptions.policy_changes import load_policy, load_user_event, users_of_policy

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.views import PolicyView, RunView, UserView
-from app.events import UserEvent, UserEventKind
+from app.events.messages import UserEvent, UserEventKind
 from app.reads.runs import policies_by_ids, runs_by_ids
 from app.reads.users import users_by_ids
 from app.store.engine import Database

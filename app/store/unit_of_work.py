@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.timeutil import now_micros
-from app.events import Event, Publisher
+from app.events.messages import Event, Publisher
 from app.store.engine import Database
 
 T = TypeVar("T")

@@ -11,7 +11,7 @@ from typing import cast
 import pytest
 from sqlalchemy import Connection, insert, select
 
-from app.events import Publisher
+from app.events.messages import Publisher
 from app.store.engine import Database, open_database
 from app.store.migrate import upgrade
 from app.store.models import Tenant

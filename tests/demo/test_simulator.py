@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.domain.timeutil import now_micros
-from app.events import Publisher, UserEvent, decode
+from app.events.messages import Publisher, UserEvent, decode
 from app.seed import RUN_ERRORS, seed
 from app.simulation import MAX_IN_FLIGHT
 from app.simulator import running_simulator

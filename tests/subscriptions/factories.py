@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.domain.views import PolicyView, UserView
-from app.events import UserEvent, UserEventKind
+from app.events.messages import UserEvent, UserEventKind
 
 
 def user_event(

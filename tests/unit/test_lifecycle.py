@@ -16,7 +16,7 @@ from app.domain.errors import BadUserInput, Conflict, NotFound
 from app.domain.timeutil import MICROS_PER_HOUR, MICROS_PER_MINUTE
 from app.domain.validation import FailedItemInput
 from app.domain.views import RunView
-from app.events import Event, UserEvent
+from app.events.messages import Event, UserEvent
 from app.lifecycle_sql import UserState
 from app.policies import PolicyInput, create_policy, set_policy_active
 from app.store import counters

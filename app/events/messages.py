@@ -11,8 +11,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from app.broadcast import BroadcastUnavailable
 from app.domain.views import PolicyView, UserView
+from app.events.broker import BroadcastUnavailable
 
 log = logging.getLogger(__name__)
 

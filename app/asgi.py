@@ -25,7 +25,9 @@ from strawberry.http import GraphQLRequestData
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET
 
-from app.auth import Authenticator
+from app.auth.rate_limit import RateLimiter
+from app.auth.revocations import listening as revocations_applied
+from app.auth.tokens import Authenticator
 from app.body_limit import BodyLimit
 from app.browser_security import allowed_origins, browser_middleware, frame_ancestors
 from app.context import Context
@@ -37,7 +39,6 @@ from app.graphiql import GraphiQLAssets
 from app.outage import RETRY_AFTER_SECONDS
 from app.probes import Readiness, ready
 from app.process_stats import process_stats
-from app.rate_limit import RateLimiter
 from app.request_log import RequestLog, current_request
 from app.retention import running_pruner
 from app.runtime import COLLECTOR, freeze_startup_heap, tune_collector
@@ -52,7 +53,6 @@ from app.tasks import cancel_and_wait
 from app.telemetry import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.telemetry import Telemetry
 from app.timing import ServerTiming
-from app.token_revocations import listening as revocations_applied
 from app.webhook_deliverer import start_deliverer
 from app.webhook_settings import WebhookSettings
 from schema.http_status import (

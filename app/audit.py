@@ -12,7 +12,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth import Principal, hash_token
+from app.auth.tokens import Principal, hash_token
 from app.domain import audit_summaries
 from app.domain.ids import encode_id
 from app.domain.timeutil import now_micros

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 
-from app.auth import tenant_by_name
+from app.auth.tokens import tenant_by_name
 from app.domain.errors import BadUserInput
 from app.domain.timeutil import from_micros, to_micros
 from app.reads.audit import AuditFilter, audit_page

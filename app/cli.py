@@ -16,7 +16,7 @@ import uvicorn
 
 from app import token_commands
 from app.audit_cli import print_audit
-from app.auth import tenant_by_name
+from app.auth.tokens import tenant_by_name
 from app.logs import configure as configure_logging
 from app.logs import uvicorn_log_config
 from app.settings import Settings

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
 
-from app.auth import Principal, bearer_token
+from app.auth.tokens import Principal, bearer_token
 from app.domain.errors import BadUserInput, Unauthenticated
 from app.domain.views import FailedItemView, PolicyView, RunView, UserView
 from app.reads.pagination import Page, PageArgs

@@ -17,7 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from app.auth import bearer_token
+from app.auth.tokens import bearer_token
 from app.domain import validation
 from app.domain.errors import BadUserInput, ServiceError, Unauthenticated
 from app.domain.ids import decode_id

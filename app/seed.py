@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.auth import tenant_by_name
+from app.auth.tokens import tenant_by_name
 from app.domain.timeutil import MICROS_PER_MINUTE, minute_of, now_micros
 from app.store import counters
 from app.store.engine import SQLITE_CACHE_SIZE, Database

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.auth import Authenticator
+from app.auth.sockets import TokenSockets
+from app.auth.tokens import Authenticator
 from app.events.messages import Publisher
 from app.secret_box import SecretBox
 from app.settings import Settings
 from app.store.engine import Database
-from app.token_sockets import TokenSockets
 from app.webhook_settings import WebhookSettings
 
 
@@ -23,7 +23,7 @@ class Services:
     authenticator: Authenticator
     # The subscription fan-out of this process (subscriptions.hub.Hub), set by the app factory.
     hub: Any = field(default=None)
-    # The token budgets (app.rate_limit.RateLimiter), set by the app factory.
+    # The token budgets (app.auth.rate_limit.RateLimiter), set by the app factory.
     rate_limiter: Any = field(default=None)
     # This app's Prometheus metrics (app.telemetry.Telemetry), if any.
     telemetry: Any = field(default=None)

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from app import audit, token_admin
-from app.auth import ROLES, issue_token, tenant_by_name
+from app.auth.tokens import ROLES, issue_token, tenant_by_name
 from app.domain import audit_summaries
 from app.domain.errors import ServiceError
 from app.domain.ids import decode_id, encode_id
@@ -134,7 +134,7 @@ async def list_tokens(settings: Settings, tenant: str) -> list[TokenView]:
 
 class _Nowhere:
     """The in-process broadcast reaches no server from here: servers find the revocation in
-    the database instead (app.token_revocations polls it)."""
+    the database instead (app.auth.revocations polls it)."""
 
     async def publish(self, channel: str, message: Any) -> None:
         return None

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app import user_admin
-from app.auth import tenant_by_name
+from app.auth.tokens import tenant_by_name
 from app.events.messages import Publisher
 from app.policies import PolicyInput, create_policy
 from app.store.engine import Database

@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.auth import Authenticator, bearer_token
+from app.auth.tokens import Authenticator, bearer_token
 from app.domain.errors import ServiceError
 from app.domain.ids import encode_id
 from app.domain.timeutil import from_micros

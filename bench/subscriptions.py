@@ -65,7 +65,7 @@ sys.path.insert(0, str(ROOT))
 from bench_tenant import populate  # noqa: E402
 
 from app import lifecycle  # noqa: E402
-from app.auth import create_token  # noqa: E402
+from app.auth.tokens import create_token  # noqa: E402
 from app.domain.ids import encode_id  # noqa: E402
 from app.domain.timeutil import now_micros  # noqa: E402
 from app.domain.views import RunView  # noqa: E402

@@ -10,7 +10,8 @@ from typing import TypeVar
 from sqlalchemy import Connection
 
 from app import audit, lifecycle, policies, token_admin, user_admin, webhook_urls, webhooks
-from app.auth import Principal, issue_token
+from app.auth.revocations import forget_here
+from app.auth.tokens import Principal, issue_token
 from app.context import Context
 from app.domain import audit_summaries as says
 from app.domain.errors import BadUserInput
@@ -20,7 +21,6 @@ from app.domain.views import PolicyView, RunView, UserView
 from app.events.messages import Event, TokenRevoked
 from app.store.unit_of_work import Change, Work, unit_of_work, write
 from app.token_admin import TokenView, check_expiry
-from app.token_revocations import forget_here
 
 T = TypeVar("T")
 

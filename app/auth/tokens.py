@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.usage import UsageRecorder
 from app.domain.errors import BadUserInput, Forbidden, Unauthenticated
 from app.domain.timeutil import MICROS_PER_SECOND, now_micros
 from app.store.engine import Database
 from app.store.models import ApiToken, Tenant
-from app.token_usage import UsageRecorder
 
 ROLES = ("VIEWER", "OPERATOR", "WORKER", "ADMIN")
 # What each role may do beyond reading: a worker reports runs, an operator requests syncs.

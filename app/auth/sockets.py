@@ -7,7 +7,7 @@ import asyncio
 import logging
 from typing import Protocol
 
-from app.auth import Principal
+from app.auth.tokens import Principal
 from app.domain.timeutil import MICROS_PER_SECOND, now_micros
 
 log = logging.getLogger(__name__)

@@ -42,7 +42,6 @@ from app.process_stats import process_stats
 from app.request_log import RequestLog, current_request
 from app.retention import running_pruner
 from app.runtime import COLLECTOR, freeze_startup_heap, tune_collector
-from app.secret_box import load_secret_box
 from app.services import Services
 from app.settings import Settings
 from app.simulator import running_simulator
@@ -53,8 +52,9 @@ from app.tasks import cancel_and_wait
 from app.telemetry import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.telemetry import Telemetry
 from app.timing import ServerTiming
-from app.webhook_deliverer import start_deliverer
-from app.webhook_settings import WebhookSettings
+from app.webhooks.deliverer import start_deliverer
+from app.webhooks.secret_box import load_secret_box
+from app.webhooks.settings import WebhookSettings
 from schema.http_status import (
     GRAPHQL_RESPONSE_JSON,
     error_body,

@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import Connection
 
 from app import lifecycle_sql as sql
-from app import webhook_outbox
 from app.domain import validation
 from app.domain.errors import BadUserInput, Conflict, NotFound
 from app.domain.timeutil import MICROS_PER_MINUTE
@@ -28,6 +27,7 @@ from app.events.messages import Event, UserEvent
 from app.lifecycle_sql import UserState
 from app.store import counters
 from app.store.triage_counters import FINISHED_COLUMN, RUNS_STARTED, TriageMoves
+from app.webhooks import outbox
 
 RUNNING = "RUNNING"
 STATUS_OF_STATE = {
@@ -295,7 +295,7 @@ def finish_run(
         last_finished_run=run,
     )
     was_failed = old.last_finished_run is not None and old.last_finished_run.state == "FAILED"
-    webhook_outbox.enqueue(conn, view, run, now, was_failed)
+    outbox.enqueue(conn, view, run, now, was_failed)
     return run, UserEvent("finished", view)
 
 

@@ -8,10 +8,10 @@ from typing import Any
 from app.auth.sockets import TokenSockets
 from app.auth.tokens import Authenticator
 from app.events.messages import Publisher
-from app.secret_box import SecretBox
 from app.settings import Settings
 from app.store.engine import Database
-from app.webhook_settings import WebhookSettings
+from app.webhooks.secret_box import SecretBox
+from app.webhooks.settings import WebhookSettings
 
 
 @dataclass(slots=True)
@@ -32,4 +32,4 @@ class Services:
     # Webhooks: the key that seals signing secrets (None: none configured) and the settings.
     secret_box: SecretBox | None = None
     webhook_settings: WebhookSettings = field(default_factory=WebhookSettings)
-    deliverer: Any = field(default=None)  # app.webhook_deliverer.Deliverer, set by the app
+    deliverer: Any = field(default=None)  # app.webhooks.deliverer.Deliverer, set by the app

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from sqlalchemy import Connection
 
-from app import audit, lifecycle, policies, token_admin, user_admin, webhook_urls, webhooks
+from app import audit, lifecycle, policies, token_admin, user_admin
 from app.auth.revocations import forget_here
 from app.auth.tokens import Principal, issue_token
 from app.context import Context
@@ -21,6 +21,7 @@ from app.domain.views import PolicyView, RunView, UserView
 from app.events.messages import Event, TokenRevoked
 from app.store.unit_of_work import Change, Work, unit_of_work, write
 from app.token_admin import TokenView, check_expiry
+from app.webhooks import registry, urls
 
 T = TypeVar("T")
 
@@ -267,21 +268,21 @@ async def revoke_api_token(ctx: Context, token_id: str) -> TokenView:
 
 async def create_webhook(
     ctx: Context, url: str, events: Sequence[str]
-) -> tuple[webhooks.WebhookView, str]:
+) -> tuple[registry.WebhookView, str]:
     principal = await _caller(ctx, "ADMIN")
     services = ctx.services
-    wanted = webhooks.clean_events(events)
+    wanted = registry.clean_events(events)
     # Resolved before the transaction: a name lookup may take seconds.
-    await webhook_urls.vet(url, allow_private=services.webhook_settings.allow_private)
+    await urls.vet(url, allow_private=services.webhook_settings.allow_private)
     if services.secret_box is None:
         raise BadUserInput(
             "Webhooks need the server setting SYNCSTATUS_SECRET_KEY on PostgreSQL (see README)."
         )
     async with _uow(ctx) as work:
-        row, secret = await webhooks.create_webhook(
+        row, secret = await registry.create_webhook(
             work.session, principal.tenant_id, work.now, url, wanted, services.secret_box
         )
-        view = webhooks.WebhookView.of(row)
+        view = registry.WebhookView.of(row)
         target = encode_id("Webhook", view.id)
         summary = says.webhook_created(view.url, view.events)
         await _audit(work, principal, "webhook.create", target, summary)
@@ -292,7 +293,7 @@ async def delete_webhook(ctx: Context, webhook_id: str) -> str:
     principal = await _caller(ctx, "ADMIN")
     row_id = decode_id(webhook_id, "Webhook")
     async with _uow(ctx) as work:
-        row = await webhooks.delete_webhook(work.session, principal.tenant_id, row_id)
+        row = await registry.delete_webhook(work.session, principal.tenant_id, row_id)
         summary = says.webhook_deleted(row.url)
         await _audit(work, principal, "webhook.delete", webhook_id, summary)
     return webhook_id

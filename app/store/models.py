@@ -282,7 +282,8 @@ class Webhook(Base):
     # the run's finish selects subscribers with one LIKE.
     events: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean)
-    # The signing secret encrypted with the server key (app.secret_box): a dump alone cannot sign.
+    # The signing secret encrypted with the server key (app.webhooks.secret_box): a dump alone
+    # cannot sign.
     secret_sealed: Mapped[str] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger)
 

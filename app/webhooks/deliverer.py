@@ -1,5 +1,5 @@
 """The webhook deliverer: a background loop in each API process that sends due deliveries of the
-outbox (app.webhook_outbox) and records each attempt's outcome.
+outbox (app.webhooks.outbox) and records each attempt's outcome.
 
 - Claiming moves a delivery's next_attempt_at past the attempt's end (its lease) in a write
   transaction; on PostgreSQL with FOR UPDATE SKIP LOCKED, so several processes never claim the
@@ -28,15 +28,15 @@ from typing import Any, cast
 import httpx
 from sqlalchemy import Connection, Table, bindparam, func, select, update
 
-from app import webhook_urls
 from app.domain.errors import BadUserInput
 from app.domain.ids import encode_id
 from app.domain.timeutil import now_micros
-from app.secret_box import SecretBox
 from app.store.engine import Database
 from app.store.models import Webhook, WebhookDelivery
-from app.webhook_settings import WebhookSettings
-from app.webhooks import sealing_context
+from app.webhooks import urls
+from app.webhooks.registry import sealing_context
+from app.webhooks.secret_box import SecretBox
+from app.webhooks.settings import WebhookSettings
 
 log = logging.getLogger("syncstatus.webhooks")
 MICROS = 1_000_000
@@ -326,10 +326,8 @@ class Deliverer:
         }
         try:
             async with asyncio.timeout(self._settings.attempt_timeout_seconds):
-                target = webhook_urls.parse(endpoint.url)
-                addresses = await webhook_urls.resolve(
-                    target, allow_private=self._settings.allow_private
-                )
+                target = urls.parse(endpoint.url)
+                addresses = await urls.resolve(target, allow_private=self._settings.allow_private)
                 headers["host"] = target.url.netloc.decode("ascii")
                 extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}
                 for address in addresses:  # the next vetted address only if one refuses us

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.errors import BadUserInput, Conflict, NotFound
 from app.reads.pagination import Keyset, Page, PageArgs, keyset_page
-from app.secret_box import SecretBox
 from app.store.models import Webhook, WebhookDelivery
-from app.webhook_outbox import EVENTS
+from app.webhooks.outbox import EVENTS
+from app.webhooks.secret_box import SecretBox
 
 MAX_WEBHOOKS_PER_TENANT = 20
 SECRET_PREFIX = "whsec_"
@@ -86,7 +86,7 @@ async def create_webhook(
     box: SecretBox,
 ) -> tuple[Webhook, str]:
     """The new webhook and its secret ("whsec_" + base64). `url` was vetted by the caller
-    (app.webhook_urls), outside the transaction: resolving a name may take seconds."""
+    (app.webhooks.urls), outside the transaction: resolving a name may take seconds."""
     wanted = clean_events(events)
     count = await session.scalar(
         select(func.count()).select_from(Webhook).where(Webhook.tenant_id == tenant_id)

@@ -20,12 +20,12 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, func, select
 
-from app import lifecycle
 from app.domain.errors import Conflict, NotFound
 from app.domain.timeutil import now_micros
 from app.domain.validation import FailedItemInput
 from app.domain.views import RunView
 from app.events.messages import Event, Publisher
+from app.lifecycle import transitions
 from app.simulation import (
     MAX_IN_FLIGHT,
     STARTS_PER_TICK,
@@ -128,7 +128,7 @@ class Simulator:
         async with self._db.read() as session:
             rows = await session.execute(
                 select(SyncRun.tenant_id, SyncRun.id)
-                .where(SyncRun.state == lifecycle.RUNNING, SyncRun.started_at < self._started_at)
+                .where(SyncRun.state == transitions.RUNNING, SyncRun.started_at < self._started_at)
                 .order_by(SyncRun.started_at)
                 .limit(MAX_ORPHANS)
             )
@@ -136,7 +136,7 @@ class Simulator:
 
     async def _claim(self, tenant_id: int, limit: int) -> int:
         def claim(conn: Connection, now: int) -> tuple[list[RunView], list[Event]]:
-            return lifecycle.claim_due_runs(conn, tenant_id, now, limit)
+            return transitions.claim_due_runs(conn, tenant_id, now, limit)
 
         runs = await write(self._db, self._publisher, claim)
         for run in runs:  # after commit
@@ -147,7 +147,7 @@ class Simulator:
     async def _adopt(self, tenant_id: int, run_id: int) -> None:
         async with self._db.read() as session:
             run = await session.get(SyncRun, run_id)
-        if run is None or run.state != lifecycle.RUNNING or run_id in self._runs:
+        if run is None or run.state != transitions.RUNNING or run_id in self._runs:
             return
         plan = plan_run(
             rng_for(f"{tenant_id}/{run_id}", self._seed),
@@ -177,8 +177,8 @@ class Simulator:
             ) or conn.scalar(idle.order_by(SyncUser.id).limit(1))
             if user_id is None:
                 return None, []
-            user = lifecycle.load_user(conn, tenant_id, user_id)
-            return None, [lifecycle.request_sync(conn, user, now)]
+            user = transitions.load_user(conn, tenant_id, user_id)
+            return None, [transitions.request_sync(conn, user, now)]
 
         await write(self._db, self._publisher, nudge)
 
@@ -219,10 +219,10 @@ class Simulator:
         items = [_item_input(item) for item in step.failed_items]
 
         def report(conn: Connection, now: int) -> tuple[None, list[Event]]:
-            run, user = lifecycle.load_run(conn, tenant_id, run_id)
-            if run.state != lifecycle.RUNNING:
+            run, user = transitions.load_run(conn, tenant_id, run_id)
+            if run.state != transitions.RUNNING:
                 raise Conflict(f"The sync run already finished ({run.state}).")
-            _, events = lifecycle.report_progress(
+            _, events = transitions.report_progress(
                 conn, run, user, now, step.items_processed, step.changes, step.items_total, items
             )
             return None, events
@@ -233,8 +233,8 @@ class Simulator:
         code, message = plan.error or (None, None)
 
         def finish(conn: Connection, now: int) -> tuple[str, list[Event]]:
-            run, user = lifecycle.load_run(conn, tenant_id, run_id)
-            finished, event = lifecycle.finish_run(conn, run, user, now, code, message)
+            run, user = transitions.load_run(conn, tenant_id, run_id)
+            finished, event = transitions.finish_run(conn, run, user, now, code, message)
             return finished.state, [event]
 
         return await write(self._db, self._publisher, finish)

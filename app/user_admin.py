@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.domain import validation
 from app.domain.errors import BadUserInput, Conflict, NotFound
 from app.events.messages import Event, UserEvent
-from app.lifecycle import due_after_start
+from app.lifecycle.transitions import due_after_start
 from app.policies import load_policy
 from app.store import counters
 from app.store.models import Policy, SyncUser

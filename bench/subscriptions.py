@@ -64,13 +64,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench_tenant import populate  # noqa: E402
 
-from app import lifecycle  # noqa: E402
 from app.auth.tokens import create_token  # noqa: E402
 from app.domain.ids import encode_id  # noqa: E402
 from app.domain.timeutil import now_micros  # noqa: E402
 from app.domain.views import RunView  # noqa: E402
 from app.events.broker import create_broadcast  # noqa: E402
 from app.events.messages import Event, Publisher, UserEvent  # noqa: E402
+from app.lifecycle import transitions  # noqa: E402
 from app.reads.runs import policies_by_ids  # noqa: E402
 from app.reads.users import users_by_ids  # noqa: E402
 from app.store.counters import add_changes  # noqa: E402
@@ -404,16 +404,16 @@ class LifecycleDriver(Driver):
 
         def change(conn: Connection, now: int) -> tuple[Any, list[Event]]:
             if kind == "started":
-                row = lifecycle.load_user(conn, tenant, user)
-                started, event = lifecycle.start_run(conn, row, now, items_total=100)
+                row = transitions.load_user(conn, tenant, user)
+                started, event = transitions.start_run(conn, row, now, items_total=100)
                 return started.id, [event]
-            sync_run, row = lifecycle.load_run(conn, tenant, run)
+            sync_run, row = transitions.load_run(conn, tenant, run)
             if kind == "progress":
-                _, events = lifecycle.report_progress(
+                _, events = transitions.report_progress(
                     conn, sync_run, row, now, processed, processed
                 )
                 return run, events
-            _, event = lifecycle.finish_run(conn, sync_run, row, now)
+            _, event = transitions.finish_run(conn, sync_run, row, now)
             return run, [event]
 
         return await write(self.db, self.publisher, change)

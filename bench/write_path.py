@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench_tenant import BenchTenant, DropEvents, populate  # noqa: E402
 
-from app import lifecycle  # noqa: E402
 from app.events.messages import Event, Publisher  # noqa: E402
+from app.lifecycle import transitions  # noqa: E402
 from app.store.engine import SQLITE_PRAGMAS, Database, open_database  # noqa: E402
 from app.store.migrate import upgrade  # noqa: E402
 from app.store.unit_of_work import write  # noqa: E402
@@ -67,8 +67,8 @@ def pct(values: list[float], p: float) -> float:
 
 async def start(db: Database, publisher: Publisher, tenant_id: int, user_id: int) -> int:
     def change(conn: Connection, now: int) -> tuple[int, list[Event]]:
-        user = lifecycle.load_user(conn, tenant_id, user_id)
-        run, event = lifecycle.start_run(conn, user, now, items_total=ITEMS_TOTAL)
+        user = transitions.load_user(conn, tenant_id, user_id)
+        run, event = transitions.start_run(conn, user, now, items_total=ITEMS_TOTAL)
         return run.id, [event]
 
     return await write(db, publisher, change)
@@ -76,8 +76,8 @@ async def start(db: Database, publisher: Publisher, tenant_id: int, user_id: int
 
 async def progress(db: Database, publisher: Publisher, tenant_id: int, run_id: int, n: int) -> None:
     def change(conn: Connection, now: int) -> tuple[None, list[Event]]:
-        run, user = lifecycle.load_run(conn, tenant_id, run_id)
-        _, events = lifecycle.report_progress(conn, run, user, now, n, n)
+        run, user = transitions.load_run(conn, tenant_id, run_id)
+        _, events = transitions.report_progress(conn, run, user, now, n, n)
         return None, events
 
     await write(db, publisher, change)
@@ -85,8 +85,8 @@ async def progress(db: Database, publisher: Publisher, tenant_id: int, run_id: i
 
 async def finish(db: Database, publisher: Publisher, tenant_id: int, run_id: int) -> None:
     def change(conn: Connection, now: int) -> tuple[None, list[Event]]:
-        run, user = lifecycle.load_run(conn, tenant_id, run_id)
-        _, event = lifecycle.finish_run(conn, run, user, now)
+        run, user = transitions.load_run(conn, tenant_id, run_id)
+        _, event = transitions.finish_run(conn, run, user, now)
         return None, [event]
 
     await write(db, publisher, change)

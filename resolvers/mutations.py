@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from sqlalchemy import Connection
 
-from app import audit, lifecycle, policies, token_admin, user_admin
+from app import audit, policies, token_admin, user_admin
 from app.auth.revocations import forget_here
 from app.auth.tokens import Principal, issue_token
 from app.context import Context
@@ -19,6 +19,7 @@ from app.domain.ids import decode_id, encode_id
 from app.domain.validation import FailedItemInput, name
 from app.domain.views import PolicyView, RunView, UserView
 from app.events.messages import Event, TokenRevoked
+from app.lifecycle import transitions
 from app.store.unit_of_work import Change, Work, unit_of_work, write
 from app.token_admin import TokenView, check_expiry
 from app.webhooks import registry, urls
@@ -50,7 +51,7 @@ async def claim_due_sync_runs(
     tenant_id = await _tenant(ctx, "WORKER")
 
     def claim(conn: Connection, now: int) -> tuple[list[RunView], list[Event]]:
-        return lifecycle.claim_due_runs(conn, tenant_id, now, limit, services)
+        return transitions.claim_due_runs(conn, tenant_id, now, limit, services)
 
     return await _write(ctx, claim)
 
@@ -62,8 +63,8 @@ async def start_sync_run(
     row_id = decode_id(user_id, "SyncUser")
 
     def start(conn: Connection, now: int) -> tuple[RunView, list[Event]]:
-        user = lifecycle.load_user(conn, tenant_id, row_id)
-        run, event = lifecycle.start_run(conn, user, now, kind, service, items_total)
+        user = transitions.load_user(conn, tenant_id, row_id)
+        run, event = transitions.start_run(conn, user, now, kind, service, items_total)
         return run, [event]
 
     return await _write(ctx, start)
@@ -81,8 +82,8 @@ async def report_sync_progress(
     row_id = decode_id(run_id, "SyncRun")
 
     def report(conn: Connection, now: int) -> tuple[RunView, list[Event]]:
-        run, user = lifecycle.load_run(conn, tenant_id, row_id)
-        return lifecycle.report_progress(
+        run, user = transitions.load_run(conn, tenant_id, row_id)
+        return transitions.report_progress(
             conn, run, user, now, items_processed, changes, items_total, failed_items
         )
 
@@ -100,8 +101,8 @@ async def finish_sync_run(
     row_id = decode_id(run_id, "SyncRun")
 
     def finish(conn: Connection, now: int) -> tuple[RunView, list[Event]]:
-        run, user = lifecycle.load_run(conn, tenant_id, row_id)
-        finished, event = lifecycle.finish_run(
+        run, user = transitions.load_run(conn, tenant_id, row_id)
+        finished, event = transitions.finish_run(
             conn, run, user, now, error_code, error_message, failed_items
         )
         return finished, [event]
@@ -118,8 +119,8 @@ async def request_sync(ctx: Context, user_id: str) -> UserView:
     row_id = decode_id(user_id, "SyncUser")
 
     def request(conn: Connection, now: int) -> tuple[UserView, list[Event]]:
-        user = lifecycle.load_user(conn, tenant_id, row_id)
-        event = lifecycle.request_sync(conn, user, now)
+        user = transitions.load_user(conn, tenant_id, row_id)
+        event = transitions.request_sync(conn, user, now)
         summary = says.sync_requested(user.view.email)
         audit.record(
             conn, tenant_id, audit.Actor.of(principal), "sync.request", user_id, summary, now

@@ -6,10 +6,11 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from app import audit, bulk_requests
+from app import audit
 from app.context import Context
 from app.domain.timeutil import now_micros, to_micros
 from app.events.messages import Event
+from app.lifecycle import bulk_requests
 from app.reads import failure_reasons as reasons
 from app.reads import trends
 from app.reads.failure_reasons import FailureReasonView

@@ -1,5 +1,5 @@
 """Builds the full user state an event carries from ORM rows already in the session (user
-administration; the run lifecycle builds it from its own Core rows, see app.lifecycle_sql)."""
+administration; the run lifecycle builds it from its own Core rows, see app.lifecycle.sql)."""
 
 from __future__ import annotations
 

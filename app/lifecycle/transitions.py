@@ -5,7 +5,7 @@ Each function runs inside the caller's write transaction: plain synchronous code
 Connection, which app.store.unit_of_work.write runs as one transaction (on SQLite's writer
 thread, in one hop; see app.store.engine). Each keeps the counters in step, bumps the user's
 version by one per change and returns the events to publish after commit. Core statements
-(app.lifecycle_sql), and events' snapshots built from the rows read: a report is one SELECT
+(app.lifecycle.sql), and events' snapshots built from the rows read: a report is one SELECT
 (after the user's row lock on PostgreSQL), two UPDATEs and a counter upsert.
 """
 
@@ -17,14 +17,14 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from app import lifecycle_sql as sql
 from app.domain import validation
 from app.domain.errors import BadUserInput, Conflict, NotFound
 from app.domain.timeutil import MICROS_PER_MINUTE
 from app.domain.validation import FailedItemInput
 from app.domain.views import RunView
 from app.events.messages import Event, UserEvent
-from app.lifecycle_sql import UserState
+from app.lifecycle import sql as sql
+from app.lifecycle.sql import UserState
 from app.store import counters
 from app.store.triage_counters import FINISHED_COLUMN, RUNS_STARTED, TriageMoves
 from app.webhooks import outbox

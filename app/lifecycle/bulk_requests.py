@@ -16,11 +16,11 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from app import lifecycle
-from app import lifecycle_sql as sql
 from app.domain.ids import encode_id
 from app.domain.timeutil import from_micros
 from app.events.messages import Event, Publisher
+from app.lifecycle import sql as sql
+from app.lifecycle import transitions
 from app.reads.user_batches import user_batches
 from app.reads.users import UserFilter, check_filter, conditions
 from app.store.engine import Database
@@ -61,7 +61,7 @@ def _request_chunk(
     else:
         rows = conn.execute(sql.USERS_STATE.where(*still), {"user_ids": ids})
     users = [sql.user_state(row) for row in rows]
-    events, skipped = lifecycle.request_syncs(conn, users, now)
+    events, skipped = transitions.request_syncs(conn, users, now)
     return (len(events), skipped, time.perf_counter() - began), events
 
 

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from app import audit, token_admin
+from app.admin import audit, token_admin
+from app.admin.token_admin import MAX_LIFETIME_DAYS, TokenView
 from app.auth.tokens import ROLES, issue_token, tenant_by_name
 from app.domain import audit_summaries
 from app.domain.errors import ServiceError
@@ -24,7 +25,6 @@ from app.store.engine import Database, open_database
 from app.store.migrate import upgrade
 from app.store.models import Tenant
 from app.store.unit_of_work import Work, unit_of_work
-from app.token_admin import MAX_LIFETIME_DAYS, TokenView
 
 log = logging.getLogger(__name__)
 BROKER_TIMEOUT = 5.0

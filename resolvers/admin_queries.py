@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from app.audit import ACTIONS
+from app.admin.audit import ACTIONS
 from app.context import Context
 from app.domain.errors import BadUserInput
 from app.domain.timeutil import to_micros

@@ -9,7 +9,8 @@ from typing import TypeVar
 
 from sqlalchemy import Connection
 
-from app import audit, policies, token_admin, user_admin
+from app.admin import audit, policies, token_admin, user_admin
+from app.admin.token_admin import TokenView, check_expiry
 from app.auth.revocations import forget_here
 from app.auth.tokens import Principal, issue_token
 from app.context import Context
@@ -21,7 +22,6 @@ from app.domain.views import PolicyView, RunView, UserView
 from app.events.messages import Event, TokenRevoked
 from app.lifecycle import transitions
 from app.store.unit_of_work import Change, Work, unit_of_work, write
-from app.token_admin import TokenView, check_expiry
 from app.webhooks import registry, urls
 
 T = TypeVar("T")

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from app.admin.token_admin import TokenView, token_by_id, token_page
 from app.context import Context
 from app.domain import validation
 from app.domain.ids import decode_any_id, decode_id
@@ -16,7 +17,6 @@ from app.reads import metrics, relations, runs, users
 from app.reads.pagination import Page, PageArgs
 from app.reads.users import UserFilter
 from app.store.models import Tenant
-from app.token_admin import TokenView, token_by_id, token_page
 from resolvers import admin_queries
 
 

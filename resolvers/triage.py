@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from app import audit
+from app.admin import audit
 from app.context import Context
 from app.domain.timeutil import now_micros, to_micros
 from app.events.messages import Event

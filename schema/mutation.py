@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from app import policies
+from app.admin import policies
 from app.domain.timeutil import to_micros
 from app.domain.validation import FailedItemInput as FailedItemData
 from resolvers import mutations

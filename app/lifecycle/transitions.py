@@ -1,5 +1,5 @@
 """The run lifecycle: the only code that changes users' sync state (administration, which adds
-users and assigns policies, is app.user_admin).
+users and assigns policies, is app.admin.user_admin).
 
 Each function runs inside the caller's write transaction: plain synchronous code on a
 Connection, which app.store.unit_of_work.write runs as one transaction (on SQLite's writer

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, insert, select
 
-from app import user_admin
+from app.admin import user_admin
 from app.domain.timeutil import MICROS_PER_HOUR
 from app.lifecycle import transitions
 from app.reads import users as reads

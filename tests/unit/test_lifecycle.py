@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import Connection, select
 
-from app import user_admin
+from app.admin import user_admin
+from app.admin.policies import PolicyInput, create_policy, set_policy_active
 from app.domain.errors import BadUserInput, Conflict, NotFound
 from app.domain.timeutil import MICROS_PER_HOUR, MICROS_PER_MINUTE
 from app.domain.validation import FailedItemInput
@@ -20,7 +21,6 @@ from app.domain.views import RunView
 from app.events.messages import Event, UserEvent
 from app.lifecycle import transitions
 from app.lifecycle.sql import UserState
-from app.policies import PolicyInput, create_policy, set_policy_active
 from app.store import counters
 from app.store.engine import Database
 from app.store.models import ChangeBucket, LatestCount, StatusCount, Tenant

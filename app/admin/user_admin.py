@@ -12,11 +12,11 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.admin.policies import load_policy
 from app.domain import validation
 from app.domain.errors import BadUserInput, Conflict, NotFound
 from app.events.messages import Event, UserEvent
 from app.lifecycle.transitions import due_after_start
-from app.policies import load_policy
 from app.store import counters
 from app.store.models import Policy, SyncUser
 from app.store.snapshots import user_snapshot

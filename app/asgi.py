@@ -36,22 +36,22 @@ from app.domain.errors import ServiceError
 from app.events.broker import create_broadcast, max_message_bytes
 from app.events.messages import Publisher
 from app.graphiql import GraphiQLAssets
-from app.outage import RETRY_AFTER_SECONDS
-from app.probes import Readiness, ready
-from app.process_stats import process_stats
-from app.request_log import RequestLog, current_request
-from app.retention import running_pruner
-from app.runtime import COLLECTOR, freeze_startup_heap, tune_collector
+from app.ops.outage import RETRY_AFTER_SECONDS
+from app.ops.probes import Readiness, ready
+from app.ops.process_stats import process_stats
+from app.ops.request_log import RequestLog, current_request
+from app.ops.retention import running_pruner
+from app.ops.runtime import COLLECTOR, freeze_startup_heap, tune_collector
+from app.ops.tasks import cancel_and_wait
+from app.ops.telemetry import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from app.ops.telemetry import Telemetry
+from app.ops.timing import ServerTiming
 from app.services import Services
 from app.settings import Settings
 from app.simulator import running_simulator
 from app.store.engine import is_sqlite, open_database
 from app.store.migrate import upgrade
 from app.store.schema_version import schema_problem
-from app.tasks import cancel_and_wait
-from app.telemetry import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from app.telemetry import Telemetry
-from app.timing import ServerTiming
 from app.webhooks.deliverer import start_deliverer
 from app.webhooks.secret_box import load_secret_box
 from app.webhooks.settings import WebhookSettings

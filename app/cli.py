@@ -17,8 +17,8 @@ import uvicorn
 from app import token_commands
 from app.audit_cli import print_audit
 from app.auth.tokens import tenant_by_name
-from app.logs import configure as configure_logging
-from app.logs import uvicorn_log_config
+from app.ops.logs import configure as configure_logging
+from app.ops.logs import uvicorn_log_config
 from app.settings import Settings
 from app.simulation import MAX_IN_FLIGHT
 from app.store.engine import is_sqlite, open_database
@@ -124,7 +124,7 @@ def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
         "port": settings.port,
         "log_level": settings.log_level,
         "log_config": uvicorn_log_config(settings.log_level, settings.log_format),
-        "access_log": False,  # app/request_log.py writes one line per request instead
+        "access_log": False,  # app/ops/request_log.py writes one line per request instead
         "ws_max_size": WS_MAX_MESSAGE_BYTES,
         "ws_ping_interval": 20,
         "ws_ping_timeout": 20,
@@ -157,7 +157,7 @@ def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
 
 
 async def _prune(settings: Settings, days: int) -> None:
-    from app.retention import cutoff_for, prune
+    from app.ops.retention import cutoff_for, prune
 
     if days <= 0:
         print("retention is 0 days: keeping everything")

@@ -25,7 +25,7 @@ class Services:
     hub: Any = field(default=None)
     # The token budgets (app.auth.rate_limit.RateLimiter), set by the app factory.
     rate_limiter: Any = field(default=None)
-    # This app's Prometheus metrics (app.telemetry.Telemetry), if any.
+    # This app's Prometheus metrics (app.ops.telemetry.Telemetry), if any.
     telemetry: Any = field(default=None)
     # This process's open WebSockets per API token (closed when the token is revoked).
     sockets: TokenSockets = field(default_factory=TokenSockets)

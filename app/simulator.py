@@ -26,6 +26,7 @@ from app.domain.validation import FailedItemInput
 from app.domain.views import RunView
 from app.events.messages import Event, Publisher
 from app.lifecycle import transitions
+from app.ops.tasks import cancel_and_wait
 from app.simulation import (
     MAX_IN_FLIGHT,
     STARTS_PER_TICK,
@@ -38,7 +39,6 @@ from app.simulation import (
 from app.store.engine import Database
 from app.store.models import Policy, SyncRun, SyncUser
 from app.store.unit_of_work import write
-from app.tasks import cancel_and_wait
 
 log = logging.getLogger("syncstatus.simulator")
 T = TypeVar("T")

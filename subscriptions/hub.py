@@ -223,7 +223,7 @@ class Hub:
     def __init__(self, broadcast: Any, db: Database, telemetry: Any = None) -> None:
         self.broadcast = broadcast
         self.db = db
-        self.telemetry = telemetry  # app.telemetry.Telemetry, if any
+        self.telemetry = telemetry  # app.ops.telemetry.Telemetry, if any
         self.shared = SharedExecution()
         self._feeds: dict[int, TenantFeed] = {}
         self._lock = asyncio.Lock()

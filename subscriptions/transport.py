@@ -20,7 +20,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 
 from app.auth.sockets import TokenSockets
 from app.auth.tokens import Principal
-from app.outage import is_outage
+from app.ops.outage import is_outage
 from schema.operation_log import record_operation
 from subscriptions.hub import Hub
 from subscriptions.live import Documents, LiveOperation, SubscriberOverflow, plan

@@ -165,7 +165,7 @@ class Publisher:
         self,
         broadcast: BroadcastLike,
         max_message_bytes: int | None = None,
-        telemetry: Any = None,  # app.telemetry.Telemetry
+        telemetry: Any = None,  # app.ops.telemetry.Telemetry
     ) -> None:
         self._broadcast = broadcast
         self._max_bytes = max_message_bytes

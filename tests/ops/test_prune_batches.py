@@ -6,7 +6,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.timeutil import now_micros
-from app.retention import DAY_US, WINDOW, cutoff_for, prune
+from app.ops.retention import DAY_US, WINDOW, cutoff_for, prune
 from app.store.models import AuditEvent, SyncRun, SyncUser, Tenant, Webhook, WebhookDelivery
 from tests.server import open_sqlite
 

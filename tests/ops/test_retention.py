@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select, update
 
-from app.retention import DAY_US
+from app.ops.retention import DAY_US
 from app.store.engine import open_database
 from app.store.models import FailedItem, SyncRun
 from tests.api_tests.conftest import ApiTenant

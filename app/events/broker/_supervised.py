@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from broadcaster import BroadcastBackend, Event
 
-from app.tasks import cancel_and_wait
+from app.ops.tasks import cancel_and_wait
 
 from ._common import DEFAULT_MAX_QUEUE, Backoff, DropOldestQueue, await_first_connection
 

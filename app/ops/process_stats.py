@@ -7,7 +7,7 @@ import gc
 import os
 from pathlib import Path
 
-from app.runtime import COLLECTOR
+from app.ops.runtime import COLLECTOR
 
 STATUS = Path("/proc/self/status")
 

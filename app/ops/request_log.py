@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.telemetry import Telemetry
+from app.ops.telemetry import Telemetry
 
 log = logging.getLogger("syncstatus.access")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

@@ -25,9 +25,9 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, or_, select
 
 from app.domain.timeutil import now_micros
+from app.ops.tasks import cancel_and_wait
 from app.store.engine import Database
 from app.store.models import AuditEvent, FailedItem, SyncRun, SyncUser, WebhookDelivery
-from app.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 WINDOW = 500  # runs looked at per transaction

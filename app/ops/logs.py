@@ -66,13 +66,13 @@ def _text_value(value: Any) -> str:
 
 
 def _formatter_class(log_format: str) -> str:
-    return "app.logs.JsonFormatter" if log_format == "json" else "app.logs.TextFormatter"
+    return "app.ops.logs.JsonFormatter" if log_format == "json" else "app.ops.logs.TextFormatter"
 
 
 def uvicorn_log_config(level: str, log_format: str) -> dict[str, Any]:
     """A logging dictConfig for uvicorn's `log_config`, applied in every worker process too:
     our formatter on stderr for the root logger and uvicorn's, whose access log is replaced by
-    our request log (app/request_log.py)."""
+    our request log (app/ops/request_log.py)."""
     level = level.upper()
     return {
         "version": 1,

@@ -32,6 +32,7 @@ from app.body_limit import BodyLimit
 from app.browser_security import allowed_origins, browser_middleware, frame_ancestors
 from app.context import Context
 from app.csv_export import export_sync_users
+from app.demo.simulator import running_simulator
 from app.domain.errors import ServiceError
 from app.events.broker import create_broadcast, max_message_bytes
 from app.events.messages import Publisher
@@ -48,7 +49,6 @@ from app.ops.telemetry import Telemetry
 from app.ops.timing import ServerTiming
 from app.services import Services
 from app.settings import Settings
-from app.simulator import running_simulator
 from app.store.engine import is_sqlite, open_database
 from app.store.migrate import upgrade
 from app.store.schema_version import schema_problem

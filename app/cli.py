@@ -17,10 +17,10 @@ import uvicorn
 from app import token_commands
 from app.audit_cli import print_audit
 from app.auth.tokens import tenant_by_name
+from app.demo.simulation import MAX_IN_FLIGHT
 from app.ops.logs import configure as configure_logging
 from app.ops.logs import uvicorn_log_config
 from app.settings import Settings
-from app.simulation import MAX_IN_FLIGHT
 from app.store.engine import is_sqlite, open_database
 from app.store.migrate import upgrade
 from app.store.schema_version import schema_problem
@@ -177,7 +177,7 @@ async def _prune(settings: Settings, days: int) -> None:
 
 
 async def _seed(settings: Settings, tenant: str, users: int, *, only_if_empty: bool) -> None:
-    from app.seed import seed
+    from app.demo.seed import seed
 
     await asyncio.to_thread(upgrade, settings.database_url)
     db = open_database(settings.database_url)
@@ -242,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return serve(settings, simulate=not args.no_simulator)
     elif args.command == "worker":
-        from app.worker import run_worker
+        from app.demo.worker import run_worker
 
         if args.concurrency < 1 or args.speed <= 0:
             print("--concurrency must be at least 1 and --speed positive", file=sys.stderr)

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
+from app.demo.seed import seed
 from app.domain.views import PolicyView
-from app.seed import seed
 from app.store.engine import Database
 from app.store.models import Policy, SyncUser
 from subscriptions.policy_changes import users_of_policy

@@ -11,11 +11,11 @@ from collections import Counter
 import pytest
 
 from app.csv_export import csv_lines, neutralise, parse_query
+from app.demo.seed import RUN_ERRORS
+from app.demo.simulation import RUN_ERROR_WEIGHTS, plan_run
 from app.domain.errors import BadUserInput
 from app.domain.timeutil import MICROS_PER_HOUR
 from app.reads.trends import MAX_BUCKETS, window
-from app.seed import RUN_ERRORS
-from app.simulation import RUN_ERROR_WEIGHTS, plan_run
 from app.store.triage_counters import TriageMoves
 
 H = MICROS_PER_HOUR

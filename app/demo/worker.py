@@ -1,8 +1,8 @@
 """`syncstatus worker`: the simulated sync worker as a separate process, through the public
 GraphQL mutations only (claimDueSyncRuns, reportSyncProgress, finishSyncRun) with a WORKER token.
 
-It follows the same plans as the in-process simulator (app.simulation). Transient errors (server
-unreachable, 5xx, unexpected errors) are retried with exponential backoff; reports are
+It follows the same plans as the in-process simulator (app.demo.simulation). Transient errors
+(server unreachable, 5xx, unexpected errors) are retried with exponential backoff; reports are
 cumulative, so a retried report is harmless. A token that is refused ends the worker (exit 1).
 SIGINT (Ctrl-C) or SIGTERM stops it: it claims nothing more and finishes its runs in flight as
 FAILED with ERR_WORKER_STOPPED, so no user stays in progress for good; a second signal quits
@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from app.simulation import MAX_IN_FLIGHT, STARTS_PER_TICK, RunPlan, Step, plan_run, rng_for
+from app.demo.simulation import MAX_IN_FLIGHT, STARTS_PER_TICK, RunPlan, Step, plan_run, rng_for
 
 log = logging.getLogger("syncstatus.worker")
 POLL_SECONDS = 1.0  # while runs are being claimed

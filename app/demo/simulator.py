@@ -1,7 +1,7 @@
 """Simulated sync workers inside the server process (`syncstatus demo`).
 
 A background task that works like a real worker, through the same run lifecycle: it claims due
-runs and reports progress, item failures and run failures as app.simulation plans them, each
+runs and reports progress, item failures and run failures as app.demo.simulation plans them, each
 write its own transaction (app.store.unit_of_work.write) so events go out after commit. It keeps a
 handful of runs in flight in every tenant with an active policy: when nothing is due it asks for
 a sync of a random user ("sync now"), and it takes over runs left RUNNING before it started (the
@@ -20,14 +20,7 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, func, select
 
-from app.domain.errors import Conflict, NotFound
-from app.domain.timeutil import now_micros
-from app.domain.validation import FailedItemInput
-from app.domain.views import RunView
-from app.events.messages import Event, Publisher
-from app.lifecycle import transitions
-from app.ops.tasks import cancel_and_wait
-from app.simulation import (
+from app.demo.simulation import (
     MAX_IN_FLIGHT,
     STARTS_PER_TICK,
     ItemFailure,
@@ -36,6 +29,13 @@ from app.simulation import (
     plan_run,
     rng_for,
 )
+from app.domain.errors import Conflict, NotFound
+from app.domain.timeutil import now_micros
+from app.domain.validation import FailedItemInput
+from app.domain.views import RunView
+from app.events.messages import Event, Publisher
+from app.lifecycle import transitions
+from app.ops.tasks import cancel_and_wait
 from app.store.engine import Database
 from app.store.models import Policy, SyncRun, SyncUser
 from app.store.unit_of_work import write

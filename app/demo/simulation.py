@@ -1,7 +1,7 @@
 """The simulated sync engine's policy: what one run does, decided up front from a seeded RNG.
 
-Pure (no I/O, no clock): both drivers follow the same plans, app.simulator inside the server
-through the run lifecycle and app.worker in a separate process through the GraphQL mutations.
+Pure (no I/O, no clock): both drivers follow the same plans, app.demo.simulator inside the server
+through the run lifecycle and app.demo.worker in a separate process through the GraphQL mutations.
 A plan is a list of progress reports with the delay before each, then how the run ends.
 Counters in the reports are cumulative and never go down, as the contract requires.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from app.seed import ITEM_ERRORS, RUN_ERRORS
+from app.demo.seed import ITEM_ERRORS, RUN_ERRORS
 
 # The feel of the demo: a handful of runs in flight, a report every 0.5-1 s, runs of 5-30 s,
 # about one run in ten failing and about one in seven completing with warnings.

@@ -14,9 +14,9 @@ from typing import Any
 
 import uvicorn
 
-from app import token_commands
-from app.audit_cli import print_audit
 from app.auth.tokens import tenant_by_name
+from app.cli import tokens
+from app.cli.audit import print_audit
 from app.demo.simulation import MAX_IN_FLIGHT
 from app.ops.logs import configure as configure_logging
 from app.ops.logs import uvicorn_log_config
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade"])
-    token_commands.add_parser(commands)
+    tokens.add_parser(commands)
     audit = commands.add_parser("audit", help="print a tenant's audit log, newest first")
     audit.add_argument("--tenant", required=True)
     audit.add_argument("--since", help="ISO 8601 time, inclusive")
@@ -221,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         upgrade(settings.database_url)
         print("database is up to date")
     elif args.command == "token":
-        return token_commands.run(settings, args)
+        return tokens.run(settings, args)
     elif args.command == "audit":
         return asyncio.run(print_audit(settings.database_url, args.tenant, args.since, args.action))
     elif args.command == "seed":
@@ -232,9 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "demo":
         asyncio.run(_seed(settings, DEMO_TENANT, args.users, only_if_empty=True))
         # The previous start's token is revoked: restarts do not pile up usable tokens.
-        token = asyncio.run(
-            token_commands.replace_token(settings, DEMO_TENANT, "VIEWER", DEMO_TOKEN_NAME)
-        )
+        token = asyncio.run(tokens.replace_token(settings, DEMO_TENANT, "VIEWER", DEMO_TOKEN_NAME))
         print(
             f"\n  Sync Status demo: http://{settings.host}:{settings.port}/#token={token}\n"
             f"  viewer token: {token}\n",
@@ -254,7 +252,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:  # before the worker took over the signal
             return 130
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -33,8 +33,8 @@ from app.domain.ids import encode_id
 from app.domain.timeutil import from_micros
 from app.ops.timing import ServerTiming
 from app.reads.pagination import encode_cursor
-from app.settings import Settings
 from app.store.engine import open_database
+from app.web.settings import Settings
 
 PAGE_SIZE = 10
 # The statements app/reads issues for this page (see app/reads/users.py, runs.py).

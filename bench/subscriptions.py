@@ -5,7 +5,7 @@
 
 Each of N WebSocket subscribers (raw `websockets` sockets, 2,500 per bench/ws_clients.py
 process) is an open Sync Status page: syncUserUpdated for a page of 10 users with the page's
-own query (app/static/js/queries.js), plus syncMetricsUpdated. Socket i watches page i mod
+own query (app/web/static/js/queries.js), plus syncMetricsUpdated. Socket i watches page i mod
 (users / 10), so at 1,000 dashboards each user is on one page, at 10,000 on ten. Then the same
 with --whole-tenant subscribers without userIds (the whole tenant's stream). A driver makes
 run updates at a fixed rate spread over the tenant's users: runs of start, 2 progress reports,

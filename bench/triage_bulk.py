@@ -30,7 +30,6 @@ sys.path.insert(0, str(ROOT))
 from bench_tenant import DropEvents  # noqa: E402
 from sqlalchemy import Connection, select  # noqa: E402
 
-from app.csv_export import _rows  # noqa: E402
 from app.events.messages import Publisher  # noqa: E402
 from app.lifecycle import bulk_requests, transitions  # noqa: E402
 from app.reads.users import UserFilter  # noqa: E402
@@ -38,6 +37,7 @@ from app.store.engine import Database, open_database  # noqa: E402
 from app.store.migrate import upgrade  # noqa: E402
 from app.store.models import Policy, Tenant  # noqa: E402
 from app.store.unit_of_work import write  # noqa: E402
+from app.web.csv_export import _rows  # noqa: E402
 
 TENANT = "Bench"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from app.admin.audit import ACTIONS
-from app.context import Context
 from app.domain.errors import BadUserInput
 from app.domain.timeutil import to_micros
 from app.reads import audit
 from app.reads.pagination import Page, PageArgs
+from app.web.context import Context
 from app.webhooks import registry
 
 

@@ -13,7 +13,6 @@ from app.admin import audit, policies, token_admin, user_admin
 from app.admin.token_admin import TokenView, check_expiry
 from app.auth.revocations import forget_here
 from app.auth.tokens import Principal, issue_token
-from app.context import Context
 from app.domain import audit_summaries as says
 from app.domain.errors import BadUserInput
 from app.domain.ids import decode_id, encode_id
@@ -22,6 +21,7 @@ from app.domain.views import PolicyView, RunView, UserView
 from app.events.messages import Event, TokenRevoked
 from app.lifecycle import transitions
 from app.store.unit_of_work import Change, Work, unit_of_work, write
+from app.web.context import Context
 from app.webhooks import registry, urls
 
 T = TypeVar("T")

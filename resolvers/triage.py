@@ -7,7 +7,6 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from app.admin import audit
-from app.context import Context
 from app.domain.timeutil import now_micros, to_micros
 from app.events.messages import Event
 from app.lifecycle import bulk_requests
@@ -17,6 +16,7 @@ from app.reads.failure_reasons import FailureReasonView
 from app.reads.trends import TrendPointView
 from app.reads.users import UserFilter
 from app.store.unit_of_work import write
+from app.web.context import Context
 from resolvers.queries import viewer
 
 

@@ -10,11 +10,11 @@ from typing import Any, TypeVar
 import strawberry
 
 from app.admin.token_admin import TokenView
-from app.context import Context
 from app.domain.ids import encode_id
 from app.domain.timeutil import from_micros, now_micros
 from app.domain.views import FailedItemView, MetricsView, PolicyView, RunView, UserView
 from app.reads.pagination import PageArgs
+from app.web.context import Context
 from resolvers import queries
 from schema.enums import Role, RunKind, RunState, SyncService, SyncStatus
 from schema.scalars import BigInt, DateTime

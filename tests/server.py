@@ -24,9 +24,9 @@ import asyncpg
 import httpx
 
 from app.cli import tokens
-from app.settings import Settings
 from app.store.engine import Database, open_database
 from app.store.migrate import upgrade
+from app.web.settings import Settings
 from tests.api import Api
 
 ROOT = Path(__file__).resolve().parent.parent

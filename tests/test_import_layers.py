@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("app", "schema", "resolvers", "subscriptions")
 # The ASGI factory wires GraphQL, subscriptions and the page together: the one place allowed to.
-COMPOSITION_ROOT = {"app.asgi"}
+COMPOSITION_ROOT = {"app.web.asgi"}
 GRAPHQL_LAYERS = ("schema", "resolvers", "subscriptions")
 
 

@@ -24,8 +24,8 @@ from sqlalchemy import select
 from app.domain.timeutil import MICROS_PER_SECOND, now_micros
 from app.events.messages import REVOCATIONS_CHANNEL, TokenRevoked, decode_revocation
 from app.ops.tasks import cancel_and_wait
-from app.services import Services
 from app.store.models import ApiToken
+from app.web.services import Services
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT = 10.0

@@ -20,10 +20,10 @@ from app.cli.audit import print_audit
 from app.demo.simulation import MAX_IN_FLIGHT
 from app.ops.logs import configure as configure_logging
 from app.ops.logs import uvicorn_log_config
-from app.settings import Settings
 from app.store.engine import is_sqlite, open_database
 from app.store.migrate import upgrade
 from app.store.schema_version import schema_problem
+from app.web.settings import Settings
 
 WORKER_HEALTHCHECK_SECONDS = 30
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client in each worker
@@ -135,7 +135,7 @@ def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
         "timeout_graceful_shutdown": settings.shutdown_timeout,
     }
     if workers == 1:
-        from app.asgi import create_app
+        from app.web.asgi import create_app
 
         uvicorn.run(create_app(settings, **app_options), **options)  # type: ignore[arg-type]
         return 0
@@ -145,7 +145,7 @@ def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
         # Fresh for every start: the workers' metric files of a previous run must not count.
         os.environ[MULTIPROC_ENV] = metrics_dir
         uvicorn.run(
-            "app.asgi:create_app_from_env",
+            "app.web.asgi:create_app_from_env",
             factory=True,
             workers=workers,
             # A worker answers the supervisor's ping only once its imports are done: on a busy

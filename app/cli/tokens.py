@@ -20,11 +20,11 @@ from app.domain.timeutil import MICROS_PER_SECOND, from_micros
 from app.domain.validation import name as valid_name
 from app.events.broker import create_broadcast, max_message_bytes
 from app.events.messages import Publisher, TokenRevoked
-from app.settings import Settings
 from app.store.engine import Database, open_database
 from app.store.migrate import upgrade
 from app.store.models import Tenant
 from app.store.unit_of_work import Work, unit_of_work
+from app.web.settings import Settings
 
 log = logging.getLogger(__name__)
 BROKER_TIMEOUT = 5.0

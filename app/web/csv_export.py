@@ -26,7 +26,7 @@ from app.domain.views import PolicyView
 from app.reads.runs import policies_by_ids, runs_by_ids
 from app.reads.user_batches import user_batches
 from app.reads.users import ORDERS, STATUSES, UserFilter, check_filter
-from app.services import Services
+from app.web.services import Services
 
 log = logging.getLogger("syncstatus.export")
 HEADER = (

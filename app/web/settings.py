@@ -29,7 +29,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
-    # Browser-facing security (app/browser_security.py): origins other than the service's own
+    # Browser-facing security (app/web/browser_security.py): origins other than the service's own
     # that may call the API from a page, and who may embed the page in a frame.
     cors_origins: tuple[str, ...] = ()
     frame_ancestors: str = "'self'"

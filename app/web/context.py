@@ -14,7 +14,7 @@ from app.domain.views import FailedItemView, PolicyView, RunView, UserView
 from app.reads.pagination import Page, PageArgs
 from app.reads.runs import failed_item_pages, policies_by_ids, run_pages, runs_by_ids
 from app.reads.users import users_by_ids
-from app.services import Services
+from app.web.services import Services
 
 T = TypeVar("T")
 Paged = tuple[Page[T], int]

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
 
 STATIC = Path(__file__).with_name("static")
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "graphiql" / "node_modules"
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "graphiql" / "node_modules"  # the repository's
 ASSETS = {
     "react.production.min.js": "react/umd/react.production.min.js",
     "react-dom.production.min.js": "react-dom/umd/react-dom.production.min.js",

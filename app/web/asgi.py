@@ -28,15 +28,10 @@ from strawberry.types.unset import UNSET
 from app.auth.rate_limit import RateLimiter
 from app.auth.revocations import listening as revocations_applied
 from app.auth.tokens import Authenticator
-from app.body_limit import BodyLimit
-from app.browser_security import allowed_origins, browser_middleware, frame_ancestors
-from app.context import Context
-from app.csv_export import export_sync_users
 from app.demo.simulator import running_simulator
 from app.domain.errors import ServiceError
 from app.events.broker import create_broadcast, max_message_bytes
 from app.events.messages import Publisher
-from app.graphiql import GraphiQLAssets
 from app.ops.outage import RETRY_AFTER_SECONDS
 from app.ops.probes import Readiness, ready
 from app.ops.process_stats import process_stats
@@ -47,11 +42,16 @@ from app.ops.tasks import cancel_and_wait
 from app.ops.telemetry import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.ops.telemetry import Telemetry
 from app.ops.timing import ServerTiming
-from app.services import Services
-from app.settings import Settings
 from app.store.engine import is_sqlite, open_database
 from app.store.migrate import upgrade
 from app.store.schema_version import schema_problem
+from app.web.body_limit import BodyLimit
+from app.web.browser_security import allowed_origins, browser_middleware, frame_ancestors
+from app.web.context import Context
+from app.web.csv_export import export_sync_users
+from app.web.graphiql import GraphiQLAssets
+from app.web.services import Services
+from app.web.settings import Settings
 from app.webhooks.deliverer import start_deliverer
 from app.webhooks.secret_box import load_secret_box
 from app.webhooks.settings import WebhookSettings

@@ -8,8 +8,8 @@ from typing import Any
 from app.auth.sockets import TokenSockets
 from app.auth.tokens import Authenticator
 from app.events.messages import Publisher
-from app.settings import Settings
 from app.store.engine import Database
+from app.web.settings import Settings
 from app.webhooks.secret_box import SecretBox
 from app.webhooks.settings import WebhookSettings
 

@@ -16,7 +16,8 @@ from app.auth.tokens import Principal, hash_token
 from app.domain import audit_summaries
 from app.domain.ids import encode_id
 from app.domain.timeutil import now_micros
-from app.store.models import TEXT_MAX, ApiToken, AuditEvent
+from app.domain.validation import TEXT_MAX
+from app.store.models import ApiToken, AuditEvent
 
 ACTIONS = (
     "policy.create",

@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -25,7 +25,9 @@ from app.domain.timeutil import MICROS_PER_SECOND, now_micros
 from app.events.messages import REVOCATIONS_CHANNEL, TokenRevoked, decode_revocation
 from app.ops.tasks import cancel_and_wait
 from app.store.models import ApiToken
-from app.web.services import Services
+
+if TYPE_CHECKING:  # handed in by the composition root (app.web.asgi)
+    from app.web.services import Services
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT = 10.0

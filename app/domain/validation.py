@@ -6,7 +6,13 @@ import re
 from dataclasses import dataclass
 
 from app.domain.errors import BadUserInput
-from app.store.models import CODE_MAX, EMAIL_MAX, ITEM_ID_MAX, NAME_MAX, TEXT_MAX
+
+# The longest value each kind of field takes; the tables' columns (app.store.models) are this wide.
+EMAIL_MAX = 254
+NAME_MAX = 200
+TEXT_MAX = 2000
+CODE_MAX = 100
+ITEM_ID_MAX = 500
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SERVICES = ("MAIL", "CALENDAR", "CONTACTS", "DRIVE")

@@ -22,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from app.domain.validation import CODE_MAX, EMAIL_MAX, ITEM_ID_MAX, NAME_MAX
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -29,12 +31,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-EMAIL_MAX = 254
-NAME_MAX = 200
-TEXT_MAX = 2000
-CODE_MAX = 100
-ITEM_ID_MAX = 500
 
 
 class Base(DeclarativeBase):

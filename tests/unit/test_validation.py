@@ -6,8 +6,7 @@ import pytest
 
 from app.domain import validation
 from app.domain.errors import BadUserInput
-from app.domain.validation import FailedItemInput
-from app.store.models import CODE_MAX, EMAIL_MAX, NAME_MAX
+from app.domain.validation import CODE_MAX, EMAIL_MAX, NAME_MAX, FailedItemInput
 
 
 @pytest.mark.parametrize(("value", "message"), [("a\x00b", "NUL"), ("a\ud800", "Unicode")])

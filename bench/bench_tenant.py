@@ -1,5 +1,5 @@
 """A benchmark tenant: one active policy and N users with predictable emails, added the way
-the service adds them (app.user_admin.add_users), 1,000 per transaction. Imported by the
+the service adds them (app.admin.user_admin.add_users), 1,000 per transaction. Imported by the
 bench scripts (bench/ is their sys.path[0]); they put the project root on sys.path first."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from app import user_admin
-from app.auth import tenant_by_name
-from app.db.engine import Database
-from app.events import Publisher
-from app.policies import PolicyInput, create_policy
-from app.unit_of_work import unit_of_work
+from app.admin import user_admin
+from app.admin.policies import PolicyInput, create_policy
+from app.auth.tokens import tenant_by_name
+from app.events.messages import Publisher
+from app.store.engine import Database
+from app.store.unit_of_work import unit_of_work
 
 BATCH = 1000
 

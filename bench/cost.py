@@ -137,7 +137,7 @@ async def measure(url: str, token: str, seconds: float, clients: int) -> None:
 
 def serve(env: dict[str, str], port: int, log: Path, code: Path) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
-        [sys.executable, "-c", "from app.cli import main; main()", "serve", "--port", str(port)],
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],  # any revision's layout
         env={**env, "PYTHONPATH": str(code)},
         cwd=code,
         stdout=log.open("wb"),

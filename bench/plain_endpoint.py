@@ -27,14 +27,14 @@ from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.auth import Authenticator, bearer_token
-from app.db.engine import open_database
-from app.errors import ServiceError
-from app.ids import encode_id
+from app.auth.tokens import Authenticator, bearer_token
+from app.domain.errors import ServiceError
+from app.domain.ids import encode_id
+from app.domain.timeutil import from_micros
+from app.ops.timing import ServerTiming
 from app.reads.pagination import encode_cursor
-from app.settings import Settings
-from app.timeutil import from_micros
-from app.timing import ServerTiming
+from app.store.engine import open_database
+from app.web.settings import Settings
 
 PAGE_SIZE = 10
 # The statements app/reads issues for this page (see app/reads/users.py, runs.py).

@@ -8,7 +8,7 @@ A fresh SQLite file (or a throwaway PostgreSQL database) with U users (default 1
 finished runs (default 500,000) spread over them, 90% older than the retention period. The
 load: one task doing a one-row update transaction (a run report's size) back to back, one task
 reading a 50-row page of users; each operation is timed. Phase 1: load alone for a few
-seconds (baseline). Phase 2: the same load while app.retention.prune runs.
+seconds (baseline). Phase 2: the same load while app.ops.retention.prune runs.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import uuid
 import asyncpg
 from sqlalchemy import Connection, insert, select, text, update
 
-from app.db.engine import Database, open_database
-from app.db.models import SyncRun, SyncUser, Tenant
-from app.migrate import upgrade
-from app.retention import DAY_US, cutoff_for, prune
-from app.timeutil import now_micros
+from app.domain.timeutil import now_micros
+from app.ops.retention import DAY_US, cutoff_for, prune
+from app.store.engine import Database, open_database
+from app.store.migrate import upgrade
+from app.store.models import SyncRun, SyncUser, Tenant
 
 CHUNK = 20_000
 

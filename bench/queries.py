@@ -49,7 +49,8 @@ PAGE = """query Page($filter: SyncUserFilter, $orderBy: SyncUserOrder, $first: I
                           policy { id name active } currentRun { progress } } }
     pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
     totalCount } }"""
-# The Sync Status page's own query (app/static/js/queries.js): every field of a row and the panel.
+# The Sync Status page's own query (app/web/static/js/queries.js): every field of a row and the
+# panel.
 RUN = """id kind service state startedAt finishedAt durationSeconds itemsTotal itemsProcessed
   itemsFailed changes progress errorCode errorMessage"""
 FULL_PAGE = f"""query SyncUsers($filter: SyncUserFilter, $first: Int, $after: String) {{

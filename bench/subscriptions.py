@@ -5,7 +5,7 @@
 
 Each of N WebSocket subscribers (raw `websockets` sockets, 2,500 per bench/ws_clients.py
 process) is an open Sync Status page: syncUserUpdated for a page of 10 users with the page's
-own query (app/static/js/queries.js), plus syncMetricsUpdated. Socket i watches page i mod
+own query (app/web/static/js/queries.js), plus syncMetricsUpdated. Socket i watches page i mod
 (users / 10), so at 1,000 dashboards each user is on one page, at 10,000 on ten. Then the same
 with --whole-tenant subscribers without userIds (the whole tenant's stream). A driver makes
 run updates at a fixed rate spread over the tenant's users: runs of start, 2 progress reports,
@@ -64,20 +64,20 @@ sys.path.insert(0, str(ROOT))
 
 from bench_tenant import populate  # noqa: E402
 
-from app import lifecycle  # noqa: E402
-from app.auth import create_token  # noqa: E402
-from app.broadcast import create_broadcast  # noqa: E402
-from app.counters import add_changes  # noqa: E402
-from app.db.engine import open_database  # noqa: E402
-from app.db.models import Policy, SyncUser  # noqa: E402
-from app.events import Event, Publisher, UserEvent  # noqa: E402
-from app.ids import encode_id  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
+from app.auth.tokens import create_token  # noqa: E402
+from app.domain.ids import encode_id  # noqa: E402
+from app.domain.timeutil import now_micros  # noqa: E402
+from app.domain.views import RunView  # noqa: E402
+from app.events.broker import create_broadcast  # noqa: E402
+from app.events.messages import Event, Publisher, UserEvent  # noqa: E402
+from app.lifecycle import transitions  # noqa: E402
 from app.reads.runs import policies_by_ids  # noqa: E402
 from app.reads.users import users_by_ids  # noqa: E402
-from app.timeutil import now_micros  # noqa: E402
-from app.unit_of_work import write  # noqa: E402
-from app.views import RunView  # noqa: E402
+from app.store.counters import add_changes  # noqa: E402
+from app.store.engine import open_database  # noqa: E402
+from app.store.migrate import upgrade  # noqa: E402
+from app.store.models import Policy, SyncUser  # noqa: E402
+from app.store.unit_of_work import write  # noqa: E402
 from tests.server import Server, run_server  # noqa: E402
 
 PAGE = 10
@@ -404,16 +404,16 @@ class LifecycleDriver(Driver):
 
         def change(conn: Connection, now: int) -> tuple[Any, list[Event]]:
             if kind == "started":
-                row = lifecycle.load_user(conn, tenant, user)
-                started, event = lifecycle.start_run(conn, row, now, items_total=100)
+                row = transitions.load_user(conn, tenant, user)
+                started, event = transitions.start_run(conn, row, now, items_total=100)
                 return started.id, [event]
-            sync_run, row = lifecycle.load_run(conn, tenant, run)
+            sync_run, row = transitions.load_run(conn, tenant, run)
             if kind == "progress":
-                _, events = lifecycle.report_progress(
+                _, events = transitions.report_progress(
                     conn, sync_run, row, now, processed, processed
                 )
                 return run, events
-            _, event = lifecycle.finish_run(conn, sync_run, row, now)
+            _, event = transitions.finish_run(conn, sync_run, row, now)
             return run, [event]
 
         return await write(self.db, self.publisher, change)

@@ -5,8 +5,9 @@ token's uncached check, so a timing oracle would show as a gap between the refus
 
 A fresh SQLite file (or a throwaway PostgreSQL database) with N tokens (default 10,000) over ten
 tenants, a tenth of them revoked and a tenth expired. Each round checks one token of every kind,
-in a random order, through app.auth.Authenticator (the cache is emptied before the valid one, so
-every check reads the database): R timed rounds (default 2,000) after W warm-up rounds (100).
+in a random order, through app.auth.tokens.Authenticator (the cache is emptied before the valid
+one, so every check reads the database): R timed rounds (default 2,000) after W warm-up rounds
+(100).
 Kinds: unknown (a random token of the right shape), near miss (a valid token with its last
 character changed), revoked, expired, valid (uncached). Prints p50 / p99 / mean in microseconds.
 """
@@ -29,12 +30,12 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.auth import Authenticator, hash_token, new_token  # noqa: E402
-from app.db.engine import open_database  # noqa: E402
-from app.db.models import ApiToken, Tenant  # noqa: E402
-from app.errors import Unauthenticated  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
-from app.timeutil import now_micros  # noqa: E402
+from app.auth.tokens import Authenticator, hash_token, new_token  # noqa: E402
+from app.domain.errors import Unauthenticated  # noqa: E402
+from app.domain.timeutil import now_micros  # noqa: E402
+from app.store.engine import open_database  # noqa: E402
+from app.store.migrate import upgrade  # noqa: E402
+from app.store.models import ApiToken, Tenant  # noqa: E402
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 KINDS = ("unknown", "near miss", "revoked", "expired", "valid (uncached)")

@@ -30,14 +30,14 @@ sys.path.insert(0, str(ROOT))
 from bench_tenant import DropEvents  # noqa: E402
 from sqlalchemy import Connection, select  # noqa: E402
 
-from app import bulk_requests, lifecycle  # noqa: E402
-from app.csv_export import _rows  # noqa: E402
-from app.db.engine import Database, open_database  # noqa: E402
-from app.db.models import Policy, Tenant  # noqa: E402
-from app.events import Publisher  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
+from app.events.messages import Publisher  # noqa: E402
+from app.lifecycle import bulk_requests, transitions  # noqa: E402
 from app.reads.users import UserFilter  # noqa: E402
-from app.unit_of_work import write  # noqa: E402
+from app.store.engine import Database, open_database  # noqa: E402
+from app.store.migrate import upgrade  # noqa: E402
+from app.store.models import Policy, Tenant  # noqa: E402
+from app.store.unit_of_work import write  # noqa: E402
+from app.web.csv_export import _rows  # noqa: E402
 
 TENANT = "Bench"
 
@@ -64,7 +64,7 @@ async def worker(
     while not stop.is_set():
 
         def claim(conn: Connection, now: int) -> Any:
-            return lifecycle.claim_due_runs(conn, tenant_id, now, 2)
+            return transitions.claim_due_runs(conn, tenant_id, now, 2)
 
         started = time.perf_counter()
         runs = await write(db, publisher, claim)
@@ -75,11 +75,11 @@ async def worker(
                 def step(
                     conn: Connection, now: int, run_id: int = run.id, end: bool = finishing
                 ) -> Any:
-                    found, user = lifecycle.load_run(conn, tenant_id, run_id)
+                    found, user = transitions.load_run(conn, tenant_id, run_id)
                     if end:
-                        done, event = lifecycle.finish_run(conn, found, user, now)
+                        done, event = transitions.finish_run(conn, found, user, now)
                         return done, [event]
-                    return lifecycle.report_progress(conn, found, user, now, 10, 3)
+                    return transitions.report_progress(conn, found, user, now, 10, 3)
 
                 started = time.perf_counter()
                 await write(db, publisher, step)

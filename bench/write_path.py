@@ -3,7 +3,7 @@
     .venv/bin/python bench/write_path.py [--users N] [--ops K] [--warmup W] [--postgres [URL]]
 
 A fresh SQLite file with N users (default 10,000) in one tenant with an active policy. Every
-operation is what a worker's mutation costs below GraphQL: one app.unit_of_work.write (on
+operation is what a worker's mutation costs below GraphQL: one app.store.unit_of_work.write (on
 SQLite: one hop to the writer thread for BEGIN IMMEDIATE, app.lifecycle and COMMIT; then events
 handed to a publisher that drops them). K operations (default 2,000) as runs of start, 3
 progress reports and finish, one user after another, after W warm-up runs (default 50); each
@@ -43,11 +43,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench_tenant import BenchTenant, DropEvents, populate  # noqa: E402
 
-from app import lifecycle  # noqa: E402
-from app.db.engine import SQLITE_PRAGMAS, Database, open_database  # noqa: E402
-from app.events import Event, Publisher  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
-from app.unit_of_work import write  # noqa: E402
+from app.events.messages import Event, Publisher  # noqa: E402
+from app.lifecycle import transitions  # noqa: E402
+from app.store.engine import SQLITE_PRAGMAS, Database, open_database  # noqa: E402
+from app.store.migrate import upgrade  # noqa: E402
+from app.store.unit_of_work import write  # noqa: E402
 
 KINDS = ("start", "progress", "finish")
 REPORTS = (10, 50, 90)  # items processed (and changes) of a run's three progress reports
@@ -67,8 +67,8 @@ def pct(values: list[float], p: float) -> float:
 
 async def start(db: Database, publisher: Publisher, tenant_id: int, user_id: int) -> int:
     def change(conn: Connection, now: int) -> tuple[int, list[Event]]:
-        user = lifecycle.load_user(conn, tenant_id, user_id)
-        run, event = lifecycle.start_run(conn, user, now, items_total=ITEMS_TOTAL)
+        user = transitions.load_user(conn, tenant_id, user_id)
+        run, event = transitions.start_run(conn, user, now, items_total=ITEMS_TOTAL)
         return run.id, [event]
 
     return await write(db, publisher, change)
@@ -76,8 +76,8 @@ async def start(db: Database, publisher: Publisher, tenant_id: int, user_id: int
 
 async def progress(db: Database, publisher: Publisher, tenant_id: int, run_id: int, n: int) -> None:
     def change(conn: Connection, now: int) -> tuple[None, list[Event]]:
-        run, user = lifecycle.load_run(conn, tenant_id, run_id)
-        _, events = lifecycle.report_progress(conn, run, user, now, n, n)
+        run, user = transitions.load_run(conn, tenant_id, run_id)
+        _, events = transitions.report_progress(conn, run, user, now, n, n)
         return None, events
 
     await write(db, publisher, change)
@@ -85,8 +85,8 @@ async def progress(db: Database, publisher: Publisher, tenant_id: int, run_id: i
 
 async def finish(db: Database, publisher: Publisher, tenant_id: int, run_id: int) -> None:
     def change(conn: Connection, now: int) -> tuple[None, list[Event]]:
-        run, user = lifecycle.load_run(conn, tenant_id, run_id)
-        _, event = lifecycle.finish_run(conn, run, user, now)
+        run, user = transitions.load_run(conn, tenant_id, run_id)
+        _, event = transitions.finish_run(conn, run, user, now)
         return None, [event]
 
     await write(db, publisher, change)

@@ -26,7 +26,7 @@ from typing import Any
 
 import websockets
 
-# The page's live query (app/static/js/queries.js: USER_SUBSCRIPTION with LiveUserFields).
+# The page's live query (app/web/static/js/queries.js: USER_SUBSCRIPTION with LiveUserFields).
 RUN_FIELDS = """id kind service state startedAt finishedAt durationSeconds itemsTotal
   itemsProcessed itemsFailed changes progress errorCode errorMessage"""
 USER_SUBSCRIPTION = f"""subscription SyncUserUpdated($userIds: [ID!]) {{

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from app import webhooks
-from app.audit import ACTIONS
-from app.context import Context
-from app.errors import BadUserInput
+from app.admin.audit import ACTIONS
+from app.domain.errors import BadUserInput
+from app.domain.timeutil import to_micros
 from app.reads import audit
 from app.reads.pagination import Page, PageArgs
-from app.timeutil import to_micros
+from app.web.context import Context
+from app.webhooks import registry
 
 
 async def _admin(ctx: Context) -> int:
@@ -39,23 +39,23 @@ async def audit_events(
         return await audit.audit_page(session, tenant_id, filt, args)
 
 
-async def webhook_list(ctx: Context, args: PageArgs) -> tuple[Page[webhooks.WebhookView], int]:
+async def webhook_list(ctx: Context, args: PageArgs) -> tuple[Page[registry.WebhookView], int]:
     tenant_id = await _admin(ctx)
     async with ctx.services.db.read() as session:
-        return await webhooks.webhook_page(session, tenant_id, args)
+        return await registry.webhook_page(session, tenant_id, args)
 
 
 async def deliveries(
     ctx: Context, webhook_id: int, args: PageArgs
-) -> tuple[Page[webhooks.DeliveryView], int]:
+) -> tuple[Page[registry.DeliveryView], int]:
     tenant_id = await _admin(ctx)
     async with ctx.services.db.read() as session:
-        return await webhooks.delivery_page(session, tenant_id, webhook_id, args)
+        return await registry.delivery_page(session, tenant_id, webhook_id, args)
 
 
 async def admin_node(
     ctx: Context, type_name: str, row_id: int
-) -> audit.AuditEventView | webhooks.WebhookView | webhooks.DeliveryView | None:
+) -> audit.AuditEventView | registry.WebhookView | registry.DeliveryView | None:
     """node(id) for the audit log and webhooks: ADMIN only (others get null, as for any id
     they may not see)."""
     principal = await ctx.principal()
@@ -65,7 +65,7 @@ async def admin_node(
         if type_name == "AuditEvent":
             return await audit.audit_event_by_id(session, principal.tenant_id, row_id)
         if type_name == "Webhook":
-            return await webhooks.webhook_by_id(session, principal.tenant_id, row_id)
+            return await registry.webhook_by_id(session, principal.tenant_id, row_id)
         if type_name == "WebhookDelivery":
-            return await webhooks.delivery_by_id(session, principal.tenant_id, row_id)
+            return await registry.delivery_by_id(session, principal.tenant_id, row_id)
     return None

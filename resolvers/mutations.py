@@ -1,5 +1,5 @@
 """Mutation resolvers: check the role, parse ids, run one unit of work through app/. The run
-lifecycle's unit of work is one synchronous function (load, then change) that app.unit_of_work
+lifecycle's unit of work is one synchronous function (load, then change) that app.store.unit_of_work
 runs as one transaction; administration's is an ORM session."""
 
 from __future__ import annotations
@@ -9,18 +9,20 @@ from typing import TypeVar
 
 from sqlalchemy import Connection
 
-from app import audit, lifecycle, policies, token_admin, user_admin, webhook_urls, webhooks
-from app import audit_summaries as says
-from app.auth import Principal, issue_token
-from app.context import Context
-from app.errors import BadUserInput
-from app.events import Event, TokenRevoked
-from app.ids import decode_id, encode_id
-from app.token_admin import TokenView, check_expiry
-from app.token_revocations import forget_here
-from app.unit_of_work import Change, Work, unit_of_work, write
-from app.validation import FailedItemInput, name
-from app.views import PolicyView, RunView, UserView
+from app.admin import audit, policies, token_admin, user_admin
+from app.admin.token_admin import TokenView, check_expiry
+from app.auth.revocations import forget_here
+from app.auth.tokens import Principal, issue_token
+from app.domain import audit_summaries as says
+from app.domain.errors import BadUserInput
+from app.domain.ids import decode_id, encode_id
+from app.domain.validation import FailedItemInput, name
+from app.domain.views import PolicyView, RunView, UserView
+from app.events.messages import Event, TokenRevoked
+from app.lifecycle import transitions
+from app.store.unit_of_work import Change, Work, unit_of_work, write
+from app.web.context import Context
+from app.webhooks import registry, urls
 
 T = TypeVar("T")
 
@@ -49,7 +51,7 @@ async def claim_due_sync_runs(
     tenant_id = await _tenant(ctx, "WORKER")
 
     def claim(conn: Connection, now: int) -> tuple[list[RunView], list[Event]]:
-        return lifecycle.claim_due_runs(conn, tenant_id, now, limit, services)
+        return transitions.claim_due_runs(conn, tenant_id, now, limit, services)
 
     return await _write(ctx, claim)
 
@@ -61,8 +63,8 @@ async def start_sync_run(
     row_id = decode_id(user_id, "SyncUser")
 
     def start(conn: Connection, now: int) -> tuple[RunView, list[Event]]:
-        user = lifecycle.load_user(conn, tenant_id, row_id)
-        run, event = lifecycle.start_run(conn, user, now, kind, service, items_total)
+        user = transitions.load_user(conn, tenant_id, row_id)
+        run, event = transitions.start_run(conn, user, now, kind, service, items_total)
         return run, [event]
 
     return await _write(ctx, start)
@@ -80,8 +82,8 @@ async def report_sync_progress(
     row_id = decode_id(run_id, "SyncRun")
 
     def report(conn: Connection, now: int) -> tuple[RunView, list[Event]]:
-        run, user = lifecycle.load_run(conn, tenant_id, row_id)
-        return lifecycle.report_progress(
+        run, user = transitions.load_run(conn, tenant_id, row_id)
+        return transitions.report_progress(
             conn, run, user, now, items_processed, changes, items_total, failed_items
         )
 
@@ -99,8 +101,8 @@ async def finish_sync_run(
     row_id = decode_id(run_id, "SyncRun")
 
     def finish(conn: Connection, now: int) -> tuple[RunView, list[Event]]:
-        run, user = lifecycle.load_run(conn, tenant_id, row_id)
-        finished, event = lifecycle.finish_run(
+        run, user = transitions.load_run(conn, tenant_id, row_id)
+        finished, event = transitions.finish_run(
             conn, run, user, now, error_code, error_message, failed_items
         )
         return finished, [event]
@@ -117,8 +119,8 @@ async def request_sync(ctx: Context, user_id: str) -> UserView:
     row_id = decode_id(user_id, "SyncUser")
 
     def request(conn: Connection, now: int) -> tuple[UserView, list[Event]]:
-        user = lifecycle.load_user(conn, tenant_id, row_id)
-        event = lifecycle.request_sync(conn, user, now)
+        user = transitions.load_user(conn, tenant_id, row_id)
+        event = transitions.request_sync(conn, user, now)
         summary = says.sync_requested(user.view.email)
         audit.record(
             conn, tenant_id, audit.Actor.of(principal), "sync.request", user_id, summary, now
@@ -267,21 +269,21 @@ async def revoke_api_token(ctx: Context, token_id: str) -> TokenView:
 
 async def create_webhook(
     ctx: Context, url: str, events: Sequence[str]
-) -> tuple[webhooks.WebhookView, str]:
+) -> tuple[registry.WebhookView, str]:
     principal = await _caller(ctx, "ADMIN")
     services = ctx.services
-    wanted = webhooks.clean_events(events)
+    wanted = registry.clean_events(events)
     # Resolved before the transaction: a name lookup may take seconds.
-    await webhook_urls.vet(url, allow_private=services.webhook_settings.allow_private)
+    await urls.vet(url, allow_private=services.webhook_settings.allow_private)
     if services.secret_box is None:
         raise BadUserInput(
             "Webhooks need the server setting SYNCSTATUS_SECRET_KEY on PostgreSQL (see README)."
         )
     async with _uow(ctx) as work:
-        row, secret = await webhooks.create_webhook(
+        row, secret = await registry.create_webhook(
             work.session, principal.tenant_id, work.now, url, wanted, services.secret_box
         )
-        view = webhooks.WebhookView.of(row)
+        view = registry.WebhookView.of(row)
         target = encode_id("Webhook", view.id)
         summary = says.webhook_created(view.url, view.events)
         await _audit(work, principal, "webhook.create", target, summary)
@@ -292,7 +294,7 @@ async def delete_webhook(ctx: Context, webhook_id: str) -> str:
     principal = await _caller(ctx, "ADMIN")
     row_id = decode_id(webhook_id, "Webhook")
     async with _uow(ctx) as work:
-        row = await webhooks.delete_webhook(work.session, principal.tenant_id, row_id)
+        row = await registry.delete_webhook(work.session, principal.tenant_id, row_id)
         summary = says.webhook_deleted(row.url)
         await _audit(work, principal, "webhook.delete", webhook_id, summary)
     return webhook_id

@@ -7,16 +7,16 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from app import validation
-from app.context import Context
-from app.db.models import Tenant
-from app.ids import decode_any_id, decode_id
+from app.admin.token_admin import TokenView, token_by_id, token_page
+from app.domain import validation
+from app.domain.ids import decode_any_id, decode_id
+from app.domain.timeutil import now_micros, to_micros
+from app.domain.views import FailedItemView, MetricsView, PolicyView, RunView, UserView
 from app.reads import metrics, relations, runs, users
 from app.reads.pagination import Page, PageArgs
 from app.reads.users import UserFilter
-from app.timeutil import now_micros, to_micros
-from app.token_admin import TokenView, token_by_id, token_page
-from app.views import FailedItemView, MetricsView, PolicyView, RunView, UserView
+from app.store.models import Tenant
+from app.web.context import Context
 from resolvers import admin_queries
 
 
@@ -110,7 +110,7 @@ async def policies(ctx: Context, args: PageArgs) -> tuple[Page[PolicyView], int]
 
 
 async def user_runs(ctx: Context, user_id: int, args: PageArgs) -> tuple[Page[RunView], int]:
-    """Batched: the runs of every user of a page are read in one go (app/context.py)."""
+    """Batched: the runs of every user of a page are read in one go (app/web/context.py)."""
     await viewer(ctx)
     return await ctx.loaders.user_runs.load((user_id, args))
 

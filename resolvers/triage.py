@@ -6,16 +6,17 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from app import audit, bulk_requests
-from app.context import Context
-from app.events import Event
+from app.admin import audit
+from app.domain.timeutil import now_micros, to_micros
+from app.events.messages import Event
+from app.lifecycle import bulk_requests
 from app.reads import failure_reasons as reasons
 from app.reads import trends
 from app.reads.failure_reasons import FailureReasonView
 from app.reads.trends import TrendPointView
 from app.reads.users import UserFilter
-from app.timeutil import now_micros, to_micros
-from app.unit_of_work import write
+from app.store.unit_of_work import write
+from app.web.context import Context
 from resolvers.queries import viewer
 
 

@@ -6,11 +6,11 @@ from enum import Enum
 
 import strawberry
 
-from app import webhooks
-from app.ids import encode_id
+from app.domain.ids import encode_id
+from app.domain.timeutil import from_micros
 from app.reads.audit import AuditEventView
 from app.reads.pagination import PageArgs
-from app.timeutil import from_micros
+from app.webhooks import registry
 from resolvers import admin_queries
 from schema.enums import Role
 from schema.scalars import DateTime
@@ -84,7 +84,7 @@ class WebhookDelivery(Node):
     )
 
     @classmethod
-    def of(cls, view: webhooks.DeliveryView) -> WebhookDelivery:
+    def of(cls, view: registry.DeliveryView) -> WebhookDelivery:
         return cls(
             id=strawberry.ID(encode_id("WebhookDelivery", view.id)),
             event=WebhookEvent(view.event),
@@ -118,7 +118,7 @@ class Webhook(Node):
     row_id: strawberry.Private[int]
 
     @classmethod
-    def of(cls, view: webhooks.WebhookView) -> Webhook:
+    def of(cls, view: registry.WebhookView) -> Webhook:
         return cls(
             id=strawberry.ID(encode_id("Webhook", view.id)),
             url=view.url,
@@ -160,12 +160,12 @@ class CreatedWebhook:
 
 
 def admin_node(
-    view: AuditEventView | webhooks.WebhookView | webhooks.DeliveryView | None,
+    view: AuditEventView | registry.WebhookView | registry.DeliveryView | None,
 ) -> Node | None:
     if isinstance(view, AuditEventView):
         return AuditEvent.of(view)
-    if isinstance(view, webhooks.WebhookView):
+    if isinstance(view, registry.WebhookView):
         return Webhook.of(view)
-    if isinstance(view, webhooks.DeliveryView):
+    if isinstance(view, registry.DeliveryView):
         return WebhookDelivery.of(view)
     return None

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from app.errors import ServiceError
-from app.outage import MESSAGE as OUTAGE_MESSAGE
-from app.outage import is_outage
-from app.request_log import current_request
+from app.domain.errors import ServiceError
+from app.ops.outage import MESSAGE as OUTAGE_MESSAGE
+from app.ops.outage import is_outage
+from app.ops.request_log import current_request
 
 log = logging.getLogger("syncstatus.errors")
 UNEXPECTED = "Unexpected error."

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import strawberry
 
-from app import policies
-from app.timeutil import to_micros
-from app.validation import FailedItemInput as FailedItemData
+from app.admin import policies
+from app.domain.timeutil import to_micros
+from app.domain.validation import FailedItemInput as FailedItemData
 from resolvers import mutations
 from schema.admin_types import CreatedWebhook, Webhook, WebhookEvent
 from schema.enums import Role, RunKind, SyncService

@@ -1,5 +1,5 @@
 """Each GraphQL operation's name, type, tenant and outcome go into the request's log line
-(app/request_log.py) and its count and duration into the metrics (app/telemetry.py)."""
+(app/ops/request_log.py) and its count and duration into the metrics (app/ops/telemetry.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from app.request_log import current_request
+from app.ops.request_log import current_request
 
 
 def first_code(errors: list[Any] | None) -> str | None:

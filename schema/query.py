@@ -7,10 +7,10 @@ from typing import Any
 import strawberry
 from strawberry.types.nodes import FragmentSpread, InlineFragment
 
+from app.admin.token_admin import TokenView
+from app.domain.views import PolicyView, RunView, UserView
 from app.reads.pagination import PageArgs
 from app.reads.users import UserFilter
-from app.token_admin import TokenView
-from app.views import PolicyView, RunView, UserView
 from resolvers import admin_queries, queries
 from schema.admin_types import (
     AuditEvent,

@@ -1,4 +1,4 @@
-"""Spends each operation's estimated cost from its token's budget (app/rate_limit.py) after
+"""Spends each operation's estimated cost from its token's budget (app/auth/rate_limit.py) after
 validation and before execution; over the budget nothing runs: RATE_LIMITED with
 extensions {retryAfterSeconds} (HTTP 429 with Retry-After, schema/http_status.py)."""
 
@@ -10,8 +10,8 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from app.errors import ServiceError
-from app.rate_limit import RateLimiter
+from app.auth.rate_limit import RateLimiter
+from app.domain.errors import ServiceError
 from schema.library_internals import graphql_core_schema
 from schema.limits import query_cost
 

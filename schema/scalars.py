@@ -8,7 +8,7 @@ from typing import NewType
 
 import strawberry
 
-from app.errors import BadUserInput
+from app.domain.errors import BadUserInput
 
 
 def _parse(value: object) -> datetime:

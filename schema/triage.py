@@ -7,9 +7,9 @@ from enum import Enum
 
 import strawberry
 
+from app.domain.timeutil import from_micros
 from app.reads.failure_reasons import FailureReasonView
 from app.reads.trends import TrendPointView
-from app.timeutil import from_micros
 from resolvers import queries
 from resolvers import triage as resolvers
 from schema.inputs import SyncUserFilter

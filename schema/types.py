@@ -9,12 +9,12 @@ from typing import Any, TypeVar
 
 import strawberry
 
-from app.context import Context
-from app.ids import encode_id
+from app.admin.token_admin import TokenView
+from app.domain.ids import encode_id
+from app.domain.timeutil import from_micros, now_micros
+from app.domain.views import FailedItemView, MetricsView, PolicyView, RunView, UserView
 from app.reads.pagination import PageArgs
-from app.timeutil import from_micros, now_micros
-from app.token_admin import TokenView
-from app.views import FailedItemView, MetricsView, PolicyView, RunView, UserView
+from app.web.context import Context
 from resolvers import queries
 from schema.enums import Role, RunKind, RunState, SyncService, SyncStatus
 from schema.scalars import BigInt, DateTime

@@ -17,8 +17,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
-from app.db.engine import Database
-from app.events import Message, PolicyEvent, PolicyRef, UserEvent, UserRef, channel_for, decode
+from app.events.messages import (
+    Message,
+    PolicyEvent,
+    PolicyRef,
+    UserEvent,
+    UserRef,
+    channel_for,
+    decode,
+)
+from app.store.engine import Database
 from subscriptions.metrics_feed import MetricsFeed, MetricsSubscriber
 from subscriptions.policy_changes import load_policy, load_user_event, users_of_policy
 from subscriptions.shared import SharedExecution
@@ -215,7 +223,7 @@ class Hub:
     def __init__(self, broadcast: Any, db: Database, telemetry: Any = None) -> None:
         self.broadcast = broadcast
         self.db = db
-        self.telemetry = telemetry  # app.telemetry.Telemetry, if any
+        self.telemetry = telemetry  # app.ops.telemetry.Telemetry, if any
         self.shared = SharedExecution()
         self._feeds: dict[int, TenantFeed] = {}
         self._lock = asyncio.Lock()

@@ -34,8 +34,8 @@ from graphql.execution.collect_fields import collect_fields
 from graphql.execution.values import get_argument_values
 from strawberry.extensions import QueryDepthLimiter
 
-from app.context import Context
-from app.errors import ServiceError
+from app.domain.errors import ServiceError
+from app.web.context import Context
 from schema.document_cache import BoundedCache, document_bytes
 from schema.errors import classify
 from schema.limits import DocumentLimits, parse_document, query_cost, validation_rules

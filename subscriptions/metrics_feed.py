@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 
-from app.db.engine import Database
+from app.domain.timeutil import now_micros
+from app.domain.views import MetricsView
 from app.reads.metrics import sync_metrics
-from app.timeutil import now_micros
-from app.views import MetricsView
+from app.store.engine import Database
 
 log = logging.getLogger(__name__)
 MIN_INTERVAL = 1.0

@@ -10,12 +10,12 @@ from dataclasses import replace
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.engine import Database
-from app.db.models import SyncUser
-from app.events import UserEvent, UserEventKind
+from app.domain.views import PolicyView, RunView, UserView
+from app.events.messages import UserEvent, UserEventKind
 from app.reads.runs import policies_by_ids, runs_by_ids
 from app.reads.users import users_by_ids
-from app.views import PolicyView, RunView, UserView
+from app.store.engine import Database
+from app.store.models import SyncUser
 
 # Bound parameters per IN list: far below SQLite's variable limit (32766; 999 before 3.32).
 CHUNK = 500

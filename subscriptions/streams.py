@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
-from app.context import Context
-from app.errors import BadUserInput, ServiceError
-from app.ids import decode_id
-from app.views import MetricsView, UserView
+from app.domain.errors import BadUserInput, ServiceError
+from app.domain.ids import decode_id
+from app.domain.views import MetricsView, UserView
+from app.web.context import Context
 from subscriptions.hub import Hub
 from subscriptions.subscriber import SubscriberOverflow
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from app.events import UserEvent
+from app.events.messages import UserEvent
 
 MAX_PENDING_PER_USER = 8
 MAX_PENDING = 5_000

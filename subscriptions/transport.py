@@ -18,9 +18,9 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 
-from app.auth import Principal
-from app.outage import is_outage
-from app.token_sockets import TokenSockets
+from app.auth.sockets import TokenSockets
+from app.auth.tokens import Principal
+from app.ops.outage import is_outage
 from schema.library_internals import graphql_core_schema
 from schema.operation_log import record_operation
 from subscriptions.hub import Hub
@@ -123,7 +123,7 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             sockets.add(principal, self)
 
     async def close_forbidden(self, reason: str) -> None:
-        """The token was revoked or expired (app.token_sockets)."""
+        """The token was revoked or expired (app.auth.sockets)."""
         try:
             await self.websocket.close(code=4403, reason=reason)
         except Exception as error:  # already closing

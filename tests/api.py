@@ -1,6 +1,6 @@
 """GraphQL over HTTP and WebSocket through the gql client, as integrations use the service.
 
-An Api given an httpx transport (tests/inprocess.py: the app itself through httpx's ASGI
+An Api given an httpx transport (tests/app_server.py: the app itself through httpx's ASGI
 transport) sends the same HTTP requests without a socket; it has no WebSocket."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The app in this process: app.asgi.create_app on a test database, its lifespan run by
+"""The app in this process: app.web.asgi.create_app on a test database, its lifespan run by
 asgi-lifespan and its HTTP side reached through httpx's ASGI transport, with no socket and no
 server process. It stands in for tests.server.Server wherever a test needs only GraphQL over
 HTTP: same `database_url`, `graphql_url`, `token()`, `api()` and `log()`."""
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import httpx
 from asgi_lifespan import LifespanManager
 
-from app.asgi import create_app
-from app.db.engine import is_sqlite
-from app.settings import Settings
+from app.store.engine import is_sqlite
+from app.web.asgi import create_app
+from app.web.settings import Settings
 from tests.api import Api
 from tests.server import create_token, migrate
 

@@ -23,10 +23,10 @@ from typing import Any
 import asyncpg
 import httpx
 
-from app import token_commands
-from app.db.engine import Database, open_database
-from app.migrate import upgrade
-from app.settings import Settings
+from app.cli import tokens
+from app.store.engine import Database, open_database
+from app.store.migrate import upgrade
+from app.web.settings import Settings
 from tests.api import Api
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,7 +120,7 @@ def create_token(database_url: str, tenant: str, role: str, name: str = "cli") -
 
 async def create_token_async(database_url: str, tenant: str, role: str, name: str = "cli") -> str:
     settings = Settings(database_url=database_url)
-    return await token_commands.create(settings, tenant, role, name, create_tenant=True)
+    return await tokens.create(settings, tenant, role, name, create_tenant=True)
 
 
 def migrate(database_url: str) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import AuditEvent
 from app.reads.pagination import Keyset, Page, PageArgs, keyset_page
+from app.store.models import AuditEvent
 
 AUDIT_EVENTS = Keyset("a", (AuditEvent.at, AuditEvent.id), True, (int, int))
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import FailureReason
-from app.errors import BadUserInput
+from app.domain.errors import BadUserInput
+from app.store.models import FailureReason
 
 MAX_REASONS = 100
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import bindparam, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import ChangeBucket, Policy, StatusCount
-from app.timeutil import MICROS_PER_MINUTE, minute_of
-from app.views import MetricsView
+from app.domain.timeutil import MICROS_PER_MINUTE, minute_of
+from app.domain.views import MetricsView
+from app.store.models import ChangeBucket, Policy, StatusCount
 
 DAY_MINUTES = 24 * 60
 

@@ -14,7 +14,7 @@ from sqlalchemy import BigInteger, Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.errors import BadUserInput
+from app.domain.errors import BadUserInput
 
 T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 10

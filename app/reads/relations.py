@@ -7,9 +7,9 @@ from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.domain.views import UserView
 from app.reads.pagination import Page
 from app.reads.runs import policies_by_ids, runs_by_ids
-from app.views import UserView
 
 CURRENT_RUN = "current"
 LAST_FINISHED_RUN = "last"

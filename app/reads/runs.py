@@ -7,9 +7,9 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import FailedItem, Policy, SyncRun
+from app.domain.views import FailedItemView, PolicyView, RunView
 from app.reads.pagination import Keyset, Page, PageArgs, keyset_page, keyset_pages
-from app.views import FailedItemView, PolicyView, RunView
+from app.store.models import FailedItem, Policy, SyncRun
 
 RUNS = Keyset("r", (SyncRun.id,), True, (int,))  # newest first: ids grow with start time
 FAILED_ITEMS = Keyset("f", (FailedItem.id,), False, (int,))

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import TrendBucket
-from app.errors import BadUserInput
-from app.timeutil import MICROS_PER_HOUR
+from app.domain.errors import BadUserInput
+from app.domain.timeutil import MICROS_PER_HOUR
+from app.store.models import TrendBucket
 
 HOURS_PER_BUCKET = {"HOUR": 1, "DAY": 24}
 MAX_BUCKETS = {"HOUR": 24 * 14, "DAY": 400}

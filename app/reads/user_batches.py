@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import Row, Select, and_, select, tuple_
 
-from app.db.engine import Database
-from app.db.models import SyncUser
 from app.reads.users import COLUMNS, ORDERS, Access, UserFilter, conditions, plan_access
+from app.store.engine import Database
+from app.store.models import SyncUser
 
 KEY_OF = {
     "EMAIL_ASC": lambda row: (row.email, row.id),

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, ScalarSelect, bindparam, func, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import LatestCount, StatusCount, SyncUser
-from app.timeutil import MICROS_PER_HOUR
+from app.domain.timeutil import MICROS_PER_HOUR
+from app.store.models import LatestCount, StatusCount, SyncUser
 
 HOUR = MICROS_PER_HOUR
 

@@ -22,9 +22,10 @@ from sqlalchemy import Select, and_, func, literal_column, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from app import validation
-from app.db.models import CODE_MAX, FailureReason, SyncUser
-from app.errors import BadUserInput
+from app.domain import validation
+from app.domain.errors import BadUserInput
+from app.domain.validation import CODE_MAX
+from app.domain.views import UserView
 from app.reads.pagination import Keyset, Page, PageArgs, decode_cursor, keyset_page, page_size
 from app.reads.user_counts import (
     counted,
@@ -33,7 +34,7 @@ from app.reads.user_counts import (
     other_tenants_users,
     structured_count,
 )
-from app.views import UserView
+from app.store.models import FailureReason, SyncUser
 
 STATUSES = ("NEVER_SYNCED", "IN_PROGRESS", "SYNCED", "COMPLETED_WITH_WARNING", "FAILED")
 TRIGRAM = 3  # shorter searches cannot use the trigram index and fall back to a scan

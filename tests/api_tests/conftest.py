@@ -1,14 +1,14 @@
-"""Fixtures of the API suite: tenants made quickly (the admin token straight through app.auth,
-the other roles through createApiToken; test_cli covers `syncstatus token create`), and
-module-wide tenants for modules that only read."""
+"""Fixtures of the API suite: tenants made quickly (the admin token straight through
+app.auth.tokens, the other roles through createApiToken; test_cli covers `syncstatus token
+create`), and module-wide tenants for modules that only read."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
-from app.auth import create_token, tenant_by_name
-from app.db.engine import open_database
+from app.auth.tokens import create_token, tenant_by_name
+from app.store.engine import open_database
 from tests.api import Api
 from tests.conftest import Tenant
 from tests.server import Server, _run_async
@@ -36,7 +36,7 @@ def admin_token(database_url: str, tenant: str) -> str:
 
 
 class ApiTenant(Tenant):
-    """The admin token comes from app.auth; the others from the admin's createApiToken."""
+    """The admin token comes from app.auth.tokens; the others from the admin's createApiToken."""
 
     def api(self, role: str) -> Api:
         if role in self._apis:

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 from alembic.script import ScriptDirectory
 
-from app.migrate import alembic_config
+from app.store.migrate import alembic_config
 from tests.api import Api
 from tests.api_tests import helpers as h
 from tests.server import Server, _run_async, postgres_database

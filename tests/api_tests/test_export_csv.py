@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.csv_export import HEADER
+from app.web.csv_export import HEADER
 from tests.api_tests import helpers as h
 from tests.api_tests.conftest import ApiTenant
 from tests.server import Server

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from gql.transport.exceptions import TransportQueryError
 
-from app.timeutil import MICROS_PER_HOUR, to_micros
+from app.domain.timeutil import MICROS_PER_HOUR, to_micros
 from tests.api_tests import helpers as h
 from tests.api_tests.conftest import ApiTenant
 from tests.api_tests.triage_recount import recount

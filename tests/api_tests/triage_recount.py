@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import text
 
-from app.db.engine import open_database
-from app.timeutil import MICROS_PER_HOUR
+from app.domain.timeutil import MICROS_PER_HOUR
+from app.store.engine import open_database
 
 REASONS = """
 SELECT r.error_code, count(*) FROM sync_users u JOIN sync_runs r ON r.id = u.last_finished_run_id

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from broadcaster import Broadcast, Event
 
-from app.broadcast import BroadcastUnavailable
-from app.broadcast._broadcast import Subscriber
+from app.events.broker import BroadcastUnavailable
+from app.events.broker._broadcast import Subscriber
 from tests.private_redis import PrivateRedis, started_private_redis
 
 # Upper bound for any single wait, so that no test can hang.

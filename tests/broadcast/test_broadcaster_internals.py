@@ -1,4 +1,5 @@
-"""broadcaster's internals that app/broadcast/_broadcast.py relies on (no public API offers them).
+"""broadcaster's internals that app/events/broker/_broadcast.py relies on (no public API offers
+them).
 
 If an upgrade of broadcaster changes any of these, this fails first and names what moved; then
 adapt ReliableBroadcast, the one place that uses them."""
@@ -10,12 +11,12 @@ import asyncio
 import broadcaster
 from broadcaster import Broadcast, BroadcastBackend, Event
 
-from app.broadcast import ReliableBroadcast, create_broadcast
+from app.events.broker import ReliableBroadcast, create_broadcast
 
 
 def test_the_version_is_the_one_the_adapter_was_written_for() -> None:
     assert broadcaster.__version__ == "0.3.1", (
-        "broadcaster was upgraded: check app/broadcast/_broadcast.py against its Broadcast"
+        "broadcaster was upgraded: check app/events/broker/_broadcast.py against its Broadcast"
     )
 
 

@@ -7,10 +7,10 @@ import logging
 
 import pytest
 
-from app.broadcast import ReliableBroadcast, create_broadcast
-from app.broadcast._common import DropOldestQueue, redact_url
-from app.broadcast.postgres_notify import PostgresNotifyBackend
-from app.broadcast.redis_pubsub import RedisPubSubBackend
+from app.events.broker import ReliableBroadcast, create_broadcast
+from app.events.broker._common import DropOldestQueue, redact_url
+from app.events.broker.postgres_notify import PostgresNotifyBackend
+from app.events.broker.redis_pubsub import RedisPubSubBackend
 
 from .conftest import WAIT, eventually, receive
 

@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 from broadcaster import Broadcast
 
-from app.broadcast import BroadcastUnavailable, ReliableBroadcast, create_broadcast
-from app.broadcast.postgres_notify import MAX_PAYLOAD_BYTES, PostgresNotifyBackend
+from app.events.broker import BroadcastUnavailable, ReliableBroadcast, create_broadcast
+from app.events.broker.postgres_notify import MAX_PAYLOAD_BYTES, PostgresNotifyBackend
 from tests.services import postgres_admin_url
 
 from .conftest import (

@@ -10,8 +10,8 @@ import pytest
 from broadcaster import Broadcast
 from redis.asyncio import Redis
 
-from app.broadcast import BroadcastUnavailable, ReliableBroadcast, create_broadcast
-from app.broadcast.redis_pubsub import RedisPubSubBackend
+from app.events.broker import BroadcastUnavailable, ReliableBroadcast, create_broadcast
+from app.events.broker.redis_pubsub import RedisPubSubBackend
 from tests.services import redis_url
 
 from .conftest import WAIT, PrivateRedis, backend_tasks, eventually, publish_until_received, receive

@@ -11,9 +11,9 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 
-from app.db.engine import open_database
-from app.migrate import alembic_config
-from app.timeutil import MICROS_PER_HOUR, MICROS_PER_MINUTE
+from app.domain.timeutil import MICROS_PER_HOUR, MICROS_PER_MINUTE
+from app.store.engine import open_database
+from app.store.migrate import alembic_config
 from tests.api_tests.triage_recount import recount
 from tests.server import postgres_database, sqlite_database
 from tests.services import postgres_admin_url

@@ -1,4 +1,4 @@
-"""SQLite's two write paths (app.db.engine): run_write's transactions on the writer thread, one
+"""SQLite's two write paths (app.store.engine): run_write's transactions on the writer thread, one
 hop each, and the ORM writer, which first takes a turn in that thread's queue."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from typing import cast
 import pytest
 from sqlalchemy import Connection, insert, select
 
-from app.db.engine import Database, open_database
-from app.db.models import Tenant
-from app.events import Publisher
-from app.migrate import upgrade
-from app.unit_of_work import write
+from app.events.messages import Publisher
+from app.store.engine import Database, open_database
+from app.store.migrate import upgrade
+from app.store.models import Tenant
+from app.store.unit_of_work import write
 from tests.server import open_sqlite, sqlite_database
 from tests.subscriptions.support import eventually
 

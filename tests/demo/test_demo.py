@@ -7,8 +7,8 @@ import re
 import time
 from typing import Any
 
-from app.seed import RUN_ERRORS
-from app.simulation import MAX_IN_FLIGHT
+from app.demo.seed import RUN_ERRORS
+from app.demo.simulation import MAX_IN_FLIGHT
 from tests.api import Api
 from tests.demo.support import until
 from tests.server import Server, run_server, sqlite_database

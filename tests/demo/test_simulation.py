@@ -1,12 +1,13 @@
-"""The simulation policy (app.simulation): pure and seeded, so its promises are checked exactly."""
+"""The simulation policy (app.demo.simulation): pure and seeded, so its promises are checked
+exactly."""
 
 from __future__ import annotations
 
 import itertools
 from collections import Counter
 
-from app.seed import ITEM_ERRORS, RUN_ERRORS
-from app.simulation import (
+from app.demo.seed import ITEM_ERRORS, RUN_ERRORS
+from app.demo.simulation import (
     DURATION,
     REPORT_INTERVAL,
     RunPlan,

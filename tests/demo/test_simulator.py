@@ -1,5 +1,6 @@
-"""The in-process simulator (app.simulator) on a real SQLite file, sped up: it drives runs through
-the run lifecycle, takes over runs left RUNNING, keeps the counters exact and stops cleanly."""
+"""The in-process simulator (app.demo.simulator) on a real SQLite file, sped up: it drives runs
+through the run lifecycle, takes over runs left RUNNING, keeps the counters exact and stops
+cleanly."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from app.db.engine import Database
-from app.db.models import StatusCount, SyncRun, SyncUser
-from app.events import Publisher, UserEvent, decode
-from app.seed import RUN_ERRORS, seed
-from app.simulation import MAX_IN_FLIGHT
-from app.simulator import running_simulator
-from app.timeutil import now_micros
+from app.demo.seed import RUN_ERRORS, seed
+from app.demo.simulation import MAX_IN_FLIGHT
+from app.demo.simulator import running_simulator
+from app.domain.timeutil import now_micros
+from app.events.messages import Publisher, UserEvent, decode
+from app.store.engine import Database
+from app.store.models import StatusCount, SyncRun, SyncUser
 from tests.server import open_sqlite
 
 

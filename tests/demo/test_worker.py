@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from app.seed import RUN_ERRORS
+from app.demo.seed import RUN_ERRORS
 from tests.conftest import Tenant
 from tests.demo.support import until
 from tests.server import ROOT, free_port

@@ -34,7 +34,7 @@ from schemathesis.core.transport import Response
 from schemathesis.graphql import nodes
 from schemathesis.specs.graphql.scalars import CUSTOM_SCALARS
 
-from app.ids import MAX_ROW_ID, NODE_TYPES, decode_any_id, encode_id
+from app.domain.ids import MAX_ROW_ID, NODE_TYPES, decode_any_id, encode_id
 from tests.api_tests import helpers as h
 from tests.api_tests.conftest import ApiTenant, new_tenant
 from tests.fuzz.as_variables import as_variables

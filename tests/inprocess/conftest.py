@@ -1,4 +1,4 @@
-"""The in-process tier: GraphQL over HTTP against app.asgi.create_app in this process (httpx's
+"""The in-process tier: GraphQL over HTTP against app.web.asgi.create_app in this process (httpx's
 ASGI transport, lifespan by asgi-lifespan), no socket and no server process. Same fixtures as
 the API suite: `server` (an AppServer), `tenant`, `other_tenant`, `module_tenant`, on SQLite
 and PostgreSQL (the postgres half is e2e: it needs the real PostgreSQL)."""

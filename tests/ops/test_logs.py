@@ -15,7 +15,7 @@ import pytest
 import websockets
 from graphql import GraphQLError
 
-from app.request_log import RequestRecord, clean_operation_name, serving
+from app.ops.request_log import RequestRecord, clean_operation_name, serving
 from schema.errors import classify
 from tests.api_tests.conftest import ApiTenant, new_tenant
 from tests.server import Server, run_server

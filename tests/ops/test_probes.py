@@ -13,8 +13,8 @@ import httpx
 import pytest
 from alembic import command
 
-from app.migrate import alembic_config
-from app.schema_version import head_revisions
+from app.store.migrate import alembic_config
+from app.store.schema_version import head_revisions
 from tests.ops.metrics_scrape import scrape, value
 from tests.private_redis import PrivateRedis
 from tests.server import ROOT, Server, free_port, postgres_database, run_server

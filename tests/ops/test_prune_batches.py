@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import AuditEvent, SyncRun, SyncUser, Tenant, Webhook, WebhookDelivery
-from app.retention import DAY_US, WINDOW, cutoff_for, prune
-from app.timeutil import now_micros
+from app.domain.timeutil import now_micros
+from app.ops.retention import DAY_US, WINDOW, cutoff_for, prune
+from app.store.models import AuditEvent, SyncRun, SyncUser, Tenant, Webhook, WebhookDelivery
 from tests.server import open_sqlite
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from sqlalchemy import func, select, update
 
-from app.db.engine import open_database
-from app.db.models import FailedItem, SyncRun
-from app.retention import DAY_US
+from app.ops.retention import DAY_US
+from app.store.engine import open_database
+from app.store.models import FailedItem, SyncRun
 from tests.api_tests.conftest import ApiTenant
 from tests.api_tests.helpers import (
     RUNS,

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import BrowserContext, Page, Route, expect
 
-from app.graphiql import GraphiQLAssets
+from app.web.graphiql import GraphiQLAssets
 from tests.page.conftest import PageEnv, open_dashboard, screenshot
 
 # Registered before any page script (Playwright injects it; the CSP does not apply to it).

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
-from app.db.engine import Database
-from app.db.models import FailureReason, Policy, SyncUser, Tenant
+from app.domain.timeutil import MICROS_PER_HOUR
 from app.reads import users as reads
 from app.reads.pagination import PageArgs
-from app.timeutil import MICROS_PER_HOUR
+from app.store.engine import Database
+from app.store.models import FailureReason, Policy, SyncUser, Tenant
 from tests.server import open_sqlite
 
 H = MICROS_PER_HOUR

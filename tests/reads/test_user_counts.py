@@ -16,13 +16,15 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, insert, select
 
-from app import counters, lifecycle, user_admin
-from app.db.engine import Database, open_database
-from app.db.models import LatestCount, Policy, StatusCount, SyncUser, Tenant
-from app.migrate import upgrade
+from app.admin import user_admin
+from app.domain.timeutil import MICROS_PER_HOUR
+from app.lifecycle import transitions
 from app.reads import users as reads
 from app.reads.pagination import PageArgs
-from app.timeutil import MICROS_PER_HOUR
+from app.store import counters
+from app.store.engine import Database, open_database
+from app.store.migrate import upgrade
+from app.store.models import LatestCount, Policy, StatusCount, SyncUser, Tenant
 
 H = MICROS_PER_HOUR
 BASE = 1_790_000_000_000_000 // H * H  # an hour's start
@@ -247,14 +249,14 @@ async def test_lifecycle_keeps_the_counters_of_a_recount(world: World) -> None:
     def runs(conn: Connection) -> int:
         at = now
         for user_id in rng.sample(ids, 60):
-            user = lifecycle.load_user(conn, world.tenant, user_id)
+            user = transitions.load_user(conn, world.tenant, user_id)
             if user.view.current_run_id is not None:
                 continue
             at += rng.randrange(2 * H)
-            started, _ = lifecycle.start_run(conn, user, at)
+            started, _ = transitions.start_run(conn, user, at)
             if rng.random() < 0.7:
-                run, user = lifecycle.load_run(conn, world.tenant, started.id)
-                lifecycle.finish_run(
+                run, user = transitions.load_run(conn, world.tenant, started.id)
+                transitions.finish_run(
                     conn, run, user, at + 5, error_code="E" if rng.random() < 0.3 else None
                 )
         return at

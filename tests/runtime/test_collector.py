@@ -1,5 +1,5 @@
 """The collector's pauses are on record, and a long full collection freezes its survivors
-until the thaw (app/runtime.py). Freeze and thaw are counted here instead of moving this
+until the thaw (app/ops/runtime.py). Freeze and thaw are counted here instead of moving this
 test process's heap; the pauses are timed by the Collector from its callbacks."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from app.runtime import Collector
+from app.ops.runtime import Collector
 from tests.subscriptions.support import eventually
 
 

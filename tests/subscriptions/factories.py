@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.events import UserEvent, UserEventKind
-from app.views import PolicyView, UserView
+from app.domain.views import PolicyView, UserView
+from app.events.messages import UserEvent, UserEventKind
 
 
 def user_event(

@@ -3,7 +3,7 @@ over thousands of connect/disconnect cycles, however it leaves (clean close, com
 mid-stream, before connection_init, right after subscribing).
 
 Memory is judged once the collector has settled: the oldest generation is collected about a
-tenth as often as CPython's default (app/runtime.py), so the cyclic garbage of the first few
+tenth as often as CPython's default (app/ops/runtime.py), so the cyclic garbage of the first few
 thousand closed connections waits for it; after that, more cycles must not grow the process.
 """
 

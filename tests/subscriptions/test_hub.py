@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.broadcast import ReliableBroadcast
-from app.events import PolicyEvent, channel_for, encode
+from app.events.broker import ReliableBroadcast
+from app.events.messages import PolicyEvent, channel_for, encode
 from subscriptions.hub import PROGRESS_INTERVAL, Hub
 from subscriptions.subscriber import MAX_PENDING, SubscriberOverflow, UserSubscriber
 from tests.subscriptions.factories import policy_view, user_event

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
-from app.db.engine import Database
-from app.db.models import Policy, SyncUser
-from app.seed import seed
-from app.views import PolicyView
+from app.demo.seed import seed
+from app.domain.views import PolicyView
+from app.store.engine import Database
+from app.store.models import Policy, SyncUser
 from subscriptions.policy_changes import users_of_policy
 from tests.server import open_sqlite
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from app.broadcast import create_broadcast
+from app.events.broker import create_broadcast
 from tests.services import redis_url
 
 BURST = 400

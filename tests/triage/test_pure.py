@@ -10,13 +10,13 @@ from collections import Counter
 
 import pytest
 
-from app.csv_export import csv_lines, neutralise, parse_query
-from app.errors import BadUserInput
+from app.demo.seed import RUN_ERRORS
+from app.demo.simulation import RUN_ERROR_WEIGHTS, plan_run
+from app.domain.errors import BadUserInput
+from app.domain.timeutil import MICROS_PER_HOUR
 from app.reads.trends import MAX_BUCKETS, window
-from app.seed import RUN_ERRORS
-from app.simulation import RUN_ERROR_WEIGHTS, plan_run
-from app.timeutil import MICROS_PER_HOUR
-from app.triage_counters import TriageMoves
+from app.store.triage_counters import TriageMoves
+from app.web.csv_export import csv_lines, neutralise, parse_query
 
 H = MICROS_PER_HOUR
 DAY = 24 * H

@@ -1,5 +1,5 @@
-"""app.events: the JSON an event travels as between processes, and its stand-in reference when
-it would not fit the broker's messages."""
+"""app.events.messages: the JSON an event travels as between processes, and its stand-in
+reference when it would not fit the broker's messages."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import logging
 
 import pytest
 
-from app.broadcast import create_broadcast
-from app.events import (
+from app.domain.views import PolicyView, RunView, UserView
+from app.events.broker import create_broadcast
+from app.events.messages import (
     PolicyEvent,
     PolicyRef,
     Publisher,
@@ -20,7 +21,6 @@ from app.events import (
     encode,
     tenant_of,
 )
-from app.views import PolicyView, RunView, UserView
 
 
 def policy(description: str | None = "Mail only") -> PolicyView:
@@ -142,6 +142,6 @@ async def test_published_events_reach_the_tenants_channel() -> None:
 
 async def test_a_broker_failure_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
     broadcast = create_broadcast("memory://")  # never connected: publishing fails
-    with caplog.at_level(logging.WARNING, logger="app.events"):
+    with caplog.at_level(logging.WARNING, logger="app.events.messages"):
         await Publisher(broadcast).publish([PolicyEvent(policy())])
     assert "could not publish PolicyEvent event" in caplog.text

@@ -1,4 +1,4 @@
-"""app.ids: opaque global ids, and everything that is not exactly one of ours refused."""
+"""app.domain.ids: opaque global ids, and everything that is not exactly one of ours refused."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from app.errors import BadUserInput
-from app.ids import MAX_ROW_ID, NODE_TYPES, decode_any_id, decode_id, encode_id
+from app.domain.errors import BadUserInput
+from app.domain.ids import MAX_ROW_ID, NODE_TYPES, decode_any_id, decode_id, encode_id
 
 
 @pytest.mark.parametrize("type_name", NODE_TYPES)

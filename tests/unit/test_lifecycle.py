@@ -1,6 +1,7 @@
-"""app.lifecycle, the only writer of sync state, on a real SQLite file in this process: the run
-states and the user statuses they lead to, the cumulative counters' rules, conflicts, versions,
-events, and the metric counters (app.counters) kept equal to a recount."""
+"""app.lifecycle.transitions, the only writer of sync state, on a real SQLite file in this
+process: the run states and the user statuses they lead to, the cumulative counters' rules,
+conflicts, versions, events, and the metric counters (app.store.counters) kept equal to a
+recount."""
 
 from __future__ import annotations
 
@@ -11,16 +12,18 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import Connection, select
 
-from app import counters, lifecycle, user_admin
-from app.db.engine import Database
-from app.db.models import ChangeBucket, LatestCount, StatusCount, Tenant
-from app.errors import BadUserInput, Conflict, NotFound
-from app.events import Event, UserEvent
-from app.lifecycle_sql import UserState
-from app.policies import PolicyInput, create_policy, set_policy_active
-from app.timeutil import MICROS_PER_HOUR, MICROS_PER_MINUTE
-from app.validation import FailedItemInput
-from app.views import RunView
+from app.admin import user_admin
+from app.admin.policies import PolicyInput, create_policy, set_policy_active
+from app.domain.errors import BadUserInput, Conflict, NotFound
+from app.domain.timeutil import MICROS_PER_HOUR, MICROS_PER_MINUTE
+from app.domain.validation import FailedItemInput
+from app.domain.views import RunView
+from app.events.messages import Event, UserEvent
+from app.lifecycle import transitions
+from app.lifecycle.sql import UserState
+from app.store import counters
+from app.store.engine import Database
+from app.store.models import ChangeBucket, LatestCount, StatusCount, Tenant
 from tests.server import open_sqlite
 
 T = TypeVar("T")
@@ -39,12 +42,12 @@ class World:
         return await self.db.run_write(change)
 
     async def user(self, user_id: int) -> UserState:
-        return await self.run(lambda conn: lifecycle.load_user(conn, self.tenant, user_id))
+        return await self.run(lambda conn: transitions.load_user(conn, self.tenant, user_id))
 
     async def start(self, user_id: int, now: int = NOW, **options: Any) -> tuple[RunView, Event]:
         def change(conn: Connection) -> tuple[RunView, Event]:
-            user = lifecycle.load_user(conn, self.tenant, user_id)
-            return lifecycle.start_run(conn, user, now, **options)
+            user = transitions.load_user(conn, self.tenant, user_id)
+            return transitions.start_run(conn, user, now, **options)
 
         return await self.run(change)
 
@@ -52,15 +55,15 @@ class World:
         self, run_id: int, processed: int, changes: int, now: int = NOW, **options: Any
     ) -> tuple[RunView, list[Event]]:
         def change(conn: Connection) -> tuple[RunView, list[Event]]:
-            run, user = lifecycle.load_run(conn, self.tenant, run_id)
-            return lifecycle.report_progress(conn, run, user, now, processed, changes, **options)
+            run, user = transitions.load_run(conn, self.tenant, run_id)
+            return transitions.report_progress(conn, run, user, now, processed, changes, **options)
 
         return await self.run(change)
 
     async def finish(self, run_id: int, now: int = NOW, **options: Any) -> tuple[RunView, Event]:
         def change(conn: Connection) -> tuple[RunView, Event]:
-            run, user = lifecycle.load_run(conn, self.tenant, run_id)
-            return lifecycle.finish_run(conn, run, user, now, **options)
+            run, user = transitions.load_run(conn, self.tenant, run_id)
+            return transitions.finish_run(conn, run, user, now, **options)
 
         return await self.run(change)
 
@@ -191,18 +194,18 @@ async def test_what_the_lifecycle_refuses(world: World) -> None:
     with pytest.raises(NotFound, match="No such sync user"):
         await world.user(world.users[-1] + 1000)
     with pytest.raises(BadUserInput, match="limit must be between 1 and 100"):
-        await world.run(lambda conn: lifecycle.claim_due_runs(conn, world.tenant, NOW, 0))
+        await world.run(lambda conn: transitions.claim_due_runs(conn, world.tenant, NOW, 0))
 
 
 async def test_another_tenants_run_is_not_found(world: World) -> None:
     run, _ = await world.start(world.users[0])
     with pytest.raises(NotFound):
-        await world.run(lambda conn: lifecycle.load_run(conn, world.tenant + 1, run.id))
+        await world.run(lambda conn: transitions.load_run(conn, world.tenant + 1, run.id))
 
 
 async def test_claims_take_due_users_of_active_policies_once(world: World) -> None:
     def claim(now: int, limit: int = 10, services: list[str] | None = None) -> Any:
-        return lambda conn: lifecycle.claim_due_runs(conn, world.tenant, now, limit, services)
+        return lambda conn: transitions.claim_due_runs(conn, world.tenant, now, limit, services)
 
     assert await world.run(claim(NOW, services=["CONTACTS"])) == ([], [])
     runs, events = await world.run(claim(NOW, limit=2, services=["DRIVE"]))
@@ -221,8 +224,8 @@ async def test_claims_take_due_users_of_active_policies_once(world: World) -> No
 async def test_a_requested_sync_needs_an_active_policy(world: World) -> None:
     def request(user_id: int, now: int) -> Callable[[Connection], Event]:
         def change(conn: Connection) -> Event:
-            user = lifecycle.load_user(conn, world.tenant, user_id)
-            return lifecycle.request_sync(conn, user, now)
+            user = transitions.load_user(conn, world.tenant, user_id)
+            return transitions.request_sync(conn, user, now)
 
         return change
 

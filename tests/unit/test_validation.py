@@ -1,13 +1,12 @@
-"""app.validation: every writer's input checks, each a BAD_USER_INPUT with a clear message."""
+"""app.domain.validation: every writer's input checks, each a clear BAD_USER_INPUT."""
 
 from __future__ import annotations
 
 import pytest
 
-from app import validation
-from app.db.models import CODE_MAX, EMAIL_MAX, NAME_MAX
-from app.errors import BadUserInput
-from app.validation import FailedItemInput
+from app.domain import validation
+from app.domain.errors import BadUserInput
+from app.domain.validation import CODE_MAX, EMAIL_MAX, NAME_MAX, FailedItemInput
 
 
 @pytest.mark.parametrize(("value", "message"), [("a\x00b", "NUL"), ("a\ud800", "Unicode")])

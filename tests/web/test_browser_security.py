@@ -12,8 +12,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from app.browser_security import content_security_policy, frame_ancestors
-from app.graphiql import GraphiQLAssets
+from app.web.browser_security import content_security_policy, frame_ancestors
+from app.web.graphiql import GraphiQLAssets
 from tests.server import Server, create_token, run_server, sqlite_database
 
 PARTNER = "https://portal.partner.example"

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from standardwebhooks import Webhook
 
-from app.errors import BadUserInput
-from app.secret_box import SecretBox, load_secret_box
-from app.webhook_deliverer import Claimed, Outcome, next_attempt, retry_delay, sign
-from app.webhook_outbox import events_of
-from app.webhook_settings import WebhookSettings
-from app.webhook_urls import parse, refusal, resolve
+from app.domain.errors import BadUserInput
+from app.webhooks.deliverer import Claimed, Outcome, next_attempt, retry_delay, sign
+from app.webhooks.outbox import events_of
+from app.webhooks.secret_box import SecretBox, load_secret_box
+from app.webhooks.settings import WebhookSettings
+from app.webhooks.urls import parse, refusal, resolve
 
 REFUSED = [
     "127.0.0.1",

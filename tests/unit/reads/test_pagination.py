@@ -11,9 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
-from app.db.engine import Database
-from app.db.models import Policy, Tenant
-from app.errors import BadUserInput
+from app.domain.errors import BadUserInput
 from app.reads.pagination import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -25,6 +23,8 @@ from app.reads.pagination import (
 )
 from app.reads.runs import POLICIES, RUNS
 from app.reads.users import ORDERS
+from app.store.engine import Database
+from app.store.models import Policy, Tenant
 from tests.server import open_sqlite
 
 EMAIL = ORDERS["EMAIL_ASC"]

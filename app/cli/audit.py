@@ -1,0 +1,56 @@
+"""`syncstatus audit`: a tenant's audit log on standard output, newest first."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import UTC, datetime
+
+from app.auth.tokens import tenant_by_name
+from app.domain.errors import BadUserInput
+from app.domain.timeutil import from_micros, to_micros
+from app.reads.audit import AuditFilter, audit_page
+from app.reads.pagination import MAX_PAGE_SIZE, PageArgs
+from app.store.engine import open_database
+from app.store.migrate import upgrade
+
+
+def _since(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadUserInput(f"--since is not an ISO 8601 time: {value!r}") from None
+    return to_micros(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+
+
+async def print_audit(database_url: str, tenant: str, since: str | None, action: str | None) -> int:
+    try:
+        filt = AuditFilter(action=action, since=_since(since))
+    except BadUserInput as error:
+        print(error.message, file=sys.stderr)
+        return 2
+    await asyncio.to_thread(upgrade, database_url)
+    db = open_database(database_url)
+    try:
+        async with db.read() as session:
+            row = await tenant_by_name(session, tenant, create=False)
+            if row is None:
+                print(f"no tenant named {tenant!r}", file=sys.stderr)
+                return 1
+            after: str | None = None
+            while True:
+                page, _ = await audit_page(
+                    session, row.id, filt, PageArgs(first=MAX_PAGE_SIZE, after=after)
+                )
+                for _, event in page.items:
+                    at = from_micros(event.at).isoformat(timespec="seconds")
+                    who = f"{event.actor} ({event.actor_role})" if event.actor_role else event.actor
+                    target = event.target_id or "-"
+                    print(f"{at}  {event.action:<18} {who}  {target}  {event.summary}")
+                if not page.has_next:
+                    return 0
+                after = page.items[-1][0]
+    finally:
+        await db.dispose()

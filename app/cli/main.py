@@ -1,0 +1,254 @@
+"""The `syncstatus` command. Every command honours SYNCSTATUS_DATABASE_URL."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import uvicorn
+
+from app.auth.tokens import tenant_by_name
+from app.cli import tokens
+from app.cli.audit import print_audit
+from app.demo.simulation import MAX_IN_FLIGHT
+from app.ops.logs import configure as configure_logging
+from app.ops.logs import uvicorn_log_config
+from app.store.engine import is_sqlite, open_database
+from app.store.migrate import upgrade
+from app.store.schema_version import schema_problem
+from app.web.settings import Settings
+
+WORKER_HEALTHCHECK_SECONDS = 30
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client in each worker
+
+DEMO_TENANT = "Demo"
+DEMO_USERS = 250
+DEMO_TOKEN_NAME = "demo page"
+WS_MAX_MESSAGE_BYTES = 64 * 1024
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="syncstatus", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the API and the page")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="API processes (more than 1 needs PostgreSQL and a redis:// or postgres:// broker)",
+    )
+    db = commands.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["upgrade"])
+    tokens.add_parser(commands)
+    audit = commands.add_parser("audit", help="print a tenant's audit log, newest first")
+    audit.add_argument("--tenant", required=True)
+    audit.add_argument("--since", help="ISO 8601 time, inclusive")
+    audit.add_argument("--action", help="e.g. policy.update")
+    seed = commands.add_parser("seed", help="fill a tenant with realistic data")
+    seed.add_argument("--tenant", required=True)
+    seed.add_argument("--users", type=int, required=True)
+    prune = commands.add_parser("prune", help="delete finished runs past the retention period")
+    prune.add_argument(
+        "--days", type=int, help="keep this many days (default: SYNCSTATUS_RETENTION_DAYS)"
+    )
+    demo = commands.add_parser("demo", help="seeded demo with moving syncs")
+    demo.add_argument("--host")
+    demo.add_argument("--port", type=int)
+    demo.add_argument("--users", type=int, default=DEMO_USERS)
+    demo.add_argument("--no-simulator", action="store_true", help="keep the data still")
+    worker = commands.add_parser("worker", help="simulated sync worker over GraphQL")
+    worker.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8000/graphql")
+    worker.add_argument("--token", required=True, help="a WORKER token")
+    worker.add_argument(
+        "--concurrency", type=int, default=MAX_IN_FLIGHT, help="runs in flight at most"
+    )
+    worker.add_argument(
+        "--speed", type=float, default=1.0, help="time factor: 2 runs twice as fast"
+    )
+    return parser
+
+
+def workers_problem(settings: Settings, workers: int) -> str | None:
+    """Why this configuration cannot run `workers` processes, if it cannot."""
+    if workers < 1:
+        return "--workers must be at least 1"
+    if workers == 1:
+        return None
+    if is_sqlite(settings.database_url):
+        return (
+            "--workers above 1 needs PostgreSQL (SYNCSTATUS_DATABASE_URL=postgresql://...): "
+            "SQLite has one writer per file"
+        )
+    scheme = settings.broadcast_url.split("://", 1)[0].lower()
+    if scheme not in ("redis", "rediss", "postgres", "postgresql", "postgresql+asyncpg"):
+        return (
+            "--workers above 1 needs a broker every process shares: "
+            "SYNCSTATUS_BROADCAST_URL=redis://... or postgres://..."
+        )
+    return None
+
+
+def _check_schema(settings: Settings) -> str | None:
+    if is_sqlite(settings.database_url):
+        return None  # migrates itself at start
+
+    async def check() -> str | None:
+        db = open_database(settings.database_url)
+        try:
+            return await schema_problem(db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(check())
+    except Exception as error:
+        return f"cannot read the database schema's version: {error}".splitlines()[0]
+
+
+def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
+    problem = workers_problem(settings, workers) or _check_schema(settings)
+    if problem is not None:
+        print(f"syncstatus serve: {problem}", file=sys.stderr)
+        return 2
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "log_config": uvicorn_log_config(settings.log_level, settings.log_format),
+        "access_log": False,  # app/ops/request_log.py writes one line per request instead
+        "ws_max_size": WS_MAX_MESSAGE_BYTES,
+        "ws_ping_interval": 20,
+        "ws_ping_timeout": 20,
+        # permessage-deflate keeps a zlib context per socket (~45 KB of the ~115 KB an idle
+        # dashboard connection cost); our messages are small, so it saves little bandwidth.
+        "ws_per_message_deflate": False,
+        # On SIGTERM: stop accepting, let requests finish (WebSockets close with 1012).
+        "timeout_graceful_shutdown": settings.shutdown_timeout,
+    }
+    if workers == 1:
+        from app.web.asgi import create_app
+
+        uvicorn.run(create_app(settings, **app_options), **options)  # type: ignore[arg-type]
+        return 0
+    # Each worker builds its app from the environment: hand it this command's host and port.
+    os.environ["SYNCSTATUS_HOST"], os.environ["SYNCSTATUS_PORT"] = settings.host, str(settings.port)
+    with tempfile.TemporaryDirectory(prefix="syncstatus-metrics-") as metrics_dir:
+        # Fresh for every start: the workers' metric files of a previous run must not count.
+        os.environ[MULTIPROC_ENV] = metrics_dir
+        uvicorn.run(
+            "app.web.asgi:create_app_from_env",
+            factory=True,
+            workers=workers,
+            # A worker answers the supervisor's ping only once its imports are done: on a busy
+            # machine that takes longer than uvicorn's 5 s, and it would kill it in a loop.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+            **options,
+        )
+    return 0
+
+
+async def _prune(settings: Settings, days: int) -> None:
+    from app.ops.retention import cutoff_for, prune
+
+    if days <= 0:
+        print("retention is 0 days: keeping everything")
+        return
+    db = open_database(settings.database_url)
+    try:
+        started = time.perf_counter()
+        result = await prune(db, cutoff_for(days))
+        print(
+            f"pruned {result.runs} runs, {result.failed_items} failed items, "
+            f"{result.audit_events} audit events and {result.webhook_deliveries} finished "
+            f"webhook deliveries older than {days} days in {result.batches} batches, "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+    finally:
+        await db.dispose()
+
+
+async def _seed(settings: Settings, tenant: str, users: int, *, only_if_empty: bool) -> None:
+    from app.demo.seed import seed
+
+    await asyncio.to_thread(upgrade, settings.database_url)
+    db = open_database(settings.database_url)
+    try:
+        if only_if_empty:
+            async with db.read() as session:
+                row = await tenant_by_name(session, tenant, create=False)
+            if row is not None:
+                return
+        started = time.perf_counter()
+        await seed(db, tenant, users)
+        print(
+            f"seeded {users} users into tenant {tenant!r} in {time.perf_counter() - started:.1f} s"
+        )
+    finally:
+        await db.dispose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        base = Settings.from_env()
+    except ValueError as error:
+        print(f"syncstatus: {error}", file=sys.stderr)
+        return 2
+    configure_logging(base.log_level, base.log_format)
+    settings = dataclasses.replace(
+        base,
+        host=getattr(args, "host", None) or base.host,
+        port=getattr(args, "port", None) or base.port,
+    )
+    if args.command == "serve":
+        return serve(settings, args.workers)
+    elif args.command == "prune":
+        days = settings.retention_days if args.days is None else args.days
+        if days < 0:
+            print("--days must not be negative", file=sys.stderr)
+            return 2
+        asyncio.run(_prune(settings, days))
+    elif args.command == "db":
+        upgrade(settings.database_url)
+        print("database is up to date")
+    elif args.command == "token":
+        return tokens.run(settings, args)
+    elif args.command == "audit":
+        return asyncio.run(print_audit(settings.database_url, args.tenant, args.since, args.action))
+    elif args.command == "seed":
+        if args.users < 0:
+            print("--users must not be negative", file=sys.stderr)
+            return 2
+        asyncio.run(_seed(settings, args.tenant, args.users, only_if_empty=False))
+    elif args.command == "demo":
+        asyncio.run(_seed(settings, DEMO_TENANT, args.users, only_if_empty=True))
+        # The previous start's token is revoked: restarts do not pile up usable tokens.
+        token = asyncio.run(tokens.replace_token(settings, DEMO_TENANT, "VIEWER", DEMO_TOKEN_NAME))
+        print(
+            f"\n  Sync Status demo: http://{settings.host}:{settings.port}/#token={token}\n"
+            f"  viewer token: {token}\n",
+            flush=True,
+        )
+        return serve(settings, simulate=not args.no_simulator)
+    elif args.command == "worker":
+        from app.demo.worker import run_worker
+
+        if args.concurrency < 1 or args.speed <= 0:
+            print("--concurrency must be at least 1 and --speed positive", file=sys.stderr)
+            return 2
+        try:
+            return asyncio.run(
+                run_worker(args.url, args.token, max_in_flight=args.concurrency, speed=args.speed)
+            )
+        except KeyboardInterrupt:  # before the worker took over the signal
+            return 130
+    return 0

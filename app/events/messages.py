@@ -1,0 +1,191 @@
+"""State-change events, published after commit on one broadcast channel per tenant.
+
+An event carries what a subscriber needs (the user's new state with its policy and runs), so
+fanning it out to many subscribers never queries the database per subscriber.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from app.domain.views import PolicyView, UserView
+from app.events.broker import BroadcastUnavailable
+
+log = logging.getLogger(__name__)
+
+# started and finished must always reach subscribers; progress may be coalesced.
+UserEventKind = Literal[
+    "added", "assigned", "requested", "started", "progress", "finished", "policy"
+]
+LIFECYCLE_KINDS = frozenset({"started", "finished"})
+
+
+@dataclass(frozen=True, slots=True)
+class UserEvent:
+    kind: UserEventKind
+    user: UserView
+
+    @property
+    def coalescable(self) -> bool:
+        return self.kind not in LIFECYCLE_KINDS
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyEvent:
+    """A policy changed (name, schedule, active): its users' public state changed with it."""
+
+    policy: PolicyView
+
+
+@dataclass(frozen=True, slots=True)
+class UserRef:
+    """A user event too big for the broker's messages (PostgreSQL NOTIFY stops below 8000
+    bytes): the receiving process loads the user's state once, for all its subscribers."""
+
+    kind: UserEventKind
+    tenant_id: int
+    user_id: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRef:
+    """A policy event too big for the broker's messages (a long description)."""
+
+    tenant_id: int
+    policy_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRevoked:
+    """An API token was revoked: every process drops it from its cache and closes its sockets.
+    Sent on one channel all processes listen on (REVOCATIONS_CHANNEL), not the tenant's."""
+
+    tenant_id: int
+    token_id: int
+
+
+Event = UserEvent | PolicyEvent | TokenRevoked
+Message = UserEvent | PolicyEvent | UserRef | PolicyRef
+
+
+def channel_for(tenant_id: int) -> str:
+    # A plain identifier: valid as a Redis channel and as a PostgreSQL LISTEN channel.
+    return f"syncstatus_tenant_{tenant_id}"
+
+
+REVOCATIONS_CHANNEL = "syncstatus_token_revocations"
+
+
+def channel_of(event: Event) -> str:
+    if isinstance(event, TokenRevoked):
+        return REVOCATIONS_CHANNEL
+    return channel_for(tenant_of(event))
+
+
+def encode(event: Event, max_bytes: int | None = None) -> str:
+    """The event as JSON; one that would exceed ``max_bytes`` becomes a reference instead."""
+    if isinstance(event, TokenRevoked):  # small: always whole
+        return _dumps({"t": "token_revoked", "tenant": event.tenant_id, "id": event.token_id})
+    if isinstance(event, UserEvent):
+        body: dict[str, Any] = {"t": "user", "kind": event.kind, "user": event.user.to_dict()}
+    else:
+        body = {"t": "policy", "policy": _policy_dict(event.policy)}
+    message = _dumps(body)
+    # ASCII only (json escapes the rest), so the length is the size in bytes.
+    if max_bytes is not None and len(message) > max_bytes:
+        return _dumps(_reference(event))
+    return message
+
+
+def _dumps(body: dict[str, Any]) -> str:
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _reference(event: UserEvent | PolicyEvent) -> dict[str, Any]:
+    if isinstance(event, UserEvent):
+        user = event.user
+        return {
+            "t": "user_ref",
+            "kind": event.kind,
+            "tenant": user.tenant_id,
+            "id": user.id,
+            "version": user.version,
+        }
+    return {"t": "policy_ref", "tenant": event.policy.tenant_id, "id": event.policy.id}
+
+
+def decode(message: str) -> Message:
+    body = json.loads(message)
+    kind = body["t"]
+    if kind == "user":
+        return UserEvent(kind=body["kind"], user=UserView.from_dict(body["user"]))
+    if kind == "policy":
+        return PolicyEvent(policy=PolicyView.from_dict(body["policy"]))
+    if kind == "user_ref":
+        return UserRef(body["kind"], body["tenant"], body["id"], body["version"])
+    if kind == "policy_ref":
+        return PolicyRef(body["tenant"], body["id"])
+    raise ValueError(f"unknown event type {kind!r}")
+
+
+def decode_revocation(message: str) -> TokenRevoked:
+    body = json.loads(message)
+    if body.get("t") != "token_revoked":
+        raise ValueError(f"not a token revocation: {body.get('t')!r}")
+    return TokenRevoked(tenant_id=int(body["tenant"]), token_id=int(body["id"]))
+
+
+def _policy_dict(policy: PolicyView) -> dict[str, Any]:
+    return {name: getattr(policy, name) for name in policy.__slots__}
+
+
+def tenant_of(event: Message | TokenRevoked) -> int:
+    if isinstance(event, UserRef | PolicyRef | TokenRevoked):
+        return event.tenant_id
+    return event.user.tenant_id if isinstance(event, UserEvent) else event.policy.tenant_id
+
+
+class BroadcastLike(Protocol):
+    async def publish(self, channel: str, message: Any) -> None: ...
+
+
+class Publisher:
+    """Publishes committed changes. A broker failure is logged, never undoes the commit:
+    subscribers that miss an event recover by refetching (versions tell them).
+
+    ``max_message_bytes`` is the broker's message limit (PostgreSQL NOTIFY: below 8000 bytes);
+    an event that does not fit is published as a reference that subscribers' processes load.
+    """
+
+    def __init__(
+        self,
+        broadcast: BroadcastLike,
+        max_message_bytes: int | None = None,
+        telemetry: Any = None,  # app.ops.telemetry.Telemetry
+    ) -> None:
+        self._broadcast = broadcast
+        self._max_bytes = max_message_bytes
+        self._telemetry = telemetry
+
+    async def publish(self, events: list[Event]) -> None:
+        for event in events:
+            try:
+                message = encode(event, self._max_bytes)
+                await self._broadcast.publish(channel_of(event), message)
+            except BroadcastUnavailable as error:
+                log.warning("could not publish %s event: %s", type(event).__name__, error)
+                self._count(failed=True)
+            except Exception:
+                log.exception("could not publish %s event", type(event).__name__)
+                self._count(failed=True)
+            else:
+                self._count(failed=False)
+
+    def _count(self, *, failed: bool) -> None:
+        if self._telemetry is not None:
+            telemetry = self._telemetry
+            (telemetry.publish_failures if failed else telemetry.events_published).inc()

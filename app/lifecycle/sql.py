@@ -1,0 +1,173 @@
+"""The run lifecycle's statements and the rows they return, as views.
+
+Plain Core on a Connection: a run update is a handful of statements and no ORM
+machinery (identity map, flush, refresh), which cost several times the SQL itself. The statements
+are built once here, so SQLAlchemy compiles each once. Each load reads in one SELECT everything an
+event's snapshot carries (the user, its policy and runs), so a change needs no further reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, insert, select, true, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.selectable import Alias
+
+from app.domain.views import PolicyView, RunView, UserView, row_fields
+from app.store.models import FailedItem, Policy, SyncRun, SyncUser
+
+users = cast(Table, SyncUser.__table__)
+runs = cast(Table, SyncRun.__table__)
+policies = cast(Table, Policy.__table__)
+failed_items = cast(Table, FailedItem.__table__)
+current_runs = runs.alias("current_run")
+last_runs = runs.alias("last_run")
+
+
+def _columns(table: Table | Alias, view: type[PolicyView | RunView | UserView]) -> list[Any]:
+    return [table.c[name] for name in row_fields(view)]
+
+
+# latest_sort is not in the view (latest_sync_at is), but the counters key on it; error_code
+# neither, but the failure reasons do.
+USER_COLUMNS = [*_columns(users, UserView), users.c.latest_sort, users.c.error_code]
+POLICY_COLUMNS = _columns(policies, PolicyView)
+RUN_COLUMNS = _columns(runs, RunView)
+_U, _P, _R = len(USER_COLUMNS), len(POLICY_COLUMNS), len(RUN_COLUMNS)
+_CURRENT_RUN_ID = row_fields(UserView).index("current_run_id")
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """A user as the lifecycle read it (row-locked on PostgreSQL): its view with the snapshots its
+    events carry, and latest_sort, which the counters are keyed on."""
+
+    view: UserView
+    latest_sort: int
+    error_code: str | None = None
+
+
+def _policy(values: Sequence[Any]) -> PolicyView | None:
+    return PolicyView.from_row(values) if values[0] is not None else None
+
+
+def _run(values: Sequence[Any]) -> RunView | None:
+    return RunView.from_row(values) if values[0] is not None else None
+
+
+def _user(
+    values: Sequence[Any], policy: PolicyView | None, current: RunView | None, last: RunView | None
+) -> UserState:
+    return UserState(UserView.from_row(values[:-2], policy, current, last), values[-2], values[-1])
+
+
+# -- reads -------------------------------------------------------------------------------------
+
+# A user with its policy, current run and last finished run: one row, outer-joined by key.
+_USER_STATE = select(
+    *USER_COLUMNS, *POLICY_COLUMNS, *_columns(current_runs, RunView), *_columns(last_runs, RunView)
+).select_from(
+    users.outerjoin(policies, policies.c.id == users.c.policy_id)
+    .outerjoin(current_runs, current_runs.c.id == users.c.current_run_id)
+    .outerjoin(last_runs, last_runs.c.id == users.c.last_finished_run_id)
+)
+_TENANT = users.c.tenant_id == bindparam("tenant_id")
+USER_STATE = _USER_STATE.where(users.c.id == bindparam("user_id"), _TENANT)
+USERS_STATE = _USER_STATE.where(users.c.id.in_(bindparam("user_ids", expanding=True)))
+
+# Users a claim starts: due, of the given (active) policies, without a run in flight.
+_DUE = (
+    _TENANT,
+    users.c.due_at <= bindparam("now"),
+    users.c.policy_id.in_(bindparam("policy_ids", expanding=True)),
+    users.c.current_run_id.is_(None),
+)
+DUE_USERS_STATE = (
+    _USER_STATE.where(*_DUE).order_by(users.c.due_at, users.c.id).limit(bindparam("limit"))
+)
+
+# A run with its user, the user's policy and last finished run (a report's event carries them).
+RUN_STATE = (
+    select(*RUN_COLUMNS, *USER_COLUMNS, *POLICY_COLUMNS, *_columns(last_runs, RunView))
+    .select_from(
+        runs.join(users, users.c.id == runs.c.user_id)
+        .outerjoin(policies, policies.c.id == users.c.policy_id)
+        .outerjoin(last_runs, last_runs.c.id == users.c.last_finished_run_id)
+    )
+    .where(runs.c.id == bindparam("run_id"), runs.c.tenant_id == bindparam("tenant_id"), _TENANT)
+)
+
+ACTIVE_POLICIES = select(policies.c.id, policies.c.services).where(
+    policies.c.tenant_id == bindparam("tenant_id"), policies.c.active == true()
+)
+
+
+def user_state(row: Sequence[Any]) -> UserState:
+    """A row of USER_STATE, USERS_STATE or DUE_USERS_STATE."""
+    policy_at, current_at, last_at = _U, _U + _P, _U + _P + _R
+    return _user(
+        row[:_U],
+        _policy(row[policy_at:current_at]),
+        _run(row[current_at:last_at]),
+        _run(row[last_at:]),
+    )
+
+
+def run_state(row: Sequence[Any]) -> tuple[RunView, UserState]:
+    """A row of RUN_STATE: the run, and its user with the run as current run if it is."""
+    user_at, policy_at, last_at = _R, _R + _U, _R + _U + _P
+    run = RunView.from_row(row[:user_at])
+    values = row[user_at:policy_at]
+    current = run if values[_CURRENT_RUN_ID] == run.id else None
+    return run, _user(values, _policy(row[policy_at:last_at]), current, _run(row[last_at:]))
+
+
+# -- PostgreSQL row locks ------------------------------------------------------------------------
+# Taken before the reads above, in their own statement: a SELECT ... FOR UPDATE that waited for a
+# lock rechecks the locked row's newest version but joins the other tables as they were when it
+# started, so the snapshot could miss what the lock holder committed.
+
+LOCK_USER = select(users.c.id).where(users.c.id == bindparam("user_id"), _TENANT).with_for_update()
+LOCK_RUN_USER = (
+    select(users.c.id)
+    .join(runs, runs.c.user_id == users.c.id)
+    .where(runs.c.id == bindparam("run_id"), runs.c.tenant_id == bindparam("tenant_id"), _TENANT)
+    .with_for_update(of=users)
+)
+# SKIP LOCKED keeps concurrent claimers apart: each takes users no other claimer holds.
+LOCK_DUE_USERS = (
+    select(users.c.id)
+    .where(*_DUE)
+    .order_by(users.c.due_at, users.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+
+# -- writes --------------------------------------------------------------------------------------
+# The UPDATEs set the columns named by their parameters' other keys (executemany-friendly).
+
+INSERT_RUNS = insert(runs).returning(runs.c.id, runs.c.user_id)
+UPDATE_RUN = update(runs).where(runs.c.id == bindparam("run_id"))
+# Every change of a user's state bumps its version by exactly one.
+UPDATE_USER = (
+    update(users).where(users.c.id == bindparam("user_id")).values(version=users.c.version + 1)
+)
+
+
+def _failed_items_insert(dialect: Any) -> Insert:
+    # Items already recorded for the run (a retried report repeats them) are skipped; RETURNING
+    # yields only the rows inserted, so their count is what the run's items_failed grows by.
+    stmt: Insert = dialect.insert(failed_items).on_conflict_do_nothing(
+        index_elements=["run_id", "item_id"]
+    )
+    return stmt.returning(failed_items.c.id)
+
+
+INSERT_FAILED_ITEMS = {
+    "sqlite": _failed_items_insert(sqlite),
+    "postgresql": _failed_items_insert(postgresql),
+}

@@ -1,0 +1,34 @@
+"""Telling an outage (the database or broker unreachable: retry later) from a bug."""
+
+from __future__ import annotations
+
+import asyncpg
+from sqlalchemy import exc as sa_exc
+
+from app.events.broker import BroadcastUnavailable
+
+RETRY_AFTER_SECONDS = 2
+MESSAGE = "The service is temporarily unavailable; retry later."
+_CONNECTION_ERRORS = (
+    OSError,  # refused, reset, unreachable host
+    TimeoutError,
+    sa_exc.TimeoutError,  # no pooled connection in time
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,  # starting up or shutting down
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, terminated backend
+    BroadcastUnavailable,
+)
+
+
+def is_outage(error: BaseException | None) -> bool:
+    """Whether the error, or one it was raised from, is a lost or unreachable server."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, sa_exc.DBAPIError):
+            if error.connection_invalidated or is_outage(error.orig):
+                return True
+        elif isinstance(error, _CONNECTION_ERRORS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

@@ -1,0 +1,223 @@
+"""GET /export/sync-users.csv: the users a filter selects, as RFC 4180 CSV (UTF-8, a header
+row, CRLF), streamed in keyset batches, so a million rows take the memory of one batch.
+
+The token comes in the Authorization header only (a token in a URL ends up in logs and
+browser history); the filter comes as query parameters, checked like SyncUserFilter's fields
+before anything is sent. Cells a spreadsheet would read as a formula are neutralised."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from app.auth.tokens import bearer_token
+from app.domain import validation
+from app.domain.errors import BadUserInput, ServiceError, Unauthenticated
+from app.domain.ids import decode_id
+from app.domain.timeutil import from_micros, now_micros, to_micros
+from app.domain.views import PolicyView
+from app.reads.runs import policies_by_ids, runs_by_ids
+from app.reads.user_batches import user_batches
+from app.reads.users import ORDERS, STATUSES, UserFilter, check_filter
+from app.web.services import Services
+
+log = logging.getLogger("syncstatus.export")
+HEADER = (
+    "email",
+    "destination_email",
+    "policy",
+    "status",
+    "latest_sync_at",
+    "next_scheduled_sync_at",
+    "error_code",
+    "error_message",
+    "unresolved_failure_count",
+)
+PARAMETERS = frozenset(
+    {
+        "emailContains",
+        "latestSyncFrom",
+        "latestSyncTo",
+        "policyId",
+        "status",
+        "errorCode",
+        "orderBy",
+    }
+)
+BATCH = 1000
+MAX_EXPORTS = 2  # at once per process: each is a long read
+RETRY_AFTER_SECONDS = 5
+FORMULA_STARTS = frozenset("=+-@\t\r")
+STATUS_OF = {
+    "BAD_USER_INPUT": 400,
+    "UNAUTHENTICATED": 401,
+    "FORBIDDEN": 403,
+    "RATE_LIMITED": 429,
+}
+
+
+def neutralise(cell: str) -> str:
+    """A cell a spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets a leading
+    apostrophe, which spreadsheets show as text (OWASP's CSV injection advice)."""
+    return "'" + cell if cell and cell[0] in FORMULA_STARTS else cell
+
+
+def _time(micros: int | None) -> str:
+    if micros is None:
+        return ""
+    return from_micros(micros).isoformat().replace("+00:00", "Z")
+
+
+def _datetime(value: str, name: str) -> int:
+    if len(value) > 64:
+        raise BadUserInput(f"{name} is not an ISO 8601 date and time.")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadUserInput(f"{name} is not an ISO 8601 date and time: {value!r}.") from None
+    return to_micros(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+
+
+def parse_query(pairs: Sequence[tuple[str, str]]) -> tuple[UserFilter, str]:
+    """The filter and order from the query string; BAD_USER_INPUT for an unknown or repeated
+    parameter or a bad value. An empty value means "not set", as an unfilled form sends it."""
+    values: dict[str, str] = {}
+    for key, value in pairs:
+        if key not in PARAMETERS:
+            raise BadUserInput(f"Unknown parameter {key!r}; expected {sorted(PARAMETERS)}.")
+        if key in values:
+            raise BadUserInput(f"Parameter {key!r} is given twice.")
+        values[key] = validation.storable(value, key)
+    given = {key: value for key, value in values.items() if value != ""}
+    status = given.get("status")
+    if status is not None and status not in STATUSES:
+        raise BadUserInput(f"Unknown status {status!r}.")
+    order = given.get("orderBy", "EMAIL_ASC")
+    if order not in ORDERS:
+        raise BadUserInput(f"Unknown orderBy {order!r}; expected {sorted(ORDERS)}.")
+    code = given.get("errorCode")
+    filt = UserFilter(
+        email_contains=given.get("emailContains"),
+        latest_sync_from=_datetime(given["latestSyncFrom"], "latestSyncFrom")
+        if "latestSyncFrom" in given
+        else None,
+        latest_sync_to=_datetime(given["latestSyncTo"], "latestSyncTo")
+        if "latestSyncTo" in given
+        else None,
+        policy_id=decode_id(given["policyId"], "Policy") if "policyId" in given else None,
+        status=status,
+        error_code=validation.error_code(code) if code is not None else None,
+    )
+    check_filter(filt)
+    _ = filt.term  # checks emailContains
+    return filt, order
+
+
+def _next_sync(row: Any, policy: PolicyView | None, now: int) -> int | None:
+    if policy is None or not policy.active:
+        return None
+    if row.sync_requested or row.latest_sync_at is None:
+        return now
+    return int(row.due_at) if row.due_at is not None else None
+
+
+def csv_lines(cells: Sequence[Sequence[str]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180: CRLF, quotes doubled
+    writer.writerows([[neutralise(cell) for cell in row] for row in cells])
+    return out.getvalue()
+
+
+async def _rows(
+    services: Services, tenant_id: int, filt: UserFilter, order: str
+) -> AsyncIterator[bytes]:
+    db = services.db
+    policies: dict[int, PolicyView] = {}
+    now = now_micros()
+    yield csv_lines([HEADER]).encode()
+    async for rows in user_batches(db, tenant_id, filt, order, BATCH):
+        wanted = sorted({r.policy_id for r in rows if r.policy_id and r.policy_id not in policies})
+        failed = [r.last_finished_run_id for r in rows if r.error_code and r.last_finished_run_id]
+        async with db.read() as session:
+            if wanted:
+                policies.update(await policies_by_ids(session, tenant_id, wanted))
+            runs = await runs_by_ids(session, tenant_id, failed) if failed else {}
+        lines = []
+        for row in rows:
+            policy = policies.get(row.policy_id) if row.policy_id else None
+            run = runs.get(row.last_finished_run_id) if row.error_code else None
+            lines.append(
+                (
+                    row.email,
+                    row.destination_email,
+                    policy.name if policy else "",
+                    row.status,
+                    _time(row.latest_sync_at),
+                    _time(_next_sync(row, policy, now)),
+                    row.error_code or "",
+                    (run.error_message or "") if run else "",
+                    str(row.unresolved_failure_count),
+                )
+            )
+        yield csv_lines(lines).encode()
+
+
+def _error(error: ServiceError) -> Response:
+    status = STATUS_OF.get(error.code, 400)
+    headers = {}
+    extensions: dict[str, Any] = {"code": error.code}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if status == 429:
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        extensions["retryAfterSeconds"] = RETRY_AFTER_SECONDS
+    body = {"errors": [{"message": error.message, "extensions": extensions}]}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class RateLimited(ServiceError):
+    code = "RATE_LIMITED"
+
+
+class _Running:
+    count = 0
+
+
+async def export_sync_users(request: Request) -> Response:
+    services: Services = request.state.services
+    try:
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
+            raise Unauthenticated("An API token is required (Authorization: Bearer <token>).")
+        principal = await services.authenticator.authenticate(token)
+        principal.require("VIEWER")
+        filt, order = parse_query(request.query_params.multi_items())
+        if _Running.count >= MAX_EXPORTS:
+            raise RateLimited("Other exports are running; retry in a few seconds.")
+    except ServiceError as error:
+        return _error(error)
+    log.info("export tenant=%s filter=%s order=%s", principal.tenant_id, filt, order)
+
+    async def body() -> AsyncIterator[bytes]:
+        _Running.count += 1
+        try:
+            async for chunk in _rows(services, principal.tenant_id, filt, order):
+                yield chunk
+        finally:
+            _Running.count -= 1
+
+    return StreamingResponse(
+        body(),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": 'attachment; filename="sync-users.csv"',
+            "Cache-Control": "no-store",
+        },
+    )

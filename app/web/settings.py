@@ -1,0 +1,85 @@
+"""Settings from the environment (12-factor); nothing is required."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./syncstatus.db"
+DEFAULT_BROADCAST_URL = "memory://"
+# GitHub's node count of the page's most expensive query at the largest page size is 2,600
+# (100 runs with 25 failed items each): twice that, and far below the 15,000 of 150 aliases
+# of syncUsers(first: 100).
+DEFAULT_MAX_QUERY_COST = 5000
+# Cost points per token and minute. An open page spends a few hundred a minute (a table page
+# costs 10-100, a user's panel 126, its errors up to 2,601); 20,000 is 200 table pages of 100
+# rows a minute, yet only four of the most expensive queries the cost limit admits (each
+# blocks the process for a while: fewer of them keep other tokens' latency low).
+DEFAULT_RATE_LIMIT = 20_000
+
+N = TypeVar("N", int, float)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    broadcast_url: str = DEFAULT_BROADCAST_URL
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+    # Browser-facing security (app/web/browser_security.py): origins other than the service's own
+    # that may call the API from a page, and who may embed the page in a frame.
+    cors_origins: tuple[str, ...] = ()
+    frame_ancestors: str = "'self'"
+    graphiql_dir: str = ""  # GraphiQL's installed npm packages; "" = graphiql/node_modules
+    max_query_cost: int = DEFAULT_MAX_QUERY_COST  # 0: no cost limit
+    rate_limit: int = DEFAULT_RATE_LIMIT  # cost points per token and minute; 0: off
+    log_format: str = "text"  # or "json": one JSON object per line
+    retention_days: int = 90  # finished runs older than this are pruned; 0 keeps all
+    shutdown_timeout: float = 10.0  # seconds a SIGTERM waits for in-flight work
+    # Each process looks for revoked tokens in the database this often (0: only broker events).
+    revocation_poll_seconds: float = 1.0
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            database_url=env.get("SYNCSTATUS_DATABASE_URL", DEFAULT_DATABASE_URL),
+            broadcast_url=env.get("SYNCSTATUS_BROADCAST_URL", DEFAULT_BROADCAST_URL),
+            host=env.get("SYNCSTATUS_HOST", "127.0.0.1"),
+            port=int(env.get("SYNCSTATUS_PORT", "8000")),
+            log_level=env.get("SYNCSTATUS_LOG_LEVEL", "info"),
+            cors_origins=tuple(
+                o.strip() for o in env.get("SYNCSTATUS_CORS_ORIGINS", "").split(",") if o.strip()
+            ),
+            frame_ancestors=env.get("SYNCSTATUS_FRAME_ANCESTORS", "'self'").strip() or "'self'",
+            graphiql_dir=env.get("SYNCSTATUS_GRAPHIQL_DIR", ""),
+            max_query_cost=_number(env, "SYNCSTATUS_MAX_QUERY_COST", DEFAULT_MAX_QUERY_COST, int),
+            rate_limit=_number(env, "SYNCSTATUS_RATE_LIMIT", DEFAULT_RATE_LIMIT, int),
+            log_format=_choice(env, "SYNCSTATUS_LOG_FORMAT", "text", ("text", "json")),
+            retention_days=_number(env, "SYNCSTATUS_RETENTION_DAYS", 90, int),
+            shutdown_timeout=_number(env, "SYNCSTATUS_SHUTDOWN_TIMEOUT", 10.0, float),
+            revocation_poll_seconds=_number(env, "SYNCSTATUS_REVOCATION_POLL_SECONDS", 1.0, float),
+        )
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, default).strip().lower()
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+    if value < 0:  # type: ignore[operator]
+        raise ValueError(f"{name} must not be negative, not {raw!r}")
+    return value

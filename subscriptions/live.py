@@ -30,7 +30,6 @@ from graphql import (
     specified_rules,
     validate,
 )
-from graphql.execution.collect_fields import collect_fields
 from graphql.execution.values import get_argument_values
 from strawberry.extensions import QueryDepthLimiter
 
@@ -38,6 +37,7 @@ from app.domain.errors import ServiceError
 from app.web.context import Context
 from schema.document_cache import BoundedCache, document_bytes
 from schema.errors import classify
+from schema.library_internals import root_fields
 from schema.limits import DocumentLimits, parse_document, query_cost, validation_rules
 from schema.rate_limit import check as over_budget
 from schema.shared_executor import SharedEventExecutor
@@ -118,23 +118,16 @@ async def plan(
         return None
     root = documents.schema.subscription_type
     assert root is not None  # the schema has subscriptions
-    grouped = collect_fields(
-        documents.schema, executor.fragments, executor.variable_values, root, operation
-    ).grouped_field_set
+    grouped = root_fields(documents.schema, executor, root, operation)
     if len(grouped) != 1:
         return None
-    response_name, details = next(iter(grouped.items()))
-    field = details[0].node.name.value
+    response_name, node, fragment_variables = grouped[0]
+    field = node.name.value
     field_def = root.fields.get(field)
     if field not in (USER_FIELD, METRICS_FIELD) or field_def is None:
         return None
     try:
-        args = get_argument_values(
-            field_def,
-            details[0].node,
-            executor.variable_values,
-            details[0].fragment_variable_values,
-        )
+        args = get_argument_values(field_def, node, executor.variable_values, fragment_variables)
         tenant_id = await streams.check_tenant(context)
         user_ids = streams.parse_user_ids(args.get("userIds")) if field == USER_FIELD else None
     except (GraphQLError, ServiceError):

@@ -21,7 +21,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from app.auth.sockets import TokenSockets
 from app.auth.tokens import Principal
 from app.ops.outage import is_outage
-from schema.library_internals import graphql_core_schema
+from schema.library_internals import graphql_core_schema, starlette_websocket
 from schema.operation_log import record_operation
 from subscriptions.hub import Hub
 from subscriptions.live import Documents, LiveOperation, SubscriberOverflow, plan
@@ -246,7 +246,7 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         for all of them; everything else goes the usual way."""
         payload = message.get("payload") if message.get("type") == "next" else None
         shared = _shared_execution(self.context)
-        ws = getattr(self.websocket, "ws", None)
+        ws = starlette_websocket(self.websocket)
         if (
             not isinstance(payload, dict)
             or payload.keys() != {"data"}

@@ -8,7 +8,6 @@ holds one of these per page, and thousands of them per process.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from app.events.messages import UserEvent
@@ -34,7 +33,6 @@ class UserSubscriber:
         "_delivered",
         "_pending",
         "_size",
-        "_waiter",
         "listener",
         "overflowed",
         "user_ids",
@@ -45,8 +43,7 @@ class UserSubscriber:
         self._pending: dict[int, list[UserEvent]] = {}  # in arrival order of users
         self._delivered: dict[int, int] | None = None  # user -> last version sent
         self._size = 0
-        self._waiter: asyncio.Future[None] | None = None
-        # Called when events arrive, for a reader that does not wait in next_batch().
+        # Called when events arrive (subscriptions/live.py: its connection then sends them).
         self.listener: Callable[[], None] | None = None
         self.overflowed = False
 
@@ -86,21 +83,8 @@ class UserSubscriber:
         self._wake()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
         if self.listener is not None:
             self.listener()
-
-    async def next_batch(self) -> list[UserEvent]:
-        """Waits for events; returns one user's pending events in version order."""
-        while not self._pending and not self.overflowed:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self.take_batch()
 
     def take_batch(self) -> list[UserEvent]:
         """One user's pending events in version order, without waiting ([] if none)."""

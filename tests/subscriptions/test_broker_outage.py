@@ -1,21 +1,25 @@
-"""A Redis outage under live subscribers is never silent (issue 11). The broker keeps no log, so
-events published while a process's broker connection is down never reach it: its subscribers get
-an `error` with SERVICE_UNAVAILABLE and the socket closes with 1013 within seconds, new
-connections are refused with 1013 while Redis is away, and once it is back a new subscription
-sees later updates. Mutations made meanwhile still succeed (clients refetch to see them)."""
+"""A broker outage under live subscribers is never silent (issue 11), on Redis and on PostgreSQL
+LISTEN/NOTIFY. The broker keeps no log, so events published while a process's broker connection
+is down never reach it: its subscribers get an `error` with SERVICE_UNAVAILABLE and the socket
+closes with 1013 within seconds, new connections are refused with 1013 while the broker is away,
+and once it is back a new subscription sees later updates. Mutations made meanwhile still
+succeed (clients refetch to see them). The database is the shared PostgreSQL throughout; only
+the broker, a private server of the test's own, goes down."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 import websockets
 from gql.transport.exceptions import TransportQueryError
 
 from tests.conftest import Tenant
-from tests.private_redis import PrivateRedis, started_private_redis
+from tests.private_postgres import private_postgres
+from tests.private_redis import started_private_redis
 from tests.server import Server
 from tests.subscriptions.multi import api_on, postgres_servers
 from tests.subscriptions.support import (
@@ -29,19 +33,30 @@ from tests.subscriptions.support import (
     raw_socket,
 )
 
-SIGNALLED_WITHIN = 5.0  # seconds after Redis died
-RESUME_WITHIN = 20.0  # seconds after Redis is back
+SIGNALLED_WITHIN = 5.0  # seconds after the broker died
+RESUME_WITHIN = 20.0  # seconds after the broker is back
+
+
+@dataclass
+class Broker:
+    url: str
+    kill: Callable[[], None]  # at once, as SIGKILL or a crash does
+    start: Callable[[], None]
+
+
+@pytest.fixture(scope="module", params=["redis", "postgres"])
+def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    if request.param == "redis":
+        with started_private_redis() as redis:
+            yield Broker(redis.url, redis.kill, redis.start)
+    else:
+        with private_postgres() as pg:  # an immediate stop drops every connection at once
+            yield Broker(pg.url, pg.stop, pg.start)
 
 
 @pytest.fixture(scope="module")
-def redis() -> Iterator[PrivateRedis]:
-    with started_private_redis() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def servers(redis: PrivateRedis) -> Iterator[list[Server]]:
-    with postgres_servers(2, redis.url) as running:
+def servers(broker: Broker) -> Iterator[list[Server]]:
+    with postgres_servers(2, broker.url) as running:
         yield running
 
 
@@ -68,11 +83,11 @@ async def _refused_with_1013(server: Server, token: str) -> bool:
         return closed.rcvd is not None and closed.rcvd.code == 1013
 
 
-async def test_a_redis_outage_ends_subscriptions_explicitly_and_new_ones_work_after(
-    servers: list[Server], redis: PrivateRedis
+async def test_a_broker_outage_ends_subscriptions_explicitly_and_new_ones_work_after(
+    servers: list[Server], broker: Broker
 ) -> None:
     writer_server, reader_server = servers
-    tenant = Tenant(writer_server, "redis-outage")
+    tenant = Tenant(writer_server, "broker-outage")
     _, (watched,) = await add_users(tenant, 1)
     worker = Worker(tenant)
     reader = api_on(reader_server, tenant, "viewer")
@@ -87,7 +102,7 @@ async def test_a_redis_outage_ends_subscriptions_explicitly_and_new_ones_work_af
         await live_user_stream(stream, tenant, watched, within=30, poll=0.3)
         await metrics.next()
 
-        redis.kill()
+        broker.kill()
         killed = time.monotonic()
         for ended in (stream, metrics):
             await _ended_unavailable(ended)
@@ -98,7 +113,7 @@ async def test_a_redis_outage_ends_subscriptions_explicitly_and_new_ones_work_af
         assert time.monotonic() - killed < 10.0, "a broker outage must not stall writes"
         assert await _refused_with_1013(reader_server, token), "a new subscriber would miss it"
 
-    redis.start()
+    await asyncio.to_thread(broker.start)
     restarted = time.monotonic()
     while not await asyncio.wait_for(_accepted(reader_server, token), 10):
         assert time.monotonic() - restarted < RESUME_WITHIN, "still refused after the restart"

@@ -96,7 +96,10 @@ const ws = createWsClient({
     el.connection.dataset.state = status;
     el.connectionText.textContent = CONNECTION_TEXT[status] ?? status;
     if (status === "reconnecting") showOutOfDate(true);
-    else if (status !== "live") showOutOfDate(false); // signed out or stopped: nothing shown
+    else if (status === "offline" || status === "closed") {
+      stopCatchUp(); // signed out or stopped: nothing shown to catch up with
+      showOutOfDate(false);
+    }
   },
   // Events may have been missed while the connection was down: read everything again.
   onReconnect: () => catchUp(),
@@ -415,10 +418,6 @@ document.addEventListener("keydown", (event) => {
 
 /** While the live connection is down, say so above everything and grey out what may be stale. */
 function showOutOfDate(on) {
-  if (!on) {
-    clearTimeout(state.catchUp.timer);
-    state.catchUp.seq += 1; // a refetch still running must not clear or retry anything
-  }
   el.main.classList.toggle("out-of-date", on);
   el.panel.classList.toggle("out-of-date", on);
   if (on === Boolean(el.reconnecting.textContent)) return;
@@ -434,18 +433,31 @@ function showOutOfDate(on) {
   );
 }
 
-/** Back live after a loss: refetch everything, retrying with backoff; then clear the warning. */
+function stopCatchUp() {
+  clearTimeout(state.catchUp.timer);
+  state.catchUp.seq += 1; // a refetch still running must not clear or retry anything
+  state.catchUp.delay = 0;
+}
+
+/**
+ * Refetch everything (after a reconnect, or after reads failed, e.g. SERVICE_UNAVAILABLE while
+ * the database is down), retrying with backoff until all succeed; then, if live, clear the
+ * out-of-date warning.
+ */
 async function catchUp() {
   clearTimeout(state.catchUp.timer);
   const seq = ++state.catchUp.seq;
   const results = await Promise.all([loadMetrics(), loadPage("reload"), panel.refetch()]);
-  if (seq !== state.catchUp.seq || ws.status !== "live") return; // lost again, or signed out
+  if (seq !== state.catchUp.seq) return; // superseded, or signed out
   if (results.every((ok) => ok !== false)) {
     state.catchUp.delay = 0;
-    showOutOfDate(false);
+    if (ws.status === "live") showOutOfDate(false); // else the next reconnect catches up again
     return;
   }
-  // E.g. the database is still unreachable (SERVICE_UNAVAILABLE): keep the warning, try again.
+  retryCatchUp(seq);
+}
+
+function retryCatchUp(seq = ++state.catchUp.seq) {
   state.catchUp.delay = Math.min(20000, Math.max(1000, state.catchUp.delay * 2));
   state.catchUp.timer = setTimeout(() => {
     if (seq === state.catchUp.seq) catchUp();
@@ -600,9 +612,11 @@ function start() {
   $("#viewer-info").hidden = true;
   startLive();
   loadCapabilities();
-  loadMetrics();
   loadPolicies();
-  loadPage("first");
+  // Opened during an outage: read again with backoff until it is over.
+  Promise.all([loadMetrics(), loadPage("first")]).then((results) => {
+    if (state.started && results.includes(false)) retryCatchUp();
+  });
 }
 
 takeTokenFromUrl();

@@ -1,6 +1,7 @@
-"""A broker outage under the open page (issue 11): while the server's Redis is down the page says
-"Reconnecting…" above everything and greys out what may be stale; data changed meanwhile (its
-events are lost) is on the page once it is live again, exactly as a fresh load shows it."""
+"""Outages under the open page (issue 11). A broker outage: while the server's Redis is down the
+page says "Reconnecting…" above everything and greys out what may be stale; data changed
+meanwhile (its events are lost) is on the page once it is live again, exactly as a fresh load
+shows it. A database outage: a page opened during it loads by itself once it is over."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from playwright.sync_api import Page, expect
 from tests.page.conftest import LIVE_TENANT, open_dashboard, screenshot
 from tests.page.helpers import Gql
 from tests.page.test_panel import panel, row
+from tests.private_postgres import private_postgres
 from tests.private_redis import PrivateRedis, started_private_redis
-from tests.server import Server, cli, create_token, run_server, sqlite_database
+from tests.server import Server, cli, create_token, migrate, run_server, sqlite_database
 
 LIVE_AGAIN_WITHIN = 45_000  # ms after Redis is back: the page's backoff grows to 16 s meanwhile
 
@@ -121,3 +123,29 @@ def test_broker_outage_shows_reconnecting_then_equals_a_fresh_load(
     ) and time.monotonic() < deadline:
         fresh.wait_for_timeout(200)
     assert shown == loaded
+
+
+def test_page_opened_during_a_database_outage_loads_by_itself_when_it_ends(
+    page_env: object, new_page: Callable[[], Page]
+) -> None:
+    """Reads get SERVICE_UNAVAILABLE (503) and the live connection 1013 while the database is
+    down; the page retries both with backoff and shows everything once it is back."""
+    with private_postgres() as pg:
+        migrate(pg.url)
+        cli(pg.url, "seed", "--tenant", LIVE_TENANT, "--users", "12")
+        viewer = create_token(pg.url, LIVE_TENANT, "viewer")
+        with run_server(pg.url) as server:
+            pg.stop()
+            try:
+                page = new_page()
+                page.goto(f"{server.url}/#token={viewer}")
+                expect(page.locator("#users-body")).to_contain_text("Could not load users")
+                page.evaluate("window.__noReload = true")
+                page.wait_for_timeout(2000)  # a retry or two fails too
+            finally:
+                pg.start()
+            expect(page.locator("#result-count")).to_have_text("1-10 of 12 results", timeout=40_000)
+            expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+            expect(page.locator("#metric-usersWithActivePolicy")).not_to_have_text("—")
+            expect(page.locator("#page-error")).to_be_hidden()
+            assert page.evaluate("window.__noReload") is True

@@ -1,7 +1,8 @@
 """graphql-transport-ws with our connection rules: the token arrives in connection_init
 (none: 4401, bad: 4403; revoked or expired later: closed with 4403), a socket holds a bounded
 number of subscriptions (one more is refused with a GraphQL error carrying a contract code),
-and the server pings idle connections."""
+the server pings idle connections, and a lost broker ends every subscription with an `error`
+carrying SERVICE_UNAVAILABLE and closes the socket with 1013 (see subscriptions/hub.py)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ from subscriptions.shared import SharedExecution
 
 log = logging.getLogger(__name__)
 PING_INTERVAL = 15.0
+UNAVAILABLE = (
+    "The event broker is unreachable, so events may have been missed: refetch, and subscribe again."
+)
+CLOSE_TIMEOUT = 5.0  # for ending a connection's subscriptions on a socket that reads slowly
 
 
 class Pinger:
@@ -107,6 +112,14 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             self.connection_init_received = True
             await self.websocket.close(code=4401, reason="Unauthorized: token required")
             return
+        hub = _hub(self.context)
+        if hub is not None and not hub.broker_up and not self.connection_init_received:
+            # Subscriptions would miss events until the broker is back: 1013, try again later.
+            if self.connection_init_timeout_task:
+                self.connection_init_timeout_task.cancel()
+            self.connection_init_received = True
+            await self.websocket.close(code=1013, reason="Service unavailable: retry later")
+            return
         try:
             await super().handle_connection_init(message)
         except Exception as error:
@@ -118,6 +131,8 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             return
         if self.connection_acknowledged and self._pinger is not None:
             self._pinger.add(self)
+        if self.connection_acknowledged and hub is not None:
+            hub.watch(self)
         sockets, principal = _sockets(self.context), _principal(self.context)
         if self.connection_acknowledged and sockets is not None and principal is not None:
             sockets.add(principal, self)
@@ -156,6 +171,10 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             await self.websocket.close(
                 code=4409, reason=f"Subscriber for {operation_id} already exists"
             )
+            return
+        hub = _hub(self.context)
+        if self.connection_acknowledged and hub is not None and not hub.broker_up:
+            await self.close_unavailable(operation_id)  # it would miss events
             return
         if await self._subscribe_live(message):
             return
@@ -231,6 +250,30 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             await live.close(hub)
             await self.send_message({"id": live.id, "type": "complete"})
 
+    async def close_unavailable(self, operation_id: Any = None) -> None:
+        """The broker is lost: every subscription (and ``operation_id``, refused) ends with an
+        `error` carrying SERVICE_UNAVAILABLE, then the socket closes with 1013, so that any
+        client sees it and retries. Never raises."""
+        hub = _hub(self.context)
+        ids = [*self.live, *self.operations]
+        if isinstance(operation_id, str) and operation_id not in ids:
+            ids.append(operation_id)
+        lives, self.live = list(self.live.values()), {}
+        self._ready.clear()
+        try:
+            for operation in list(self.operations):
+                await self.cleanup_operation(operation)
+            for live in lives:
+                if hub is not None:
+                    await live.close(hub)
+            error = {"message": UNAVAILABLE, "extensions": {"code": "SERVICE_UNAVAILABLE"}}
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                for operation in ids:
+                    await self.send_message({"id": operation, "type": "error", "payload": [error]})
+                await self.websocket.close(code=1013, reason="Service unavailable: retry later")
+        except Exception as error:  # already closing, or too slow to read
+            log.debug("connection not closed for the broker outage: %r", error)
+
     async def handle_complete(self, message: Any) -> None:
         live = self.live.pop(message["id"], None)
         if live is None:
@@ -279,9 +322,11 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         sockets, principal = _sockets(self.context), _principal(self.context)
         if sockets is not None and principal is not None:
             sockets.discard(principal, self)
+        hub = _hub(self.context)
+        if hub is not None:
+            hub.unwatch(self)
         if self._flusher is not None:
             self._flusher.cancel()
-        hub = _hub(self.context)
         lives, self.live = list(self.live.values()), {}
         self._ready.clear()
         for live in lives:

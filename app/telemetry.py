@@ -113,7 +113,8 @@ class Telemetry:
         self.events_dropped = Counter(
             "syncstatus_events_dropped",
             "Events lost: a full broker queue (broker_queue), or a subscriber cut off for "
-            "falling behind (subscriber_overflow, counted per subscriber).",
+            "falling behind (subscriber_overflow), or for its connection's byte budget "
+            "(slow_reader); both counted per subscriber.",
             ["reason"],
             registry=r,
         )

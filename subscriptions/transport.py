@@ -1,7 +1,9 @@
 """graphql-transport-ws with our connection rules: the token arrives in connection_init
 (none: 4401, bad: 4403; revoked or expired later: closed with 4403), a socket holds a bounded
 number of subscriptions (one more is refused with a GraphQL error carrying a contract code),
-and the server pings idle connections."""
+and the server pings idle connections. What a connection's subscriptions hold unsent is
+bounded by its byte budget (subscriptions/subscriber.py: Backlog; above it, the latest state
+per user)."""
 
 from __future__ import annotations
 
@@ -20,11 +22,13 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 
 from app.auth import Principal
 from app.outage import is_outage
+from app.settings import Settings
 from app.token_sockets import TokenSockets
 from schema.operation_log import record_operation
 from subscriptions.hub import Hub
 from subscriptions.live import Documents, LiveOperation, SubscriberOverflow, plan
 from subscriptions.shared import SharedExecution
+from subscriptions.subscriber import Backlog
 
 log = logging.getLogger(__name__)
 PING_INTERVAL = 15.0
@@ -81,6 +85,11 @@ def _hub(context: Any) -> Hub | None:
     return hub if isinstance(hub, Hub) else None
 
 
+def _settings(context: Any) -> Settings:
+    settings = getattr(getattr(context, "services", None), "settings", None)
+    return settings if isinstance(settings, Settings) else Settings()
+
+
 class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     ping_pending = False
 
@@ -89,6 +98,13 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         self.live: dict[str, LiveOperation] = {}  # subscriptions served by subscriptions/live.py
         self._ready: dict[str, LiveOperation] = {}  # those with something to send
         self._flusher: asyncio.Task[None] | None = None
+        settings = _settings(self.context)
+        hub = _hub(self.context)
+        self.backlog = (
+            Backlog(settings.ws_backlog_bytes, hub.telemetry if hub else None)
+            if settings.ws_backlog_bytes
+            else None
+        )
 
     @property
     def _pinger(self) -> Pinger | None:
@@ -177,7 +193,9 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         found = await plan(documents, hub.shared, self.context, message.get("payload"))
         if found is None:
             return False
-        self.live[operation_id] = await LiveOperation.open(operation_id, found, hub, self._wake)
+        self.live[operation_id] = await LiveOperation.open(
+            operation_id, found, hub, self._wake, self.backlog
+        )
         name = found.operation.name.value if found.operation.name else None
         record_operation(self.context, name, "subscription", None, perf_counter() - started)
         return True
@@ -188,7 +206,8 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             self._flusher = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
-        """Sends what the live subscriptions hold; ends when they are drained."""
+        """Sends what the live subscriptions hold, a user's events at a time from each in
+        turn (what waits stays in the bounded mailboxes); ends when they are drained."""
         hub = _hub(self.context)
         try:
             while self._ready and hub is not None:
@@ -208,6 +227,8 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
                     await self._send_next(
                         live, await live.execute(payload, hub, self.schema._schema, self.context)
                     )
+                if self.live.get(operation_id) is live and live.has_more:
+                    self._ready[operation_id] = live  # after the others: each gets its turn
         except (WebSocketDisconnected, WebSocketDisconnect, RuntimeError) as error:
             log.debug("live subscription not sent: %s", error)  # the socket is closing
         except Exception:
@@ -216,7 +237,9 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             self._flusher = None
 
     async def _send_next(self, live: LiveOperation, payload: dict[str, Any]) -> None:
-        await self.send_message({"id": live.id, "type": "next", "payload": payload})
+        size = await self.send_message({"id": live.id, "type": "next", "payload": payload})
+        if size:
+            live.measured(size)
         hub = _hub(self.context)
         if hub is not None and hub.telemetry is not None:
             hub.telemetry.events_delivered.inc()
@@ -237,9 +260,9 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         if hub is not None:
             await live.close(hub)
 
-    async def send_message(self, message: Any) -> None:
+    async def send_message(self, message: Any) -> int | None:  # type: ignore[override]
         """A result shared by many subscribers (subscriptions/shared.py) is JSON-encoded once
-        for all of them; everything else goes the usual way."""
+        for all of them (its length returned); everything else goes the usual way."""
         payload = message.get("payload") if message.get("type") == "next" else None
         shared = _shared_execution(self.context)
         ws = getattr(self.websocket, "ws", None)
@@ -250,7 +273,7 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             or ws is None
         ):
             await super().send_message(message)
-            return
+            return None
         text = (
             f'{{"id":{json.dumps(message["id"])},"type":"next","payload":{{"data":'
             f"{shared.json(payload['data'])}}}}}"
@@ -259,6 +282,7 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             await ws.send_text(text)
         except WebSocketDisconnect as error:
             raise WebSocketDisconnected from error
+        return len(text)
 
     async def ping(self) -> None:
         self.ping_pending = True

@@ -118,6 +118,12 @@ class Telemetry:
             ["reason"],
             registry=r,
         )
+        self.slow_reader_closes = Counter(
+            "syncstatus_websocket_slow_reader_closes",
+            "WebSockets closed (4413) because their send made no progress for "
+            "SYNCSTATUS_WS_SEND_TIMEOUT seconds: a client that stopped reading.",
+            registry=r,
+        )
         self.broker_reconnects = Counter(
             "syncstatus_broker_reconnects",
             "Reconnections of the broker's subscribe connection after it was lost.",

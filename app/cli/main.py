@@ -24,6 +24,7 @@ from app.store.engine import is_sqlite, open_database
 from app.store.migrate import upgrade
 from app.store.schema_version import schema_problem
 from app.web.settings import Settings
+from app.web.ws_protocol import AbortableWebSocketProtocol
 
 WORKER_HEALTHCHECK_SECONDS = 30
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client in each worker
@@ -125,6 +126,8 @@ def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
         "log_level": settings.log_level,
         "log_config": uvicorn_log_config(settings.log_level, settings.log_format),
         "access_log": False,  # app/ops/request_log.py writes one line per request instead
+        # uvicorn's WebSocket protocol, with a way to drop a peer that stopped reading.
+        "ws": AbortableWebSocketProtocol,
         "ws_max_size": WS_MAX_MESSAGE_BYTES,
         "ws_ping_interval": 20,
         "ws_ping_timeout": 20,

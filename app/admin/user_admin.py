@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.admin.policies import load_policy
 from app.domain import validation
 from app.domain.errors import BadUserInput, Conflict, NotFound
+from app.domain.views import own_version, public_version
 from app.events.messages import Event, UserEvent
 from app.lifecycle.transitions import due_after_start
 from app.store import counters
@@ -100,7 +101,7 @@ async def add_users(
             due_at=now if p else None,
             sync_requested=False,
             unresolved_failure_count=0,
-            version=1 - (policies[p].revision if p else 0),  # public version starts at 1
+            version=own_version(1, policies[p] if p else None),  # public version starts at 1
             created_at=now,
         )
         for e, d, p in cleaned
@@ -147,8 +148,8 @@ async def assign_policy(
             moved[old.id] -= 1
         if policy:
             moved[policy.id] += 1
-        # Keep the public version (own version + policy revision) growing by exactly one.
-        user.version += (old.revision if old else 0) - (policy.revision if policy else 0) + 1
+        # The public version grows by exactly one, whatever the two policies' revisions.
+        user.version = own_version(public_version(user.version, old) + 1, policy)
         user.policy_id = policy_id
         user.due_at = _due_for(user, policy, now)
         changed.append(user)

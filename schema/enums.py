@@ -1,4 +1,5 @@
-"""The contract's enums."""
+"""The contract's enums. SyncStatus, RunState and Role mirror app.domain's UserStatus, RunState
+and Role (tests/unit/test_statuses.py and test_roles.py check they list the same values)."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.admin.policies import load_policy
 from app.domain import validation
 from app.domain.errors import BadUserInput, Conflict, NotFound
+from app.domain.statuses import UserStatus
 from app.domain.views import own_version, public_version
 from app.events.messages import Event, UserEvent
 from app.lifecycle.transitions import due_after_start
@@ -96,7 +97,7 @@ async def add_users(
             email=e,
             destination_email=d,
             policy_id=p,
-            status="NEVER_SYNCED",
+            status=UserStatus.NEVER_SYNCED,
             latest_sort=0,
             due_at=now if p else None,
             sync_requested=False,
@@ -116,7 +117,7 @@ async def add_users(
         raise Conflict("Some of these emails were added meanwhile.") from None
     added = counters.Moves()
     for _, _, p in cleaned:
-        added.add((p, "NEVER_SYNCED", 0), 1)  # never synced: no latest sync hour
+        added.add((p, UserStatus.NEVER_SYNCED, 0), 1)  # never synced: no latest sync hour
     await added.apply_async(session, tenant_id)
     await counters.add_policy_users(session, Counter(p for _, _, p in cleaned if p))
     events: list[Event] = [UserEvent("added", await user_snapshot(session, u)) for u in rows]

@@ -118,7 +118,7 @@ async def add_users(
     added = counters.Moves()
     for _, _, p in cleaned:
         added.add((p, UserStatus.NEVER_SYNCED, 0), 1)  # never synced: no latest sync hour
-    await added.apply_async(session, tenant_id)
+    await counters.run_in(session, added.apply, tenant_id)
     await counters.add_policy_users(session, Counter(p for _, _, p in cleaned if p))
     events: list[Event] = [UserEvent("added", await user_snapshot(session, u)) for u in rows]
     return rows, events
@@ -154,7 +154,7 @@ async def assign_policy(
         user.policy_id = policy_id
         user.due_at = _due_for(user, policy, now)
         changed.append(user)
-    await moves.apply_async(session, tenant_id)
+    await counters.run_in(session, moves.apply, tenant_id)
     await counters.add_policy_users(session, moved)
     await session.flush()
     events: list[Event] = [

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Connection, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth.tokens import tenant_by_name
@@ -226,11 +226,13 @@ async def _write(db: Database, tenant_id: int, batch: Batch) -> None:
         await _insert(conn, SyncUser, batch.users)
         await _insert(conn, SyncRun, batch.runs)
         await _insert(conn, FailedItem, batch.items)
-        for minute, changes in sorted(batch.changes.items()):
-            await counters.add_changes_async(
-                session, tenant_id, minute * MICROS_PER_MINUTE, changes
-            )
-        await counters.apply_triage_async(session, tenant_id, batch.triage)
+        await conn.run_sync(_count, tenant_id, batch)
+
+
+def _count(conn: Connection, tenant_id: int, batch: Batch) -> None:
+    for minute, changes in sorted(batch.changes.items()):
+        counters.add_changes(conn, tenant_id, minute * MICROS_PER_MINUTE, changes)
+    counters.apply_triage(conn, tenant_id, batch.triage)
 
 
 def _pick_status(rng: random.Random) -> UserStatus:

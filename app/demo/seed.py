@@ -89,7 +89,6 @@ ITEM_ERRORS = (
     ("event", "ERR_EVENT_RECURRENCE", "Recurrence pattern is not supported"),
     ("contact", "ERR_CONTACT_INVALID", "Contact has no name or email address"),
 )
-SERVICES_OF_KIND = ("MAIL", "CALENDAR", "CONTACTS", "DRIVE")
 BATCH = 20_000
 SEED_CACHE_KIB = 1024 * 1024  # 1 GiB of page cache while seeding (SQLite)
 

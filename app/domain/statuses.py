@@ -1,7 +1,7 @@
 """A user's sync status and a run's state, and the one rule between them: a finished run's
-state decides its user's status. Written here once; the lifecycle applies the rule, the seed
-inverts it (STATE_BEHIND), schema/enums.py mirrors the vocabularies for GraphQL
-(tests/unit/test_statuses.py checks they match).
+state decides its user's status (and a run's kind: a user's first run is INITIAL). Written here
+once; the lifecycle applies the rule, the seed inverts it (STATE_BEHIND), schema/enums.py
+mirrors the vocabularies for GraphQL (tests/unit/test_statuses.py checks they match).
 
 StrEnums: members are the stored strings, so they go into SQL, JSON and str-typed views as they
 are, and compare equal to the plain strings read back from the database.
@@ -43,6 +43,11 @@ STATE_BEHIND: Final = MappingProxyType({status: state for state, status in STATU
 FINISHED: Final = tuple(state for state in RunState if state is not RunState.RUNNING)
 # Finishes that end a failure streak (USER_RECOVERED): the run got through, warnings or not.
 COMPLETED: Final = (RunState.SUCCEEDED, RunState.COMPLETED_WITH_WARNING)
+
+
+def run_kind(latest_sync_at: int | None) -> str:
+    """A user's first run copies the whole mailbox (INITIAL); later ones the changes (DELTA)."""
+    return "INITIAL" if latest_sync_at is None else "DELTA"
 
 
 def finished_state(error: bool, items_failed: int) -> RunState:

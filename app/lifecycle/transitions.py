@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 
 from app.domain import validation
 from app.domain.errors import BadUserInput, Conflict, NotFound
-from app.domain.statuses import STATUS_AFTER, RunState, finished_state
+from app.domain.statuses import STATUS_AFTER, RunState, finished_state, run_kind
 from app.domain.timeutil import MICROS_PER_MINUTE
 from app.domain.validation import FailedItemInput
 from app.domain.views import RunView
@@ -151,7 +151,7 @@ def start_run(
         raise Conflict("A sync run is already running for this user.")
     validation.counter(items_total, "itemsTotal")
     if kind is None:
-        kind = "INITIAL" if user.view.latest_sync_at is None else "DELTA"
+        kind = run_kind(user.view.latest_sync_at)
     moves = counters.Moves()
     [started] = _start_runs(conn, [_Start(user, kind, service, items_total)], now, moves)
     moves.apply(conn, user.view.tenant_id)
@@ -321,7 +321,7 @@ def claim_due_runs(
     starts = [
         _Start(
             user,
-            "INITIAL" if user.view.latest_sync_at is None else "DELTA",
+            run_kind(user.view.latest_sync_at),
             service_of[user.view.policy_id or 0],
             None,
         )

@@ -7,7 +7,7 @@ from enum import Enum
 
 import pytest
 
-from app.domain import statuses
+from app.domain import statuses, validation
 from app.domain.statuses import STATE_BEHIND, STATUS_AFTER, RunState, UserStatus
 from schema import enums
 
@@ -19,6 +19,20 @@ def test_graphql_enums_mirror_the_domain(graphql: type[Enum], domain: type[Enum]
     assert [(m.name, m.value) for m in graphql] == [(m.name, m.value) for m in domain]
     # Names equal values: the stored string is the GraphQL value (SyncStatus(view.status)).
     assert all(m.name == m.value for m in domain)
+
+
+@pytest.mark.parametrize(
+    ("graphql", "domain"),
+    [(enums.RunKind, validation.RUN_KINDS), (enums.SyncService, validation.SERVICES)],
+)
+def test_graphql_enums_list_the_valid_values(graphql: type[Enum], domain: tuple[str]) -> None:
+    assert [m.value for m in graphql] == list(domain)
+
+
+def test_run_kind() -> None:
+    assert statuses.run_kind(None) == "INITIAL"
+    assert statuses.run_kind(0) == statuses.run_kind(1_790_000_000_000_000) == "DELTA"
+    assert statuses.run_kind(None) in validation.RUN_KINDS
 
 
 def test_members_are_the_stored_strings() -> None:

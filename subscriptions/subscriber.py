@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from app.domain import views
 from app.events.messages import UserEvent
 
 MAX_PENDING_PER_USER = 8
@@ -36,8 +37,7 @@ class SubscriberOverflow(Exception):
 
 
 def public_version(event: UserEvent) -> int:
-    policy = event.user.policy
-    return event.user.version + (policy.revision if policy else 0)
+    return views.public_version(event.user.version, event.user.policy)
 
 
 class Backlog:

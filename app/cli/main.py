@@ -18,6 +18,7 @@ from app.auth.tokens import tenant_by_name
 from app.cli import tokens
 from app.cli.audit import print_audit
 from app.demo.simulation import MAX_IN_FLIGHT
+from app.domain.roles import Role
 from app.ops.logs import configure as configure_logging
 from app.ops.logs import uvicorn_log_config
 from app.store.engine import is_sqlite, open_database
@@ -235,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "demo":
         asyncio.run(_seed(settings, DEMO_TENANT, args.users, only_if_empty=True))
         # The previous start's token is revoked: restarts do not pile up usable tokens.
-        token = asyncio.run(tokens.replace_token(settings, DEMO_TENANT, "VIEWER", DEMO_TOKEN_NAME))
+        viewer = tokens.replace_token(settings, DEMO_TENANT, Role.VIEWER, DEMO_TOKEN_NAME)
+        token = asyncio.run(viewer)
         print(
             f"\n  Sync Status demo: http://{settings.host}:{settings.port}/#token={token}\n"
             f"  viewer token: {token}\n",

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from app.admin.audit import ACTIONS
 from app.domain.errors import BadUserInput
+from app.domain.roles import Role
 from app.domain.timeutil import to_micros
 from app.reads import audit
 from app.reads.pagination import Page, PageArgs
@@ -15,7 +16,7 @@ from app.webhooks import registry
 
 async def _admin(ctx: Context) -> int:
     principal = await ctx.principal()
-    principal.require("ADMIN")
+    principal.require(Role.ADMIN)
     return principal.tenant_id
 
 
@@ -59,7 +60,7 @@ async def admin_node(
     """node(id) for the audit log and webhooks: ADMIN only (others get null, as for any id
     they may not see)."""
     principal = await ctx.principal()
-    if principal.role != "ADMIN":
+    if principal.role != Role.ADMIN:
         return None
     async with ctx.services.db.read() as session:
         if type_name == "AuditEvent":

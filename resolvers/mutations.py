@@ -16,6 +16,7 @@ from app.auth.tokens import Principal, issue_token
 from app.domain import audit_summaries as says
 from app.domain.errors import BadUserInput
 from app.domain.ids import decode_id, encode_id
+from app.domain.roles import Role
 from app.domain.validation import FailedItemInput, name
 from app.domain.views import PolicyView, RunView, UserView
 from app.events.messages import Event, TokenRevoked
@@ -48,7 +49,7 @@ async def _write(ctx: Context, change: Change[T]) -> T:
 async def claim_due_sync_runs(
     ctx: Context, limit: int, services: Sequence[str] | None
 ) -> list[RunView]:
-    tenant_id = await _tenant(ctx, "WORKER")
+    tenant_id = await _tenant(ctx, Role.WORKER)
 
     def claim(conn: Connection, now: int) -> tuple[list[RunView], list[Event]]:
         return transitions.claim_due_runs(conn, tenant_id, now, limit, services)
@@ -59,7 +60,7 @@ async def claim_due_sync_runs(
 async def start_sync_run(
     ctx: Context, user_id: str, kind: str | None, service: str, items_total: int | None
 ) -> RunView:
-    tenant_id = await _tenant(ctx, "WORKER")
+    tenant_id = await _tenant(ctx, Role.WORKER)
     row_id = decode_id(user_id, "SyncUser")
 
     def start(conn: Connection, now: int) -> tuple[RunView, list[Event]]:
@@ -78,7 +79,7 @@ async def report_sync_progress(
     items_total: int | None,
     failed_items: list[FailedItemInput] | None,
 ) -> RunView:
-    tenant_id = await _tenant(ctx, "WORKER")
+    tenant_id = await _tenant(ctx, Role.WORKER)
     row_id = decode_id(run_id, "SyncRun")
 
     def report(conn: Connection, now: int) -> tuple[RunView, list[Event]]:
@@ -97,7 +98,7 @@ async def finish_sync_run(
     error_message: str | None,
     failed_items: list[FailedItemInput] | None,
 ) -> RunView:
-    tenant_id = await _tenant(ctx, "WORKER")
+    tenant_id = await _tenant(ctx, Role.WORKER)
     row_id = decode_id(run_id, "SyncRun")
 
     def finish(conn: Connection, now: int) -> tuple[RunView, list[Event]]:
@@ -114,7 +115,7 @@ async def finish_sync_run(
 
 
 async def request_sync(ctx: Context, user_id: str) -> UserView:
-    principal = await _caller(ctx, "OPERATOR")
+    principal = await _caller(ctx, Role.OPERATOR)
     tenant_id = principal.tenant_id
     row_id = decode_id(user_id, "SyncUser")
 
@@ -131,7 +132,7 @@ async def request_sync(ctx: Context, user_id: str) -> UserView:
 
 
 async def create_policy(ctx: Context, data: policies.PolicyInput) -> PolicyView:
-    principal = await _caller(ctx, "ADMIN")
+    principal = await _caller(ctx, Role.ADMIN)
     tenant_id = principal.tenant_id
     async with _uow(ctx) as work:
         policy, event = await policies.create_policy(work.session, tenant_id, work.now, data)
@@ -160,7 +161,7 @@ async def _audit(
 
 
 async def update_policy(ctx: Context, policy_id: str, data: policies.PolicyInput) -> PolicyView:
-    principal = await _caller(ctx, "ADMIN")
+    principal = await _caller(ctx, Role.ADMIN)
     tenant_id = principal.tenant_id
     row_id = decode_id(policy_id, "Policy")
     async with _uow(ctx) as work:
@@ -176,7 +177,7 @@ async def update_policy(ctx: Context, policy_id: str, data: policies.PolicyInput
 
 
 async def set_policy_active(ctx: Context, policy_id: str, active: bool) -> PolicyView:
-    principal = await _caller(ctx, "ADMIN")
+    principal = await _caller(ctx, Role.ADMIN)
     tenant_id = principal.tenant_id
     row_id = decode_id(policy_id, "Policy")
     async with _uow(ctx) as work:
@@ -195,7 +196,7 @@ async def set_policy_active(ctx: Context, policy_id: str, active: bool) -> Polic
 async def add_sync_users(
     ctx: Context, users: Sequence[tuple[str, str, str | None]]
 ) -> list[UserView]:
-    principal = await _caller(ctx, "ADMIN")
+    principal = await _caller(ctx, Role.ADMIN)
     tenant_id = principal.tenant_id
     parsed = [
         (email, destination, decode_id(policy_id, "Policy") if policy_id is not None else None)
@@ -218,7 +219,7 @@ async def add_sync_users(
 async def assign_policy(
     ctx: Context, user_ids: Sequence[str], policy_id: str | None
 ) -> list[UserView]:
-    principal = await _caller(ctx, "ADMIN")
+    principal = await _caller(ctx, Role.ADMIN)
     tenant_id = principal.tenant_id
     ids = [decode_id(user_id, "SyncUser") for user_id in user_ids]
     # Only null unassigns: "" is a malformed id, not a missing one.
@@ -241,7 +242,7 @@ async def assign_policy(
 async def create_api_token(
     ctx: Context, token_name: str, role: str, expires_at: int | None = None
 ) -> tuple[str, TokenView]:
-    principal = await _caller(ctx, "ADMIN")
+    principal = await _caller(ctx, Role.ADMIN)
     tenant_id = principal.tenant_id
     token_name = name(token_name)
     async with _uow(ctx) as work:
@@ -253,7 +254,7 @@ async def create_api_token(
 
 
 async def revoke_api_token(ctx: Context, token_id: str) -> TokenView:
-    principal = await _caller(ctx, "ADMIN")
+    principal = await _caller(ctx, Role.ADMIN)
     tenant_id = principal.tenant_id
     row_id = decode_id(token_id, "ApiTokenInfo")
     async with _uow(ctx) as work:
@@ -270,7 +271,7 @@ async def revoke_api_token(ctx: Context, token_id: str) -> TokenView:
 async def create_webhook(
     ctx: Context, url: str, events: Sequence[str]
 ) -> tuple[registry.WebhookView, str]:
-    principal = await _caller(ctx, "ADMIN")
+    principal = await _caller(ctx, Role.ADMIN)
     services = ctx.services
     wanted = registry.clean_events(events)
     # Resolved before the transaction: a name lookup may take seconds.
@@ -291,7 +292,7 @@ async def create_webhook(
 
 
 async def delete_webhook(ctx: Context, webhook_id: str) -> str:
-    principal = await _caller(ctx, "ADMIN")
+    principal = await _caller(ctx, Role.ADMIN)
     row_id = decode_id(webhook_id, "Webhook")
     async with _uow(ctx) as work:
         row = await registry.delete_webhook(work.session, principal.tenant_id, row_id)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from app.admin.token_admin import TokenView, token_by_id, token_page
 from app.domain import validation
 from app.domain.ids import decode_any_id, decode_id
+from app.domain.roles import Role
 from app.domain.timeutil import now_micros, to_micros
 from app.domain.views import FailedItemView, MetricsView, PolicyView, RunView, UserView
 from app.reads import metrics, relations, runs, users
@@ -22,7 +23,7 @@ from resolvers import admin_queries
 
 async def viewer(ctx: Context) -> int:
     principal = await ctx.principal()
-    principal.require("VIEWER")
+    principal.require(Role.VIEWER)
     return principal.tenant_id
 
 
@@ -141,7 +142,7 @@ async def who_am_i(ctx: Context) -> WhoAmI:
 
 async def api_tokens(ctx: Context, args: PageArgs) -> tuple[Page[TokenView], int]:
     principal = await ctx.principal()
-    principal.require("ADMIN")
+    principal.require(Role.ADMIN)
     async with ctx.services.db.read() as session:
         return await token_page(session, principal.tenant_id, args)
 
@@ -149,7 +150,7 @@ async def api_tokens(ctx: Context, args: PageArgs) -> tuple[Page[TokenView], int
 async def api_token(ctx: Context, token_id: int) -> TokenView | None:
     """A token of the caller's tenant, for an ADMIN only (others: as if it did not exist)."""
     principal = await ctx.principal()
-    if principal.role != "ADMIN":
+    if principal.role != Role.ADMIN:
         return None
     async with ctx.services.db.read() as session:
         return await token_by_id(session, principal.tenant_id, token_id)

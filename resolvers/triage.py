@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from app.admin import audit
+from app.domain.roles import Role
 from app.domain.timeutil import now_micros, to_micros
 from app.events.messages import Event
 from app.lifecycle import bulk_requests
@@ -38,7 +39,7 @@ async def sync_trends(
 
 async def request_syncs(ctx: Context, filt: UserFilter) -> bulk_requests.BulkResult:
     principal = await ctx.principal()
-    principal.require("OPERATOR")
+    principal.require(Role.OPERATOR)
     services = ctx.services
     bulk_requests.check_filter(filt)  # a bad filter is refused, not recorded
     result = bulk_requests.BulkResult()

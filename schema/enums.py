@@ -1,4 +1,6 @@
-"""The contract's enums."""
+"""The contract's enums. SyncStatus, RunState and Role mirror app.domain's UserStatus, RunState
+and Role, RunKind and SyncService app.domain.validation's RUN_KINDS and SERVICES
+(tests/unit/test_statuses.py and test_roles.py check they list the same values)."""
 
 from __future__ import annotations
 

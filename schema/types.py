@@ -12,7 +12,14 @@ import strawberry
 from app.admin.token_admin import TokenView
 from app.domain.ids import encode_id
 from app.domain.timeutil import from_micros, now_micros
-from app.domain.views import FailedItemView, MetricsView, PolicyView, RunView, UserView
+from app.domain.views import (
+    FailedItemView,
+    MetricsView,
+    PolicyView,
+    RunView,
+    UserView,
+    public_version,
+)
 from app.reads.pagination import PageArgs
 from app.web.context import Context
 from resolvers import queries
@@ -294,7 +301,7 @@ class SyncUser(Node):
     def version(self, info: Info) -> int:
         own = self.view.version
         return self._with_policy(  # type: ignore[return-value]
-            info, lambda policy: own + (policy.revision if policy else 0)
+            info, lambda policy: public_version(own, policy)
         )
 
     @strawberry.field(description="From the policy's schedule; null without an active policy.")

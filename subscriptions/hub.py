@@ -6,6 +6,11 @@ subscribers touches no database. Progress of one user is coalesced to about 4 ev
 before fan-out; start and finish pass at once. The few events that do not carry the state
 (a policy change stands for all its users; an event too big for the broker is a reference)
 cost one query per process, not one per subscriber.
+
+The broker keeps no log of past events: while this process's broker connection is down, events
+published elsewhere never arrive here. So a lost broker is never silent: every acknowledged
+connection ends its subscriptions with SERVICE_UNAVAILABLE and closes with 1013 (broker_lost),
+new ones are refused until the broker is back (broker_up), and clients refetch on reconnecting.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from contextlib import suppress
-from typing import Any
+from typing import Any, Protocol
 
 from app.events.messages import (
     Message,
@@ -41,6 +47,13 @@ def _dropped(broadcast: Any, events: Any) -> int:
     queue = getattr(events, "_queue", None)
     backend = getattr(broadcast, "backend", None)
     return int(getattr(queue, "dropped", 0)) + int(getattr(backend, "dropped", 0))
+
+
+class BrokerSocket(Protocol):
+    async def close_unavailable(self) -> None:
+        """Ends the connection's subscriptions with SERVICE_UNAVAILABLE, closes it with 1013;
+        must not raise."""
+        ...
 
 
 class TenantFeed:
@@ -226,6 +239,53 @@ class Hub:
         self.shared = SharedExecution()
         self._feeds: dict[int, TenantFeed] = {}
         self._lock = asyncio.Lock()
+        # Acknowledged connections, to tell when the broker is lost (weak: a socket that ends
+        # without unwatching is not kept).
+        self._sockets: weakref.WeakSet[BrokerSocket] = weakref.WeakSet()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def broker_up(self) -> bool:
+        """Whether the broker's subscribe connection is up (memory:// always is)."""
+        return bool(getattr(getattr(self.broadcast, "backend", None), "is_connected", True))
+
+    def watch(self, socket: BrokerSocket) -> None:
+        """Tell the socket when the broker is lost; at once if it is down already (it went down
+        between the socket's check and its acknowledgement)."""
+        if self.broker_up:
+            self._sockets.add(socket)
+        else:
+            self._close_unavailable(socket)
+
+    def unwatch(self, socket: BrokerSocket) -> None:
+        self._sockets.discard(socket)
+
+    def broker_lost(self) -> None:
+        """The broker connection was lost (the backend's on_disconnect): events may be missed
+        from now until it is back, so no subscription may carry on as if nothing happened."""
+        sockets = list(self._sockets)
+        self._sockets.clear()
+        log.warning("broker connection lost: closing %d connection(s) with 1013", len(sockets))
+        self._metrics_stale()
+        for socket in sockets:
+            self._close_unavailable(socket)
+
+    def broker_back(self) -> None:
+        """The broker connection is back (the backend's on_reconnect)."""
+        if self.telemetry is not None:
+            self.telemetry.broker_reconnects.inc()
+        self._metrics_stale()  # events published before the resubscription were missed
+
+    def _metrics_stale(self) -> None:
+        # Figures cached for new subscribers may miss lost events: read them again.
+        for feed in self._feeds.values():
+            feed.metrics.changed()
+
+    def _close_unavailable(self, socket: BrokerSocket) -> None:
+        # A task each: one slow socket holds up no other.
+        task = asyncio.create_task(socket.close_unavailable(), name="close-unavailable")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def _join(self, tenant_id: int) -> TenantFeed:
         """The tenant's feed, kept alive until the caller's _unjoin (even before it subscribed:

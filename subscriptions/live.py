@@ -47,7 +47,7 @@ from subscriptions import streams
 from subscriptions.hub import Hub, TenantFeed
 from subscriptions.metrics_feed import MetricsSubscriber
 from subscriptions.shared import SharedExecution
-from subscriptions.subscriber import SubscriberOverflow, UserSubscriber
+from subscriptions.subscriber import Backlog, SubscriberOverflow, UserSubscriber
 
 USER_FIELD = "syncUserUpdated"
 METRICS_FIELD = "syncMetricsUpdated"
@@ -182,11 +182,18 @@ class LiveOperation:
 
     @staticmethod
     async def open(
-        operation_id: str, plan: Stream, hub: Hub, wake: Callable[[LiveOperation], None]
+        operation_id: str,
+        plan: Stream,
+        hub: Hub,
+        wake: Callable[[LiveOperation], None],
+        backlog: Backlog | None = None,
     ) -> LiveOperation:
+        """The subscription, its mailbox counted in the connection's ``backlog`` if given."""
         subscriber: UserSubscriber | MetricsSubscriber
         if plan.field == USER_FIELD:
             feed, subscriber = await hub.add_users(plan.tenant_id, plan.user_ids)
+            if backlog is not None:
+                subscriber.join(backlog)
         else:
             feed, subscriber = await hub.add_metrics(plan.tenant_id)
         live = LiveOperation(operation_id, plan, feed, subscriber)
@@ -199,22 +206,32 @@ class LiveOperation:
         subscriber = self.subscriber
         subscriber.listener = None
         if isinstance(subscriber, UserSubscriber):
+            subscriber.leave()
             await hub.remove_users(self.feed, subscriber)
         else:
             await hub.remove_metrics(self.feed, subscriber)
 
     def payloads(self, hub: Hub) -> list[Any]:
-        """What is ready to send, converted once for all subscribers (may raise
-        SubscriberOverflow)."""
+        """The next of what is ready to send (the metrics, or one user's events), converted
+        once for all subscribers (may raise SubscriberOverflow). The rest stays in the mailbox,
+        where it is bounded and coalesced while the socket is slow."""
         subscriber = self.subscriber
         if isinstance(subscriber, MetricsSubscriber):
             metrics = subscriber.take()
             return [] if metrics is None else [hub.shared.payload(metrics, SyncMetrics.of)]
-        ready: list[Any] = []
-        while subscriber.pending or subscriber.overflowed:
-            for event in subscriber.take_batch():
-                ready.append(hub.shared.payload(event.user, SyncUser.of))
-        return ready
+        return [hub.shared.payload(event.user, SyncUser.of) for event in subscriber.take_batch()]
+
+    @property
+    def has_more(self) -> bool:
+        subscriber = self.subscriber
+        if isinstance(subscriber, MetricsSubscriber):
+            return subscriber.latest is not None
+        return bool(subscriber.pending or subscriber.overflowed)
+
+    def measured(self, message_bytes: int) -> None:
+        """The size of the message just sent: what the budget counts for each waiting one."""
+        if isinstance(self.subscriber, UserSubscriber):
+            self.subscriber.measured(message_bytes)
 
     async def execute(
         self, payload: Any, hub: Hub, schema: GraphQLSchema, context: Context
@@ -269,8 +286,9 @@ async def updates(hub: Hub, stream: Stream) -> AsyncIterator[Any]:
     live = await LiveOperation.open("", stream, hub, lambda _: woken.set())
     try:
         while True:
-            await woken.wait()
-            woken.clear()
+            if not live.has_more:
+                await woken.wait()
+                woken.clear()
             try:
                 payloads = live.payloads(hub)
             except SubscriberOverflow:

@@ -120,7 +120,8 @@ class MetricsFeed:
     async def _run(self) -> None:
         while True:
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), timeout=REFRESH_INTERVAL)
+                async with asyncio.timeout(REFRESH_INTERVAL):  # no task per wait, as wait_for
+                    await self._dirty.wait()
             self._dirty.clear()
             self._changed_since_sent = False  # changes from here on set it again
             previous = self._sent

@@ -1,7 +1,15 @@
 """graphql-transport-ws with our connection rules: the token arrives in connection_init
 (none: 4401, bad: 4403; revoked or expired later: closed with 4403), a socket holds a bounded
 number of subscriptions (one more is refused with a GraphQL error carrying a contract code),
-and the server pings idle connections."""
+the server pings idle connections, and a lost broker ends every subscription with an `error`
+carrying SERVICE_UNAVAILABLE and closes the socket with 1013 (see subscriptions/hub.py).
+
+A client that stops reading is bounded, then closed. What its subscriptions hold unsent is
+bounded by the connection's byte budget (subscriptions/subscriber.py: Backlog; above it, the
+latest state per user). A connection whose send has not completed for the send timeout
+(SYNCSTATUS_WS_SEND_TIMEOUT) is closed with 4413; as uvicorn writes nothing, not even a close
+frame, while a peer does not read, the socket is reset when the close frame does not get
+through within CLOSE_GRACE (app/web/ws_protocol.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +17,8 @@ import asyncio
 import json
 import logging
 import weakref
-from time import perf_counter
+from collections.abc import Callable, Coroutine
+from time import monotonic, perf_counter
 from typing import Any
 
 from starlette.websockets import WebSocketDisconnect
@@ -21,28 +30,43 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from app.auth.sockets import TokenSockets
 from app.auth.tokens import Principal
 from app.ops.outage import is_outage
+from app.web.settings import Settings
+from app.web.ws_protocol import ABORT_EXTENSION
 from schema.library_internals import graphql_core_schema, starlette_websocket
 from schema.operation_log import record_operation
 from subscriptions.hub import Hub
 from subscriptions.live import Documents, LiveOperation, SubscriberOverflow, plan
 from subscriptions.shared import SharedExecution
+from subscriptions.subscriber import Backlog
 
 log = logging.getLogger(__name__)
 PING_INTERVAL = 15.0
+UNAVAILABLE = (
+    "The event broker is unreachable, so events may have been missed: refetch, and subscribe again."
+)
+CLOSE_TIMEOUT = 5.0  # for ending a connection's subscriptions on a socket that reads slowly
+SLOW_READER_CODE = 4413  # unused by graphql-transport-ws; 413: too much waits for the client
+CLOSE_GRACE = 2.0  # seconds a stuck socket has to take its close frame before it is reset
+MIN_TICK = 0.1
 
 
 class Pinger:
-    """Pings every acknowledged connection of the app each PING_INTERVAL: one task for all
-    of them (a task per connection cost ~1.3 KB of each idle subscriber)."""
+    """Pings every acknowledged connection of the app each PING_INTERVAL, and closes those
+    whose send has waited longer than their send timeout: one task for all of them (a task per
+    connection cost ~1.3 KB of each idle subscriber). It looks every quarter of the timeout,
+    so a stuck socket is closed within 1.25 times it, plus CLOSE_GRACE."""
 
     def __init__(self, interval: float = PING_INTERVAL) -> None:
         self.interval = interval
+        self.tick = interval
         self._handlers: weakref.WeakSet[SyncStatusTransportHandler] = weakref.WeakSet()
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
 
     def add(self, handler: SyncStatusTransportHandler) -> None:
         self._handlers.add(handler)
+        if handler.send_timeout:
+            self.tick = min(self.tick, max(MIN_TICK, handler.send_timeout / 4))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="graphql-ws-pinger")
 
@@ -50,15 +74,26 @@ class Pinger:
         self._handlers.discard(handler)
 
     async def _run(self) -> None:
+        next_ping = monotonic() + self.interval
         while self._handlers:
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(max(0.0, min(self.tick, next_ping - monotonic())))
+            now = monotonic()
+            ping = now >= next_ping
+            if ping:
+                next_ping = now + self.interval
             for handler in list(self._handlers):
-                if handler.ping_pending:
-                    continue  # the last ping is still waiting on a slow socket
-                # A task each, so that one socket that cannot take it stalls nobody.
-                send = asyncio.create_task(handler.ping())
-                self._sends.add(send)
-                send.add_done_callback(self._sends.discard)
+                if handler.stalled(now):
+                    self._handlers.discard(handler)
+                    self._spawn(handler.close_slow_reader)
+                elif ping and not handler.ping_pending:
+                    # A pending ping is still waiting on a slow socket: never a second one.
+                    self._spawn(handler.ping)
+
+    def _spawn(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        # A task each, so that one socket that cannot take it stalls nobody.
+        task = asyncio.create_task(work())
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
 
 
 def _shared_execution(context: Any) -> SharedExecution | None:
@@ -82,6 +117,19 @@ def _hub(context: Any) -> Hub | None:
     return hub if isinstance(hub, Hub) else None
 
 
+def _settings(context: Any) -> Settings:
+    settings = getattr(getattr(context, "services", None), "settings", None)
+    return settings if isinstance(settings, Settings) else Settings()
+
+
+def _abort(websocket: Any) -> Callable[[], None] | None:
+    """The server's way to reset the connection (app/web/ws_protocol.py), if it offers one."""
+    ws = starlette_websocket(websocket)
+    scope = ws.scope if ws is not None else {}
+    abort = (scope.get("extensions") or {}).get(ABORT_EXTENSION, {}).get("abort")
+    return abort if callable(abort) else None
+
+
 class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     ping_pending = False
 
@@ -90,6 +138,17 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         self.live: dict[str, LiveOperation] = {}  # subscriptions served by subscriptions/live.py
         self._ready: dict[str, LiveOperation] = {}  # those with something to send
         self._flusher: asyncio.Task[None] | None = None
+        settings = _settings(self.context)
+        self.send_timeout = settings.ws_send_timeout
+        hub = _hub(self.context)
+        self.backlog = (
+            Backlog(settings.ws_backlog_bytes, hub.telemetry if hub else None)
+            if settings.ws_backlog_bytes
+            else None
+        )
+        self._sending = 0  # sends under way
+        self._progress_at = 0.0  # when the last send completed or the first began
+        self._closing: asyncio.Task[None] | None = None  # a slow reader's close
 
     @property
     def _pinger(self) -> Pinger | None:
@@ -107,6 +166,14 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             self.connection_init_received = True
             await self.websocket.close(code=4401, reason="Unauthorized: token required")
             return
+        hub = _hub(self.context)
+        if hub is not None and not hub.broker_up and not self.connection_init_received:
+            # Subscriptions would miss events until the broker is back: 1013, try again later.
+            if self.connection_init_timeout_task:
+                self.connection_init_timeout_task.cancel()
+            self.connection_init_received = True
+            await self.websocket.close(code=1013, reason="Service unavailable: retry later")
+            return
         try:
             await super().handle_connection_init(message)
         except Exception as error:
@@ -118,6 +185,8 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             return
         if self.connection_acknowledged and self._pinger is not None:
             self._pinger.add(self)
+        if self.connection_acknowledged and hub is not None:
+            hub.watch(self)
         sockets, principal = _sockets(self.context), _principal(self.context)
         if self.connection_acknowledged and sockets is not None and principal is not None:
             sockets.add(principal, self)
@@ -157,6 +226,10 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
                 code=4409, reason=f"Subscriber for {operation_id} already exists"
             )
             return
+        hub = _hub(self.context)
+        if self.connection_acknowledged and hub is not None and not hub.broker_up:
+            await self.close_unavailable(operation_id)  # it would miss events
+            return
         if await self._subscribe_live(message):
             return
         await super().handle_subscribe(message)
@@ -178,7 +251,9 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         found = await plan(documents, hub.shared, self.context, message.get("payload"))
         if found is None:
             return False
-        self.live[operation_id] = await LiveOperation.open(operation_id, found, hub, self._wake)
+        self.live[operation_id] = await LiveOperation.open(
+            operation_id, found, hub, self._wake, self.backlog
+        )
         name = found.operation.name.value if found.operation.name else None
         record_operation(self.context, name, "subscription", None, perf_counter() - started)
         return True
@@ -189,7 +264,8 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             self._flusher = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
-        """Sends what the live subscriptions hold; ends when they are drained."""
+        """Sends what the live subscriptions hold, a user's events at a time from each in
+        turn (what waits stays in the bounded mailboxes); ends when they are drained."""
         hub = _hub(self.context)
         try:
             while self._ready and hub is not None:
@@ -212,6 +288,8 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
                             payload, hub, graphql_core_schema(self.schema), self.context
                         ),
                     )
+                if self.live.get(operation_id) is live and live.has_more:
+                    self._ready[operation_id] = live  # after the others: each gets its turn
         except (WebSocketDisconnected, WebSocketDisconnect, RuntimeError) as error:
             log.debug("live subscription not sent: %s", error)  # the socket is closing
         except Exception:
@@ -220,7 +298,9 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             self._flusher = None
 
     async def _send_next(self, live: LiveOperation, payload: dict[str, Any]) -> None:
-        await self.send_message({"id": live.id, "type": "next", "payload": payload})
+        size = await self.send_message({"id": live.id, "type": "next", "payload": payload})
+        if size:
+            live.measured(size)
         hub = _hub(self.context)
         if hub is not None and hub.telemetry is not None:
             hub.telemetry.events_delivered.inc()
@@ -230,6 +310,30 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             del self.live[live.id]
             await live.close(hub)
             await self.send_message({"id": live.id, "type": "complete"})
+
+    async def close_unavailable(self, operation_id: Any = None) -> None:
+        """The broker is lost: every subscription (and ``operation_id``, refused) ends with an
+        `error` carrying SERVICE_UNAVAILABLE, then the socket closes with 1013, so that any
+        client sees it and retries. Never raises."""
+        hub = _hub(self.context)
+        ids = [*self.live, *self.operations]
+        if isinstance(operation_id, str) and operation_id not in ids:
+            ids.append(operation_id)
+        lives, self.live = list(self.live.values()), {}
+        self._ready.clear()
+        try:
+            for operation in list(self.operations):
+                await self.cleanup_operation(operation)
+            for live in lives:
+                if hub is not None:
+                    await live.close(hub)
+            error = {"message": UNAVAILABLE, "extensions": {"code": "SERVICE_UNAVAILABLE"}}
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                for operation in ids:
+                    await self.send_message({"id": operation, "type": "error", "payload": [error]})
+                await self.websocket.close(code=1013, reason="Service unavailable: retry later")
+        except Exception as error:  # already closing, or too slow to read
+            log.debug("connection not closed for the broker outage: %r", error)
 
     async def handle_complete(self, message: Any) -> None:
         live = self.live.pop(message["id"], None)
@@ -241,9 +345,22 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         if hub is not None:
             await live.close(hub)
 
-    async def send_message(self, message: Any) -> None:
+    async def send_message(self, message: Any) -> int | None:  # type: ignore[override]
         """A result shared by many subscribers (subscriptions/shared.py) is JSON-encoded once
-        for all of them; everything else goes the usual way."""
+        for all of them (its length returned); everything else goes the usual way. Every send
+        is watched: one that makes no progress for the send timeout closes the connection."""
+        if self._closing is not None:
+            raise WebSocketDisconnected  # closing a slow reader: nothing more is written
+        if not self._sending:
+            self._progress_at = monotonic()
+        self._sending += 1
+        try:
+            return await self._send(message)
+        finally:
+            self._sending -= 1
+            self._progress_at = monotonic()  # a send completed (or failed): progress
+
+    async def _send(self, message: Any) -> int | None:
         payload = message.get("payload") if message.get("type") == "next" else None
         shared = _shared_execution(self.context)
         ws = starlette_websocket(self.websocket)
@@ -254,7 +371,7 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             or ws is None
         ):
             await super().send_message(message)
-            return
+            return None
         text = (
             f'{{"id":{json.dumps(message["id"])},"type":"next","payload":{{"data":'
             f"{shared.json(payload['data'])}}}}}"
@@ -263,6 +380,47 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             await ws.send_text(text)
         except WebSocketDisconnect as error:
             raise WebSocketDisconnected from error
+        return len(text)
+
+    def stalled(self, now: float) -> bool:
+        """A send has been waiting longer than the send timeout, with no other completing."""
+        return (
+            bool(self._sending and self.send_timeout)
+            and self._closing is None
+            and now - self._progress_at > self.send_timeout
+        )
+
+    async def close_slow_reader(self) -> None:
+        """Closes a connection whose client stopped reading (4413), while its sends are blocked:
+        its subscriptions are released at once, the close frame gets CLOSE_GRACE to get
+        through (a client that reads again then learns why), and then the socket is reset."""
+        if self._closing is not None:
+            return
+        reason = f"Slow reader: nothing could be sent for {self.send_timeout:g} s"
+        self._closing = asyncio.current_task()
+        log.warning(
+            "closing a WebSocket whose client stopped reading (%s): no send completed for %.1f s",
+            SLOW_READER_CODE,
+            monotonic() - self._progress_at,
+        )
+        hub = _hub(self.context)
+        if hub is not None and hub.telemetry is not None:
+            hub.telemetry.slow_reader_closes.inc()
+        await self._release_live()
+        # Starlette's close: marks the socket closed at once (later sends fail, nothing more
+        # is queued behind the close frame), then waits, like every send, for the buffer.
+        closing = asyncio.ensure_future(self.websocket.close(code=SLOW_READER_CODE, reason=reason))
+        done, _ = await asyncio.wait({closing}, timeout=CLOSE_GRACE)
+        if not done:
+            abort = _abort(self.websocket)
+            if abort is None:
+                log.warning("a stuck WebSocket cannot be reset: the server offers no abort")
+            else:
+                abort()  # the blocked sends and the close then end with a disconnect
+        try:
+            await closing
+        except Exception as error:  # the reset connection
+            log.debug("slow reader closed: %r", error)
 
     async def ping(self) -> None:
         self.ping_pending = True
@@ -279,7 +437,15 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         sockets, principal = _sockets(self.context), _principal(self.context)
         if sockets is not None and principal is not None:
             sockets.discard(principal, self)
-        if self._flusher is not None:
+        hub = _hub(self.context)
+        if hub is not None:
+            hub.unwatch(self)
+        await self._release_live()
+        await super().shutdown()
+
+    async def _release_live(self) -> None:
+        """Ends the live subscriptions' sending and gives their mailboxes back to the hub."""
+        if self._flusher is not None and self._flusher is not asyncio.current_task():
             self._flusher.cancel()
         hub = _hub(self.context)
         lives, self.live = list(self.live.values()), {}
@@ -287,4 +453,3 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         for live in lives:
             if hub is not None:
                 await live.close(hub)
-        await super().shutdown()

@@ -85,7 +85,7 @@ E2E_PLACES = (
     "tests/demo/test_worker.py",
     "tests/subscriptions/test_cross_process.py",
     "tests/subscriptions/test_publish_burst.py",
-    "tests/subscriptions/test_redis_restart.py",
+    "tests/subscriptions/test_broker_outage.py",
     "tests/api_tests/test_cli.py",
 )
 IN_PROCESS = "tests/inprocess/"

@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.admin.policies import load_policy
 from app.domain import validation
 from app.domain.errors import BadUserInput, Conflict, NotFound
+from app.domain.statuses import UserStatus
+from app.domain.views import own_version, public_version
 from app.events.messages import Event, UserEvent
 from app.lifecycle.transitions import due_after_start
 from app.store import counters
@@ -95,12 +97,12 @@ async def add_users(
             email=e,
             destination_email=d,
             policy_id=p,
-            status="NEVER_SYNCED",
+            status=UserStatus.NEVER_SYNCED,
             latest_sort=0,
             due_at=now if p else None,
             sync_requested=False,
             unresolved_failure_count=0,
-            version=1 - (policies[p].revision if p else 0),  # public version starts at 1
+            version=own_version(1, policies[p] if p else None),  # public version starts at 1
             created_at=now,
         )
         for e, d, p in cleaned
@@ -115,8 +117,8 @@ async def add_users(
         raise Conflict("Some of these emails were added meanwhile.") from None
     added = counters.Moves()
     for _, _, p in cleaned:
-        added.add((p, "NEVER_SYNCED", 0), 1)  # never synced: no latest sync hour
-    await added.apply_async(session, tenant_id)
+        added.add((p, UserStatus.NEVER_SYNCED, 0), 1)  # never synced: no latest sync hour
+    await counters.run_in(session, added.apply, tenant_id)
     await counters.add_policy_users(session, Counter(p for _, _, p in cleaned if p))
     events: list[Event] = [UserEvent("added", await user_snapshot(session, u)) for u in rows]
     return rows, events
@@ -147,12 +149,12 @@ async def assign_policy(
             moved[old.id] -= 1
         if policy:
             moved[policy.id] += 1
-        # Keep the public version (own version + policy revision) growing by exactly one.
-        user.version += (old.revision if old else 0) - (policy.revision if policy else 0) + 1
+        # The public version grows by exactly one, whatever the two policies' revisions.
+        user.version = own_version(public_version(user.version, old) + 1, policy)
         user.policy_id = policy_id
         user.due_at = _due_for(user, policy, now)
         changed.append(user)
-    await moves.apply_async(session, tenant_id)
+    await counters.run_in(session, moves.apply, tenant_id)
     await counters.add_policy_users(session, moved)
     await session.flush()
     events: list[Event] = [

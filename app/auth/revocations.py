@@ -74,10 +74,14 @@ async def _receive(services: Services, ready: asyncio.Event) -> None:
         ready.set()
         losses = _connection_losses(broadcast)
         while True:
+            message = None
             try:
-                message = await asyncio.wait_for(events.get(), CHECK_EVERY)
+                # asyncio.timeout, not wait_for: wait_for wraps each get() in a task of its own,
+                # a new task every CHECK_EVERY for as long as the process serves.
+                async with asyncio.timeout(CHECK_EVERY):
+                    message = await events.get()
             except TimeoutError:
-                message = None
+                pass
             now_losses = _connection_losses(broadcast)
             if now_losses != losses:
                 losses = now_losses

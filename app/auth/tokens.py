@@ -14,18 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.usage import UsageRecorder
 from app.domain.errors import BadUserInput, Forbidden, Unauthenticated
+from app.domain.roles import ROLES, grants
 from app.domain.timeutil import MICROS_PER_SECOND, now_micros
 from app.store.engine import Database
 from app.store.models import ApiToken, Tenant
 
-ROLES = ("VIEWER", "OPERATOR", "WORKER", "ADMIN")
-# What each role may do beyond reading: a worker reports runs, an operator requests syncs.
-GRANTS: dict[str, frozenset[str]] = {
-    "VIEWER": frozenset({"VIEWER"}),
-    "OPERATOR": frozenset({"VIEWER", "OPERATOR"}),
-    "WORKER": frozenset({"VIEWER", "WORKER"}),
-    "ADMIN": frozenset(ROLES),
-}
 TOKEN_PREFIX = "sst_"
 MAX_TOKEN_LENGTH = 200
 CACHE_SECONDS = 30.0
@@ -48,7 +41,7 @@ class Principal:
         return self.expires_at is None or now < self.expires_at
 
     def require(self, role: str) -> None:
-        if role not in GRANTS[self.role]:
+        if not grants(self.role, role):
             raise Forbidden(f"This needs the {role} role; the token has {self.role}.")
 
 

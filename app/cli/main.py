@@ -18,12 +18,14 @@ from app.auth.tokens import tenant_by_name
 from app.cli import tokens
 from app.cli.audit import print_audit
 from app.demo.simulation import MAX_IN_FLIGHT
+from app.domain.roles import Role
 from app.ops.logs import configure as configure_logging
 from app.ops.logs import uvicorn_log_config
 from app.store.engine import is_sqlite, open_database
 from app.store.migrate import upgrade
 from app.store.schema_version import schema_problem
 from app.web.settings import Settings
+from app.web.ws_protocol import AbortableWebSocketProtocol
 
 WORKER_HEALTHCHECK_SECONDS = 30
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client in each worker
@@ -125,6 +127,8 @@ def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
         "log_level": settings.log_level,
         "log_config": uvicorn_log_config(settings.log_level, settings.log_format),
         "access_log": False,  # app/ops/request_log.py writes one line per request instead
+        # uvicorn's WebSocket protocol, with a way to drop a peer that stopped reading.
+        "ws": AbortableWebSocketProtocol,
         "ws_max_size": WS_MAX_MESSAGE_BYTES,
         "ws_ping_interval": 20,
         "ws_ping_timeout": 20,
@@ -232,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "demo":
         asyncio.run(_seed(settings, DEMO_TENANT, args.users, only_if_empty=True))
         # The previous start's token is revoked: restarts do not pile up usable tokens.
-        token = asyncio.run(tokens.replace_token(settings, DEMO_TENANT, "VIEWER", DEMO_TOKEN_NAME))
+        viewer = tokens.replace_token(settings, DEMO_TENANT, Role.VIEWER, DEMO_TOKEN_NAME)
+        token = asyncio.run(viewer)
         print(
             f"\n  Sync Status demo: http://{settings.host}:{settings.port}/#token={token}\n"
             f"  viewer token: {token}\n",

@@ -12,10 +12,11 @@ from typing import Any
 
 from app.admin import audit, token_admin
 from app.admin.token_admin import MAX_LIFETIME_DAYS, TokenView
-from app.auth.tokens import ROLES, issue_token, tenant_by_name
+from app.auth.tokens import issue_token, tenant_by_name
 from app.domain import audit_summaries
 from app.domain.errors import ServiceError
 from app.domain.ids import decode_id, encode_id
+from app.domain.roles import ROLES
 from app.domain.timeutil import MICROS_PER_SECOND, from_micros
 from app.domain.validation import name as valid_name
 from app.events.broker import create_broadcast, max_message_bytes

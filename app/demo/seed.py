@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Connection, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth.tokens import tenant_by_name
+from app.domain.statuses import STATE_BEHIND, RunState, UserStatus
 from app.domain.timeutil import MICROS_PER_MINUTE, minute_of, now_micros
 from app.store import counters
 from app.store.engine import SQLITE_CACHE_SIZE, Database
@@ -88,7 +89,6 @@ ITEM_ERRORS = (
     ("event", "ERR_EVENT_RECURRENCE", "Recurrence pattern is not supported"),
     ("contact", "ERR_CONTACT_INVALID", "Contact has no name or email address"),
 )
-SERVICES_OF_KIND = ("MAIL", "CALENDAR", "CONTACTS", "DRIVE")
 BATCH = 20_000
 SEED_CACHE_KIB = 1024 * 1024  # 1 GiB of page cache while seeding (SQLite)
 
@@ -225,24 +225,26 @@ async def _write(db: Database, tenant_id: int, batch: Batch) -> None:
         await _insert(conn, SyncUser, batch.users)
         await _insert(conn, SyncRun, batch.runs)
         await _insert(conn, FailedItem, batch.items)
-        for minute, changes in sorted(batch.changes.items()):
-            await counters.add_changes_async(
-                session, tenant_id, minute * MICROS_PER_MINUTE, changes
-            )
-        await counters.apply_triage_async(session, tenant_id, batch.triage)
+        await conn.run_sync(_count, tenant_id, batch)
 
 
-def _pick_status(rng: random.Random) -> str:
+def _count(conn: Connection, tenant_id: int, batch: Batch) -> None:
+    for minute, changes in sorted(batch.changes.items()):
+        counters.add_changes(conn, tenant_id, minute * MICROS_PER_MINUTE, changes)
+    counters.apply_triage(conn, tenant_id, batch.triage)
+
+
+def _pick_status(rng: random.Random) -> UserStatus:
     r = rng.random()
     if r < 0.62:
-        return "SYNCED"
+        return UserStatus.SYNCED
     if r < 0.74:
-        return "COMPLETED_WITH_WARNING"
+        return UserStatus.COMPLETED_WITH_WARNING
     if r < 0.82:
-        return "FAILED"
+        return UserStatus.FAILED
     if r < 0.87:
-        return "IN_PROGRESS"
-    return "NEVER_SYNCED"
+        return UserStatus.IN_PROGRESS
+    return UserStatus.NEVER_SYNCED
 
 
 def _make_batch(
@@ -284,30 +286,31 @@ def _make_batch(
             "error_code": None,
         }
         batch.users.append(user)
-        if status == "NEVER_SYNCED":
+        if status == UserStatus.NEVER_SYNCED:
             continue
         interval_us = interval * MICROS_PER_MINUTE
         latest = now - int(rng.uniform(0.02, 1.3 if active else 3.0) * interval_us)
         history = rng.choice((1, 2, 2, 3))
         starts = sorted(latest - k * interval_us for k in range(history))
         # Some failing users failed twice in a row: unresolvedFailureCount counts both.
-        failed_twice = status == "FAILED" and history > 1 and rng.random() < 0.3
+        failed_twice = status == UserStatus.FAILED and history > 1 and rng.random() < 0.3
         for k, started in enumerate(starts):
             last = k == history - 1
             repeated = failed_twice and k == history - 2
-            state = _run_state(rng, status if last or repeated else "SYNCED")
+            # The run that left the user in its status; earlier ones succeeded.
+            state = STATE_BEHIND[status if last or repeated else UserStatus.SYNCED]
             service = services.split(",")[0]
             run = _run(rng, run_id, tenant_id, uid, k == 0, service, state, started, now)
             batch.runs.append(run)
             batch.triage.count(started, RUNS_STARTED)
             if run["finished_at"] is not None:
                 batch.triage.count(run["finished_at"], FINISHED_COLUMN[state])
-            if state == "FAILED":  # the user's cause when it is its last run
+            if state == RunState.FAILED:  # the user's cause when it is its last run
                 batch.triage.failed(run["error_code"], run["error_message"], run["finished_at"], 0)
                 if last:
                     user["error_code"] = run["error_code"]
                     batch.triage.users[run["error_code"]] += 1
-            if state == "COMPLETED_WITH_WARNING":
+            if state == RunState.COMPLETED_WITH_WARNING:
                 items = list(_items(rng, tenant_id, run_id, run["finished_at"]))
                 run["items_failed"] = len(items)
                 batch.items.extend(items)
@@ -315,26 +318,17 @@ def _make_batch(
                 minute = minute_of(run["finished_at"] or now)
                 batch.changes[minute] = batch.changes.get(minute, 0) + run["changes"]
                 batch.triage.count(minute * MICROS_PER_MINUTE, "changes", run["changes"])
-            if state == "RUNNING":
+            if state == RunState.RUNNING:
                 user["current_run_id"] = run_id
             else:
                 user["last_finished_run_id"] = run_id
-            user["version"] += 2 if state != "RUNNING" else 1
+            user["version"] += 2 if state != RunState.RUNNING else 1
             run_id += 1
         user["latest_sync_at"] = user["latest_sort"] = latest
         user["due_at"] = latest + interval_us
-        if status == "FAILED":
+        if status == UserStatus.FAILED:
             user["unresolved_failure_count"] = 2 if failed_twice else 1
     return batch
-
-
-def _run_state(rng: random.Random, status: str) -> str:
-    return {
-        "SYNCED": "SUCCEEDED",
-        "COMPLETED_WITH_WARNING": "COMPLETED_WITH_WARNING",
-        "FAILED": "FAILED",
-        "IN_PROGRESS": "RUNNING",
-    }[status]
 
 
 def _run(
@@ -349,11 +343,11 @@ def _run(
     now: int,
 ) -> dict[str, Any]:
     total = rng.randint(2_000, 40_000) if initial else rng.randint(5, 1_500)
-    running = state == "RUNNING"
+    running = state == RunState.RUNNING
     processed = rng.randint(0, total) if running else total
     duration = int(rng.uniform(20, 1_800 if initial else 240) * 1_000_000)
-    code, message = rng.choice(RUN_ERRORS) if state == "FAILED" else (None, None)
-    if state == "FAILED":
+    code, message = rng.choice(RUN_ERRORS) if state == RunState.FAILED else (None, None)
+    if state == RunState.FAILED:
         processed = rng.randint(0, total // 3)
     return {
         "id": run_id,

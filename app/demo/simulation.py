@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass
 
 from app.demo.seed import ITEM_ERRORS, RUN_ERRORS
+from app.domain.statuses import RunState, finished_state
 
 # The feel of the demo: a handful of runs in flight, a report every 0.5-1 s, runs of 5-30 s,
 # about one run in ten failing and about one in seven completing with warnings.
@@ -77,11 +78,9 @@ class RunPlan:
         return sum(len(step.failed_items) for step in self.steps)
 
     @property
-    def outcome(self) -> str:
+    def outcome(self) -> RunState:
         """The RunState finishSyncRun will give the run (for a run without earlier failures)."""
-        if self.error:
-            return "FAILED"
-        return "COMPLETED_WITH_WARNING" if self.items_failed else "SUCCEEDED"
+        return finished_state(self.error is not None, self.items_failed)
 
 
 def rng_for(run_key: str, seed: int | None = None) -> random.Random:

@@ -30,6 +30,7 @@ from app.demo.simulation import (
     rng_for,
 )
 from app.domain.errors import Conflict, NotFound
+from app.domain.statuses import RunState
 from app.domain.timeutil import now_micros
 from app.domain.validation import FailedItemInput
 from app.domain.views import RunView
@@ -128,7 +129,7 @@ class Simulator:
         async with self._db.read() as session:
             rows = await session.execute(
                 select(SyncRun.tenant_id, SyncRun.id)
-                .where(SyncRun.state == transitions.RUNNING, SyncRun.started_at < self._started_at)
+                .where(SyncRun.state == RunState.RUNNING, SyncRun.started_at < self._started_at)
                 .order_by(SyncRun.started_at)
                 .limit(MAX_ORPHANS)
             )
@@ -147,7 +148,7 @@ class Simulator:
     async def _adopt(self, tenant_id: int, run_id: int) -> None:
         async with self._db.read() as session:
             run = await session.get(SyncRun, run_id)
-        if run is None or run.state != transitions.RUNNING or run_id in self._runs:
+        if run is None or run.state != RunState.RUNNING or run_id in self._runs:
             return
         plan = plan_run(
             rng_for(f"{tenant_id}/{run_id}", self._seed),
@@ -220,7 +221,7 @@ class Simulator:
 
         def report(conn: Connection, now: int) -> tuple[None, list[Event]]:
             run, user = transitions.load_run(conn, tenant_id, run_id)
-            if run.state != transitions.RUNNING:
+            if run.state != RunState.RUNNING:
                 raise Conflict(f"The sync run already finished ({run.state}).")
             _, events = transitions.report_progress(
                 conn, run, user, now, step.items_processed, step.changes, step.items_total, items

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,9 @@ POLL_SECONDS = 1.0  # while runs are being claimed
 IDLE_POLL_SECONDS = 3.0  # while nothing is due
 MAX_BACKOFF_SECONDS = 30.0
 REQUEST_TIMEOUT_SECONDS = 15.0
-WRITE_ATTEMPTS = 4
+# A report or finish is retried this long through an outage (database or network) before its run
+# is given up: a run given up stays in progress, so outlast any ordinary restart or failover.
+WRITE_RETRY_SECONDS = 300.0
 STOP_GRACE_SECONDS = 5.0
 STOPPED = ("ERR_WORKER_STOPPED", "The sync worker stopped before the run finished")
 FATAL_CODES = frozenset({"UNAUTHENTICATED", "FORBIDDEN"})
@@ -206,16 +209,16 @@ class Worker:
     async def _write(self, query: str, **variables: Any) -> dict[str, Any]:
         """A report or finish, retried with backoff while the server cannot be reached."""
         delay = 1.0
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
+        deadline = time.monotonic() + WRITE_RETRY_SECONDS
+        while True:
             try:
                 return await self._api.execute(query, **variables)
             except Transient as error:
-                if attempt == WRITE_ATTEMPTS:
+                if time.monotonic() + delay > deadline:
                     raise
                 log.warning("request failed (%s); retrying in %.0f s", error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
-        raise AssertionError("unreachable")
 
     async def _stop_runs(self) -> None:
         """Stops the runs in flight and reports those it did not finish as FAILED."""

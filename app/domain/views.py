@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # only the ORM rows' types: the views themselves need no database
     from app.store import models
@@ -168,6 +168,24 @@ class UserView:
                 "last_finished_run": RunView(**last) if last else None,
             }
         )
+
+
+class Revised(Protocol):
+    """A policy as a view or a row: all public_version needs of it."""
+
+    @property
+    def revision(self) -> int: ...
+
+
+def public_version(own: int, policy: Revised | None) -> int:
+    """A user's version as clients see it: its own counter plus its policy's revision, so a
+    policy change (one row write, see Policy.revision) moves every user of the policy."""
+    return own + (policy.revision if policy else 0)
+
+
+def own_version(public: int, policy: Revised | None) -> int:
+    """The own counter that gives `public` under `policy`: public_version's inverse."""
+    return public - public_version(0, policy)
 
 
 NESTED = frozenset({"policy", "current_run", "last_finished_run"})

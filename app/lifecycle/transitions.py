@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 
 from app.domain import validation
 from app.domain.errors import BadUserInput, Conflict, NotFound
+from app.domain.statuses import STATUS_AFTER, RunState, finished_state, run_kind
 from app.domain.timeutil import MICROS_PER_MINUTE
 from app.domain.validation import FailedItemInput
 from app.domain.views import RunView
@@ -28,13 +29,6 @@ from app.lifecycle.sql import UserState
 from app.store import counters
 from app.store.triage_counters import FINISHED_COLUMN, RUNS_STARTED, TriageMoves
 from app.webhooks import outbox
-
-RUNNING = "RUNNING"
-STATUS_OF_STATE = {
-    "SUCCEEDED": "SYNCED",
-    "COMPLETED_WITH_WARNING": "COMPLETED_WITH_WARNING",
-    "FAILED": "FAILED",
-}
 
 
 def _postgres(conn: Connection) -> bool:
@@ -92,7 +86,7 @@ def _start_runs(
                 "user_id": start.user.view.id,
                 "kind": start.kind,
                 "service": start.service,
-                "state": RUNNING,
+                "state": RunState.RUNNING,
                 "started_at": now,
                 "items_total": start.items_total,
                 "items_processed": 0,
@@ -113,7 +107,7 @@ def _start_runs(
             user_id=user.id,
             kind=start.kind,
             service=start.service,
-            state=RUNNING,
+            state=RunState.RUNNING,
             started_at=now,
             finished_at=None,
             items_total=start.items_total,
@@ -125,7 +119,7 @@ def _start_runs(
         )
         due_at = due_after_start(user.policy.sync_interval_minutes if user.policy else None, now)
         changes: dict[str, Any] = {
-            "status": "IN_PROGRESS",
+            "status": STATUS_AFTER[RunState.RUNNING],
             "latest_sync_at": now,
             "due_at": due_at,
             "sync_requested": False,
@@ -134,7 +128,7 @@ def _start_runs(
         updates.append({"user_id": user.id, "latest_sort": now, "error_code": None, **changes})
         moves.move(
             (user.policy_id, user.status, start.user.latest_sort),
-            (user.policy_id, "IN_PROGRESS", now),
+            (user.policy_id, STATUS_AFTER[RunState.RUNNING], now),
         )
         moves.triage.cleared(start.user.error_code)
         moves.triage.count(now, RUNS_STARTED)
@@ -157,7 +151,7 @@ def start_run(
         raise Conflict("A sync run is already running for this user.")
     validation.counter(items_total, "itemsTotal")
     if kind is None:
-        kind = "INITIAL" if user.view.latest_sync_at is None else "DELTA"
+        kind = run_kind(user.view.latest_sync_at)
     moves = counters.Moves()
     [started] = _start_runs(conn, [_Start(user, kind, service, items_total)], now, moves)
     moves.apply(conn, user.view.tenant_id)
@@ -206,7 +200,7 @@ def report_progress(
     validation.counter(items_total, "itemsTotal")
     items = validation.failed_items(failed_items)
     stale = items_processed < run.items_processed or changes < run.changes
-    if run.state != RUNNING or stale:
+    if run.state != RunState.RUNNING or stale:
         return run, []
     added_changes = changes - run.changes
     changed = added_changes > 0 or items_processed > run.items_processed
@@ -244,7 +238,7 @@ def finish_run(
     failed_items: list[FailedItemInput] | None = None,
 ) -> tuple[RunView, Event]:
     """The finished run, and its event."""
-    if run.state != RUNNING:
+    if run.state != RunState.RUNNING:
         raise Conflict(f"The sync run already finished ({run.state}).")
     if error_code is not None:
         error_code = validation.error_code(error_code)
@@ -253,12 +247,7 @@ def finish_run(
     error_message = validation.optional_text(error_message, "errorMessage")
     items = validation.failed_items(failed_items)
     items_failed = run.items_failed + _record_failed_items(conn, run, items, now)
-    if error_code:
-        state = "FAILED"
-    elif items_failed:
-        state = "COMPLETED_WITH_WARNING"
-    else:
-        state = "SUCCEEDED"
+    state = finished_state(bool(error_code), items_failed)
     finished: dict[str, Any] = {
         "state": state,
         "finished_at": now,
@@ -269,7 +258,7 @@ def finish_run(
     conn.execute(sql.UPDATE_RUN, {"run_id": run.id, **finished})
     run = replace(run, **finished)
     old = user.view
-    status = STATUS_OF_STATE[state]
+    status = STATUS_AFTER[state]
     changes: dict[str, Any] = {
         "status": status,
         "current_run_id": None,
@@ -294,7 +283,8 @@ def finish_run(
         current_run=None,
         last_finished_run=run,
     )
-    was_failed = old.last_finished_run is not None and old.last_finished_run.state == "FAILED"
+    last = old.last_finished_run
+    was_failed = last is not None and last.state == RunState.FAILED
     outbox.enqueue(conn, view, run, now, was_failed)
     return run, UserEvent("finished", view)
 
@@ -331,7 +321,7 @@ def claim_due_runs(
     starts = [
         _Start(
             user,
-            "INITIAL" if user.view.latest_sync_at is None else "DELTA",
+            run_kind(user.view.latest_sync_at),
             service_of[user.view.policy_id or 0],
             None,
         )

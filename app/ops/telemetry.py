@@ -113,8 +113,15 @@ class Telemetry:
         self.events_dropped = Counter(
             "syncstatus_events_dropped",
             "Events lost: a full broker queue (broker_queue), or a subscriber cut off for "
-            "falling behind (subscriber_overflow, counted per subscriber).",
+            "falling behind (subscriber_overflow), or for its connection's byte budget "
+            "(slow_reader); both counted per subscriber.",
             ["reason"],
+            registry=r,
+        )
+        self.slow_reader_closes = Counter(
+            "syncstatus_websocket_slow_reader_closes",
+            "WebSockets closed (4413) because their send made no progress for "
+            "SYNCSTATUS_WS_SEND_TIMEOUT seconds: a client that stopped reading.",
             registry=r,
         )
         self.broker_reconnects = Counter(

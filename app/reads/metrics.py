@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.domain.statuses import UserStatus
 from app.domain.timeutil import MICROS_PER_MINUTE, minute_of
 from app.domain.views import MetricsView
 from app.store.models import ChangeBucket, Policy, StatusCount
@@ -39,8 +40,8 @@ async def sync_metrics(session: AsyncSession, tenant_id: int, now: int) -> Metri
     return MetricsView(
         users_with_active_policy=active_users,
         changes_last_24h=changes,
-        syncs_in_progress=values.get("IN_PROGRESS", 0),
-        failed_syncs=values.get("FAILED", 0),
+        syncs_in_progress=values.get(UserStatus.IN_PROGRESS, 0),
+        failed_syncs=values.get(UserStatus.FAILED, 0),
         total_users=sum(values.values()),
         as_of=now,
     )

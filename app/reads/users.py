@@ -24,6 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app.domain import validation
 from app.domain.errors import BadUserInput
+from app.domain.statuses import UserStatus
 from app.domain.validation import CODE_MAX
 from app.domain.views import UserView
 from app.reads.pagination import Keyset, Page, PageArgs, decode_cursor, keyset_page, page_size
@@ -36,7 +37,7 @@ from app.reads.user_counts import (
 )
 from app.store.models import FailureReason, SyncUser
 
-STATUSES = ("NEVER_SYNCED", "IN_PROGRESS", "SYNCED", "COMPLETED_WITH_WARNING", "FAILED")
+STATUSES = tuple(UserStatus)
 TRIGRAM = 3  # shorter searches cannot use the trigram index and fall back to a scan
 EMAILS_INDEX = "ix_sync_users_emails"  # (tenant_id, email, destination_email), SQLite only
 FEW = 20_000  # rows cheaper to check one by one than to count the trigram index's matches
@@ -126,7 +127,8 @@ def conditions(
     if filt.error_code is not None:
         # Only FAILED users have an error_code: the status is implied, or contradicted.
         where.append(SyncUser.error_code == filt.error_code)
-        if filt.status not in (None, "FAILED"):  # matches nothing (false() would drop it all)
+        # Any other status matches nothing (false() would drop it all).
+        if filt.status not in (None, UserStatus.FAILED):
             where.append(SyncUser.error_code.is_(None))
     elif filt.status is not None:
         where.append(col("status", SyncUser.status, numeric=False) == filt.status)
@@ -203,7 +205,7 @@ BY_ERROR = {
 
 
 async def _error_count(session: AsyncSession, tenant_id: int, filt: UserFilter) -> int:
-    if filt.status not in (None, "FAILED"):
+    if filt.status not in (None, UserStatus.FAILED):
         return 0
     if filt.policy_id is None and not filt.ranged and not filt.term:
         found = await session.scalar(

@@ -3,14 +3,16 @@ counts never scan a million users. Increments are upserts, so concurrent writers
 never lose counts.
 
 The upserts are Core statements on the tables, built once per dialect. One builder per
-counter (`_..._writes`) makes the statements and rows of a change; a thin executor runs them,
-synchronous on a Connection for the run lifecycle (app.store.engine.Database.run_write) or async on
-a session for administration and the seed (the ORM writers)."""
+counter (`_..._writes`) makes the statements and rows of a change; the operations below run
+them, synchronously on a Connection: directly in the run lifecycle (Database.run_write), through
+`run_in` in administration and the seed (the ORM writers; app.store.engine says why both write
+paths stay)."""
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec, cast
 
 from sqlalchemy import Connection, Executable, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -25,6 +27,7 @@ NO_POLICY = 0
 # A user as the counters see it: (policy id, status, latest_sort).
 UserKey = tuple[int | None, str, int]
 AsyncExecutor = AsyncConnection | AsyncSession
+P = ParamSpec("P")
 # A statement and its parameters (a list of rows: executemany).
 Write = tuple[Executable, dict[str, Any] | list[dict[str, Any]]]
 
@@ -97,14 +100,16 @@ def _execute(conn: Connection, writes: list[Write]) -> None:
         conn.execute(statement, params)
 
 
-async def _execute_async(executor: AsyncExecutor, writes: list[Write]) -> None:
-    for statement, params in writes:
-        await executor.execute(statement, params)
-
-
-def _dialect(executor: AsyncExecutor) -> str:
-    bind = executor if isinstance(executor, AsyncConnection) else executor.get_bind()
-    return bind.dialect.name
+async def run_in(
+    executor: AsyncExecutor,
+    write: Callable[Concatenate[Connection, P], None],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> None:
+    """Runs one of the synchronous writes below in an ORM writer's transaction (SQLAlchemy's
+    greenlet bridge), so each counter write is written once for both write paths."""
+    conn = executor if isinstance(executor, AsyncConnection) else await executor.connection()
+    await conn.run_sync(write, *args, **kwargs)
 
 
 # -- the counters' operations --------------------------------------------------------------------
@@ -141,9 +146,6 @@ class Moves:
     def apply(self, conn: Connection, tenant_id: int) -> None:
         _execute(conn, self._writes(conn.dialect.name, tenant_id))
 
-    async def apply_async(self, executor: AsyncExecutor, tenant_id: int) -> None:
-        await _execute_async(executor, self._writes(_dialect(executor), tenant_id))
-
 
 def move_user(conn: Connection, tenant_id: int, old: UserKey | None, new: UserKey | None) -> None:
     """Move one user between counters; None means added or removed."""
@@ -159,18 +161,6 @@ def add_changes(conn: Connection, tenant_id: int, at_micros: int, changes: int) 
 def apply_triage(conn: Connection, tenant_id: int, triage: TriageMoves) -> None:
     """Failure-reason and trend deltas of a change that moves no user (a progress report)."""
     _execute(conn, triage.writes(conn.dialect.name, tenant_id))
-
-
-async def apply_triage_async(executor: AsyncExecutor, tenant_id: int, triage: TriageMoves) -> None:
-    await _execute_async(executor, triage.writes(_dialect(executor), tenant_id))
-
-
-async def add_changes_async(
-    executor: AsyncExecutor, tenant_id: int, at_micros: int, changes: int
-) -> None:
-    await _execute_async(
-        executor, _changes_writes(_dialect(executor), tenant_id, at_micros, changes)
-    )
 
 
 async def add_policy_users(session: AsyncSession, deltas: Counter[int]) -> None:
@@ -207,6 +197,6 @@ async def recount(session: AsyncSession, tenant_id: int) -> None:
     )
     for hour_value, policy_id, status, count in grouped:
         moves.latest[(int(hour_value), policy_key(policy_id), status)] += count
-    await moves.apply_async(session, tenant_id)
+    await run_in(session, moves.apply, tenant_id)
     await session.execute(update(Policy).where(Policy.tenant_id == tenant_id).values(user_count=0))
     await add_policy_users(session, per_policy)

@@ -9,6 +9,11 @@ Writes come two ways:
 - write(): an AsyncSession for the rare ORM writers (administration, seed); on SQLite a
   single-connection aiosqlite engine that first takes a turn in the writer thread's queue.
 Neither may be entered inside the other (or itself): the writer would wait for itself.
+Both stay. The lifecycle must be one synchronous function to cost SQLite one hop to its writer
+thread; administration and the seed are rare, multi-step and built on the ORM (identity map,
+snapshots of session rows, ORM-enabled updates), so moving them to Core would be a rewrite for
+nothing. Code both share is written once, synchronously, and reaches a session through
+run_sync (app.store.counters.run_in).
 """
 
 from __future__ import annotations

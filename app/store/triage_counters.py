@@ -15,19 +15,16 @@ from sqlalchemy import Executable, Table, and_, bindparam, case, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
+from app.domain.statuses import FINISHED
 from app.domain.timeutil import MICROS_PER_HOUR
 from app.store.models import FailureReason, TrendBucket
 
 Write = tuple[Executable, dict[str, Any] | list[dict[str, Any]]]
 reasons = cast(Table, FailureReason.__table__)
 trends = cast(Table, TrendBucket.__table__)
-# TrendBucket's counters, by the RunState a finish ends in.
+# TrendBucket's counters, by the RunState a finish ends in (runs_succeeded, ...).
 RUNS_STARTED = "runs_started"
-FINISHED_COLUMN = {
-    "SUCCEEDED": "runs_succeeded",
-    "COMPLETED_WITH_WARNING": "runs_completed_with_warning",
-    "FAILED": "runs_failed",
-}
+FINISHED_COLUMN = {state: f"runs_{state.lower()}" for state in FINISHED}
 TREND_COLUMNS = ("changes", RUNS_STARTED, *FINISHED_COLUMN.values())
 
 

@@ -249,8 +249,6 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
             db.sqlite_writer.on_wait = telemetry.sqlite_writer_wait.observe
         broadcast = create_broadcast(settings.broadcast_url)
         backend = getattr(broadcast, "backend", None)
-        if hasattr(backend, "on_reconnect"):
-            backend.on_reconnect = telemetry.broker_reconnects.inc
         try:
             if not is_sqlite(settings.database_url):
                 problem = await schema_problem(db)
@@ -266,6 +264,10 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                     telemetry=telemetry,
                 )
                 services.hub = Hub(broadcast, db, telemetry)
+                if hasattr(backend, "on_disconnect"):
+                    # A lost broker ends every subscription explicitly (subscriptions/hub.py).
+                    backend.on_disconnect = services.hub.broker_lost
+                    backend.on_reconnect = services.hub.broker_back
                 services.rate_limiter = _rate_limiter(settings)
                 services.secret_box = load_secret_box(settings.database_url)
                 services.webhook_settings = WebhookSettings.from_env()

@@ -21,6 +21,7 @@ from app.auth.tokens import bearer_token
 from app.domain import validation
 from app.domain.errors import BadUserInput, ServiceError, Unauthenticated
 from app.domain.ids import decode_id
+from app.domain.roles import Role
 from app.domain.timeutil import from_micros, now_micros, to_micros
 from app.domain.views import PolicyView
 from app.reads.runs import policies_by_ids, runs_by_ids
@@ -197,7 +198,7 @@ async def export_sync_users(request: Request) -> Response:
         if token is None:
             raise Unauthenticated("An API token is required (Authorization: Bearer <token>).")
         principal = await services.authenticator.authenticate(token)
-        principal.require("VIEWER")
+        principal.require(Role.VIEWER)
         filt, order = parse_query(request.query_params.multi_items())
         if _Running.count >= MAX_EXPORTS:
             raise RateLimited("Other exports are running; retry in a few seconds.")

@@ -18,6 +18,12 @@ DEFAULT_MAX_QUERY_COST = 5000
 # rows a minute, yet only four of the most expensive queries the cost limit admits (each
 # blocks the process for a while: fewer of them keep other tokens' latency low).
 DEFAULT_RATE_LIMIT = 20_000
+# A WebSocket's unsent subscription results (subscriptions/subscriber.py: Backlog): ~3,500 of
+# the page's ~300-byte updates. A page watches its visible rows (at most 100 users per
+# subscription), and a reader that keeps up never holds more than the hub delivers at once (a
+# policy change comes 500 users at a time); only a stuck reader reaches it.
+DEFAULT_WS_BACKLOG_BYTES = 1024 * 1024
+DEFAULT_WS_SEND_TIMEOUT = 30.0
 
 N = TypeVar("N", int, float)
 
@@ -41,6 +47,11 @@ class Settings:
     shutdown_timeout: float = 10.0  # seconds a SIGTERM waits for in-flight work
     # Each process looks for revoked tokens in the database this often (0: only broker events).
     revocation_poll_seconds: float = 1.0
+    # A WebSocket whose send has waited this long (its client stopped reading) is closed with
+    # 4413; 0: never.
+    ws_send_timeout: float = DEFAULT_WS_SEND_TIMEOUT
+    # Unsent results one WebSocket may hold before it gets coalesced state; 0: no budget.
+    ws_backlog_bytes: int = DEFAULT_WS_BACKLOG_BYTES
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -62,6 +73,12 @@ class Settings:
             retention_days=_number(env, "SYNCSTATUS_RETENTION_DAYS", 90, int),
             shutdown_timeout=_number(env, "SYNCSTATUS_SHUTDOWN_TIMEOUT", 10.0, float),
             revocation_poll_seconds=_number(env, "SYNCSTATUS_REVOCATION_POLL_SECONDS", 1.0, float),
+            ws_send_timeout=_number(
+                env, "SYNCSTATUS_WS_SEND_TIMEOUT", DEFAULT_WS_SEND_TIMEOUT, float
+            ),
+            ws_backlog_bytes=_number(
+                env, "SYNCSTATUS_WS_BACKLOG_BYTES", DEFAULT_WS_BACKLOG_BYTES, int
+            ),
         )
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 
 from app.domain.ids import encode_id
+from app.domain.statuses import COMPLETED, RunState
 from app.domain.timeutil import from_micros
 from app.domain.views import RunView, UserView
 from app.store.models import Webhook, WebhookDelivery
@@ -30,7 +31,6 @@ BODY_TYPES = {
     "RUN_COMPLETED_WITH_WARNING": "run.completed_with_warning",
     "USER_RECOVERED": "user.recovered",
 }
-COMPLETED = ("SUCCEEDED", "COMPLETED_WITH_WARNING")
 
 webhooks = cast(Table, Webhook.__table__)
 deliveries = cast(Table, WebhookDelivery.__table__)
@@ -56,9 +56,9 @@ ENQUEUE = insert(deliveries).from_select(
 def events_of(state: str, previously_failed: bool) -> list[str]:
     """The webhook events a run's finish raises."""
     raised = []
-    if state == "FAILED":
+    if state == RunState.FAILED:
         raised.append("RUN_FAILED")
-    elif state == "COMPLETED_WITH_WARNING":
+    elif state == RunState.COMPLETED_WITH_WARNING:
         raised.append("RUN_COMPLETED_WITH_WARNING")
     if previously_failed and state in COMPLETED:
         raised.append("USER_RECOVERED")

@@ -89,6 +89,8 @@ async def test_survives_terminated_connections(channel: str) -> None:
     url = postgres_admin_url()
     name = f"test-broadcast-{uuid.uuid4().hex[:8]}"
     backend = PostgresNotifyBackend(url, application_name=name)
+    lost: list[bool] = []
+    backend.on_disconnect = lambda: lost.append(backend.is_connected)
     admin = await asyncpg.connect(url)
     try:
         async with (
@@ -107,6 +109,7 @@ async def test_survives_terminated_connections(channel: str) -> None:
             await publish_until_received(publisher, sub, channel)
             assert time.monotonic() - started < 5, "delivery should resume within a few seconds"
             assert backend.reconnects >= 1
+            assert lost == [False], "the lost LISTEN connection is told once"
             assert backend.listen_server_pid not in (None, pid)
 
             # Kill this backend's publish pool connections too: publish retries on a new one.

@@ -61,6 +61,8 @@ async def test_unreachable_redis_fails_connect_quickly(private_redis: PrivateRed
 
 async def test_survives_redis_restart(private_redis: PrivateRedis, channel: str) -> None:
     backend = RedisPubSubBackend(private_redis.url, publish_timeout=1.0)
+    lost: list[bool] = []
+    backend.on_disconnect = lambda: lost.append(backend.is_connected)
     async with (
         create_broadcast(private_redis.url) as publisher,
         ReliableBroadcast(backend=backend) as subscriber,
@@ -71,6 +73,8 @@ async def test_survives_redis_restart(private_redis: PrivateRedis, channel: str)
 
         private_redis.kill()
         await eventually(lambda: not backend.is_connected)
+        await eventually(lambda: bool(lost))  # told once, already marked down
+        assert lost == [False]
 
         # Publishing into an outage fails clearly and within a bound, it does not hang.
         started = time.monotonic()
@@ -83,6 +87,7 @@ async def test_survives_redis_restart(private_redis: PrivateRedis, channel: str)
         await publish_until_received(publisher, sub, channel)
         assert time.monotonic() - started < 5, "delivery should resume within a few seconds"
         assert backend.reconnects >= 1
+        assert lost == [False], "one loss, not one call per failed reconnection attempt"
 
         await publisher.publish(channel, "after")
         async with asyncio.timeout(WAIT):

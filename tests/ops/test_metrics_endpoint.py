@@ -16,7 +16,7 @@ SUBSCRIBE = "subscription Watch($ids: [ID!]!) { syncUserUpdated(userIds: $ids) {
 ALLOWED_LABELS = {
     "operation_type": {"query", "mutation", "subscription", "unknown"},
     "kind": {"users", "metrics"},
-    "reason": {"broker_queue", "subscriber_overflow"},
+    "reason": {"broker_queue", "subscriber_overflow", "slow_reader"},
     "method": {"GET", "POST", "HEAD", "OPTIONS", "WS", "OTHER"},
 }
 

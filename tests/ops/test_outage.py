@@ -12,8 +12,9 @@ import pytest
 import websockets
 
 from tests.api_tests.conftest import admin_token
+from tests.demo.test_worker import ADD, POLICY, worker
 from tests.private_postgres import private_postgres
-from tests.server import run_server
+from tests.server import create_token, run_server
 
 QUERY = {"query": "query Metrics { syncMetrics { failedSyncs syncsInProgress } }"}
 MUTATION = {
@@ -67,3 +68,57 @@ def test_a_database_outage_is_503_with_retry_after_and_then_heals() -> None:
         assert "errors" not in response.json()
         assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
         assert "INTERNAL_SERVER_ERROR" not in server.log()
+
+
+WORKER_USERS = 3
+RUNS = """{ syncMetrics { syncsInProgress }
+  syncUsers(first: 10) { edges { node { runs(first: 5) { edges { node { state } } } } } } }"""
+
+
+def _runs(url: str, token: str) -> tuple[int, list[list[str]]]:
+    data = _post(url, token, {"query": RUNS}).json()["data"]
+    states = [
+        [run["node"]["state"] for run in edge["node"]["runs"]["edges"]]
+        for edge in data["syncUsers"]["edges"]
+    ]
+    return data["syncMetrics"]["syncsInProgress"], states
+
+
+def test_the_worker_carries_its_runs_through_a_database_outage() -> None:
+    """`syncstatus worker` retries its reports and finishes while the database is down for 12 s
+    (503s), and finishes every run it had claimed once it is back: none stays in progress."""
+    with private_postgres() as pg, run_server(pg.url) as server:
+        admin = admin_token(pg.url, "worker-outage")
+        policy = _post(server.graphql_url, admin, {"query": POLICY, "variables": {"name": "H"}})
+        users = [
+            {
+                "email": f"u{k}@src.example",
+                "destinationEmail": f"u{k}@dst.example",
+                "policyId": policy.json()["data"]["createPolicy"]["id"],
+            }
+            for k in range(WORKER_USERS)
+        ]
+        assert _post(server.graphql_url, admin, {"query": ADD, "variables": {"users": users}})
+        token = create_token(pg.url, "worker-outage", "worker")
+        with worker(server.graphql_url, token, "--concurrency", str(WORKER_USERS)) as running:
+            deadline = time.monotonic() + 30
+            while _runs(server.graphql_url, admin)[0] < 1:  # runs claimed and going
+                assert time.monotonic() < deadline, running.log()
+                time.sleep(0.3)
+            time.sleep(1.0)
+            pg.stop()
+            try:
+                time.sleep(12)  # longer than the old 4 attempts (1 + 2 + 4 s) lasted
+            finally:
+                pg.start()
+            deadline = time.monotonic() + 90
+            while True:
+                in_progress, states = _runs(server.graphql_url, admin)
+                if in_progress == 0 and all(states):
+                    break
+                assert time.monotonic() < deadline, (states, running.log()[-3000:])
+                time.sleep(0.5)
+            log = running.log()
+            assert running.stop() == 0
+        assert "retrying in" in log and "gave up" not in log, log[-3000:]
+        assert all("RUNNING" not in runs for runs in states), states

@@ -94,7 +94,7 @@ def test_reconnects_with_backoff_and_refetches_what_it_missed(
 
     server_up["on"] = False
     passed[-1].close(code=1011, reason="test drops the connection")
-    expect(page.get_by_role("status").filter(has_text="Reconnecting")).to_be_visible()
+    expect(page.locator("#connection").filter(has_text="Reconnecting")).to_be_visible()
     run = page_env.live_worker.start_run(user["id"], items_total=10)
     page_env.live_worker.finish(run["id"], error_code="ERR_NET_001", error_message="Gone")
     page.wait_for_timeout(1500)

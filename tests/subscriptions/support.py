@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -100,6 +101,9 @@ class Stream:
         self._variables = variables or None
         self._queue: asyncio.Queue[dict[str, Any] | BaseException] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        # When each item came off the socket (time.monotonic()), for tests of pacing: the time
+        # a test drains the queue is later, and bunches items read together.
+        self.arrivals: list[float] = []
 
     async def __aenter__(self) -> Stream:
         self._task = asyncio.create_task(self._consume())
@@ -114,6 +118,7 @@ class Stream:
     async def _consume(self) -> None:
         try:
             async for item in self._session.subscribe(self._query, variable_values=self._variables):
+                self.arrivals.append(time.monotonic())
                 self._queue.put_nowait(item)
         except Exception as error:
             self._queue.put_nowait(error)

@@ -41,14 +41,15 @@ async def test_metrics_are_sent_at_most_about_once_a_second(tenant: Tenant) -> N
     worker = Worker(tenant)
     async with tenant.viewer.websocket() as session, Stream(session, METRICS_UPDATES) as stream:
         await stream.next(within=5)
-        received: list[float] = []
+        first = len(stream.arrivals)
         started = time.monotonic()
         while time.monotonic() - started < 4.0:  # a steady stream of changes for 4 s
             for user_id in ids:
                 await worker.run(user_id, progress_reports=1)
-            received += [time.monotonic() for _ in stream.drain()]
         await asyncio.sleep(1.2)
-        received += [time.monotonic() for _ in stream.drain()]
+        received = stream.arrivals[first:]
     assert 2 <= len(received) <= 7, received
+    # Arrival times on a loaded 2-core machine carry some jitter of their own; unpaced metrics
+    # would come milliseconds apart (several changes per run, six runs per round).
     gaps = [b - a for a, b in itertools.pairwise(received)]
-    assert all(gap > 0.8 for gap in gaps), gaps
+    assert all(gap > 0.6 for gap in gaps), gaps

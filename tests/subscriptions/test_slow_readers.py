@@ -4,7 +4,9 @@ slows nobody else; one that falls hopelessly behind is cut off with an error (it
 The slow reader is a raw socket with a tiny kernel receive buffer that stops reading, and a
 subscription whose every message is ~200 KB (aliases of a 2000-character policy description),
 so the server's buffers (the kernel's grow to 4 MB) fill after a few events and its sends
-block: from then on the subscriber's mailbox is what holds its events.
+block: from then on the subscriber's mailbox is what holds its events. The connection's byte
+budget (SYNCSTATUS_WS_BACKLOG_BYTES, 1 MiB) holds five such messages: a slow reader of four
+users keeps their latest states; one of eight users cannot even hold those, and is cut off.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ async def _read_all(ws: Any, quiet: float = 1.5) -> list[dict[str, Any]]:
 async def test_slow_reader_gets_latest_state_and_slows_nobody(
     server: Server, tenant: Tenant
 ) -> None:
-    _, ids = await add_users(tenant, 10, description=DESCRIPTION)
+    _, ids = await add_users(tenant, 4, description=DESCRIPTION)
     worker = Worker(tenant)
     async with (
         raw_socket(server, tenant.viewer.token, **SLOW) as slow,
@@ -107,7 +109,7 @@ async def test_slow_reader_gets_latest_state_and_slows_nobody(
                 final_version[user_id] = items[-1]["syncUserUpdated"]["version"]
                 peak_pending = max(peak_pending, health(server)["subscriptions"]["pending_events"])
         assert max(lag) < 1.0, f"the fast subscriber was slowed: {lag}"
-        assert 0 < peak_pending <= 10 * 8, peak_pending  # the slow reader's bounded mailbox
+        assert 0 < peak_pending <= len(ids) * 8, peak_pending  # the slow reader's bounded mailbox
         # The slow reader catches up: it gets the latest state of every user.
         messages = await _read_all(slow)
     updates = [m["payload"]["data"]["syncUserUpdated"] for m in messages if m["type"] == "next"]
@@ -124,13 +126,13 @@ async def test_slow_reader_gets_latest_state_and_slows_nobody(
 async def test_hopelessly_slow_reader_is_cut_off_with_an_error(
     server: Server, tenant: Tenant
 ) -> None:
-    _, (user_id,) = await add_users(tenant, 1, description=DESCRIPTION)
+    _, ids = await add_users(tenant, 8, description=DESCRIPTION)
     worker = Worker(tenant)
     async with raw_socket(server, tenant.viewer.token, **SLOW) as slow:
-        await subscribe(slow, "slow", BIG_USER_UPDATES, ids=[user_id])
-        await _make_live(slow, tenant, user_id, None)
-        for _ in range(60):  # every start and finish must be kept, so they pile up
-            await worker.run(user_id, progress_reports=0)
+        await subscribe(slow, "slow", BIG_USER_UPDATES, ids=ids)
+        await _make_live(slow, tenant, ids[0], None)
+        for n in range(60):  # starts and finishes pile up; even the latest states are too big
+            await worker.run(ids[n % len(ids)], progress_reports=0)
         messages = await _read_all(slow)
         await subscribe(slow, "again", "subscription { syncMetricsUpdated { totalUsers } }")
         assert (await receive(slow))["id"] == "again", "the connection itself stays usable"

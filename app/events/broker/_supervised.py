@@ -24,6 +24,8 @@ class SupervisedBackend(BroadcastBackend):
     again to ``_channels``, under ``_lock``) and return or raise when it is lost; ``_end_session``
     releases what it left. ``dropped`` counts events discarded because the receive queue was
     full; ``reconnects`` counts successful reconnections after a lost connection.
+    ``on_disconnect`` is called when a connection that was up is lost: events published from
+    then until the reconnection are never delivered here, so subscribers must be told.
     """
 
     # What a lost or unreachable broker looks like; other errors are logged with a traceback.
@@ -43,6 +45,7 @@ class SupervisedBackend(BroadcastBackend):
         self._backoff = Backoff()
         self.reconnects = 0
         self.on_reconnect: Callable[[], None] | None = None  # e.g. a metric
+        self.on_disconnect: Callable[[], None] | None = None  # e.g. the hub's broker_lost
 
     @property
     def dropped(self) -> int:
@@ -81,6 +84,15 @@ class SupervisedBackend(BroadcastBackend):
             log.info("reconnected %s, resubscribed %d channel(s)", self._what, len(self._channels))
         self._ever_connected = True
 
+    def _notify_disconnect(self) -> None:
+        if self.on_disconnect is None:
+            return
+        try:
+            self.on_disconnect()
+        except Exception:
+            # The supervisor must go on reconnecting whatever the hook does.
+            log.exception("the disconnect hook of %s failed", self._what)
+
     async def _session(self) -> None:
         raise NotImplementedError
 
@@ -102,6 +114,8 @@ class SupervisedBackend(BroadcastBackend):
                 # stop all delivery, so log it and start over with backoff instead.
                 self._last_error = exc
                 log.exception("%s failed, reconnecting", self._what)
-            self._connected.clear()
+            if self._connected.is_set():
+                self._connected.clear()
+                self._notify_disconnect()
             await self._end_session()
             await asyncio.sleep(self._backoff.next_delay())

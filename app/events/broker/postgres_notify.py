@@ -90,7 +90,9 @@ class PostgresNotifyBackend(SupervisedBackend):
         try:
             self._pool = await asyncpg.create_pool(
                 self._url,
-                min_size=1,
+                # No floor: asyncpg restores one by retrying in the background and logs a
+                # traceback each time while the server is down; publish() connects on demand.
+                min_size=0,
                 max_size=self._publish_pool_size,
                 timeout=self._connect_timeout,
                 server_settings={"application_name": f"{self._application_name}-publish"},

@@ -64,6 +64,7 @@ const state = {
   stale: new Set(), // ids of rows shown that live updates took out of the applied filter
   metricsUnsubscribe: null,
   role: null, // from `viewer`, where served
+  catchUp: { seq: 0, timer: null, delay: 0 }, // refetching after a reconnect
 };
 
 const el = {
@@ -82,6 +83,8 @@ const el = {
   next: $("#next-page"),
   staleNote: $("#stale-note"),
   staleText: $("#stale-text"),
+  reconnecting: $("#reconnecting"),
+  panel: $("#panel"),
 };
 
 const client = createClient({ url: "/graphql", getToken });
@@ -92,13 +95,14 @@ const ws = createWsClient({
   onStatus: (status) => {
     el.connection.dataset.state = status;
     el.connectionText.textContent = CONNECTION_TEXT[status] ?? status;
+    if (status === "reconnecting") showOutOfDate(true);
+    else if (status === "offline" || status === "closed") {
+      stopCatchUp(); // signed out or stopped: nothing shown to catch up with
+      showOutOfDate(false);
+    }
   },
-  onReconnect: () => {
-    // Events may have been missed while the connection was down: read everything again.
-    loadMetrics();
-    loadPage("reload");
-    panel.refetch();
-  },
+  // Events may have been missed while the connection was down: read everything again.
+  onReconnect: () => catchUp(),
   // Worded like handleAuth's: whichever of the socket and the first query refuses the token first,
   // the person reads the same thing.
   onAuthError: (reason) =>
@@ -249,6 +253,7 @@ function renderMetrics(metrics) {
   }
 }
 
+/** Resolves true once the metrics shown are fresh. */
 async function loadMetrics() {
   try {
     const data = await client.request(METRICS_QUERY);
@@ -256,8 +261,10 @@ async function loadMetrics() {
     renderMetrics(data.syncMetrics);
     reasons.load();
     trends.load();
+    return true;
   } catch (error) {
     if (!handleAuth(error)) showPageError(`Could not load the metrics: ${error.message}`);
+    return false;
   }
 }
 
@@ -284,6 +291,7 @@ async function loadPolicies() {
 /**
  * mode: "first" (page 1), "next", "prev", or "reload" (the same cursor arguments again).
  * Cursors are keyset positions; the offset is tracked here for the "x-y of N" text.
+ * Resolves false when the page could not be read (undefined when a newer load took over).
  */
 async function loadPage(mode) {
   const size = state.pageSize;
@@ -358,14 +366,16 @@ async function loadPage(mode) {
       ? !(offset + users.length < connection.totalCount)
       : !connection.pageInfo.hasNextPage;
     resubscribeRows();
+    return true;
   } catch (error) {
     if (seq !== state.loadSeq) return;
-    if (handleAuth(error)) return;
+    if (handleAuth(error)) return false;
     state.rowCount = 0;
     state.totalCount = 0;
     actions.update();
     el.resultCount.textContent = "";
     table.showError(`Could not load users: ${error.message}`, () => loadPage("reload"));
+    return false;
   } finally {
     if (seq === state.loadSeq) table.setLoading(false);
   }
@@ -405,6 +415,54 @@ document.addEventListener("keydown", (event) => {
 });
 
 // ---- live updates -----------------------------------------------------------------------------
+
+/** While the live connection is down, say so above everything and grey out what may be stale. */
+function showOutOfDate(on) {
+  el.main.classList.toggle("out-of-date", on);
+  el.panel.classList.toggle("out-of-date", on);
+  if (on === Boolean(el.reconnecting.textContent)) return;
+  if (!on) {
+    el.reconnecting.replaceChildren();
+    return;
+  }
+  const title = document.createElement("strong");
+  title.textContent = "Reconnecting…";
+  el.reconnecting.replaceChildren(
+    title,
+    " Live updates are paused; the figures, rows and details shown may be out of date.",
+  );
+}
+
+function stopCatchUp() {
+  clearTimeout(state.catchUp.timer);
+  state.catchUp.seq += 1; // a refetch still running must not clear or retry anything
+  state.catchUp.delay = 0;
+}
+
+/**
+ * Refetch everything (after a reconnect, or after reads failed, e.g. SERVICE_UNAVAILABLE while
+ * the database is down), retrying with backoff until all succeed; then, if live, clear the
+ * out-of-date warning.
+ */
+async function catchUp() {
+  clearTimeout(state.catchUp.timer);
+  const seq = ++state.catchUp.seq;
+  const results = await Promise.all([loadMetrics(), loadPage("reload"), panel.refetch()]);
+  if (seq !== state.catchUp.seq) return; // superseded, or signed out
+  if (results.every((ok) => ok !== false)) {
+    state.catchUp.delay = 0;
+    if (ws.status === "live") showOutOfDate(false); // else the next reconnect catches up again
+    return;
+  }
+  retryCatchUp(seq);
+}
+
+function retryCatchUp(seq = ++state.catchUp.seq) {
+  state.catchUp.delay = Math.min(20000, Math.max(1000, state.catchUp.delay * 2));
+  state.catchUp.timer = setTimeout(() => {
+    if (seq === state.catchUp.seq) catchUp();
+  }, state.catchUp.delay);
+}
 
 function onUserEvent(result) {
   if (result.errors?.length && !result.data) {
@@ -554,9 +612,11 @@ function start() {
   $("#viewer-info").hidden = true;
   startLive();
   loadCapabilities();
-  loadMetrics();
   loadPolicies();
-  loadPage("first");
+  // Opened during an outage: read again with backoff until it is over.
+  Promise.all([loadMetrics(), loadPage("first")]).then((results) => {
+    if (state.started && results.includes(false)) retryCatchUp();
+  });
 }
 
 takeTokenFromUrl();

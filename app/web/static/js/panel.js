@@ -96,6 +96,7 @@ export function createPanel({
 
   // ---- data ---------------------------------------------------------------------------------
 
+  /** Resolves false when the details could not be read. */
   async function load() {
     const seq = ++requestSeq;
     const id = userId;
@@ -130,23 +131,26 @@ export function createPanel({
         };
       }
       render();
+      return true;
     } catch (error) {
       if (seq !== requestSeq || id !== userId) return;
-      if (onError(error)) return;
+      if (onError(error)) return false;
       loadError = error.message;
       render();
+      return false;
     }
   }
 
+  /** Resolves false when the details could not be read (true when no panel is open). */
   async function refetch() {
-    if (!userId) return;
+    if (!userId) return true;
     if (refetching) {
       refetchAgain = true;
       return;
     }
     refetching = true;
     try {
-      await load();
+      return await load();
     } finally {
       refetching = false;
       if (refetchAgain) {

@@ -6,6 +6,9 @@ import { errorFromGraphQL } from "./graphql.js";
 
 const PROTOCOL = "graphql-transport-ws";
 const AUTH_CLOSE_CODES = new Set([4401, 4403]); // Unauthorized / Forbidden (connection_init refused)
+// The service lost its event broker (or its database): events may have been missed. The
+// subscription is kept and sent again after reconnecting, where onReconnect refetches.
+const RETRY_LATER_CODE = "SERVICE_UNAVAILABLE";
 
 /** ws(s)://<this host>/graphql */
 export function defaultWsUrl(path = "/graphql") {
@@ -18,7 +21,8 @@ export function defaultWsUrl(path = "/graphql") {
  * @param {string} options.url
  * @param {() => object} options.connectionParams  payload of connection_init
  * @param {(status: string) => void} [options.onStatus]  connecting | live | reconnecting | offline | closed
- * @param {() => void} [options.onReconnect]  after a connection was lost and is back (refetch here)
+ * @param {() => void} [options.onReconnect]  after a connection was lost and is back (refetch here):
+ *   also after the server ended the subscriptions with SERVICE_UNAVAILABLE (a broker outage)
  * @param {(reason: string) => void} [options.onAuthError]  the server refused the credentials
  */
 export function createWsClient({
@@ -135,7 +139,10 @@ export function createWsClient({
       }
       case "error": {
         const sub = subscriptions.get(message.id);
-        if (sub) {
+        if (sub && Array.isArray(message.payload) && message.payload[0]?.extensions?.code === RETRY_LATER_CODE) {
+          // The server closes with 1013 next; not waiting for that, reconnect with backoff.
+          drop(ws, 1000, "Service unavailable: retry later");
+        } else if (sub) {
           subscriptions.delete(message.id);
           sub.sink.error?.(errorFromGraphQL(message.payload));
         }

@@ -1,0 +1,64 @@
+"""uvicorn's WebSocket protocol, plus a way for the app to drop a connection that stopped reading.
+
+uvicorn writes every message, the close frame included, only once the transport's buffer fell
+below its high-water mark, and transport.close() waits for that buffer to drain. A peer that
+never reads therefore blocks every send and every close forever, and its socket with its kernel
+buffers stays open. This protocol puts ``abort`` (asyncio's Transport.abort: drop the buffers,
+reset the connection) in the scope's extensions under ABORT_EXTENSION, for the app to call
+when a graceful close cannot get through (subscriptions/transport.py). It also aborts a
+connection that uvicorn's own keepalive gave up on but could not close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from contextlib import suppress
+from typing import Any, cast
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+ABORT_EXTENSION = "syncstatus.abort"
+ABORT_AFTER_KEEPALIVE = 5.0  # seconds a keepalive close may take to flush before the reset
+# The kernel's send buffer of a WebSocket (it books twice this). Left to autotuning it grows to
+# tcp_wmem's maximum (~2.8 MB measured) before a peer that does not read blocks a send: memory
+# that stays held until the close, and seconds of CPU spent writing what nobody reads (20
+# stuck sockets: 56 MB, ~8 s). A dashboard's updates are small: this still carries 2.5 MB/s
+# at 100 ms of round trip.
+SEND_BUFFER_BYTES = 256 * 1024
+
+
+class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
+    """What `serve` runs for WebSockets (uvicorn's `ws` option): uvicorn's default with
+    websockets installed, plus the abort extension."""
+
+    _abortable: asyncio.WriteTransport | None = None
+    _lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # uvloop's transports have asyncio's interface without deriving from its classes.
+        self._abortable = cast(asyncio.WriteTransport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        super().connection_lost(exc)
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # set when the handshake is accepted
+        if scope is not None:
+            scope["extensions"][ABORT_EXTENSION] = {"abort": self.abort}
+
+    def abort(self) -> None:
+        """Resets the connection now, whatever waits in its buffers."""
+        if self._abortable is not None and not self._lost:
+            self._abortable.abort()
+
+    def keepalive_timeout(self) -> None:
+        super().keepalive_timeout()  # a close frame, then a close that waits for the buffer
+        asyncio.get_running_loop().call_later(ABORT_AFTER_KEEPALIVE, self.abort)

@@ -581,6 +581,24 @@ async def health(server: Server) -> dict[str, Any]:
         return dict((await http.get(f"{server.url}/healthz")).json())
 
 
+LOSS_COUNTERS = ("events_dropped_total", "events_coalesced_total", "events_delivered_total")
+
+
+async def loss_counters(server: Server) -> dict[str, float]:
+    """The server's own account of what it dropped, coalesced and sent (/metrics), so a
+    shortfall at the clients can be told apart: dropped by the server, or not yet arrived when
+    the clients stopped counting (the measurement window)."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        text = (await http.get(f"{server.url}/metrics")).text
+    found: dict[str, float] = defaultdict(float)
+    for line in text.splitlines():
+        for name in LOSS_COUNTERS:
+            if line.startswith(f"syncstatus_{name}"):
+                key = name + line[len(f"syncstatus_{name}") :].rpartition(" ")[0]
+                found[key] += float(line.rpartition(" ")[2])
+    return found
+
+
 @contextmanager
 def server_on(fixture: Fixture, broadcast_url: str) -> Iterator[Server]:
     with run_server(
@@ -590,10 +608,11 @@ def server_on(fixture: Fixture, broadcast_url: str) -> Iterator[Server]:
 
 
 async def settle(clients: Clients, limit: float = 120.0) -> None:
-    """Waits for stragglers: until the clients received nothing new for 2 s."""
+    """Waits for stragglers: until the clients received nothing new for 5 s (2 s was shorter
+    than a saturated server's longest stalls, so late arrivals could count as lost)."""
     deadline = time.monotonic() + limit
     last, quiet = -1, 0
-    while time.monotonic() < deadline and quiet < 2:
+    while time.monotonic() < deadline and quiet < 5:
         await asyncio.sleep(1)
         now = await asyncio.to_thread(clients.count)
         quiet = quiet + 1 if now == last else 0
@@ -626,6 +645,7 @@ async def measure(
         cpu0 = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
         own0, t0 = time.process_time(), time.monotonic()
         gc0 = (await health(server))["process"]["gc_collections"]
+        losses0 = await loss_counters(server)
         async with driver:
             result = await driver.drive(rate, args.duration, args.max_in_flight)
         wall = time.monotonic() - t0
@@ -641,6 +661,13 @@ async def measure(
             rate,
             analyse(result, received, clients.pages),
             cpu,
+        )
+        losses1 = await loss_counters(server)
+        print(
+            "    server's own count during the run: "
+            + ", ".join(
+                f"{key} {losses1[key] - losses0.get(key, 0):.0f}" for key in sorted(losses1)
+            )
         )
         collections = [b - a for a, b in zip(gc0, gc1, strict=True)]
         print(

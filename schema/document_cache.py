@@ -11,12 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from graphql import DocumentNode, GraphQLError
-from graphql.language.ast import Node
+from graphql import DocumentNode, GraphQLError, Node
 from strawberry.extensions import SchemaExtension
-from strawberry.schema.schema import validate_document
 
-from schema.library_internals import graphql_core_schema
+from schema.library_internals import graphql_core_schema, validate
 from schema.limits import DocumentLimits, parse_document
 
 V = TypeVar("V")
@@ -105,7 +103,7 @@ class Documents:
         if found.parse_error is not None or found.document is None:
             return [found.parse_error] if found.parse_error else []
         if found.rules != rules:
-            found.errors = validate_document(schema, found.document, rules)
+            found.errors = validate(schema, found.document, rules)
             found.rules = rules
         return list(found.errors)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
+    BREAK,
     ASTValidationRule,
     DocumentNode,
     FieldNode,
@@ -32,7 +33,6 @@ from graphql import (
     is_object_type,
     parse,
 )
-from graphql.language.visitor import BREAK
 
 from app.reads.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 

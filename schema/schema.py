@@ -9,7 +9,6 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import AddValidationRules, QueryDepthLimiter
-from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
@@ -53,7 +52,7 @@ class SyncStatusSchema(strawberry.Schema):
     ) -> ExecutionResult:
         """Plain HTTP execution. Subscriptions run over WebSocket (subscriptions/); executed
         here they would end in a server error, so they are refused as a bad request."""
-        allowed = set(allowed_operation_types or DEFAULT_ALLOWED_OPERATION_TYPES)
+        allowed = set(allowed_operation_types or OperationType)  # Strawberry's default: all
         return await super().execute(
             query,
             variable_values,

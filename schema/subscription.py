@@ -1,4 +1,6 @@
-"""The Subscription type."""
+"""The Subscription type. The transport (subscriptions/transport.py) serves every valid
+subscription without running these resolvers; they run for the requests it leaves to
+Strawberry's pipeline, above all bad ones, whose errors their checks give."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from collections.abc import AsyncIterator
 import strawberry
 
 from schema.types import Info, SyncMetrics, SyncUser
-from subscriptions import streams
+from subscriptions import live, streams
 
 
 @strawberry.type
@@ -20,11 +22,15 @@ class Subscription:
     async def sync_user_updated(
         self, info: Info, user_ids: list[strawberry.ID] | None = None
     ) -> AsyncIterator[SyncUser]:
-        # Awaited first, so bad arguments fail the subscribe itself (a GraphQL error).
-        return await streams.user_updates(info.context, user_ids, SyncUser.of)
+        # Checked first, so bad arguments fail the subscribe itself (a GraphQL error).
+        tenant_id = await streams.check_tenant(info.context)
+        stream = live.Stream(live.USER_FIELD, tenant_id, streams.parse_user_ids(user_ids))
+        return live.updates(streams.hub_of(info.context), stream)
 
     @strawberry.subscription(
         description="The metrics at once, then whenever they change, at most about once a second."
     )
     async def sync_metrics_updated(self, info: Info) -> AsyncIterator[SyncMetrics]:
-        return await streams.metrics_updates(info.context, SyncMetrics.of)
+        tenant_id = await streams.check_tenant(info.context)
+        stream = live.Stream(live.METRICS_FIELD, tenant_id, None)
+        return live.updates(streams.hub_of(info.context), stream)

@@ -19,8 +19,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from typing import Any, Protocol
 
 from app.events.messages import (
@@ -350,24 +349,6 @@ class Hub:
         feed.metrics.remove(subscriber)
         self._count("metrics", -1)
         await self._release(feed)
-
-    @asynccontextmanager
-    async def users(
-        self, tenant_id: int, user_ids: frozenset[int] | None
-    ) -> AsyncIterator[UserSubscriber]:
-        feed, subscriber = await self.add_users(tenant_id, user_ids)
-        try:
-            yield subscriber
-        finally:
-            await self.remove_users(feed, subscriber)
-
-    @asynccontextmanager
-    async def metrics(self, tenant_id: int) -> AsyncIterator[MetricsSubscriber]:
-        feed, subscriber = await self.add_metrics(tenant_id)
-        try:
-            yield subscriber
-        finally:
-            await self.remove_metrics(feed, subscriber)
 
     def discard(self, feed: TenantFeed) -> None:
         if self._feeds.get(feed.tenant_id) is feed:

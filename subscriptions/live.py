@@ -6,16 +6,17 @@ subscription: about 15 KB of an open dashboard's two subscriptions. Here a subsc
 a small object holding its request and its mailbox in the hub; the connection sends what
 its mailboxes hold from one short-lived task (subscriptions/transport.py).
 
-plan() takes only requests that certainly succeed: a cached, valid subscription document on
-one of our two fields, with good variables and arguments, from a viewer. Anything else goes
-the usual Strawberry way, which gives the same errors as before.
+plan() takes every request that can succeed: a valid subscription document on one of our two
+fields, with good variables and arguments, from a viewer. Anything else goes the usual
+Strawberry way, which gives the same errors as before; the Strawberry resolvers (schema/
+subscription.py) only check, and stream from this module's engine too (updates()).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,6 @@ from graphql import (
     specified_rules,
     validate,
 )
-from graphql.execution.collect_fields import collect_fields
 from graphql.execution.values import get_argument_values
 from strawberry.extensions import QueryDepthLimiter
 
@@ -38,6 +38,7 @@ from app.domain.errors import ServiceError
 from app.web.context import Context
 from schema.document_cache import BoundedCache, document_bytes
 from schema.errors import classify
+from schema.library_internals import root_fields
 from schema.limits import DocumentLimits, parse_document, query_cost, validation_rules
 from schema.rate_limit import check as over_budget
 from schema.shared_executor import SharedEventExecutor
@@ -85,15 +86,23 @@ class Documents:
 
 
 @dataclass(slots=True)
-class Plan:
+class Stream:
+    """What a subscription reads from the hub: one field's updates in the caller's tenant."""
+
+    field: str
+    tenant_id: int
+    user_ids: frozenset[int] | None  # syncUserUpdated's userIds; None: the whole tenant
+
+
+@dataclass(slots=True)
+class Plan(Stream):
+    """A stream and what the transport needs to execute and send its events."""
+
     document: DocumentNode
     operation: OperationDefinitionNode
     variables: dict[str, Any] | None  # as sent, to build an executor for an event
     request_key: tuple[Hashable, ...]  # its part of the shared-execution key
-    field: str
     response_name: str
-    tenant_id: int
-    user_ids: frozenset[int] | None
 
 
 async def plan(
@@ -118,23 +127,16 @@ async def plan(
         return None
     root = documents.schema.subscription_type
     assert root is not None  # the schema has subscriptions
-    grouped = collect_fields(
-        documents.schema, executor.fragments, executor.variable_values, root, operation
-    ).grouped_field_set
+    grouped = root_fields(documents.schema, executor, root, operation)
     if len(grouped) != 1:
         return None
-    response_name, details = next(iter(grouped.items()))
-    field = details[0].node.name.value
+    response_name, node, fragment_variables = grouped[0]
+    field = node.name.value
     field_def = root.fields.get(field)
     if field not in (USER_FIELD, METRICS_FIELD) or field_def is None:
         return None
     try:
-        args = get_argument_values(
-            field_def,
-            details[0].node,
-            executor.variable_values,
-            details[0].fragment_variable_values,
-        )
+        args = get_argument_values(field_def, node, executor.variable_values, fragment_variables)
         tenant_id = await streams.check_tenant(context)
         user_ids = streams.parse_user_ids(args.get("userIds")) if field == USER_FIELD else None
     except (GraphQLError, ServiceError):
@@ -142,33 +144,34 @@ async def plan(
     if await over_budget(context, query_cost(documents.schema, document)):
         return None  # the usual path refuses it with RATE_LIMITED
     return Plan(
-        document,
-        operation,
-        variables,
-        shared.request_key(
+        field=field,
+        tenant_id=tenant_id,
+        user_ids=user_ids,
+        document=document,
+        operation=operation,
+        variables=variables,
+        request_key=shared.request_key(
             operation,
             executor.fragment_definitions.values(),
             executor.variable_values.coerced,
             context.principal_.role if context.principal_ else None,
         ),
-        field,
-        response_name,
-        tenant_id,
-        user_ids,
+        response_name=response_name,
     )
 
 
 class LiveOperation:
     """One live subscription of a connection: its request and its place in the hub. It holds
     no executor (~3 KB each): an event's result is built once for all subscribers sending the
-    same document and variables (subscriptions/shared.py), so one is built only then."""
+    same document and variables (subscriptions/shared.py), so one is built only then.
+    Strawberry's pipeline holds one too, with a Stream only (updates())."""
 
     __slots__ = ("feed", "id", "plan", "subscriber")
 
     def __init__(
         self,
         operation_id: str,
-        plan: Plan,
+        plan: Stream,
         feed: TenantFeed,
         subscriber: UserSubscriber | MetricsSubscriber,
     ) -> None:
@@ -180,7 +183,7 @@ class LiveOperation:
     @staticmethod
     async def open(
         operation_id: str,
-        plan: Plan,
+        plan: Stream,
         hub: Hub,
         wake: Callable[[LiveOperation], None],
         backlog: Backlog | None = None,
@@ -236,6 +239,7 @@ class LiveOperation:
         """The `next` payload for one event, executed once for every subscriber of the same
         document, variables and role."""
         plan = self.plan
+        assert isinstance(plan, Plan), plan  # only the transport executes
         key = hub.shared.key_of(payload, plan.request_key)
         result = hub.shared.get(key, count_miss=False) if key is not None else None
         if result is None:
@@ -259,6 +263,7 @@ class LiveOperation:
         return {"data": result.data, "errors": [classify(e).formatted for e in result.errors]}
 
     def overflow_payload(self) -> dict[str, Any]:
+        assert isinstance(self.plan, Plan), self.plan  # only the transport sends this
         error = GraphQLError(
             "The subscriber fell too far behind; refetch and resubscribe.",
             path=[self.plan.response_name],
@@ -269,4 +274,39 @@ class LiveOperation:
         return {"data": None, "errors": [classify(error).formatted]}
 
 
-__all__ = ["Documents", "LiveOperation", "Plan", "SubscriberOverflow", "plan"]
+async def updates(hub: Hub, stream: Stream) -> AsyncIterator[Any]:
+    """The stream's payloads for Strawberry's own pipeline, which executes them (graphql-core).
+
+    The transport serves every valid subscription itself (plan()), so Strawberry's pipeline
+    only reaches here for one the transport does not see (schema.subscribe() in process) or
+    one plan() found over its rate budget that Strawberry's own check then admitted (a new
+    minute began in between). It still streams them, through a LiveOperation like the
+    transport's, so that what subscribers get is implemented once."""
+    woken = asyncio.Event()
+    live = await LiveOperation.open("", stream, hub, lambda _: woken.set())
+    try:
+        while True:
+            if not live.has_more:
+                await woken.wait()
+                woken.clear()
+            try:
+                payloads = live.payloads(hub)
+            except SubscriberOverflow:
+                raise streams.TooSlow(
+                    "The subscriber fell too far behind; refetch and resubscribe."
+                ) from None
+            for payload in payloads:
+                yield payload
+    finally:
+        await live.close(hub)
+
+
+__all__ = [
+    "Documents",
+    "LiveOperation",
+    "Plan",
+    "Stream",
+    "SubscriberOverflow",
+    "plan",
+    "updates",
+]

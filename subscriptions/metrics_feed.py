@@ -26,34 +26,20 @@ OFFER_CHUNK = 25
 
 
 class MetricsSubscriber:
-    __slots__ = ("_waiter", "latest", "listener")
+    __slots__ = ("latest", "listener")
 
     def __init__(self, initial: MetricsView) -> None:
         self.latest: MetricsView | None = initial
-        self._waiter: asyncio.Future[None] | None = None
-        # Called on new figures, for a reader that does not wait in next().
+        # Called on new figures (subscriptions/live.py: its connection then sends them).
         self.listener: Callable[[], None] | None = None
 
     def offer(self, metrics: MetricsView) -> None:
         self.latest = metrics  # only the newest figures matter
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
         if self.listener is not None:
             self.listener()
 
     def take(self) -> MetricsView | None:
         """The newest figures not taken yet, without waiting."""
-        metrics, self.latest = self.latest, None
-        return metrics
-
-    async def next(self) -> MetricsView:
-        while self.latest is None:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
         metrics, self.latest = self.latest, None
         return metrics
 

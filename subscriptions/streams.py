@@ -1,25 +1,20 @@
-"""Subscription streams: live updates for the caller's tenant.
-
-Opening a stream checks the caller and the arguments first and only then returns the live
-iterator, so a bad request fails as a GraphQL error before the subscription starts (an `error`
-message on graphql-transport-ws), and a subscription sent over plain HTTP gets a clear error
-instead of a null.
+"""The checks of a subscription request, which the Strawberry resolvers (schema/subscription.py)
+and the live transport's plan() (subscriptions/live.py) both run, so a bad request fails with
+the same error whichever way it came: as a GraphQL error before the subscription starts (an
+`error` message on graphql-transport-ws), and over plain HTTP with a clear error, not a null.
+The streaming itself is subscriptions/live.py's, for both.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
 from app.domain.errors import BadUserInput, ServiceError
 from app.domain.ids import decode_id
-from app.domain.views import MetricsView, UserView
 from app.web.context import Context
 from subscriptions.hub import Hub
-from subscriptions.subscriber import SubscriberOverflow
 
 MAX_USER_IDS = 100
-T = TypeVar("T")
 
 
 class TooSlow(ServiceError):
@@ -36,7 +31,7 @@ async def check_tenant(ctx: Context) -> int:
     return principal.tenant_id
 
 
-def _hub(ctx: Context) -> Hub:
+def hub_of(ctx: Context) -> Hub:
     hub = ctx.services.hub
     if not isinstance(hub, Hub):
         raise RuntimeError("the subscription hub is not running")
@@ -49,42 +44,3 @@ def parse_user_ids(user_ids: Sequence[str] | None) -> frozenset[int] | None:
     if len(user_ids) > MAX_USER_IDS:
         raise BadUserInput(f"At most {MAX_USER_IDS} userIds per subscription.")
     return frozenset(decode_id(i, "SyncUser") for i in user_ids)
-
-
-async def user_updates(
-    ctx: Context, user_ids: Sequence[str] | None, convert: Callable[[UserView], T]
-) -> AsyncIterator[T]:
-    """Checks the request, then returns the stream of the watched users' new states."""
-    tenant_id = await check_tenant(ctx)
-    ids = parse_user_ids(user_ids)
-    return _user_stream(_hub(ctx), tenant_id, ids, convert)
-
-
-async def _user_stream(
-    hub: Hub, tenant_id: int, ids: frozenset[int] | None, convert: Callable[[UserView], T]
-) -> AsyncIterator[T]:
-    async with hub.users(tenant_id, ids) as subscriber:
-        while True:
-            try:
-                batch = await subscriber.next_batch()
-            except SubscriberOverflow:
-                raise TooSlow(
-                    "The subscriber fell too far behind; refetch and resubscribe."
-                ) from None
-            for event in batch:
-                # The same object for every subscriber of the event: executed once for all.
-                yield hub.shared.payload(event.user, convert)
-
-
-async def metrics_updates(ctx: Context, convert: Callable[[MetricsView], T]) -> AsyncIterator[T]:
-    """Checks the caller, then returns the metrics at once and then on change."""
-    tenant_id = await check_tenant(ctx)
-    return _metrics_stream(_hub(ctx), tenant_id, convert)
-
-
-async def _metrics_stream(
-    hub: Hub, tenant_id: int, convert: Callable[[MetricsView], T]
-) -> AsyncIterator[T]:
-    async with hub.metrics(tenant_id) as subscriber:
-        while True:
-            yield hub.shared.payload(await subscriber.next(), convert)

@@ -13,7 +13,6 @@ carries the newest version); if even that is over, the biggest mailboxes are cut
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -80,7 +79,6 @@ class UserSubscriber:
         "_delivered",
         "_pending",
         "_size",
-        "_waiter",
         "backlog",
         "entry_bytes",
         "listener",
@@ -93,8 +91,7 @@ class UserSubscriber:
         self._pending: dict[int, list[UserEvent]] = {}  # in arrival order of users
         self._delivered: dict[int, int] | None = None  # user -> last version sent
         self._size = 0
-        self._waiter: asyncio.Future[None] | None = None
-        # Called when events arrive, for a reader that does not wait in next_batch().
+        # Called when events arrive (subscriptions/live.py: its connection then sends them).
         self.listener: Callable[[], None] | None = None
         self.overflowed = False
         self.backlog: Backlog | None = None  # the connection's budget, if it keeps one
@@ -196,21 +193,8 @@ class UserSubscriber:
         self._resize(-self._size)
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
         if self.listener is not None:
             self.listener()
-
-    async def next_batch(self) -> list[UserEvent]:
-        """Waits for events; returns one user's pending events in version order."""
-        while not self._pending and not self.overflowed:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self.take_batch()
 
     def take_batch(self) -> list[UserEvent]:
         """One user's pending events in version order, without waiting ([] if none)."""

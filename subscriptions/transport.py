@@ -32,7 +32,7 @@ from app.auth.tokens import Principal
 from app.ops.outage import is_outage
 from app.web.settings import Settings
 from app.web.ws_protocol import ABORT_EXTENSION
-from schema.library_internals import graphql_core_schema
+from schema.library_internals import graphql_core_schema, starlette_websocket
 from schema.operation_log import record_operation
 from subscriptions.hub import Hub
 from subscriptions.live import Documents, LiveOperation, SubscriberOverflow, plan
@@ -124,7 +124,8 @@ def _settings(context: Any) -> Settings:
 
 def _abort(websocket: Any) -> Callable[[], None] | None:
     """The server's way to reset the connection (app/web/ws_protocol.py), if it offers one."""
-    scope = getattr(getattr(websocket, "ws", None), "scope", None) or {}
+    ws = starlette_websocket(websocket)
+    scope = ws.scope if ws is not None else {}
     abort = (scope.get("extensions") or {}).get(ABORT_EXTENSION, {}).get("abort")
     return abort if callable(abort) else None
 
@@ -362,7 +363,7 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     async def _send(self, message: Any) -> int | None:
         payload = message.get("payload") if message.get("type") == "next" else None
         shared = _shared_execution(self.context)
-        ws = getattr(self.websocket, "ws", None)
+        ws = starlette_websocket(self.websocket)
         if (
             not isinstance(payload, dict)
             or payload.keys() != {"data"}

@@ -1,9 +1,42 @@
-"""Events built in memory, for the in-process tests of the mailbox and the hub."""
+"""Events built in memory, and a reader of the hub's mailboxes, for the in-process tests of the
+mailbox and the hub."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from app.domain.views import PolicyView, UserView
 from app.events.messages import UserEvent, UserEventKind
+from subscriptions.hub import Hub
+from subscriptions.subscriber import UserSubscriber
+
+
+@asynccontextmanager
+async def users(
+    hub: Hub, tenant_id: int, user_ids: frozenset[int] | None
+) -> AsyncIterator[UserSubscriber]:
+    """A subscriber in the hub while the block runs, as a live subscription holds one."""
+    feed, subscriber = await hub.add_users(tenant_id, user_ids)
+    try:
+        yield subscriber
+    finally:
+        await hub.remove_users(feed, subscriber)
+
+
+async def next_batch(subscriber: UserSubscriber) -> list[UserEvent]:
+    """Waits to be woken by the mailbox's listener, as a live subscription is; then takes one
+    user's pending events in version order (raises SubscriberOverflow when cut off)."""
+    woken = asyncio.Event()
+    subscriber.listener = woken.set
+    try:
+        while not subscriber.pending and not subscriber.overflowed:
+            await woken.wait()
+            woken.clear()
+    finally:
+        subscriber.listener = None
+    return subscriber.take_batch()
 
 
 def user_event(

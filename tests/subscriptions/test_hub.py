@@ -13,7 +13,7 @@ from app.events.broker import ReliableBroadcast
 from app.events.messages import PolicyEvent, channel_for, encode
 from subscriptions.hub import PROGRESS_INTERVAL, Hub
 from subscriptions.subscriber import MAX_PENDING, SubscriberOverflow, UserSubscriber
-from tests.subscriptions.factories import policy_view, user_event
+from tests.subscriptions.factories import next_batch, policy_view, user_event, users
 
 TENANT = 1
 
@@ -40,7 +40,7 @@ async def publish(broadcast: ReliableBroadcast, *events: object) -> None:
 
 async def next_versions(subscriber: UserSubscriber) -> list[int]:
     async with asyncio.timeout(2):
-        return [e.user.version for e in await subscriber.next_batch()]
+        return [e.user.version for e in await next_batch(subscriber)]
 
 
 async def test_joining_while_the_last_subscriber_leaves(
@@ -48,9 +48,9 @@ async def test_joining_while_the_last_subscriber_leaves(
 ) -> None:
     """The feed of the tenant must not close under a subscriber that is joining it."""
     for _ in range(20):
-        leaving = hub.users(TENANT, frozenset({1}))
+        leaving = users(hub, TENANT, frozenset({1}))
         await leaving.__aenter__()
-        joining = hub.users(TENANT, frozenset({1}))
+        joining = users(hub, TENANT, frozenset({1}))
         entered = asyncio.create_task(joining.__aenter__())
         await asyncio.sleep(0)  # the joiner found the feed and waits for it to be ready
         await leaving.__aexit__(None, None, None)
@@ -64,7 +64,7 @@ async def test_joining_while_the_last_subscriber_leaves(
 async def test_progress_of_one_user_is_paced_start_and_finish_pass_at_once(
     hub: Hub, broadcast: ReliableBroadcast
 ) -> None:
-    async with hub.users(TENANT, frozenset({1})) as subscriber:
+    async with users(hub, TENANT, frozenset({1})) as subscriber:
         started = time.monotonic()
         await publish(broadcast, user_event(1, 1, "started"))
         await publish(broadcast, *(user_event(1, v) for v in range(2, 30)))
@@ -82,13 +82,13 @@ async def test_events_lost_in_the_broadcast_layer_cut_subscribers_off() -> None:
     async with ReliableBroadcast("memory://", subscriber_queue_limit=2) as broadcast:
         hub = Hub(broadcast, db=None)  # type: ignore[arg-type]
         try:
-            async with hub.users(TENANT, None) as subscriber:
+            async with users(hub, TENANT, None) as subscriber:
                 # Published without yielding: the feed's queue (2) overflows before it reads.
                 await publish(broadcast, *(user_event(u, 1, "started") for u in range(1, 10)))
                 with pytest.raises(SubscriberOverflow):
                     async with asyncio.timeout(2):
                         while True:
-                            await subscriber.next_batch()
+                            await next_batch(subscriber)
         finally:
             await hub.close()
 
@@ -96,8 +96,8 @@ async def test_events_lost_in_the_broadcast_layer_cut_subscribers_off() -> None:
 async def test_a_policy_change_bigger_than_a_mailbox_cuts_off_whole_tenant_subscribers(
     hub: Hub, broadcast: ReliableBroadcast
 ) -> None:
-    async with hub.users(TENANT, None) as everything:
+    async with users(hub, TENANT, None) as everything:
         await publish(broadcast, PolicyEvent(policy_view(5, user_count=MAX_PENDING + 1)))
         with pytest.raises(SubscriberOverflow):
             async with asyncio.timeout(2):
-                await everything.next_batch()
+                await next_batch(everything)

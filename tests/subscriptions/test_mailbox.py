@@ -19,6 +19,7 @@ from subscriptions.subscriber import (
     SubscriberOverflow,
     UserSubscriber,
 )
+from tests.subscriptions.factories import next_batch
 from tests.subscriptions.factories import user_event as event
 
 
@@ -26,7 +27,7 @@ async def drain(subscriber: UserSubscriber) -> list[tuple[int, int, str]]:
     out: list[tuple[int, int, str]] = []
     while subscriber.pending:
         async with asyncio.timeout(1):
-            out += [(e.user.id, e.user.version, e.kind) for e in await subscriber.next_batch()]
+            out += [(e.user.id, e.user.version, e.kind) for e in await next_batch(subscriber)]
     return out
 
 
@@ -71,7 +72,7 @@ async def test_too_many_lifecycle_events_of_one_user_cut_the_subscriber_off() ->
         subscriber.offer(event(1, version, "started" if version % 2 else "finished"))
     assert subscriber.pending == 0  # it must refetch: what waited is freed at once
     with pytest.raises(SubscriberOverflow):
-        await subscriber.next_batch()
+        await next_batch(subscriber)
 
 
 def test_a_cut_off_subscriber_keeps_nothing_however_many_events_follow() -> None:
@@ -87,24 +88,24 @@ async def test_too_many_users_waiting_cut_the_subscriber_off() -> None:
     for user_id in range(1, MAX_PENDING + 2):
         subscriber.offer(event(user_id, 1))
     with pytest.raises(SubscriberOverflow):
-        await subscriber.next_batch()
+        await next_batch(subscriber)
 
 
 async def test_a_waiting_reader_is_woken_and_can_be_cancelled() -> None:
     subscriber = UserSubscriber(None)
-    waiting = asyncio.create_task(subscriber.next_batch())
+    waiting = asyncio.create_task(next_batch(subscriber))
     await asyncio.sleep(0)
     subscriber.offer(event(7, 1, "started"))
     async with asyncio.timeout(1):
         assert [e.user.id for e in await waiting] == [7]
-    idle = asyncio.create_task(subscriber.next_batch())
+    idle = asyncio.create_task(next_batch(subscriber))
     await asyncio.sleep(0)
     idle.cancel()
     with pytest.raises(asyncio.CancelledError):
         await idle
     subscriber.overflow()
     with pytest.raises(SubscriberOverflow):
-        await subscriber.next_batch()
+        await next_batch(subscriber)
 
 
 def test_offer_says_what_it_did_for_the_fan_out_counters() -> None:

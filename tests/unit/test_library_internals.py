@@ -1,4 +1,4 @@
-"""The private attributes schema/library_internals.py reads (no public API offers them).
+"""The private parts schema/library_internals.py uses (no public API offers them).
 
 If an upgrade of strawberry-graphql or graphql-core changes any of these, this fails first and
 names what moved; then adapt schema/library_internals.py, the one place that uses them."""
@@ -6,9 +6,19 @@ names what moved; then adapt schema/library_internals.py, the one place that use
 from __future__ import annotations
 
 import graphql
-from graphql import GraphQLSchema, parse
+import strawberry
+from graphql import Executor, GraphQLSchema, parse
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
 
-from schema.library_internals import fresh_subfield_memo, graphql_core_schema
+from schema.library_internals import (
+    StrawberryExecutor,
+    fresh_subfield_memo,
+    graphql_core_schema,
+    root_fields,
+    starlette_websocket,
+    validate,
+)
 from schema.schema import build_schema
 from schema.shared_executor import SharedEventExecutor
 
@@ -41,3 +51,52 @@ def test_graphql_core_keeps_a_subfield_memo_on_each_executor() -> None:
     assert copy._relevant_sub_fields == {} and copy._relevant_sub_fields is not memo
     ours = context.build_per_event_executor(None)
     assert ours._relevant_sub_fields is not memo
+
+
+@strawberry.type
+class _Query:
+    hello: str = "hi"
+
+
+def test_strawberrys_default_execution_context_is_the_one_we_extend() -> None:
+    # Ours (SharedEventExecutor) must keep what Strawberry's default adds to graphql-core's.
+    assert strawberry.Schema(query=_Query).execution_context_class is StrawberryExecutor, (
+        "strawberry.Schema's default execution context is no longer"
+        " strawberry.schema.schema.StrawberryGraphQLCoreExecutionContext"
+    )
+    assert issubclass(StrawberryExecutor, Executor)
+
+
+def test_strawberry_validates_with_the_rules_it_is_given() -> None:
+    core = graphql_core_schema(build_schema())
+    assert validate(core, parse("{ syncMetrics { totalUsers } }"), graphql.specified_rules) == []
+    errors = validate(core, parse("{ nope }"), graphql.specified_rules)
+    assert [e.message.split(".")[0] for e in errors] == [
+        "Cannot query field 'nope' on type 'Query'"
+    ]
+
+
+def test_graphql_core_collects_a_subscriptions_root_field_through_aliases_and_fragments() -> None:
+    core = graphql_core_schema(build_schema())
+    document = parse(
+        """subscription S($ids: [ID!]) { ...F }
+        fragment F on Subscription { mine: syncUserUpdated(userIds: $ids) { id } }"""
+    )
+    executor = SharedEventExecutor.build(core, document, raw_variable_values={"ids": ["x"]})
+    assert isinstance(executor, SharedEventExecutor), executor
+    assert core.subscription_type is not None
+    found = root_fields(core, executor, core.subscription_type, executor.operation)
+    assert [(name, node.name.value) for name, node, _ in found] == [("mine", "syncUserUpdated")]
+
+
+def test_strawberrys_asgi_websocket_adapter_holds_the_starlette_socket() -> None:
+    async def never(*_: object) -> None:  # pragma: no cover - nothing is sent or received
+        raise AssertionError
+
+    socket = WebSocket({"type": "websocket", "path": "/", "headers": []}, never, never)
+    view = GraphQL(build_schema())
+    adapter = view.websocket_adapter_class(view, socket, socket)
+    assert starlette_websocket(adapter) is socket, (
+        "strawberry.asgi's WebSocket adapter no longer keeps the Starlette socket as .ws:"
+        " subscriptions/transport.py then encodes every shared result once per socket"
+    )

@@ -176,3 +176,22 @@ async def test_publish_queued_past_its_timeout_is_not_lost(channel: str) -> None
         assert (await receive(sub)).message == "start"
         assert calls == 2
         assert backend.publish_retries == 1
+
+
+async def test_publish_into_a_frozen_redis_fails_once_it_is_noticed(
+    private_redis: PrivateRedis, channel: str
+) -> None:
+    """Timed-out publishes are tried again only while Redis answers the subscribe connection:
+    a frozen Redis (TCP open, no answers) still fails them, once the heartbeat notices."""
+    backend = RedisPubSubBackend(private_redis.url, publish_timeout=0.3, health_interval=0.5)
+    async with ReliableBroadcast(backend=backend) as publisher:
+        await eventually(lambda: backend.is_connected)
+        private_redis.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(BroadcastUnavailable, match="could not publish"):
+                await publisher.publish(channel, "lost")
+            assert time.monotonic() - started < 5
+            assert not backend.is_connected
+        finally:
+            private_redis.resume()

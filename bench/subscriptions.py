@@ -29,7 +29,10 @@ The lifecycle and events drivers need --broadcast redis (the default when Redis 
 Measured: update-to-client latency (client receive time minus the driver's time just before
 sending the update, so it includes the mutation or transaction itself; one machine, one
 monotonic clock), p50/p99 for start/finish events and for all; delivered/expected for start
-and finish (must be 1.0: nothing lost) and for progress (may be coalesced); server RSS from
+and finish (must be 1.0: nothing lost) and for progress (may be coalesced), with the first
+start/finish misses (client, user, version, and what that client did receive of the user) and
+the server's own counts (/metrics: published, publish retries and failures, dropped,
+coalesced, delivered), so that a shortfall shows where it happened; server RSS from
 /proc/<pid>/status before and after connecting N idle subscribers; CPU of the server, the
 clients and the driver; the server's garbage collections during the run and the longest
 collector pause per generation so far. The machine is
@@ -503,6 +506,10 @@ def analyse(
         for u in page or ():
             watchers[u].append(c)
     got = {(c, u, v): t for c, u, v, t in received["updates"]}
+    versions: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for c, u, v, _t in received["updates"]:
+        versions[(c, u)].append(v)
+    misses: list[str] = []
     stats: dict[str, dict[str, Any]] = {}
     for group, kinds in (("start/finish", {"started", "finished"}), ("progress", {"progress"})):
         expected = delivered = 0
@@ -516,10 +523,16 @@ def analyse(
                 if t is not None:
                     delivered += 1
                     latencies.append((t - update.sent) * 1000)
+                elif group == "start/finish":
+                    misses.append(
+                        f"client {c} user {update.user}: {update.kind} v{update.version} "
+                        f"missing, received {versions[(c, update.user)]}"
+                    )
         stats[group] = {"expected": expected, "delivered": delivered, "latencies": latencies}
     all_latencies = stats["start/finish"]["latencies"] + stats["progress"]["latencies"]
     return {
         "lifecycle": stats["start/finish"],
+        "misses": misses,
         "progress": stats["progress"],
         "p50_all": percentile(all_latencies, 50),
         "p99_all": percentile(all_latencies, 99),
@@ -556,6 +569,8 @@ def report_run(
     print(
         f"    start/finish delivered/expected: {life['delivered']}/{life['expected']} = {ratio:.4f}"
     )
+    for miss in a["misses"][:5]:
+        print(f"      {miss}")
     if prog["expected"]:
         print(
             f"    progress delivered/expected: {prog['delivered']}/{prog['expected']} "
@@ -581,7 +596,14 @@ async def health(server: Server) -> dict[str, Any]:
         return dict((await http.get(f"{server.url}/healthz")).json())
 
 
-LOSS_COUNTERS = ("events_dropped_total", "events_coalesced_total", "events_delivered_total")
+LOSS_COUNTERS = (
+    "events_published_total",
+    "events_publish_retries_total",
+    "events_publish_failures_total",
+    "events_dropped_total",
+    "events_coalesced_total",
+    "events_delivered_total",
+)
 
 
 async def loss_counters(server: Server) -> dict[str, float]:

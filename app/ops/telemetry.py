@@ -100,6 +100,11 @@ class Telemetry:
             "Events that could not be published (broker unreachable).",
             registry=r,
         )
+        self.publish_retries = Counter(
+            "syncstatus_events_publish_retries",
+            "Publishes tried again after timing out while the broker was up (a busy process).",
+            registry=r,
+        )
         self.events_delivered = Counter(
             "syncstatus_events_delivered",
             "Subscription results sent to WebSocket clients.",

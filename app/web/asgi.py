@@ -268,6 +268,8 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                     # A lost broker ends every subscription explicitly (subscriptions/hub.py).
                     backend.on_disconnect = services.hub.broker_lost
                     backend.on_reconnect = services.hub.broker_back
+                if hasattr(backend, "on_publish_retry"):
+                    backend.on_publish_retry = telemetry.publish_retries.inc
                 services.rate_limiter = _rate_limiter(settings)
                 services.secret_box = load_secret_box(settings.database_url)
                 services.webhook_settings = WebhookSettings.from_env()

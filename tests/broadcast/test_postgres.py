@@ -213,3 +213,36 @@ async def test_publish_retries_over_a_dead_pooled_connection(channel: str) -> No
     finally:
         backend._pool = real_pool
         await backend.disconnect()
+
+
+async def test_notify_queued_past_its_timeout_is_not_lost(channel: str) -> None:
+    """As for Redis (test_redis.py): a NOTIFY that waited past publish_timeout in a busy
+    process while PostgreSQL is fine is tried again, not dropped without anyone knowing."""
+    backend = PostgresNotifyBackend(postgres_admin_url(), publish_timeout=0.2)
+    await backend.connect()
+    real_pool = backend._pool
+    assert real_pool is not None
+
+    class StalledOnce:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def execute(self, *args: object) -> str:
+            self.calls += 1
+            if self.calls == 1:
+                await asyncio.sleep(0.5)  # waiting behind others, past the timeout
+            assert real_pool is not None
+            return await real_pool.execute(*args)
+
+    try:
+        await backend.subscribe(channel)
+        await eventually(lambda: backend.is_connected)
+        backend._pool = stalled = StalledOnce()  # type: ignore[assignment]
+        await backend.publish(channel, "start")
+        assert stalled.calls == 2
+        assert backend.publish_retries == 1
+        async with asyncio.timeout(WAIT):
+            assert (await backend.next_published()).message == "start"
+    finally:
+        backend._pool = real_pool
+        await backend.disconnect()

@@ -145,3 +145,53 @@ async def test_detects_silent_connection_loss(private_redis: PrivateRedis, chann
             private_redis.resume()
         await publish_until_received(publisher, sub, channel)
         assert backend.reconnects >= 1
+
+
+async def test_publish_queued_past_its_timeout_is_not_lost(channel: str) -> None:
+    """A process so busy that a publish waits longer than publish_timeout (bench/subscriptions.py
+    under CPU load: 25 of 1,000 events, starts and finishes among them, timed out while Redis
+    was fine) must not drop the event: the mutation committed, and no subscriber would learn."""
+    url = redis_url()
+    backend = RedisPubSubBackend(url, publish_timeout=0.2)
+    async with (
+        ReliableBroadcast(backend=backend) as publisher,
+        create_broadcast(url) as subscriber,
+        subscriber.subscribe(channel) as sub,
+    ):
+        await eventually(lambda: backend.is_connected)
+        client = backend._pub_client
+        assert client is not None
+        publish = client.publish
+        calls = 0
+
+        async def stalled_once(*args: object) -> object:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                await asyncio.sleep(0.5)  # waiting behind others, past the timeout
+            return await publish(*args)  # type: ignore[arg-type]
+
+        client.publish = stalled_once  # type: ignore[method-assign]
+        await publisher.publish(channel, "start")
+        assert (await receive(sub)).message == "start"
+        assert calls == 2
+        assert backend.publish_retries == 1
+
+
+async def test_publish_into_a_frozen_redis_fails_once_it_is_noticed(
+    private_redis: PrivateRedis, channel: str
+) -> None:
+    """Timed-out publishes are tried again only while Redis answers the subscribe connection:
+    a frozen Redis (TCP open, no answers) still fails them, once the heartbeat notices."""
+    backend = RedisPubSubBackend(private_redis.url, publish_timeout=0.3, health_interval=0.5)
+    async with ReliableBroadcast(backend=backend) as publisher:
+        await eventually(lambda: backend.is_connected)
+        private_redis.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(BroadcastUnavailable, match="could not publish"):
+                await publisher.publish(channel, "lost")
+            assert time.monotonic() - started < 5
+            assert not backend.is_connected
+        finally:
+            private_redis.resume()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -63,12 +64,16 @@ class PostgresNotifyBackend(SupervisedBackend):
         publish_timeout: float = 3.0,
         health_interval: float = 5.0,
         publish_pool_size: int = 4,
+        publish_patience: float = 30.0,
         application_name: str = "syncstatus-broadcast",
     ) -> None:
         super().__init__(f"PostgreSQL LISTEN connection to {redact_url(url)}", max_queue=max_queue)
         self._url = url
         self._connect_timeout = connect_timeout
         self._publish_timeout = publish_timeout
+        self._publish_patience = publish_patience
+        self.publish_retries = 0  # NOTIFYs tried again after a timeout (PostgreSQL up)
+        self.on_publish_retry: Callable[[], None] | None = None  # for the server's counter
         self._health_interval = health_interval
         self._publish_pool_size = publish_pool_size
         # Shown in pg_stat_activity as "<name>-listen" / "<name>-publish".
@@ -147,7 +152,9 @@ class PostgresNotifyBackend(SupervisedBackend):
         """NOTIFY through the publish pool, retrying briefly over dead pooled connections.
 
         Raises ValueError for payloads over MAX_PAYLOAD_BYTES (publish an id and let clients
-        refetch instead) and BroadcastUnavailable when the server stays unreachable.
+        refetch instead) and BroadcastUnavailable when the server stays unreachable. A NOTIFY
+        that only waited past publish_timeout while LISTEN is up is tried again, for up to
+        publish_patience in all (see RedisPubSubBackend.publish).
         """
         _check_channel(channel)
         if not isinstance(message, str):
@@ -161,23 +168,34 @@ class PostgresNotifyBackend(SupervisedBackend):
         if self._pool is None:
             raise RuntimeError("PostgresNotifyBackend.publish() called before connect()")
         error: BaseException | None = None
-        try:
-            async with asyncio.timeout(self._publish_timeout):
-                backoff = Backoff(initial=0.05, cap=0.5)
-                while True:
-                    try:
-                        await self._pool.execute("SELECT pg_notify($1, $2)", channel, message)
-                        return
-                    except _CONNECTION_ERRORS as exc:
-                        # A pooled connection may have died with the server; the pool replaces
-                        # it on the next acquire, so one more try usually succeeds.
-                        error = exc
-                    await asyncio.sleep(backoff.next_delay())
-        except TimeoutError as exc:
-            error = error or exc
+        deadline = asyncio.get_running_loop().time() + self._publish_patience
+        while error is None:
+            try:
+                async with asyncio.timeout(self._publish_timeout):
+                    backoff = Backoff(initial=0.05, cap=0.5)
+                    while True:
+                        try:
+                            await self._pool.execute("SELECT pg_notify($1, $2)", channel, message)
+                            return
+                        except _CONNECTION_ERRORS as exc:
+                            # A pooled connection may have died with the server; the pool
+                            # replaces it on the next acquire, so one more try usually succeeds.
+                            error = exc
+                        await asyncio.sleep(backoff.next_delay())
+            except TimeoutError as exc:
+                # Timed out without an error while LISTEN is up: only queued behind others in a
+                # busy process (as in RedisPubSubBackend.publish); dropped, the event would be
+                # lost without any subscriber learning it.
+                up = error is None and self.is_connected
+                if up and asyncio.get_running_loop().time() < deadline:
+                    self.publish_retries += 1
+                    if self.on_publish_retry is not None:
+                        self.on_publish_retry()
+                    continue
+                error = error or exc
         raise BroadcastUnavailable(
             f"could not NOTIFY channel {channel!r} at {redact_url(self._url)}: "
-            f"{error or 'timed out'}"
+            f"{str(error) or 'timed out'}"
         ) from error
 
     def _on_notification(self, connection: object, pid: int, channel: str, payload: str) -> None:

@@ -55,7 +55,7 @@ async def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--explain", action="store_true")
     args = parser.parse_args()
-    # As the app connects (app/store/engine.py): custom plans for prepared statements.
+    # As app/reads/users.py plans a search: custom plans for prepared statements.
     conn = await asyncpg.connect(args.url, server_settings={"plan_cache_mode": "force_custom_plan"})
     try:
         tenant_id = await conn.fetchval("SELECT id FROM tenants WHERE name = $1", TENANT)

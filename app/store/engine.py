@@ -167,15 +167,7 @@ def open_database(url: str, read_pool_size: int = 4) -> Database:
         sqlite_writer: SQLiteWriter | None = _sqlite_writer(url)
     else:
         read_engine = write_engine = create_async_engine(
-            url,
-            pool_size=10,
-            max_overflow=10,
-            pool_pre_ping=True,
-            # asyncpg prepares every statement and PostgreSQL switches a prepared statement to
-            # a generic plan after five runs; blind to the values, it reads all of a search
-            # term's trigram matches for a page of 11 (all filters combined at 1M users: 34 ms
-            # generic, 1 ms custom). Planning each run costs ~0.2 ms.
-            connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
+            url, pool_size=10, max_overflow=10, pool_pre_ping=True
         )
         sqlite_writer = None
     return Database(

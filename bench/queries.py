@@ -1,6 +1,7 @@
 """Read-side latency at scale: p50/p99 of the Sync Status page's queries on a seeded SQLite file.
 
     .venv/bin/python bench/queries.py [--users N] [--runs R] [--db PATH] [--reseed]
+    .venv/bin/python bench/queries.py --postgres [ADMIN_URL] [--keep | --reuse NAME] [--users N]
 
 Seeds N users (default 1,000,000) into one tenant with `syncstatus seed` (timed; an existing
 seeded file is reused unless --reseed), starts `syncstatus serve` and bench/plain_endpoint.py as
@@ -13,12 +14,19 @@ Latency is the server's: the `Server-Timing: app;dur=` header of each response (
 in the ASGI app to response start: routing, auth, GraphQL, SQL, JSON). The client's round trip on
 one persistent loopback connection (httpx) is shown beside it; it adds HTTP parsing and sockets.
 Queries run round-robin (each round runs every query once), so machine noise hits all alike.
+
+--postgres runs the same queries on PostgreSQL (admin URL default
+postgresql://postgres@127.0.0.1:5432/postgres): a throw-away database is created beside it,
+seeded by `syncstatus seed` (which migrates it), VACUUM ANALYZEd, and dropped at the end unless
+--keep; --reuse NAME times an already seeded database (kept by an earlier --keep) and keeps it.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import random
 import sqlite3
 import subprocess
 import sys
@@ -31,13 +39,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
+from sqlalchemy import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "Bench"
 PAGE_TARGET_MS = 50.0
 METRICS_TARGET_MS = 10.0
 RATIO_TARGET = 2.0
+# PostgreSQL (issue 14): the production path's own targets.
+PG_PAGE_TARGET_MS = 20.0
+PG_METRICS_TARGET_MS = 5.0
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 METRICS = """query Metrics { syncMetrics {
   usersWithActivePolicy changesLast24h syncsInProgress failedSyncs totalUsers asOf } }"""
@@ -124,6 +138,29 @@ def seeded_users(db_path: Path) -> int:
         except sqlite3.OperationalError:
             return 0
     return int(row[0])
+
+
+SEEDED_SQL = (
+    "SELECT count(*) FROM sync_users u JOIN tenants t ON t.id = u.tenant_id WHERE t.name = $1"
+)
+
+
+async def pg(url: str, *statements: str, fetch: str | None = None, args: tuple = ()) -> Any:
+    """Run statements on one connection; return the first value of `fetch`."""
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+        return await conn.fetchval(fetch, *args) if fetch is not None else None
+    finally:
+        await conn.close()
+
+
+async def pg_seeded(url: str) -> int:
+    try:
+        return int(await pg(url, fetch=SEEDED_SQL, args=(TENANT,)) or 0)
+    except asyncpg.PostgresError:
+        return 0
 
 
 def db_size(db_path: Path) -> int:
@@ -278,14 +315,16 @@ def measure(
             plain.client.append(client_ms)
 
 
-def report(cases: list[Case], plain: Case, seed_line: str, size: int, users: int) -> None:
+def report(
+    cases: list[Case], plain: Case, seed_line: str, size: int, users: int, engine: str
+) -> None:
     print()
     print(
-        f"syncstatus read benchmark: {users:,} users in one tenant, SQLite "
-        f"{sqlite3.sqlite_version}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}"
+        f"syncstatus read benchmark: {users:,} users in one tenant, {engine}, "
+        f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}"
     )
     print(seed_line)
-    print(f"database size: {size / 1e6:,.0f} MB (file + WAL)")
+    print(f"database size: {size / 1e6:,.0f} MB")
     print(
         f"runs per query: {len(plain.server)} after warm-up; server = Server-Timing app;dur, "
         "client = round trip on a persistent loopback connection (httpx)"
@@ -318,25 +357,10 @@ def report(cases: list[Case], plain: Case, seed_line: str, size: int, users: int
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--users", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--db", type=Path, help="SQLite file (default: in the temp folder)")
-    parser.add_argument("--reseed", action="store_true", help="seed anew even if the file exists")
-    args = parser.parse_args()
+def seed_sqlite(args: argparse.Namespace, env: dict[str, str]) -> tuple[str, Path]:
     db_path: Path = args.db or Path(tempfile.gettempdir()) / f"syncstatus-bench-{args.users}.db"
     db_path = db_path.resolve()
-    env = {
-        **os.environ,
-        "SYNCSTATUS_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
-        "SYNCSTATUS_LOG_LEVEL": "warning",
-        "SYNCSTATUS_RATE_LIMIT": "0",  # latency, not the per-token budget
-        "PYTHONPATH": str(ROOT),
-    }
+    env["SYNCSTATUS_DATABASE_URL"] = f"sqlite+aiosqlite:///{db_path}"
     if args.reseed or seeded_users(db_path) != args.users:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db_path}{suffix}").unlink(missing_ok=True)
@@ -349,7 +373,30 @@ def main() -> None:
         )
     else:
         seed_line = f"seed: reused {db_path} (run with --reseed to time the seed)"
-    print(seed_line, flush=True)
+    return seed_line, db_path
+
+
+def seed_postgres(args: argparse.Namespace, env: dict[str, str], url: str) -> str:
+    """Seed the (new or reused) database at url; VACUUM ANALYZE it as production would be."""
+    env["SYNCSTATUS_DATABASE_URL"] = url
+    if args.reuse:
+        found = asyncio.run(pg_seeded(url))
+        if found != args.users:
+            raise SystemExit(f"{args.reuse} holds {found:,} users, not --users {args.users:,}")
+        return f"seed: reused database {args.reuse}"
+    print(f"seeding {args.users:,} users into {url} ...", flush=True)
+    started = time.perf_counter()
+    cli(env, "seed", "--tenant", TENANT, "--users", str(args.users))
+    seeded = time.perf_counter() - started
+    started = time.perf_counter()
+    asyncio.run(pg(url, "VACUUM ANALYZE"))
+    return (
+        f"seed: `syncstatus seed --users {args.users}` took {seeded:.1f} s (process wall time), "
+        f"VACUUM ANALYZE {time.perf_counter() - started:.1f} s"
+    )
+
+
+def run(args: argparse.Namespace, env: dict[str, str], seed_line: str) -> list[Case] | None:
     token = (
         cli(env, "token", "create", "--tenant", TENANT, "--role", "viewer", "--name", "bench")
         .strip()
@@ -387,6 +434,12 @@ def main() -> None:
             )
         )
         cases = build_cases(api)
+        if args.postgres:
+            for case in cases:
+                case.target = min(
+                    case.target,
+                    PG_METRICS_TARGET_MS if case.name == "metrics" else PG_PAGE_TARGET_MS,
+                )
         first = next(c for c in cases if c.name == "first page, no filter")
         expected = api.post(first.query, first.variables).json()
         if plain_client.get("/page").json() != expected:
@@ -398,7 +451,58 @@ def main() -> None:
             flush=True,
         )
         measure(cases, plain, api, plain_client, args.runs, args.warmup)
-    report(cases, plain, seed_line, db_size(db_path), args.users)
+    if args.postgres:
+        url = env["SYNCSTATUS_DATABASE_URL"]
+        size = asyncio.run(pg(url, fetch="SELECT pg_database_size(current_database())"))
+        engine = f"PostgreSQL {asyncio.run(pg(url, fetch='SHOW server_version'))}"
+    else:
+        size = db_size(Path(env["SYNCSTATUS_DATABASE_URL"].split("///", 1)[1]))
+        engine = f"SQLite {sqlite3.sqlite_version}"
+    report(cases, plain, seed_line, size, args.users, engine)
+    return cases
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--db", type=Path, help="SQLite file (default: in the temp folder)")
+    parser.add_argument("--reseed", action="store_true", help="seed anew even if the file exists")
+    parser.add_argument(
+        "--postgres", nargs="?", const=DEFAULT_POSTGRES, default=None, metavar="ADMIN_URL"
+    )
+    parser.add_argument("--keep", action="store_true", help="PostgreSQL: keep the new database")
+    parser.add_argument("--reuse", metavar="NAME", help="PostgreSQL: time this seeded database")
+    args = parser.parse_args()
+    env = {
+        **os.environ,
+        "SYNCSTATUS_LOG_LEVEL": "warning",
+        "SYNCSTATUS_RATE_LIMIT": "0",  # latency, not the per-token budget
+        "PYTHONPATH": str(ROOT),
+    }
+    if not args.postgres:
+        seed_line, _ = seed_sqlite(args, env)
+        print(seed_line, flush=True)
+        run(args, env, seed_line)
+        return
+    admin = make_url(args.postgres).set(drivername="postgresql")
+    name = args.reuse or f"syncstatus_bench_{args.users}_{random.randrange(10**6)}"
+    url = admin.set(database=name).render_as_string(hide_password=False)
+    admin_url = admin.render_as_string(hide_password=False)
+    if not args.reuse:
+        asyncio.run(pg(admin_url, f'CREATE DATABASE "{name}"'))
+    try:
+        seed_line = seed_postgres(args, env, url)
+        print(seed_line, flush=True)
+        run(args, env, seed_line)
+    finally:
+        if args.keep or args.reuse:
+            print(f"kept database {name} (reuse with --postgres --reuse {name})")
+        else:
+            asyncio.run(pg(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":

@@ -163,6 +163,16 @@ def check_filter(filt: UserFilter) -> None:
         raise BadUserInput(f"errorCode must be 1 to {CODE_MAX} characters.")
 
 
+async def plan_for_values(session: AsyncSession, filt: UserFilter) -> None:
+    """PostgreSQL: plan a search's statements for their values, in this transaction only.
+    asyncpg prepares every statement and after five runs PostgreSQL may keep a generic plan;
+    blind to the term (38 matches or 62,665), for all filters combined at 1M users it ANDs the
+    term's whole trigram bitmap and sorts: 34 ms for the page where the custom plan takes 1-3.
+    Not for every statement: planning each write statement cost ~0.5 ms a run lifecycle step."""
+    if filt.term and session.bind.dialect.name != "sqlite":
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
 @dataclass(frozen=True, slots=True)
 class Access:
     """How to read rows on SQLite (see conditions)."""
@@ -217,6 +227,7 @@ async def _error_count(session: AsyncSession, tenant_id: int, filt: UserFilter) 
     dialect = session.bind.dialect.name
     if dialect == "sqlite":
         return await _scan_count(session, tenant_id, filt, BY_ERROR["LATEST_SYNC_DESC"])
+    await plan_for_values(session, filt)
     query = select(func.count()).select_from(SyncUser)
     return int(await session.scalar(query.where(*conditions(tenant_id, dialect, filt))) or 0)
 
@@ -294,6 +305,7 @@ async def user_count(session: AsyncSession, tenant_id: int, filt: UserFilter) ->
         return (await _sqlite_counts(session, tenant_id, filt, term)).total
     if not term:
         return await _structured_count(session, tenant_id, filt)
+    await plan_for_values(session, filt)
     query = select(func.count()).select_from(SyncUser)
     return int(await session.scalar(query.where(*conditions(tenant_id, dialect, filt))) or 0)
 
@@ -379,6 +391,7 @@ async def user_page(
         query: Select[Any] = access.select(select(*COLUMNS).where(and_(*where)))
         total = plan.total
     else:
+        await plan_for_values(session, filt)
         query = select(*COLUMNS).where(and_(*conditions(tenant_id, dialect, filt)))
         total = None
     page = await keyset_page(session, query, keyset, tenant_id, args, _KEY_OF[order], core=True)

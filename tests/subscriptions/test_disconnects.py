@@ -10,6 +10,7 @@ thousand closed connections waits for it; after that, more cycles must not grow 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from contextlib import suppress
 
 import websockets
@@ -29,10 +30,16 @@ from tests.subscriptions.support import (
 )
 
 WARMUP = 6000
-ROUNDS = 2
+ROUNDS = 5
 CYCLES = 3000
 CONCURRENCY = 40
-MAX_GROWTH_KB = 6 * 1024  # over 6,000 cycles: a leak of ~1 KB per cycle would show
+# RSS is a coarse leak detector: the allocator grows it in steps of 1-10 MB in some rounds and
+# not others (per-round growth such as [3820, 112, 4008, 1604, 52] KB, alike on the code of a
+# week before; a bound on the total failed 2 runs in 5) and reuses what was freed, so a leak of
+# 1 KB per connection_init, injected to try, stayed inside that noise. This bound catches a
+# leak that grows RSS by 1 MiB or more in every round; the exact checks are the task,
+# subscriber and tenant-feed counts (_settled).
+MAX_QUIET_ROUND_KB = 1024
 
 
 async def _cycle(server: Server, token: str, ids: list[str], n: int) -> None:
@@ -82,13 +89,17 @@ async def test_thousands_of_connect_disconnect_cycles_leave_nothing(
     await _cycles(server, token, ids, WARMUP)
     await eventually(lambda: _settled(server, 10_000), within=20)
     before = health(server)
+    rss = [before["process"]["rss_kb"]]
     for _ in range(ROUNDS):
         await _cycles(server, token, ids, CYCLES)
         await eventually(lambda: _settled(server, before["process"]["tasks"]), within=30)
+        rss.append(health(server)["process"]["rss_kb"])
     after = health(server)
     assert after["subscriptions"]["tenants"] == 0, "idle tenant feeds are closed"
-    growth = after["process"]["rss_kb"] - before["process"]["rss_kb"]
-    assert growth < MAX_GROWTH_KB, f"RSS grew {growth} KB over {ROUNDS * CYCLES} cycles"
+    growth = [b - a for a, b in itertools.pairwise(rss)]
+    assert min(growth) < MAX_QUIET_ROUND_KB, (
+        f"RSS grew in every round of {CYCLES} cycles (KB per round: {growth})"
+    )
     # The collector ran meanwhile, and /healthz tells how long it paused the process.
     pauses = after["process"]["gc_longest_pause_ms"]
     assert len(pauses) == 3 and pauses[0] > 0, pauses

@@ -32,7 +32,7 @@ from app.auth.tokens import Principal
 from app.ops.outage import is_outage
 from app.web.settings import Settings
 from app.web.ws_protocol import ABORT_EXTENSION
-from schema.library_internals import graphql_core_schema, starlette_websocket
+from schema.library_internals import starlette_websocket
 from schema.operation_log import record_operation
 from subscriptions.hub import Hub
 from subscriptions.live import Documents, LiveOperation, SubscriberOverflow, plan
@@ -267,8 +267,12 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         """Sends what the live subscriptions hold, a user's events at a time from each in
         turn (what waits stays in the bounded mailboxes); ends when they are drained."""
         hub = _hub(self.context)
+        # The core schema the view's Documents already hold (live operations exist only with
+        # them): read once per flush, not looked up again for every event.
+        documents = getattr(self.view, "documents", None)
+        schema = documents.schema if isinstance(documents, Documents) else None
         try:
-            while self._ready and hub is not None:
+            while self._ready and hub is not None and schema is not None:
                 operation_id = next(iter(self._ready))
                 live = self._ready.pop(operation_id)
                 if self.live.get(operation_id) is not live:
@@ -284,9 +288,7 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
                         break  # completed meanwhile
                     await self._send_next(
                         live,
-                        await live.execute(
-                            payload, hub, graphql_core_schema(self.schema), self.context
-                        ),
+                        await live.execute(payload, hub, schema, self.context),
                     )
                 if self.live.get(operation_id) is live and live.has_more:
                     self._ready[operation_id] = live  # after the others: each gets its turn

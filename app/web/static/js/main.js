@@ -62,6 +62,7 @@ const state = {
   metricsAsOf: null,
   rowSubs: { key: "", unsubscribe: [] },
   stale: new Set(), // ids of rows shown that live updates took out of the applied filter
+  resyncing: false, // subscribing again after the server cut a subscription off (CONFLICT)
   metricsUnsubscribe: null,
   role: null, // from `viewer`, where served
   catchUp: { seq: 0, timer: null, delay: 0 }, // refetching after a reconnect
@@ -465,6 +466,10 @@ function retryCatchUp(seq = ++state.catchUp.seq) {
 }
 
 function onUserEvent(result) {
+  if (cutOff(result)) {
+    resync();
+    return;
+  }
   if (result.errors?.length && !result.data) {
     const error = new ApiError(result.errors[0].message, {
       code: result.errors[0].extensions?.code ?? "GRAPHQL",
@@ -526,13 +531,41 @@ function resubscribeRows() {
   state.rowSubs = { key, unsubscribe };
 }
 
+/** The server ended the subscription because this page fell too far behind (CONFLICT). */
+function cutOff(result) {
+  return !result.data?.syncUserUpdated && !result.data?.syncMetricsUpdated
+    && result.errors?.some((error) => error.extensions?.code === "CONFLICT");
+}
+
+/**
+ * After a subscription was cut off: subscribe again, and once the server has registered the new
+ * subscriptions (ws.barrier()), refetch what they may have missed.
+ */
+function resync() {
+  if (state.resyncing) return; // every cut-off subscription of one burst is answered at once
+  state.resyncing = true;
+  state.rowSubs.key = ""; // subscribe anew even though the rows shown did not change
+  resubscribeRows();
+  subscribeMetrics();
+  ws.barrier().then((ok) => {
+    state.resyncing = false;
+    if (ok) catchUp(); // else the reconnect that follows catches up
+  });
+}
+
 function startLive() {
   ws.start();
+  subscribeMetrics();
+}
+
+function subscribeMetrics() {
+  state.metricsUnsubscribe?.();
   state.metricsUnsubscribe = ws.subscribe(
     { query: METRICS_SUBSCRIPTION, variables: {} },
     {
       next: (result) => {
-        if (result.data?.syncMetricsUpdated) {
+        if (cutOff(result)) resync();
+        else if (result.data?.syncMetricsUpdated) {
           renderMetrics(result.data.syncMetricsUpdated);
           reasons.refreshSoon();
           trends.refreshSoon();

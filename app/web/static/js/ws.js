@@ -1,6 +1,9 @@
 // A small graphql-transport-ws client: connection_init, subscribe/next/error/complete,
 // ping/pong both ways, and reconnection with exponential backoff and jitter.
 // Subscriptions survive reconnects: they are sent again after every connection_ack.
+// barrier() answers once the server has taken every message sent before it: a ping, whose pong
+// the server sends only after handling what came before it on the socket (it handles one message
+// at a time), so a refetch made then cannot miss an event the subscriptions would not carry.
 
 import { errorFromGraphQL } from "./graphql.js";
 
@@ -21,8 +24,9 @@ export function defaultWsUrl(path = "/graphql") {
  * @param {string} options.url
  * @param {() => object} options.connectionParams  payload of connection_init
  * @param {(status: string) => void} [options.onStatus]  connecting | live | reconnecting | offline | closed
- * @param {() => void} [options.onReconnect]  after a connection was lost and is back (refetch here):
- *   also after the server ended the subscriptions with SERVICE_UNAVAILABLE (a broker outage)
+ * @param {() => void} [options.onReconnect]  after a connection was lost and is back and the
+ *   server has registered every subscription again (refetch here): also after the server ended
+ *   the subscriptions with SERVICE_UNAVAILABLE (a broker outage)
  * @param {(reason: string) => void} [options.onAuthError]  the server refused the credentials
  */
 export function createWsClient({
@@ -48,6 +52,7 @@ export function createWsClient({
   let ackTimer = null;
   let pingTimer = null;
   let pongTimer = null;
+  let pongWaiters = []; // in the order the pings were sent: the server answers them in order
 
   function setStatus(next) {
     if (status !== next) {
@@ -65,6 +70,13 @@ export function createWsClient({
     clearInterval(pingTimer);
     clearTimeout(pongTimer);
     ackTimer = pingTimer = pongTimer = null;
+    pongWaiters = []; // pings of a lost socket are never answered; a reconnect starts afresh
+  }
+
+  /** A ping; `answered` runs at its pong. */
+  function ping(answered) {
+    pongWaiters.push(answered);
+    send({ type: "ping" });
   }
 
   function connect() {
@@ -122,7 +134,7 @@ export function createWsClient({
         setStatus("live");
         for (const [id, sub] of subscriptions) send({ id, type: "subscribe", payload: sub.payload });
         startKeepalive(ws);
-        if (wasReconnect) onReconnect();
+        if (wasReconnect) ping(() => onReconnect());
         break;
       }
       case "ping":
@@ -131,6 +143,7 @@ export function createWsClient({
       case "pong":
         clearTimeout(pongTimer);
         pongTimer = null;
+        pongWaiters.shift()?.();
         break;
       case "next": {
         const sub = subscriptions.get(message.id);
@@ -165,7 +178,7 @@ export function createWsClient({
     clearInterval(pingTimer);
     pingTimer = setInterval(() => {
       if (ws !== socket || pongTimer) return;
-      send({ type: "ping" });
+      ping(() => {});
       pongTimer = setTimeout(() => drop(ws, 4408, "Ping timeout"), pongTimeoutMs);
     }, pingIntervalMs);
   }
@@ -222,6 +235,28 @@ export function createWsClient({
       if (socket) drop(socket, 1000, "Normal closure");
       everConnected = false;
       setStatus("closed");
+    },
+
+    /**
+     * Resolves once the server has handled every message sent so far (subscribe included);
+     * false if the connection was lost first (the next reconnect calls onReconnect).
+     */
+    barrier() {
+      if (!acknowledged) return Promise.resolve(false);
+      const ws = socket;
+      return new Promise((resolve) => {
+        // A lost socket's pings are never answered (clearTimers forgets their waiters).
+        const lost = setInterval(() => {
+          if (ws !== socket) {
+            clearInterval(lost);
+            resolve(false);
+          }
+        }, 1000);
+        ping(() => {
+          clearInterval(lost);
+          resolve(true);
+        });
+      });
     },
 
     /**

@@ -21,6 +21,7 @@ from app.domain.validation import FailedItemInput, name
 from app.domain.views import PolicyView, RunView, UserView
 from app.events.messages import Event, TokenRevoked
 from app.lifecycle import transitions
+from app.store.engine import run_in
 from app.store.unit_of_work import Change, Work, unit_of_work, write
 from app.web.context import Context
 from app.webhooks import registry, urls
@@ -149,8 +150,9 @@ def _policy_id(view: PolicyView) -> str:
 async def _audit(
     work: Work, principal: Principal, action: str, target_id: str | None, summary: str
 ) -> None:
-    await audit.record_in(
+    await run_in(
         work.session,
+        audit.record,
         principal.tenant_id,
         audit.Actor.of(principal),
         action,

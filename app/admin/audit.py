@@ -1,7 +1,8 @@
 """The audit log: who did what to which object, recorded in the caller's transaction.
 
-One INSERT, on a Core Connection (the run lifecycle's writers, `record`) or an AsyncSession
-(administration, `record_in`), so the event commits or rolls back with the change it describes.
+One INSERT on a Connection: the run lifecycle's writers call `record` directly, administration
+through app.store.engine.run_in; either way the event commits or rolls back with the change it
+describes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from app.domain import audit_summaries
 from app.domain.ids import encode_id
 from app.domain.timeutil import now_micros
 from app.domain.validation import TEXT_MAX
+from app.store.engine import run_in
 from app.store.models import ApiToken, AuditEvent
 
 ACTIONS = (
@@ -81,19 +83,6 @@ def record(
     conn.execute(_INSERT, _row(tenant_id, actor, action, target_id, summary, at))
 
 
-async def record_in(
-    session: AsyncSession,
-    tenant_id: int,
-    actor: Actor,
-    action: str,
-    target_id: str | None,
-    summary: str,
-    at: int,
-) -> None:
-    """Records the event in the session's transaction (a unit_of_work or db.write())."""
-    await session.execute(_INSERT, _row(tenant_id, actor, action, target_id, summary, at))
-
-
 async def token_created(
     session: AsyncSession, tenant_id: int, actor: Actor, token: str, role: str
 ) -> None:
@@ -105,4 +94,4 @@ async def token_created(
     ).one()
     summary = audit_summaries.token_created(row.name, role)
     target = encode_id("ApiTokenInfo", row.id)
-    await record_in(session, tenant_id, actor, "token.create", target, summary, now_micros())
+    await run_in(session, record, tenant_id, actor, "token.create", target, summary, now_micros())

@@ -20,6 +20,7 @@ from app.domain.views import own_version, public_version
 from app.events.messages import Event, UserEvent
 from app.lifecycle.transitions import due_after_start
 from app.store import counters
+from app.store.engine import run_in
 from app.store.models import Policy, SyncUser
 from app.store.snapshots import user_snapshot
 
@@ -118,7 +119,7 @@ async def add_users(
     added = counters.Moves()
     for _, _, p in cleaned:
         added.add((p, UserStatus.NEVER_SYNCED, 0), 1)  # never synced: no latest sync hour
-    await counters.run_in(session, added.apply, tenant_id)
+    await run_in(session, added.apply, tenant_id)
     await counters.add_policy_users(session, Counter(p for _, _, p in cleaned if p))
     events: list[Event] = [UserEvent("added", await user_snapshot(session, u)) for u in rows]
     return rows, events
@@ -154,7 +155,7 @@ async def assign_policy(
         user.policy_id = policy_id
         user.due_at = _due_for(user, policy, now)
         changed.append(user)
-    await counters.run_in(session, moves.apply, tenant_id)
+    await run_in(session, moves.apply, tenant_id)
     await counters.add_policy_users(session, moved)
     await session.flush()
     events: list[Event] = [

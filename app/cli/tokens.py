@@ -21,7 +21,7 @@ from app.domain.timeutil import MICROS_PER_SECOND, from_micros
 from app.domain.validation import name as valid_name
 from app.events.broker import create_broadcast, max_message_bytes
 from app.events.messages import Publisher, TokenRevoked
-from app.store.engine import Database, open_database
+from app.store.engine import Database, open_database, run_in
 from app.store.migrate import upgrade
 from app.store.models import Tenant
 from app.store.unit_of_work import Work, unit_of_work
@@ -198,8 +198,8 @@ async def replace_token(settings: Settings, tenant: str, role: str, name: str) -
 async def _audit_revoked(work: Work, tenant_id: int, view: TokenView) -> None:
     target = encode_id("ApiTokenInfo", view.id)
     summary = audit_summaries.token_revoked(view.name, view.role)
-    await audit.record_in(
-        work.session, tenant_id, audit.CLI, "token.revoke", target, summary, work.now
+    await run_in(
+        work.session, audit.record, tenant_id, audit.CLI, "token.revoke", target, summary, work.now
     )
 
 

@@ -5,29 +5,27 @@ never lose counts.
 The upserts are Core statements on the tables, built once per dialect. One builder per
 counter (`_..._writes`) makes the statements and rows of a change; the operations below run
 them, synchronously on a Connection: directly in the run lifecycle (Database.run_write), through
-`run_in` in administration and the seed (the ORM writers; app.store.engine says why both write
-paths stay)."""
+app.store.engine.run_in in administration and the seed (the ORM writers; engine.py says why both
+write paths stay)."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from typing import Any, Concatenate, ParamSpec, cast
+from typing import Any, cast
 
 from sqlalchemy import Connection, Executable, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 from app.domain.timeutil import MICROS_PER_HOUR, minute_of
+from app.store.engine import run_in
 from app.store.models import ChangeBucket, LatestCount, Policy, StatusCount, SyncUser
 from app.store.triage_counters import TriageMoves
 
 NO_POLICY = 0
 # A user as the counters see it: (policy id, status, latest_sort).
 UserKey = tuple[int | None, str, int]
-AsyncExecutor = AsyncConnection | AsyncSession
-P = ParamSpec("P")
 # A statement and its parameters (a list of rows: executemany).
 Write = tuple[Executable, dict[str, Any] | list[dict[str, Any]]]
 
@@ -98,18 +96,6 @@ def _changes_writes(dialect: str, tenant_id: int, at_micros: int, changes: int) 
 def _execute(conn: Connection, writes: list[Write]) -> None:
     for statement, params in writes:
         conn.execute(statement, params)
-
-
-async def run_in(
-    executor: AsyncExecutor,
-    write: Callable[Concatenate[Connection, P], None],
-    *args: P.args,
-    **kwargs: P.kwargs,
-) -> None:
-    """Runs one of the synchronous writes below in an ORM writer's transaction (SQLAlchemy's
-    greenlet bridge), so each counter write is written once for both write paths."""
-    conn = executor if isinstance(executor, AsyncConnection) else await executor.connection()
-    await conn.run_sync(write, *args, **kwargs)
 
 
 # -- the counters' operations --------------------------------------------------------------------

@@ -13,7 +13,7 @@ Both stay. The lifecycle must be one synchronous function to cost SQLite one hop
 thread; administration and the seed are rare, multi-step and built on the ORM (identity map,
 snapshots of session rows, ORM-enabled updates), so moving them to Core would be a rewrite for
 nothing. Code both share is written once, synchronously, and reaches a session through
-run_sync (app.store.counters.run_in).
+run_sync (run_in, below).
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -178,3 +179,19 @@ def open_database(url: str, read_pool_size: int = 4) -> Database:
         writer=async_sessionmaker(write_engine, expire_on_commit=False),
         sqlite_writer=sqlite_writer,
     )
+
+
+AsyncExecutor = AsyncConnection | AsyncSession
+P = ParamSpec("P")
+
+
+async def run_in(
+    executor: AsyncExecutor,
+    write: Callable[Concatenate[Connection, P], Any],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> None:
+    """Runs a synchronous write (a counter's, the audit log's) in an ORM writer's transaction
+    (SQLAlchemy's greenlet bridge), so code both write paths share is written once."""
+    conn = executor if isinstance(executor, AsyncConnection) else await executor.connection()
+    await conn.run_sync(write, *args, **kwargs)

@@ -65,6 +65,7 @@ const state = {
   metricsUnsubscribe: null,
   role: null, // from `viewer`, where served
   catchUp: { seq: 0, timer: null, delay: 0 }, // refetching after a reconnect
+  rowsBehind: false, // a row subscription was cut off: resubscribing and refetching
 };
 
 const el = {
@@ -470,7 +471,10 @@ function onUserEvent(result) {
       code: result.errors[0].extensions?.code ?? "GRAPHQL",
       errors: result.errors,
     });
-    handleAuth(error);
+    if (handleAuth(error)) return;
+    // The server cut the subscription off ("fell too far behind") and completes it: subscribe
+    // again, then refetch what it would have carried.
+    if (error.code === "CONFLICT") rowsFellBehind();
     return;
   }
   const user = result.data?.syncUserUpdated;
@@ -504,6 +508,17 @@ function subscriptionError(what) {
     if (handleAuth(error)) return;
     showPageError(`Live updates of ${what} stopped: ${error.message} Use Refresh to see the latest data.`);
   };
+}
+
+function rowsFellBehind() {
+  if (state.rowsBehind) return; // several of the row subscriptions at once: one catch-up
+  state.rowsBehind = true;
+  setTimeout(() => {
+    state.rowsBehind = false;
+    state.rowSubs.key = ""; // resubscribe even though the rows are the same
+    resubscribeRows();
+    ws.afterSubscribed(() => catchUp());
+  }, 0);
 }
 
 /** Subscribe to the visible rows and the open panel's user; only when that set changed. */

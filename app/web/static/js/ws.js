@@ -7,7 +7,8 @@ import { errorFromGraphQL } from "./graphql.js";
 const PROTOCOL = "graphql-transport-ws";
 const AUTH_CLOSE_CODES = new Set([4401, 4403]); // Unauthorized / Forbidden (connection_init refused)
 // The service lost its event broker (or its database): events may have been missed. The
-// subscription is kept and sent again after reconnecting, where onReconnect refetches.
+// subscription is kept and sent again after reconnecting, where onReconnect refetches (once the
+// server answered a ping sent behind the subscribes, so they are registered).
 const RETRY_LATER_CODE = "SERVICE_UNAVAILABLE";
 
 /** ws(s)://<this host>/graphql */
@@ -48,6 +49,9 @@ export function createWsClient({
   let ackTimer = null;
   let pingTimer = null;
   let pongTimer = null;
+  // One entry per ping sent on this socket, in order (the server answers them in order): a
+  // callback to run on its pong, or null (a keepalive ping).
+  let awaitingPong = [];
 
   function setStatus(next) {
     if (status !== next) {
@@ -65,6 +69,16 @@ export function createWsClient({
     clearInterval(pingTimer);
     clearTimeout(pongTimer);
     ackTimer = pingTimer = pongTimer = null;
+    awaitingPong = [];
+  }
+
+  /** Ping now; `then` runs on its pong. The server handles a socket's messages in order, so
+   * the pong also says that every subscribe sent before the ping is registered. */
+  function ping(ws, then = null) {
+    awaitingPong.push(then);
+    send({ type: "ping" });
+    clearTimeout(pongTimer);
+    pongTimer = setTimeout(() => drop(ws, 4408, "Ping timeout"), pongTimeoutMs);
   }
 
   function connect() {
@@ -122,16 +136,24 @@ export function createWsClient({
         setStatus("live");
         for (const [id, sub] of subscriptions) send({ id, type: "subscribe", payload: sub.payload });
         startKeepalive(ws);
-        if (wasReconnect) onReconnect();
+        // Refetch once the subscriptions are registered: a change between a refetch and its
+        // subscription's registration would be in neither.
+        if (wasReconnect) ping(ws, onReconnect);
         break;
       }
       case "ping":
         send(message.payload === undefined ? { type: "pong" } : { type: "pong", payload: message.payload });
         break;
-      case "pong":
+      case "pong": {
         clearTimeout(pongTimer);
         pongTimer = null;
+        const then = awaitingPong.shift();
+        if (awaitingPong.length) {
+          pongTimer = setTimeout(() => drop(ws, 4408, "Ping timeout"), pongTimeoutMs);
+        }
+        then?.();
         break;
+      }
       case "next": {
         const sub = subscriptions.get(message.id);
         if (sub) sub.sink.next?.(message.payload || {});
@@ -165,8 +187,7 @@ export function createWsClient({
     clearInterval(pingTimer);
     pingTimer = setInterval(() => {
       if (ws !== socket || pongTimer) return;
-      send({ type: "ping" });
-      pongTimer = setTimeout(() => drop(ws, 4408, "Ping timeout"), pongTimeoutMs);
+      ping(ws);
     }, pingIntervalMs);
   }
 
@@ -222,6 +243,13 @@ export function createWsClient({
       if (socket) drop(socket, 1000, "Normal closure");
       everConnected = false;
       setStatus("closed");
+    },
+
+    /** Run `then` once every subscription sent so far is registered on the server (at once
+     * when not connected: the refetch after the next connection_ack covers it). */
+    afterSubscribed(then) {
+      if (acknowledged && socket) ping(socket, then);
+      else then();
     },
 
     /**

@@ -7,10 +7,17 @@ before fan-out; start and finish pass at once. The few events that do not carry 
 (a policy change stands for all its users; an event too big for the broker is a reference)
 cost one query per process, not one per subscriber.
 
-The broker keeps no log of past events: while this process's broker connection is down, events
-published elsewhere never arrive here. So a lost broker is never silent: every acknowledged
-connection ends its subscriptions with SERVICE_UNAVAILABLE and closes with 1013 (broker_lost),
-new ones are refused until the broker is back (broker_up), and clients refetch on reconnecting.
+The broker keeps no log of past events, so with any broker but memory:// (Hub.replay) the
+database does: each tenant event has a gap-free sequence in the event log (app.events.event_log)
+and each feed remembers the last one it delivered. A message after a gap, a lost broker
+connection and its return, and a quiet spell (a lost last event) make the feed read what it
+missed from the log, in order; a message already delivered is dropped. While the broker is down
+the feed reads the log every OUTAGE_POLL seconds, so subscriptions go on; if the broker stays
+away longer than the grace (SYNCSTATUS_BROKER_GRACE_SECONDS), or the log no longer holds what
+was missed, the explicit signal applies: every acknowledged connection ends its subscriptions
+with SERVICE_UNAVAILABLE and closes with 1013 (broker_lost), new ones are refused until the
+broker is back (broker_up), and clients refetch on reconnecting. memory:// (one process, no
+log) cannot lose a message, and without the log a lost broker signals at once.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import weakref
 from contextlib import suppress
 from typing import Any, Protocol
 
+from app.events import event_log
 from app.events.messages import (
     Message,
     PolicyEvent,
@@ -30,16 +38,21 @@ from app.events.messages import (
     UserRef,
     channel_for,
     decode,
+    decode_sequenced,
 )
 from app.store.engine import Database
 from subscriptions.metrics_feed import MetricsFeed, MetricsSubscriber
 from subscriptions.policy_changes import load_policy, load_user_event, users_of_policy
+from subscriptions.sequence import SequenceTracker, Verdict
 from subscriptions.shared import SharedExecution
 from subscriptions.subscriber import MAX_PENDING, MERGED, UserSubscriber
 
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 0.25  # seconds between progress events of one user
 READY_TIMEOUT = 10.0
+IDLE_POLL = 5.0  # seconds without a message before a feed looks in the log (a lost last event)
+OUTAGE_POLL = 1.0  # seconds between looks in the log while the broker is down
+DEFAULT_GRACE = 60.0  # seconds subscriptions go on without the broker
 
 
 def _dropped(broadcast: Any, events: Any) -> int:
@@ -67,6 +80,13 @@ class TenantFeed:
         self.subscriber_count = 0
         self._last_progress: dict[int, float] = {}
         self.held: dict[int, UserEvent] = {}
+        # With the event log: the last sequence delivered here; _order keeps the broker's
+        # messages and the log's rows from interleaving.
+        self.sequence: SequenceTracker | None = None
+        self._order = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._last_message = time.monotonic()
+        self._poller: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._task = asyncio.create_task(self._listen(), name=f"feed-{tenant_id}")
 
@@ -86,10 +106,16 @@ class TenantFeed:
             raise RuntimeError(f"the event feed of tenant {self.tenant_id} did not start")
 
     async def close(self) -> None:
-        self._task.cancel()
-        with suppress(asyncio.CancelledError):
-            await self._task
+        for task in (self._poller, self._task):
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
         await self.metrics.close()
+
+    def wake(self) -> None:
+        """Look in the event log now (the broker was lost or is back)."""
+        self._wake.set()
 
     async def _listen(self) -> None:
         try:
@@ -101,11 +127,19 @@ class TenantFeed:
             self.hub.discard(self)
             for subscriber in self.user_subscribers():
                 subscriber.overflow()
+            if self._poller is not None:
+                self._poller.cancel()  # a dead feed reads no log
             raise
 
     async def _receive(self) -> None:
         broadcast = self.hub.broadcast
         async with broadcast.subscribe(channel_for(self.tenant_id)) as events:
+            if self.hub.replay:
+                # Read after subscribing: an event committed since arrives, or is in the log.
+                self.sequence = SequenceTracker(
+                    await event_log.last_seq(self.hub.db, self.tenant_id)
+                )
+                self._poller = asyncio.create_task(self._poll(), name=f"feed-{self.tenant_id}-log")
             self._ready.set()
             dropped = _dropped(broadcast, events)
             async for message in events:
@@ -115,11 +149,72 @@ class TenantFeed:
                 if now_dropped != dropped:
                     self._count_dropped("broker_queue", now_dropped - dropped)
                     dropped = now_dropped
-                    self._lost_events()
+                    if self.sequence is None:  # else the next gap or poll reads them back
+                        self._lost_events()
                 try:
-                    await self._route(decode(message.message))
+                    seq, event = decode_sequenced(message.message)
+                    if seq is None or self.sequence is None:
+                        await self._route(event)
+                    else:
+                        async with self._order:
+                            await self._accept(seq, event)
                 except Exception:
                     log.exception("could not route an event of tenant %s", self.tenant_id)
+
+    async def _accept(self, seq: int, event: Message) -> None:
+        """A logged event from the broker: delivered unless it was already; after a gap, what
+        is missing is read from the log first (and this event with it)."""
+        sequence = self.sequence
+        assert sequence is not None
+        self._last_message = time.monotonic()
+        verdict = sequence.check(seq)
+        if verdict is Verdict.GAP:
+            await self._catch_up()
+            verdict = sequence.check(seq)
+        if verdict is Verdict.DUPLICATE:
+            sequence.duplicates += 1
+            return
+        if sequence.advance(seq):  # not in the log (pruned, or not visible here yet)
+            self._lost_events()
+        await self._route(event)
+
+    async def _catch_up(self) -> None:
+        """Delivers the logged events after the last one delivered, in order (under _order)."""
+        sequence = self.sequence
+        assert sequence is not None
+        while True:
+            rows = await event_log.read_after(self.hub.db, self.tenant_id, sequence.last)
+            for seq, body in rows:
+                if sequence.advance(seq):
+                    self._lost_events()  # older than the log's bound: subscribers refetch
+                sequence.replayed += 1
+                try:
+                    await self._route(decode(body))
+                except Exception:
+                    log.exception("could not route an event of tenant %s", self.tenant_id)
+            if len(rows) < event_log.REPLAY_BATCH:
+                return
+
+    async def _poll(self) -> None:
+        """Looks in the log while the broker is down, when woken (broker lost or back), and
+        after IDLE_POLL seconds without a message (a lost publish of the last event)."""
+        while True:
+            interval = OUTAGE_POLL if not self.hub.broker_up else IDLE_POLL
+            with suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
+            woken = self._wake.is_set()
+            self._wake.clear()
+            quiet = time.monotonic() - self._last_message >= IDLE_POLL
+            if not (woken or quiet or not self.hub.broker_up):
+                continue
+            try:
+                async with self._order:
+                    await self._catch_up()
+            except Exception as error:  # the database unreachable too: try again later
+                log.warning("could not read the event log of tenant %s: %s", self.tenant_id, error)
+            if quiet:
+                self._last_message = time.monotonic()
 
     def _lost_events(self) -> None:
         # Subscribers may have missed a start or finish: they must refetch, so tell them.
@@ -232,10 +327,23 @@ class TenantFeed:
 
 
 class Hub:
-    def __init__(self, broadcast: Any, db: Database, telemetry: Any = None) -> None:
+    def __init__(
+        self,
+        broadcast: Any,
+        db: Database,
+        telemetry: Any = None,
+        *,
+        replay: bool = False,
+        grace: float = DEFAULT_GRACE,
+    ) -> None:
         self.broadcast = broadcast
         self.db = db
         self.telemetry = telemetry  # app.ops.telemetry.Telemetry, if any
+        # Whether events carry event-log sequences (the Publisher's event_log), and how long
+        # subscriptions go on while the broker is down.
+        self.replay = replay
+        self.grace = grace
+        self._grace_timer: asyncio.TimerHandle | None = None
         self.shared = SharedExecution()
         self._feeds: dict[int, TenantFeed] = {}
         self._lock = asyncio.Lock()
@@ -261,8 +369,32 @@ class Hub:
         self._sockets.discard(socket)
 
     def broker_lost(self) -> None:
-        """The broker connection was lost (the backend's on_disconnect): events may be missed
-        from now until it is back, so no subscription may carry on as if nothing happened."""
+        """The broker connection was lost (the backend's on_disconnect): events published from
+        now until it is back do not arrive here. With the event log the feeds read them from
+        there meanwhile, for up to the grace; without it, or after it, no subscription may
+        carry on as if nothing happened."""
+        if self.replay and self.grace > 0:
+            log.warning(
+                "broker connection lost: reading events from the event log for up to %gs",
+                self.grace,
+            )
+            self._wake_feeds()
+            if self._grace_timer is None:
+                loop = asyncio.get_running_loop()
+                self._grace_timer = loop.call_later(self.grace, self._grace_over)
+            return
+        self._end_subscriptions()
+
+    def _grace_over(self) -> None:
+        self._grace_timer = None
+        if not self.broker_up:
+            self._end_subscriptions()
+
+    def _wake_feeds(self) -> None:
+        for feed in self._feeds.values():
+            feed.wake()
+
+    def _end_subscriptions(self) -> None:
         sockets = list(self._sockets)
         self._sockets.clear()
         log.warning("broker connection lost: closing %d connection(s) with 1013", len(sockets))
@@ -274,6 +406,10 @@ class Hub:
         """The broker connection is back (the backend's on_reconnect)."""
         if self.telemetry is not None:
             self.telemetry.broker_reconnects.inc()
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+        self._wake_feeds()  # what was published before the resubscription is in the log
         self._metrics_stale()  # events published before the resubscription were missed
 
     def _metrics_stale(self) -> None:
@@ -355,6 +491,9 @@ class Hub:
             del self._feeds[feed.tenant_id]
 
     async def close(self) -> None:
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
         async with self._lock:
             feeds, self._feeds = list(self._feeds.values()), {}
         for feed in feeds:
@@ -370,4 +509,9 @@ class Hub:
             "held_progress": sum(len(f.held) for f in feeds),
             "shared_executions_reused": self.shared.hits,
             "shared_executions_run": self.shared.misses,
+            # With the event log: events read from it, broker messages dropped as already
+            # delivered, events gone from it when needed (this process's feeds now open).
+            "events_replayed": sum(f.sequence.replayed for f in feeds if f.sequence),
+            "events_duplicate": sum(f.sequence.duplicates for f in feeds if f.sequence),
+            "events_lost": sum(f.sequence.lost for f in feeds if f.sequence),
         }

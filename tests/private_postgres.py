@@ -7,8 +7,10 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -60,6 +62,36 @@ class PrivatePostgres:
         """An immediate stop: connections drop at once, as in a crash or a network cut."""
         assert self._pg_ctl
         self._run(self._pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def kill(self) -> None:
+        """SIGKILL to the server and every process of it, as the OOM killer or a crash does."""
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        family = [pid, *_children(pid)]
+        for member in family:
+            with suppress(ProcessLookupError):
+                os.kill(member, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(_alive(member) for member in family):
+            assert time.monotonic() < deadline, "the killed server's processes linger"
+            time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:  # a zombie (state Z) is dead: its parent may never reap it in a container
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        with suppress(OSError):
+            # pid (comm) state ppid …: comm may hold spaces, so split after its ")".
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat.split("/")[2]))
+    return found
 
 
 def available() -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -86,19 +87,30 @@ def channel_of(event: Event) -> str:
     return channel_for(tenant_of(event))
 
 
-def encode(event: Event, max_bytes: int | None = None) -> str:
-    """The event as JSON; one that would exceed ``max_bytes`` becomes a reference instead."""
+def encode(event: Event, max_bytes: int | None = None, seq: int | None = None) -> str:
+    """The event as JSON; one that would exceed ``max_bytes`` becomes a reference instead.
+    ``seq`` is the event's place in its tenant's event log (app.events.event_log), if logged."""
     if isinstance(event, TokenRevoked):  # small: always whole
         return _dumps({"t": "token_revoked", "tenant": event.tenant_id, "id": event.token_id})
     if isinstance(event, UserEvent):
         body: dict[str, Any] = {"t": "user", "kind": event.kind, "user": event.user.to_dict()}
     else:
         body = {"t": "policy", "policy": _policy_dict(event.policy)}
+    if seq is not None:
+        body["seq"] = seq
     message = _dumps(body)
     # ASCII only (json escapes the rest), so the length is the size in bytes.
     if max_bytes is not None and len(message) > max_bytes:
-        return _dumps(_reference(event))
+        reference = _reference(event)
+        if seq is not None:
+            reference["seq"] = seq
+        return _dumps(reference)
     return message
+
+
+def with_seq(message: str, seq: int) -> str:
+    """An encoded event (a JSON object without "seq") with its sequence added."""
+    return f'{message[:-1]},"seq":{seq}}}'
 
 
 def _dumps(body: dict[str, Any]) -> str:
@@ -119,7 +131,17 @@ def _reference(event: UserEvent | PolicyEvent) -> dict[str, Any]:
 
 
 def decode(message: str) -> Message:
+    return decode_sequenced(message)[1]
+
+
+def decode_sequenced(message: str) -> tuple[int | None, Message]:
+    """The message's event and its sequence in the tenant's event log (None: not logged)."""
     body = json.loads(message)
+    seq = body.get("seq")
+    return (int(seq) if seq is not None else None), _decode_body(body)
+
+
+def _decode_body(body: dict[str, Any]) -> Message:
     kind = body["t"]
     if kind == "user":
         return UserEvent(kind=body["kind"], user=UserView.from_dict(body["user"]))
@@ -154,8 +176,15 @@ class BroadcastLike(Protocol):
 
 
 class Publisher:
-    """Publishes committed changes. A broker failure is logged, never undoes the commit:
-    subscribers that miss an event recover by refetching (versions tell them).
+    """Publishes committed changes. A broker failure is logged, never undoes the commit.
+
+    With ``event_log`` (any broker but memory://) the unit of work writes each tenant event to
+    the event log in its transaction and passes its sequence here: a message the broker loses
+    is then read back from the log by every process that missed it (subscriptions.hub), and
+    while the broker's connection is known to be down the publish is not even tried (it would
+    only hold the mutation up for the publish timeout). Without it (the embedded default: one
+    process, an in-memory broker that cannot lose a message) subscribers that miss an event
+    recover by refetching (versions tell them).
 
     ``max_message_bytes`` is the broker's message limit (PostgreSQL NOTIFY: below 8000 bytes);
     an event that does not fit is published as a reference that subscribers' processes load.
@@ -166,18 +195,37 @@ class Publisher:
         broadcast: BroadcastLike,
         max_message_bytes: int | None = None,
         telemetry: Any = None,  # app.ops.telemetry.Telemetry
+        *,
+        event_log: bool = False,
     ) -> None:
         self._broadcast = broadcast
         self._max_bytes = max_message_bytes
         self._telemetry = telemetry
+        self.event_log = event_log
 
-    async def publish(self, events: list[Event]) -> None:
-        for event in events:
+    def _broker_down(self) -> bool:
+        backend = getattr(self._broadcast, "backend", None)
+        return not getattr(backend, "is_connected", True)
+
+    async def publish(
+        self, events: list[Event], logged: Sequence[tuple[int, str] | None] | None = None
+    ) -> None:
+        """``logged``: each event's sequence and encoding in the event log, or None."""
+        for index, event in enumerate(events):
+            entry = logged[index] if logged is not None else None
             try:
-                message = encode(event, self._max_bytes)
+                if entry is not None and self._broker_down():
+                    raise BroadcastUnavailable("broker connection down; the event log has it")
+                if entry is None:
+                    message = encode(event, self._max_bytes)
+                else:
+                    message = with_seq(entry[1], entry[0])  # as logged: encoded once
+                    if self._max_bytes is not None and len(message) > self._max_bytes:
+                        message = encode(event, self._max_bytes, entry[0])
                 await self._broadcast.publish(channel_of(event), message)
             except BroadcastUnavailable as error:
-                log.warning("could not publish %s event: %s", type(event).__name__, error)
+                if entry is None:  # else the log has it: a gap or the poll brings it
+                    log.warning("could not publish %s event: %s", type(event).__name__, error)
                 self._count(failed=True)
             except Exception:
                 log.exception("could not publish %s event", type(event).__name__)

@@ -42,6 +42,9 @@ class Tenant(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_MAX), unique=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # The sequence of the tenant's last logged event (EventLog), advanced under this row's
+    # lock at the end of each state change, so sequences are gap-free in commit order.
+    event_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
 
 
 class ApiToken(Base):
@@ -306,3 +309,18 @@ class WebhookDelivery(Base):
     # Also the lease while an attempt is under way: a claimer moves it past the attempt's end,
     # so a process that died mid-attempt leaves the delivery due again later, never lost.
     next_attempt_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class EventLog(Base):
+    """Each tenant's events in commit order (app.events.event_log), written in the state
+    change's transaction and kept for SYNCSTATUS_EVENT_LOG_SECONDS: what a process missed
+    while its broker connection was down, it reads here."""
+
+    __tablename__ = "event_log"
+    __table_args__ = (Index("ix_event_log_at", "at"),)
+    # No foreign key: its check would lock the tenant row once more per event, for a table
+    # whose rows are gone within minutes.
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[int] = mapped_column(BigInteger)
+    body: Mapped[str] = mapped_column(Text)  # the event as published (messages.encode)

@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.timeutil import now_micros
+from app.events import event_log
 from app.events.messages import Event, Publisher
 from app.store.engine import Database
 
@@ -31,10 +32,19 @@ async def write(db: Database, publisher: Publisher, change: Change[T]) -> T:
     finishes a transaction it started whatever happens to the caller, and a start or finish
     in the database must then still reach subscribers."""
 
+    def logged_change(
+        conn: Connection,
+    ) -> tuple[T, list[Event], list[event_log.Logged | None] | None]:
+        now = now_micros()
+        result, events = change(conn, now)
+        # Last in the transaction: the tenant row's lock is held only for the insert and commit.
+        logged = event_log.append(conn, events, now) if publisher.event_log and events else None
+        return result, events, logged
+
     async def commit_then_publish() -> T:
-        result, events = await db.run_write(lambda conn: change(conn, now_micros()))
+        result, events, logged = await db.run_write(logged_change)
         # Reached only when the transaction committed: never announce what did not persist.
-        await publisher.publish(events)
+        await publisher.publish(events, logged)
         return result
 
     task = asyncio.ensure_future(commit_then_publish())
@@ -59,8 +69,13 @@ class Work:
 
 @asynccontextmanager
 async def unit_of_work(db: Database, publisher: Publisher) -> AsyncIterator[Work]:
+    logged: list[event_log.Logged | None] | None = None
     async with db.write() as session:
         work = Work(session=session, now=now_micros())
         yield work
+        if publisher.event_log and work.events:
+            await session.flush()
+            conn = await session.connection()
+            logged = await conn.run_sync(event_log.append, work.events, work.now)
     # Reached only when the transaction committed: never announce state that did not persist.
-    await publisher.publish(work.events)
+    await publisher.publish(work.events, logged)

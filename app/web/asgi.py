@@ -30,6 +30,7 @@ from app.auth.revocations import listening as revocations_applied
 from app.auth.tokens import Authenticator
 from app.demo.simulator import running_simulator
 from app.domain.errors import ServiceError
+from app.events import event_log
 from app.events.broker import create_broadcast, max_message_bytes
 from app.events.messages import Publisher
 from app.ops.outage import RETRY_AFTER_SECONDS
@@ -42,7 +43,7 @@ from app.ops.tasks import cancel_and_wait
 from app.ops.telemetry import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.ops.telemetry import Telemetry
 from app.ops.timing import ServerTiming
-from app.store.engine import is_sqlite, open_database
+from app.store.engine import Database, is_sqlite, open_database
 from app.store.migrate import upgrade
 from app.store.schema_version import schema_problem
 from app.web.body_limit import BodyLimit
@@ -218,6 +219,14 @@ def _simulation(services: Services, simulate: bool) -> AbstractAsyncContextManag
     return running_simulator(services.db, services.publisher)
 
 
+def _event_log_pruner(
+    db: Database, settings: Settings, logged: bool
+) -> AbstractAsyncContextManager[None]:
+    if not logged:
+        return nullcontext()
+    return event_log.running_pruner(db, settings.event_log_seconds)
+
+
 def _rate_limiter(settings: Settings) -> RateLimiter:
     """Budgets shared through Redis when the broker is Redis; else this process's own."""
     url = settings.broadcast_url
@@ -249,6 +258,9 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
             db.sqlite_writer.on_wait = telemetry.sqlite_writer_wait.observe
         broadcast = create_broadcast(settings.broadcast_url)
         backend = getattr(broadcast, "backend", None)
+        # The event log, for brokers that can lose a message (app.events.event_log); the
+        # in-memory one (one process) cannot.
+        logged = not settings.broadcast_url.startswith("memory:")
         try:
             if not is_sqlite(settings.database_url):
                 problem = await schema_problem(db)
@@ -259,11 +271,18 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                     settings=settings,
                     db=db,
                     broadcast=broadcast,
-                    publisher=Publisher(broadcast, max_message_bytes(broadcast), telemetry),
+                    publisher=Publisher(
+                        broadcast,
+                        max_message_bytes(broadcast),
+                        telemetry,
+                        event_log=logged,
+                    ),
                     authenticator=Authenticator(db),
                     telemetry=telemetry,
                 )
-                services.hub = Hub(broadcast, db, telemetry)
+                services.hub = Hub(
+                    broadcast, db, telemetry, replay=logged, grace=settings.broker_grace_seconds
+                )
                 if hasattr(backend, "on_disconnect"):
                     # A lost broker ends every subscription explicitly (subscriptions/hub.py).
                     backend.on_disconnect = services.hub.broker_lost
@@ -285,6 +304,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                         revocations_applied(services),
                         _simulation(services, simulate),
                         running_pruner(db, settings.retention_days, telemetry),
+                        _event_log_pruner(db, settings, logged),
                     ):
                         yield {"services": services}
                 finally:

@@ -52,6 +52,12 @@ class Settings:
     ws_send_timeout: float = DEFAULT_WS_SEND_TIMEOUT
     # Unsent results one WebSocket may hold before it gets coalesced state; 0: no budget.
     ws_backlog_bytes: int = DEFAULT_WS_BACKLOG_BYTES
+    # Events are kept this long in the event log (not with memory://), to be replayed by a
+    # process whose broker lost them.
+    event_log_seconds: int = 600
+    # While the broker is down, subscriptions go on (fed from the event log) this long; then
+    # they end with SERVICE_UNAVAILABLE and the client refetches.
+    broker_grace_seconds: float = 60.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -79,6 +85,8 @@ class Settings:
             ws_backlog_bytes=_number(
                 env, "SYNCSTATUS_WS_BACKLOG_BYTES", DEFAULT_WS_BACKLOG_BYTES, int
             ),
+            event_log_seconds=_number(env, "SYNCSTATUS_EVENT_LOG_SECONDS", 600, int),
+            broker_grace_seconds=_number(env, "SYNCSTATUS_BROKER_GRACE_SECONDS", 60.0, float),
         )
 
 

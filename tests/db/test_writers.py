@@ -91,10 +91,12 @@ async def test_dispose_ends_the_writer_thread() -> None:
 
 
 class RecordingPublisher:
+    event_log = False  # as on memory://: no event log
+
     def __init__(self) -> None:
         self.events: list[object] = []
 
-    async def publish(self, events: list[object]) -> None:
+    async def publish(self, events: list[object], seqs: object = None) -> None:
         self.events.extend(events)
 
 

@@ -56,7 +56,10 @@ def outage_env(page_env: object) -> Iterator[OutageEnv]:
         cli(database_url, "seed", "--tenant", LIVE_TENANT, "--users", "12")
         viewer = create_token(database_url, LIVE_TENANT, "viewer")
         worker = create_token(database_url, LIVE_TENANT, "worker")
-        with run_server(database_url, env={"SYNCSTATUS_BROADCAST_URL": redis.url}) as server:
+        # A grace of 1 s: this outage outlasts it, so the page is told (a shorter one is ridden
+        # out on the event log without the page noticing).
+        env = {"SYNCSTATUS_BROADCAST_URL": redis.url, "SYNCSTATUS_BROKER_GRACE_SECONDS": "1"}
+        with run_server(database_url, env=env) as server:
             api = server.graphql_url
             yield OutageEnv(server, redis, viewer, Gql(api, viewer), Gql(api, worker))
 

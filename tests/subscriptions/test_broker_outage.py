@@ -1,10 +1,11 @@
-"""A broker outage under live subscribers is never silent (issue 11), on Redis and on PostgreSQL
-LISTEN/NOTIFY. The broker keeps no log, so events published while a process's broker connection
-is down never reach it: its subscribers get an `error` with SERVICE_UNAVAILABLE and the socket
-closes with 1013 within seconds, new connections are refused with 1013 while the broker is away,
-and once it is back a new subscription sees later updates. Mutations made meanwhile still
-succeed (clients refetch to see them). The database is the shared PostgreSQL throughout; only
-the broker, a private server of the test's own, goes down."""
+"""A broker outage longer than the grace is never silent (issue 11), on Redis and on PostgreSQL
+LISTEN/NOTIFY. Subscriptions ride out a short outage on the event log
+(test_broker_outage_replay.py); here the grace is 1 s, so this outage outlasts it: subscribers
+get an `error` with SERVICE_UNAVAILABLE and the socket closes with 1013 within seconds, new
+connections are refused with 1013 while the broker is away, and once it is back a new
+subscription sees later updates. Mutations made meanwhile still succeed (clients refetch to see
+them). The database is the shared PostgreSQL throughout; only the broker, a private server of
+the test's own, goes down."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from tests.subscriptions.support import (
     raw_socket,
 )
 
+GRACE = 1.0  # seconds subscriptions go on without the broker (SYNCSTATUS_BROKER_GRACE_SECONDS)
 SIGNALLED_WITHIN = 5.0  # seconds after the broker died
 RESUME_WITHIN = 20.0  # seconds after the broker is back
 
@@ -56,7 +58,8 @@ def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
 
 @pytest.fixture(scope="module")
 def servers(broker: Broker) -> Iterator[list[Server]]:
-    with postgres_servers(2, broker.url) as running:
+    env = {"SYNCSTATUS_BROKER_GRACE_SECONDS": str(GRACE)}
+    with postgres_servers(2, broker.url, env=env) as running:
         yield running
 
 

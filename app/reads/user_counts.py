@@ -81,9 +81,8 @@ def user_filters(
     if status is not None:
         where.append(SyncUser.status == status)
     if policy_id is not None:
-        # With a status too, count inside ix_sync_users_status_latest (it ends with policy_id).
-        column = SyncUser.policy_id + 0 if status is not None else SyncUser.policy_id
-        where.append(column == policy_id)
+        # With a status too, SQLite counts inside ix_sync_users_status_policy (three equalities).
+        where.append(SyncUser.policy_id == policy_id)
     return where
 
 

@@ -99,6 +99,17 @@ class SyncUser(Base):
             "destination_email",
         ),
         Index("ix_sync_users_policy_latest", "tenant_id", "policy_id", "latest_sort", "id"),
+        # A status and a policy together (with a date range and a search): only their users.
+        Index(
+            "ix_sync_users_status_policy",
+            "tenant_id",
+            "status",
+            "policy_id",
+            "latest_sort",
+            "id",
+            "email",
+            "destination_email",
+        ),
         Index("ix_sync_users_due", "tenant_id", "due_at"),
         # Failed users by errorCode, in each order with every filter column after the key:
         # partial, so only FAILED users are in them (a start takes its user out).

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, event, insert, select
 
 from app.admin import user_admin
 from app.domain.timeutil import MICROS_PER_HOUR
@@ -195,6 +195,8 @@ def _accesses(filt: reads.UserFilter) -> list[Any]:
     found: list[Any] = [None, reads.BY_FILTERS, reads.Access(frozenset({"tenant"}))]
     if filt.status is not None:
         found.append(reads.BY_STATUS)
+    if filt.status is not None and filt.policy_id is not None:
+        found.append(reads.BY_STATUS_POLICY)
     if filt.term and len(filt.term) >= reads.TRIGRAM:
         found.append(reads.BY_TRIGRAMS)
     return found
@@ -224,6 +226,42 @@ async def test_pages_are_exact_on_every_access_path(world: World, order: str) ->
         expected = _expected(world, filt, order)
         for access in _accesses(filt):
             assert await _all_pages(world, filt, order, access) == expected, (filt, access)
+
+
+async def test_status_and_policy_are_read_inside_their_own_index(world: World) -> None:
+    """All filters combined: every statement of the count reads ix_sync_users_status_policy
+    (only the users of that status and policy), not the status's whole range or the table.
+    (Before the lifecycle test below, which moves users away from world.users.)"""
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if "FROM sync_users" in statement:
+            statements.append((statement, params))
+
+    engine = world.db.read_engine.sync_engine
+    filt = reads.UserFilter(
+        email_contains="garcia",
+        status="FAILED",
+        policy_id=world.policies[0],
+        latest_sync_from=BASE + H // 2,
+        latest_sync_to=BASE + (HOURS - 2) * H + H // 3,
+    )
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        async with world.db.read() as session:
+            assert await reads.user_count(session, world.tenant, filt) == len(
+                _expected(world, filt, "EMAIL_ASC")
+            )
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert len(statements) >= 2  # the date range's partial hours, then the search
+    async with world.db.read() as session:
+        conn = await session.connection()
+        for statement, params in statements:
+            plan = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)
+            details = [row[-1] for row in plan]
+            used = [d for d in details if "sync_users" in d and "sync_users_search" not in d]
+            assert used and all("ix_sync_users_status_policy" in d for d in used), details
 
 
 async def _counter_rows(db: Database, tenant_id: int) -> tuple[set[Any], set[Any]]:

@@ -1,0 +1,162 @@
+"""The seed's bulk load, on SQLite and PostgreSQL: a load that at least doubles the tables drops
+their indexes (and SQLite's search trigger) and builds them after it, a smaller one keeps them.
+Either way the schema ends exactly as the migrations made it, the trigram search finds every
+seeded user, and the counters equal a recount."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import func, or_, select, text
+
+from app.demo.seed import seed
+from app.reads.user_counts import fts_matches
+from app.store import bulk_load, counters
+from app.store.engine import Database, open_database
+from app.store.models import (
+    ChangeBucket,
+    FailureReason,
+    LatestCount,
+    Policy,
+    StatusCount,
+    SyncUser,
+    TrendBucket,
+)
+from tests.api_tests.triage_recount import recount
+from tests.server import migrate, postgres_database, sqlite_database
+from tests.services import postgres_admin_url
+
+SQLITE_SCHEMA = ("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name",)
+POSTGRES_SCHEMA = (
+    "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
+    "ORDER BY indexname",
+    "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+    "WHERE connamespace = 'public'::regnamespace ORDER BY conname",
+    "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 2",
+    "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid OR NOT indisready",
+)
+TERMS = ("garcia", "ria.ch", "a.sm", "onmicrosoft", "@bulk.com")
+TREND_COLUMNS = {
+    "runsStarted": "runs_started",
+    "runsSucceeded": "runs_succeeded",
+    "runsCompletedWithWarning": "runs_completed_with_warning",
+    "runsFailed": "runs_failed",
+}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "sqlite":
+        with sqlite_database() as url:
+            yield url
+    else:
+        with postgres_database(postgres_admin_url()) as url:
+            yield url
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    migrate(database_url)
+    database = open_database(database_url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+async def _schema(db: Database) -> list[Any]:
+    queries = SQLITE_SCHEMA if db.dialect == "sqlite" else POSTGRES_SCHEMA
+    async with db.read() as session:
+        return [[tuple(row) for row in (await session.execute(text(q))).all()] for q in queries]
+
+
+async def _search_matches_like(db: Database) -> None:
+    """SQLite's trigram index (rebuilt after a bulk load, kept by its trigger otherwise)."""
+    if db.dialect != "sqlite":
+        return
+    async with db.read() as session:
+        for term in TERMS:
+            pattern = f"%{term}%"
+            like = await session.scalar(
+                select(func.count()).where(
+                    or_(SyncUser.email.like(pattern), SyncUser.destination_email.like(pattern))
+                )
+            )
+            assert like, term
+            assert await fts_matches(session, term) == like, term
+
+
+async def _counters(db: Database, tenant_id: int) -> list[Any]:
+    async with db.read() as session:
+        found = []
+        for model in (StatusCount, LatestCount):
+            rows = await session.execute(
+                select(model).where(model.tenant_id == tenant_id, model.count != 0)
+            )
+            found.append(sorted(repr(_columns(row)) for row in rows.scalars()))
+        policies = await session.execute(
+            select(Policy.id, Policy.user_count).where(Policy.tenant_id == tenant_id)
+        )
+        found.append(sorted(policies.all()))
+        return found
+
+
+def _columns(row: Any) -> dict[str, Any]:
+    return {c.key: getattr(row, c.key) for c in row.__table__.columns}
+
+
+async def _check_counters(db: Database, tenant_id: int, tenant: str) -> None:
+    kept = await _counters(db, tenant_id)
+    assert kept[0] and kept[1]
+    async with db.write() as session:
+        await counters.recount(session, tenant_id)
+    assert await _counters(db, tenant_id) == kept
+    expected = await recount(db.url, tenant)
+    assert expected["mismatched_users"] == []
+    async with db.read() as session:
+        reasons = await session.execute(
+            select(FailureReason).where(FailureReason.tenant_id == tenant_id)
+        )
+        found = {
+            r.error_code: (r.user_count, r.sample_message, r.last_seen_at)
+            for r in reasons.scalars()
+        }
+        assert found == expected["reasons"]
+        buckets = await session.execute(
+            select(TrendBucket).where(TrendBucket.tenant_id == tenant_id)
+        )
+        trends = {b.hour: b for b in buckets.scalars()}
+        for hour, columns in expected["hours"].items():
+            for key, column in TREND_COLUMNS.items():
+                assert getattr(trends[hour], column) == columns.get(key, 0), (hour, key)
+        changes = await session.scalar(
+            select(func.sum(ChangeBucket.changes)).where(ChangeBucket.tenant_id == tenant_id)
+        )
+        assert changes and changes == sum(b.changes for b in trends.values())
+
+
+async def test_bulk_and_incremental_seeds_keep_schema_search_and_counters(db: Database) -> None:
+    assert bulk_load.worth_deferring(300, 0) and bulk_load.worth_deferring(500, 400)
+    assert not bulk_load.worth_deferring(100, 300)
+    migrated = await _schema(db)
+    tenant_id = await seed(db, "Bulk", 300)  # an empty file: indexes built after the load
+    assert await _schema(db) == migrated
+    await _search_matches_like(db)
+    await _check_counters(db, tenant_id, "Bulk")
+    again = await seed(db, "Bulk", 100)  # fewer than there are: the indexes stay
+    assert again == tenant_id
+    assert await _schema(db) == migrated
+    await _search_matches_like(db)
+    await _check_counters(db, tenant_id, "Bulk")
+    other = await seed(db, "Other", 500)  # doubles the file again, beside a tenant
+    assert await _schema(db) == migrated
+    await _search_matches_like(db)
+    await _check_counters(db, other, "Other")
+    await _check_counters(db, tenant_id, "Bulk")
+    async with db.read() as session:
+        emails = await session.scalars(
+            select(SyncUser.email).where(SyncUser.tenant_id == tenant_id)
+        )
+        assert len(set(emails.all())) == 400  # the second seed numbered after the first

@@ -3,8 +3,8 @@ emails after the key, so a count or page filtered by status and policy (and a da
 email search) reads only the users of that status and policy inside the index, not every user of
 the status (at 1,000,000 users, all filters combined: 6,600 index entries instead of 76,000).
 
-Revision ID: 0005_status_policy
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-06 19:45:00
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0005_status_policy"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -60,6 +60,21 @@ class PolicyRef:
 
 
 @dataclass(frozen=True, slots=True)
+class UsersRequested:
+    """requestSyncs made users due, a write transaction at a time: one event for all of them
+    (a million events would flood the broker). They are the users with ids in
+    [first_id, last_id] whose sync was requested at a time in [since, until]; each receiving
+    process loads those its subscribers watch."""
+
+    tenant_id: int
+    first_id: int
+    last_id: int
+    since: int
+    until: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class TokenRevoked:
     """An API token was revoked: every process drops it from its cache and closes its sockets.
     Sent on one channel all processes listen on (REVOCATIONS_CHANNEL), not the tenant's."""
@@ -68,8 +83,8 @@ class TokenRevoked:
     token_id: int
 
 
-Event = UserEvent | PolicyEvent | TokenRevoked
-Message = UserEvent | PolicyEvent | UserRef | PolicyRef
+Event = UserEvent | PolicyEvent | UsersRequested | TokenRevoked
+Message = UserEvent | PolicyEvent | UserRef | PolicyRef | UsersRequested
 
 
 def channel_for(tenant_id: int) -> str:
@@ -90,6 +105,16 @@ def encode(event: Event, max_bytes: int | None = None) -> str:
     """The event as JSON; one that would exceed ``max_bytes`` becomes a reference instead."""
     if isinstance(event, TokenRevoked):  # small: always whole
         return _dumps({"t": "token_revoked", "tenant": event.tenant_id, "id": event.token_id})
+    if isinstance(event, UsersRequested):  # small: always whole
+        return _dumps(
+            {
+                "t": "requested",
+                "tenant": event.tenant_id,
+                "ids": [event.first_id, event.last_id],
+                "at": [event.since, event.until],
+                "count": event.count,
+            }
+        )
     if isinstance(event, UserEvent):
         body: dict[str, Any] = {"t": "user", "kind": event.kind, "user": event.user.to_dict()}
     else:
@@ -129,6 +154,9 @@ def decode(message: str) -> Message:
         return UserRef(body["kind"], body["tenant"], body["id"], body["version"])
     if kind == "policy_ref":
         return PolicyRef(body["tenant"], body["id"])
+    if kind == "requested":
+        (first, last), (since, until) = body["ids"], body["at"]
+        return UsersRequested(body["tenant"], first, last, since, until, body["count"])
     raise ValueError(f"unknown event type {kind!r}")
 
 
@@ -144,7 +172,7 @@ def _policy_dict(policy: PolicyView) -> dict[str, Any]:
 
 
 def tenant_of(event: Message | TokenRevoked) -> int:
-    if isinstance(event, UserRef | PolicyRef | TokenRevoked):
+    if isinstance(event, UserRef | PolicyRef | UsersRequested | TokenRevoked):
         return event.tenant_id
     return event.user.tenant_id if isinstance(event, UserEvent) else event.policy.tenant_id
 

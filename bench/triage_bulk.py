@@ -1,12 +1,16 @@
 """Failure triage's bulk work at scale, in process on the seeded SQLite file of bench/queries.py
-(run that first; it seeds 1,000,000 users):
+(run that first; it seeds 1,000,000 users), or on a seeded PostgreSQL database:
 
     .venv/bin/python bench/triage_bulk.py [--users N] [--db PATH] [--export-rows N]
+        [--postgres URL] [--scope finance,all] [--no-worker] [--only request|export]
 
-- requestSyncs over one policy's users (the seed's "Finance": about a tenth of them): wall time,
-  write transactions, the longest one (the time it held SQLite's write lock), and the latency of
-  a simulated worker's writes (claim, report, finish) meanwhile, beside the same worker's
-  latency before it (the baseline, same run).
+- requestSyncs over one policy's users (the seed's "Finance": about a tenth of them) and over
+  all of them (no filter): wall time, write transactions, the longest one (its statements: the
+  time it held SQLite's write lock or the users' row locks; and as its caller waited for it,
+  queueing and commit included), and the latency of a simulated worker's writes (claim,
+  report, finish) meanwhile, beside the same worker's latency before it (the baseline, same
+  run). Each scope runs on a fresh copy of the seeded data (a copied SQLite file, or a
+  PostgreSQL database made from the seeded one as a template), dropped afterwards.
 - the CSV export: rows per second and the process's RSS growth while it streams.
 Events are encoded as the server would and dropped (no broker).
 """
@@ -15,11 +19,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,8 +35,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import asyncpg  # noqa: E402
 from bench_tenant import DropEvents  # noqa: E402
-from sqlalchemy import Connection, select  # noqa: E402
+from sqlalchemy import Connection, make_url, select  # noqa: E402
 
 from app.events.messages import Publisher  # noqa: E402
 from app.lifecycle import bulk_requests, transitions  # noqa: E402
@@ -40,6 +49,7 @@ from app.store.unit_of_work import write  # noqa: E402
 from app.web.csv_export import _rows  # noqa: E402
 
 TENANT = "Bench"
+BASELINE_SECONDS = 10.0
 
 
 def pct(values: list[float], p: float) -> float:
@@ -87,53 +97,116 @@ async def worker(
         await asyncio.sleep(0.005)
 
 
-async def bench(db_path: Path, export_rows: int, parts: set[str]) -> None:
-    url = f"sqlite+aiosqlite:///{db_path}"
-    await asyncio.to_thread(upgrade, url)
-    db = open_database(url)
-    publisher = Publisher(DropEvents())
+async def bench(
+    url: str, export_rows: int, parts: set[str], scopes: list[str], with_worker: bool
+) -> None:
+    if "request" in parts:
+        for scope in scopes:
+            async with working_copy(url) as copy:
+                db = open_database(copy)
+                try:
+                    await request_part(db, scope, with_worker)
+                finally:
+                    await db.dispose()
+    if "export" in parts:
+        db = open_database(url)
+        try:
+            await export_part(db, (await ids(db))[0], export_rows)
+        finally:
+            await db.dispose()
+
+
+async def ids(db: Database) -> tuple[int, int]:
+    """The bench tenant's id and its Finance policy's."""
+    async with db.read() as session:
+        tenant_id = await session.scalar(select(Tenant.id).where(Tenant.name == TENANT))
+        finance = await session.scalar(
+            select(Policy.id).where(Policy.tenant_id == tenant_id, Policy.name == "Finance")
+        )
+    return int(tenant_id or 0), int(finance or 0)
+
+
+@contextlib.asynccontextmanager
+async def working_copy(url: str) -> AsyncIterator[str]:
+    """A copy of the seeded data, dropped afterwards: each run starts from the same state."""
+    if url.startswith("sqlite"):
+        source = Path(make_url(url).database or "")
+        copy = source.with_name(f"{source.stem}-copy-{os.getpid()}.db")
+        await asyncio.to_thread(_checkpointed_copy, source, copy)
+        try:
+            yield f"sqlite+aiosqlite:///{copy}"
+        finally:
+            await asyncio.to_thread(_remove, copy)
+        return
+    seeded = make_url(url)
+    admin = seeded.set(drivername="postgresql", database="postgres")
+    name = f"{seeded.database}_copy_{os.getpid()}"
+    conn = await asyncpg.connect(admin.render_as_string(hide_password=False))
     try:
-        async with db.read() as session:
-            tenant_id = await session.scalar(select(Tenant.id).where(Tenant.name == TENANT))
-            finance = await session.scalar(
-                select(Policy.id).where(Policy.tenant_id == tenant_id, Policy.name == "Finance")
-            )
-        if "request" in parts:
-            await request_part(db, publisher, tenant_id, finance)
-        if "export" in parts:
-            await export_part(db, tenant_id, export_rows)
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{seeded.database}"')
+        try:
+            yield seeded.set(database=name).render_as_string(hide_password=False)
+        finally:
+            await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     finally:
-        await db.dispose()
+        await conn.close()
 
 
-async def request_part(db: Database, publisher: Publisher, tenant_id: int, finance: int) -> None:
+def _remove(db_file: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_file}{suffix}").unlink(missing_ok=True)
+
+
+def _checkpointed_copy(source: Path, copy: Path) -> None:
+    with sqlite3.connect(source) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copyfile(source, copy)
+
+
+async def request_part(db: Database, scope: str, with_worker: bool) -> None:
+    publisher = Publisher(DropEvents())
+    tenant_id, finance = await ids(db)
+    filt = UserFilter(policy_id=finance) if scope == "finance" else UserFilter()
     baseline: list[float] = []
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker(db, publisher, tenant_id, stop, baseline))
-    await asyncio.sleep(10)
-    stop.set()
-    await task
     during: list[float] = []
+    if with_worker:
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker(db, publisher, tenant_id, stop, baseline))
+        await asyncio.sleep(BASELINE_SECONDS)
+        stop.set()
+        await task
     stop = asyncio.Event()
-    task = asyncio.create_task(worker(db, publisher, tenant_id, stop, during))
+    if with_worker:
+        task = asyncio.create_task(worker(db, publisher, tenant_id, stop, during))
     started = time.perf_counter()
-    result = await bulk_requests.request_syncs(
-        db, publisher, tenant_id, UserFilter(policy_id=finance)
-    )
+    result = await bulk_requests.request_syncs(db, publisher, tenant_id, filt)
     wall = time.perf_counter() - started
     stop.set()
-    await task
+    if with_worker:
+        await task
+    longest_write = getattr(result, "longest_write_seconds", None)
+    # Before longest_write_seconds, longest_seconds counted the statements, not the commit.
+    what = " (its statements)" if longest_write is None else " (to its commit)"
+    waited = f", {longest_write * 1000:.1f} ms as waited for" if longest_write else ""
+    slow = getattr(result, "slow", None)
+    if slow is not None:
+        waited += f"; {slow} over 100 ms"
     print(
-        f"requestSyncs(policy Finance): {result.requested:,} requested, {result.skipped:,} "
-        f"skipped in {wall:.2f} s wall; {result.transactions} write transactions, the "
-        f"longest {result.longest_seconds * 1000:.1f} ms (target ~100 ms)"
+        f"{db.dialect} requestSyncs({scope}{'' if with_worker else ', no worker'}): "
+        f"{result.requested:,} requested, {result.skipped:,} skipped in {wall:.2f} s wall; "
+        f"{result.transactions} write transactions, the longest "
+        f"{result.longest_seconds * 1000:.1f} ms{what}{waited} (target ~100 ms); load "
+        f"{os.getloadavg()[0]:.1f}",
+        flush=True,
     )
     for name, values in (("before (baseline)", baseline), ("during requestSyncs", during)):
-        print(
-            f"  worker writes {name}: {len(values)} writes, p50 "
-            f"{statistics.median(values):.2f} ms, p99 {pct(values, 99):.2f} ms, max "
-            f"{max(values):.2f} ms"
-        )
+        if values:
+            print(
+                f"  worker writes {name}: {len(values)} writes, p50 "
+                f"{statistics.median(values):.2f} ms, p99 {pct(values, 99):.2f} ms, max "
+                f"{max(values):.2f} ms",
+                flush=True,
+            )
 
 
 async def export_part(db: Database, tenant_id: int, export_rows: int) -> None:
@@ -161,20 +234,35 @@ def main() -> None:
     )
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--db", type=Path)
+    parser.add_argument("--postgres", metavar="URL", help="a seeded PostgreSQL database")
+    parser.add_argument("--scope", default="finance,all", help="requestSyncs over: finance,all")
+    parser.add_argument(
+        "--no-worker", action="store_true", help="requestSyncs alone, no simulated worker"
+    )
     parser.add_argument("--export-rows", type=int, default=10**9)
     parser.add_argument("--only", choices=["request", "export"], help="run one part")
     args = parser.parse_args()
-    db_path = (
-        args.db or Path(tempfile.gettempdir()) / f"syncstatus-bench-{args.users}.db"
-    ).resolve()
-    if not db_path.exists():
-        raise SystemExit(f"{db_path} is missing: run bench/queries.py --users {args.users} first")
+    if args.postgres:
+        url = args.postgres
+        where = make_url(url).render_as_string(hide_password=True)
+    else:
+        db_path = (
+            args.db or Path(tempfile.gettempdir()) / f"syncstatus-bench-{args.users}.db"
+        ).resolve()
+        if not db_path.exists():
+            raise SystemExit(
+                f"{db_path} is missing: run bench/queries.py --users {args.users} first"
+            )
+        url, where = f"sqlite+aiosqlite:///{db_path}", str(db_path)
+        upgrade(url)
     print(
-        f"syncstatus triage bulk benchmark on {db_path}, {os.cpu_count()} cores, load "
-        f"{os.getloadavg()[0]:.2f}"
+        f"syncstatus triage bulk benchmark on {where}, {os.cpu_count()} cores, load "
+        f"{os.getloadavg()[0]:.2f}",
+        flush=True,
     )
     parts = {args.only} if args.only else {"request", "export"}
-    asyncio.run(bench(db_path, args.export_rows, parts))
+    scopes = args.scope.split(",")
+    asyncio.run(bench(url, args.export_rows, parts, scopes, not args.no_worker))
 
 
 if __name__ == "__main__":

@@ -36,13 +36,19 @@ from app.events.messages import (
     PolicyRef,
     UserEvent,
     UserRef,
+    UsersRequested,
     channel_for,
     decode,
     decode_sequenced,
 )
 from app.store.engine import Database
 from subscriptions.metrics_feed import MetricsFeed, MetricsSubscriber
-from subscriptions.policy_changes import load_policy, load_user_event, users_of_policy
+from subscriptions.policy_changes import (
+    load_policy,
+    load_user_event,
+    requested_users,
+    users_of_policy,
+)
 from subscriptions.sequence import SequenceTracker, Verdict
 from subscriptions.shared import SharedExecution
 from subscriptions.subscriber import MAX_PENDING, MERGED, UserSubscriber
@@ -53,6 +59,9 @@ READY_TIMEOUT = 10.0
 IDLE_POLL = 5.0  # seconds without a message before a feed looks in the log (a lost last event)
 OUTAGE_POLL = 1.0  # seconds between looks in the log while the broker is down
 DEFAULT_GRACE = 60.0  # seconds subscriptions go on without the broker
+# A bulk request's transaction that made more users due than this: whole-tenant subscribers
+# refetch, rather than every process loading thousands of users per transaction.
+REQUESTED_STATES_MAX = 500
 
 
 def _dropped(broadcast: Any, events: Any) -> int:
@@ -246,6 +255,9 @@ class TenantFeed:
         if isinstance(event, PolicyEvent):
             await self._policy_changed(event)
             return
+        if isinstance(event, UsersRequested):
+            await self._users_requested(event)
+            return
         if isinstance(event, UserRef):
             if event.user_id not in self.by_user and not self.everything:
                 return  # nobody here watches the user: no query
@@ -284,6 +296,21 @@ class TenantFeed:
         if watched == []:
             return
         async for updates in users_of_policy(self.hub.db, event.policy, watched):
+            for update in updates:
+                self.held.pop(update.user.id, None)
+                self._deliver(update)
+
+    async def _users_requested(self, event: UsersRequested) -> None:
+        watched: list[int] | None = None
+        if self.everything and event.count > REQUESTED_STATES_MAX:
+            for subscriber in self.everything:
+                subscriber.overflow()  # told to refetch
+        if not self.everything or event.count > REQUESTED_STATES_MAX:
+            first, last = event.first_id, event.last_id
+            watched = [user_id for user_id in self.by_user if first <= user_id <= last]
+            if not watched:
+                return
+        async for updates in requested_users(self.hub.db, event, watched):
             for update in updates:
                 self.held.pop(update.user.id, None)
                 self._deliver(update)

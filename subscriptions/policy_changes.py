@@ -1,17 +1,18 @@
 """State a process loads itself when an event does not carry it: the users of a changed policy
-(one PolicyEvent stands for all of them), and events too big for the broker (references).
-One query per event and process, never one per subscriber."""
+(one PolicyEvent stands for all of them), the users a bulk request made due (one
+UsersRequested stands for a write transaction's worth), and events too big for the broker
+(references). One query per event and process, never one per subscriber."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.views import PolicyView, RunView, UserView
-from app.events.messages import UserEvent, UserEventKind
+from app.events.messages import UserEvent, UserEventKind, UsersRequested
 from app.reads.runs import policies_by_ids, runs_by_ids
 from app.reads.users import users_by_ids
 from app.store.engine import Database
@@ -64,6 +65,33 @@ async def users_of_policy(
                 )
                 if ids:
                     yield await _snapshots(session, policy.tenant_id, ids, "policy", policy)
+
+
+async def requested_users(
+    db: Database, event: UsersRequested, watched: Iterable[int] | None
+) -> AsyncIterator[list[UserEvent]]:
+    """The users the event stands for among ``watched`` (all of them for None), chunk by chunk:
+    still requested (not started since: that start has its own event) at a time in the
+    event's window."""
+    tenant_id = event.tenant_id
+    requested = (
+        SyncUser.tenant_id == tenant_id,
+        SyncUser.id.between(event.first_id, event.last_id),
+        SyncUser.sync_requested == true(),
+        SyncUser.due_at.between(event.since, event.until),
+    )
+    async with db.read() as session:
+        if watched is None:
+            query = select(SyncUser.id).where(*requested).order_by(SyncUser.id)
+            ids = list(await session.scalars(query))
+            for part in chunks(ids):
+                yield await _snapshots(session, tenant_id, part, "requested", None)
+            return
+        for part in chunks(sorted(watched)):
+            query = select(SyncUser.id).where(*requested, SyncUser.id.in_(part))
+            ids = list(await session.scalars(query))
+            if ids:
+                yield await _snapshots(session, tenant_id, ids, "requested", None)
 
 
 async def load_user_event(

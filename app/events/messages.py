@@ -61,6 +61,21 @@ class PolicyRef:
 
 
 @dataclass(frozen=True, slots=True)
+class UsersRequested:
+    """requestSyncs made users due, a write transaction at a time: one event for all of them
+    (a million events would flood the broker). They are the users with ids in
+    [first_id, last_id] whose sync was requested at a time in [since, until]; each receiving
+    process loads those its subscribers watch."""
+
+    tenant_id: int
+    first_id: int
+    last_id: int
+    since: int
+    until: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class TokenRevoked:
     """An API token was revoked: every process drops it from its cache and closes its sockets.
     Sent on one channel all processes listen on (REVOCATIONS_CHANNEL), not the tenant's."""
@@ -69,8 +84,8 @@ class TokenRevoked:
     token_id: int
 
 
-Event = UserEvent | PolicyEvent | TokenRevoked
-Message = UserEvent | PolicyEvent | UserRef | PolicyRef
+Event = UserEvent | PolicyEvent | UsersRequested | TokenRevoked
+Message = UserEvent | PolicyEvent | UserRef | PolicyRef | UsersRequested
 
 
 def channel_for(tenant_id: int) -> str:
@@ -92,6 +107,17 @@ def encode(event: Event, max_bytes: int | None = None, seq: int | None = None) -
     ``seq`` is the event's place in its tenant's event log (app.events.event_log), if logged."""
     if isinstance(event, TokenRevoked):  # small: always whole
         return _dumps({"t": "token_revoked", "tenant": event.tenant_id, "id": event.token_id})
+    if isinstance(event, UsersRequested):  # small: always whole
+        requested: dict[str, Any] = {
+            "t": "requested",
+            "tenant": event.tenant_id,
+            "ids": [event.first_id, event.last_id],
+            "at": [event.since, event.until],
+            "count": event.count,
+        }
+        if seq is not None:
+            requested["seq"] = seq
+        return _dumps(requested)
     if isinstance(event, UserEvent):
         body: dict[str, Any] = {"t": "user", "kind": event.kind, "user": event.user.to_dict()}
     else:
@@ -151,6 +177,9 @@ def _decode_body(body: dict[str, Any]) -> Message:
         return UserRef(body["kind"], body["tenant"], body["id"], body["version"])
     if kind == "policy_ref":
         return PolicyRef(body["tenant"], body["id"])
+    if kind == "requested":
+        (first, last), (since, until) = body["ids"], body["at"]
+        return UsersRequested(body["tenant"], first, last, since, until, body["count"])
     raise ValueError(f"unknown event type {kind!r}")
 
 
@@ -166,7 +195,7 @@ def _policy_dict(policy: PolicyView) -> dict[str, Any]:
 
 
 def tenant_of(event: Message | TokenRevoked) -> int:
-    if isinstance(event, UserRef | PolicyRef | TokenRevoked):
+    if isinstance(event, UserRef | PolicyRef | UsersRequested | TokenRevoked):
         return event.tenant_id
     return event.user.tenant_id if isinstance(event, UserEvent) else event.policy.tenant_id
 

@@ -1,11 +1,12 @@
 """requestSyncs: "sync now" for every user a filter selects, in short write transactions.
 
-The users are read in keyset batches outside any write; each write transaction then takes a
-chunk of them, rechecks the filter on their current rows (they may have changed since the
-read), and makes the ones with an active policy and no run running due at once, as
-requestSync does for one user, events included. Chunks are sized so a transaction holds the
-write lock (SQLite) or the users' row locks (PostgreSQL) about TARGET_SECONDS: workers'
-reports queue between them instead of behind the whole request."""
+The tenant's users are walked in id ranges: each write transaction is one set-based UPDATE of
+the range's users the filter selects (app.lifecycle.sql.BulkRequest), so it costs the rows it
+reads, not a statement per user. Ranges are sized so a transaction holds the write lock
+(SQLite) or the users' row locks (PostgreSQL) about TARGET_SECONDS: workers' reports queue
+between them instead of behind the whole request. Each transaction announces its users with
+one UsersRequested event (a range, a time window and a count), never an event per user: each
+process loads the users its subscribers watch (subscriptions/hub.py)."""
 
 from __future__ import annotations
 
@@ -14,23 +15,23 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from app.domain.ids import encode_id
 from app.domain.timeutil import from_micros
-from app.events.messages import Event, Publisher
-from app.lifecycle import sql as sql
+from app.events.messages import Event, Publisher, UsersRequested
 from app.lifecycle import transitions
-from app.reads.user_batches import user_batches
+from app.lifecycle.sql import BulkRequest
 from app.reads.users import UserFilter, check_filter, conditions
 from app.store.engine import Database
 from app.store.models import SyncUser
 from app.store.unit_of_work import write
 
 log = logging.getLogger("syncstatus.bulk")
-TARGET_SECONDS = 0.025  # per write transaction: the longest stay under ~100 ms on a busy machine
-READ_BATCH = 5000
-FIRST_CHUNK, MIN_CHUNK, MAX_CHUNK = 200, 20, 5000
+TARGET_SECONDS = 0.03  # per write transaction: the longest stay under ~100 ms on a busy machine
+# Ids per range: the first is small (the machine's speed is unknown), then aimed at the target.
+FIRST_RANGE, MIN_RANGE, MAX_RANGE = 1000, 100, 1_000_000
+SLOW_SECONDS = 0.1  # a transaction held longer is counted (BulkResult.slow) and logged
 
 
 @dataclass(slots=True)
@@ -38,31 +39,24 @@ class BulkResult:
     requested: int = 0
     skipped: int = 0
     transactions: int = 0
-    longest_seconds: float = 0.0  # the longest write transaction's own time
+    # The longest write transaction, from its first statement until committed and announced.
+    longest_seconds: float = 0.0
+    # The longest write as its caller waited for it: queueing for SQLite's writer included.
+    longest_write_seconds: float = 0.0
+    slow: int = 0  # transactions longer than SLOW_SECONDS
 
 
-def _request_chunk(
-    conn: Connection, tenant_id: int, filt: UserFilter, ids: list[int], now: int
-) -> tuple[tuple[int, int, float], list[Event]]:
-    began = time.perf_counter()
-    dialect = conn.dialect.name
-    # Every filter column as `col + 0`: the rows are found by id, never through another index.
-    still = conditions(tenant_id, dialect, filt, indexed=frozenset(), search="like")
-    if dialect == "postgresql":  # the users' row locks first, in id order, as every writer
-        ids = list(
-            conn.execute(
-                select(SyncUser.id)
-                .where(SyncUser.id.in_(ids), *still)
-                .order_by(SyncUser.id)
-                .with_for_update()
-            ).scalars()
-        )
-        rows = conn.execute(sql.USERS_STATE, {"user_ids": ids}) if ids else []
-    else:
-        rows = conn.execute(sql.USERS_STATE.where(*still), {"user_ids": ids})
-    users = [sql.user_state(row) for row in rows]
-    events, skipped = transitions.request_syncs(conn, users, now)
-    return (len(events), skipped, time.perf_counter() - began), events
+async def _id_bounds(db: Database, tenant_id: int, filt: UserFilter) -> tuple[int, int] | None:
+    """The lowest and highest id the filter selects now (a read, through the filter's indexes);
+    users it selects later, outside them, were not matching when the request began."""
+    where = conditions(tenant_id, db.dialect, filt)  # SQLite: the trigram index for a search
+    async with db.read() as session:
+        row = (
+            await session.execute(
+                select(func.min(SyncUser.id), func.max(SyncUser.id)).where(*where)
+            )
+        ).one()
+    return None if row[0] is None else (int(row[0]), int(row[1]))
 
 
 async def request_syncs(
@@ -76,24 +70,43 @@ async def request_syncs(
     what it did."""
     check_filter(filt)
     result = result if result is not None else BulkResult()
-    chunk = FIRST_CHUNK
-    ids_only = (SyncUser.__table__.c.id,)
-    async for rows in user_batches(db, tenant_id, filt, "EMAIL_ASC", READ_BATCH, ids_only):
-        ids = sorted(row.id for row in rows)  # rows near each other on disk, locks in order
-        while ids:
-            part, ids = ids[:chunk], ids[chunk:]
+    bounds = await _id_bounds(db, tenant_id, filt)
+    if bounds is None:
+        return result
+    lo, last = bounds
+    # Every filter column as `col + 0` (SQLite): the rows are found by id, never another index.
+    where = conditions(tenant_id, db.dialect, filt, indexed=frozenset(), search="like")
+    statements = BulkRequest.of(db.dialect, tenant_id, where)
+    size = FIRST_RANGE
+    while lo <= last:
+        hi = min(last, lo + size - 1)
 
-            def change(conn: Connection, now: int, part: list[int] = part) -> Any:
-                return _request_chunk(conn, tenant_id, filt, part, now)
+        def change(conn: Connection, now: int, lo: int = lo, hi: int = hi) -> Any:
+            began = time.perf_counter()
+            requested, skipped = transitions.request_syncs_between(conn, statements, lo, hi, now)
+            events: list[Event] = []
+            if requested:
+                events.append(UsersRequested(tenant_id, lo, hi, now, now, requested))
+            return (requested, skipped, began), events
 
-            requested, skipped, seconds = await write(db, publisher, change)
-            result.requested += requested
-            result.skipped += skipped
-            result.transactions += 1
-            result.longest_seconds = max(result.longest_seconds, seconds)
-            # Aim the next chunk at TARGET_SECONDS, growing at most twofold at a time.
-            scaled = int(len(part) * TARGET_SECONDS / max(seconds, 1e-4))
-            chunk = max(MIN_CHUNK, min(MAX_CHUNK, 2 * chunk, scaled))
+        called = time.perf_counter()
+        requested, skipped, began = await write(db, publisher, change)
+        done = time.perf_counter()
+        # The commit counts: on SQLite it writes every page the UPDATE dirtied to the WAL (and
+        # may checkpoint), which can take longer than the statements. This also counts the
+        # hop back to the event loop and the event's publishing: an upper bound.
+        held = done - began
+        result.requested += requested
+        result.skipped += skipped
+        result.transactions += 1
+        result.longest_seconds = max(result.longest_seconds, held)
+        if held > SLOW_SECONDS:
+            result.slow += 1
+        result.longest_write_seconds = max(result.longest_write_seconds, done - called)
+        # Aim the next range at TARGET_SECONDS, growing at most twofold at a time.
+        scaled = int(size * TARGET_SECONDS / max(held, 1e-4))
+        size = max(MIN_RANGE, min(MAX_RANGE, 2 * size, scaled))
+        lo = hi + 1
     return result
 
 
@@ -133,13 +146,15 @@ def record(
     """Logs a bulk request once done or cut short (the resolver adds its audit event)."""
     log.info(
         "requestSyncs tenant=%s actor=%s filter=%s requested=%d skipped=%d "
-        "transactions=%d longest=%.1fms%s",
+        "transactions=%d slow=%d longest=%.1fms longest_write=%.1fms%s",
         tenant_id,
         actor,
         describe(filt),
         result.requested,
         result.skipped,
         result.transactions,
+        result.slow,
         result.longest_seconds * 1000,
+        result.longest_write_seconds * 1000,
         "" if complete else " (cut short)",
     )

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, true, update
+from sqlalchemy import ColumnElement, Select, Table, bindparam, func, insert, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.dml import Insert, Update
 from sqlalchemy.sql.selectable import Alias
 
 from app.domain.views import PolicyView, RunView, UserView, row_fields
@@ -171,3 +171,37 @@ INSERT_FAILED_ITEMS = {
     "sqlite": _failed_items_insert(sqlite),
     "postgresql": _failed_items_insert(postgresql),
 }
+
+
+# -- requestSyncs: users in an id range at once ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BulkRequest:
+    """requestSyncs' two statements for one filter (`where`), built once per call: the users in
+    [lo, hi] that the filter selects, and the UPDATE that makes those with an active policy and
+    no run running due at `now`. SQLite walks the rowid range and checks each row (NOT INDEXED:
+    without statistics it could pick a filter's index and read all its users per chunk);
+    PostgreSQL locks the users in id order first, as every writer of several users does."""
+
+    matching: Select[Any]
+    request: Update
+
+    @classmethod
+    def of(cls, dialect: str, tenant_id: int, where: list[ColumnElement[bool]]) -> BulkRequest:
+        where = [*where, users.c.id.between(bindparam("lo"), bindparam("hi"))]
+        active = select(policies.c.id).where(
+            policies.c.tenant_id == tenant_id, policies.c.active == true()
+        )
+        eligible = [*where, users.c.current_run_id.is_(None), users.c.policy_id.in_(active)]
+        matching = select(func.count()).select_from(users).where(*where)
+        request = update(users).values(
+            sync_requested=True, due_at=bindparam("now"), version=users.c.version + 1
+        )
+        if dialect == "postgresql":
+            locked = select(users.c.id).where(*eligible).order_by(users.c.id).with_for_update()
+            request = request.where(users.c.id.in_(locked))
+        else:
+            matching = matching.with_hint(users, "NOT INDEXED", "sqlite")
+            request = request.where(*eligible).with_hint("NOT INDEXED", dialect_name="sqlite")
+        return cls(matching, request)

@@ -344,28 +344,13 @@ def request_sync(conn: Connection, user: UserState, now: int) -> Event:
     return UserEvent("requested", view)
 
 
-def request_syncs(
-    conn: Connection, users: Sequence[UserState], now: int
-) -> tuple[list[Event], int]:
-    """request_sync for each user with an active policy and no run running, in one UPDATE;
-    the events, and how many users were skipped."""
-    due = [
-        user
-        for user in users
-        if user.view.policy is not None
-        and user.view.policy.active
-        and user.view.current_run_id is None
-    ]
-    if due:
-        conn.execute(
-            sql.UPDATE_USER,
-            [{"user_id": u.view.id, "sync_requested": True, "due_at": now} for u in due],
-        )
-    events: list[Event] = [
-        UserEvent(
-            "requested",
-            replace(u.view, sync_requested=True, due_at=now, version=u.view.version + 1),
-        )
-        for u in due
-    ]
-    return events, len(users) - len(due)
+def request_syncs_between(
+    conn: Connection, statements: sql.BulkRequest, lo: int, hi: int, now: int
+) -> tuple[int, int]:
+    """request_sync for every user with an id in [lo, hi] that the statements' filter selects,
+    has an active policy and no run running, in one UPDATE; (requested, skipped). No counter
+    moves: a request changes no status. Counted after the UPDATE: on PostgreSQL the requested
+    users are locked by then, so they are among the users counted."""
+    requested = conn.execute(statements.request, {"lo": lo, "hi": hi, "now": now}).rowcount
+    matching = conn.execute(statements.matching, {"lo": lo, "hi": hi}).scalar_one()
+    return requested, matching - requested

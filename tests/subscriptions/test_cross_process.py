@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from gql.transport.exceptions import TransportQueryError
 
+from app.lifecycle.bulk_requests import FIRST_RANGE
+from subscriptions.hub import REQUESTED_STATES_MAX
 from tests.conftest import Tenant
 from tests.server import Server
 from tests.services import redis_url
@@ -14,6 +17,7 @@ from tests.subscriptions.multi import api_on, postgres_servers
 from tests.subscriptions.support import (
     METRICS_UPDATES,
     USER_UPDATES,
+    WAIT,
     Stream,
     Worker,
     add_users,
@@ -90,3 +94,47 @@ async def test_events_too_big_for_the_broker_still_arrive(servers: list[Server])
     assert [user(i)["status"] for i in items] == ["IN_PROGRESS", "SYNCED"]
     assert all(user(i)["policy"]["description"] == description for i in items)
     assert "could not publish" not in writer_server.log()
+
+
+REQUEST_SYNCS = "mutation { requestSyncs(filter: {}) { requested skipped } }"
+VERSION = "query($id: ID!) { syncUser(id: $id) { version } }"
+
+
+async def test_a_bulk_request_reaches_watchers_on_the_other_process(servers: list[Server]) -> None:
+    """requestSyncs announces each write transaction's users with one event: the other process
+    loads the users its subscribers watch (on both sides of a range's edge), and tells its
+    whole-tenant subscribers to refetch (the first range requests more users than it loads
+    for them)."""
+    writer_server, reader_server = servers
+    tenant = Tenant(writer_server, "cross-bulk")
+    count = FIRST_RANGE + 50
+    assert FIRST_RANGE > REQUESTED_STATES_MAX
+    _, ids = await add_users(tenant, count)
+    watched = [ids[0], ids[FIRST_RANGE - 1], ids[FIRST_RANGE], ids[-1]]
+    reader = api_on(reader_server, tenant, "viewer")
+    async with (
+        reader.websocket() as session,
+        Stream(session, USER_UPDATES, ids=watched) as stream,
+        Stream(session, USER_UPDATES) as everything,
+    ):
+        await live_user_stream(stream, tenant, ids[0], within=20)
+        await live_user_stream(everything, tenant, ids[0], within=20)
+        version = {
+            u: (await tenant.viewer.execute(VERSION, id=u))["syncUser"]["version"] for u in watched
+        }
+        result = await tenant.operator.execute(REQUEST_SYNCS)
+        assert result["requestSyncs"] == {"requested": count, "skipped": 0}
+        seen: dict[str, int] = {}
+
+        def all_seen(item: dict) -> bool:  # type: ignore[type-arg]
+            found = user(item)  # late echoes of the pokes carry older versions
+            seen[found["id"]] = max(seen.get(found["id"], 0), found["version"])
+            return all(seen.get(u) == version[u] + 1 for u in watched)
+
+        await stream.until(all_seen, within=20)
+        with pytest.raises(TransportQueryError) as refetch:
+            while True:  # updates sent before the request may still be queued
+                await everything.next(within=WAIT)
+    assert seen == {u: version[u] + 1 for u in watched}
+    assert refetch.value.errors is not None
+    assert refetch.value.errors[0]["extensions"]["code"] == "CONFLICT"

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.events.broker import ReliableBroadcast
-from app.events.messages import PolicyEvent, channel_for, encode
-from subscriptions.hub import PROGRESS_INTERVAL, Hub
+from app.events.messages import PolicyEvent, UsersRequested, channel_for, encode
+from subscriptions.hub import PROGRESS_INTERVAL, REQUESTED_STATES_MAX, Hub
 from subscriptions.subscriber import MAX_PENDING, SubscriberOverflow, UserSubscriber
 from tests.subscriptions.factories import next_batch, policy_view, user_event, users
 
@@ -101,3 +101,20 @@ async def test_a_policy_change_bigger_than_a_mailbox_cuts_off_whole_tenant_subsc
         with pytest.raises(SubscriberOverflow):
             async with asyncio.timeout(2):
                 await next_batch(everything)
+
+
+async def test_a_big_bulk_request_cuts_off_whole_tenant_subscribers_only(
+    hub: Hub, broadcast: ReliableBroadcast
+) -> None:
+    """Too many requested users for every process to load: whole-tenant subscribers refetch;
+    a subscriber watching none of the range is left alone (and nothing is loaded for it)."""
+    big = UsersRequested(TENANT, 1, 10_000, 5, 5, REQUESTED_STATES_MAX + 1)
+    async with (
+        users(hub, TENANT, None) as everything,
+        users(hub, TENANT, frozenset({20_000})) as one,
+    ):
+        await publish(broadcast, big, user_event(20_000, 1, "started"))
+        with pytest.raises(SubscriberOverflow):
+            async with asyncio.timeout(2):
+                await next_batch(everything)
+        assert await next_versions(one) == [1]

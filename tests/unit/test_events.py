@@ -16,7 +16,9 @@ from app.events.messages import (
     Publisher,
     UserEvent,
     UserRef,
+    UsersRequested,
     channel_for,
+    channel_of,
     decode,
     encode,
     tenant_of,
@@ -101,6 +103,19 @@ def test_a_policy_event_round_trips() -> None:
     assert message.isascii()  # json escapes: the length is the size in bytes
     assert decode(message) == event
     assert tenant_of(event) == 9
+
+
+def test_a_bulk_request_travels_as_one_small_event() -> None:
+    """A transaction's worth of requested users: a range, a window and a count, whatever
+    their number (far below PostgreSQL NOTIFY's 8000 bytes)."""
+    event = UsersRequested(
+        9, 1_000_001, 1_250_000, 1_790_000_000_000_000, 1_790_000_000_000_001, 249_000
+    )
+    message = encode(event, max_bytes=200)
+    assert len(message) < 200
+    assert decode(message) == event
+    assert tenant_of(event) == 9
+    assert channel_of(event) == channel_for(9)
 
 
 def test_an_event_over_the_limit_becomes_a_reference() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -165,9 +166,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Under xdist, a module's tests go to one worker: module-scoped fixtures (a server with
-    its own settings, a seeded tenant) are set up once, and the session-scoped sqlite/postgres
-    servers switch at most once per module. The browser tests are one unit, the last handed
+    """Under xdist, a module's tests go to one worker (its sqlite and its postgres half may go to
+    two): module-scoped fixtures (a server with its own settings, a seeded tenant) are set up
+    once. The browser tests are one unit, the last handed
     out: one server and one Chromium, and no asyncio test after them on that worker (below).
     (xdist's own `loadgroup` renames node ids, which pytest 9.2 no longer allows.)"""
     from xdist.scheduler import LoadScopeScheduling  # only under xdist
@@ -179,7 +180,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             module = nodeid.split("::", 1)[0]
             if module.startswith(PAGE):
                 return PAGE
-            return module
+            # The sqlite and postgres halves of a module share no fixture: two units.
+            backend = re.search(r"\[(sqlite|postgres)\b", nodeid)
+            return f"{module}[{backend[1]}]" if backend else module
 
         def _assign_work_unit(self, node: Any) -> None:
             # LoadScopeScheduling hands out the biggest units first; the browser's goes last.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -125,13 +127,93 @@ def _is_e2e(item: pytest.Item) -> bool:
     return bool(fixtures & E2E_FIXTURES)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Marks the e2e tier (`pytest -m "not e2e"` is the inner loop). Browser tests run last:
-    Playwright's sync API keeps an event loop running in the main thread while its
-    session-scoped browser is open, which breaks every asyncio test after it."""
+# The serial phase: tests that measure time or memory (pacing, RSS, latency, rate-limit
+# windows, GC pauses) and would fail beside others on a loaded 2-core machine. `./dev test`
+# runs every other test on several xdist workers first, then these in one plain pytest process.
+# Mark a new such test `@pytest.mark.serial`, or list its module here.
+SERIAL_PLACES = (
+    "tests/runtime/test_collector.py",
+    "tests/ops/test_drain.py",
+    "tests/broadcast/test_redis.py",
+    "tests/broadcast/test_postgres.py",
+    "tests/subscriptions/test_slow_readers.py",
+    "tests/subscriptions/test_stuck_sockets.py",
+    "tests/subscriptions/test_long_lived.py",
+    "tests/subscriptions/test_disconnects.py",
+    "tests/subscriptions/test_broker_outage.py",
+    "tests/subscriptions/test_cross_process_revocation.py",
+    "tests/subscriptions/test_connection_rules.py::test_connection_without_init",
+    "tests/api_tests/test_rate_limit.py",
+    "tests/api_tests/test_webhooks.py",  # retry windows of 1.5 s, leases, receiver delays
+    "tests/api_tests/test_limits.py::test_a_large_body_is_413",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--serial",
+        choices=("include", "exclude", "only"),
+        default="include",
+        help="run the tests marked `serial` too (default), leave them out, or run only them "
+        "(`./dev test` runs `exclude` on xdist workers, then `only`)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "serial: measures time or memory; never runs beside other tests"
+    )
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under xdist, a module's tests go to one worker (its sqlite and its postgres half may go to
+    two): module-scoped fixtures (a server with its own settings, a seeded tenant) are set up
+    once. The browser tests are one unit, the last handed
+    out: one server and one Chromium, and no asyncio test after them on that worker (below).
+    (xdist's own `loadgroup` renames node ids, which pytest 9.2 no longer allows.)"""
+    from xdist.scheduler import LoadScopeScheduling  # only under xdist
+
+    PAGE = "tests/page/"
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            if module.startswith(PAGE):
+                return PAGE
+            # The sqlite and postgres halves of a module share no fixture: two units.
+            backend = re.search(r"\[(sqlite|postgres)\b", nodeid)
+            return f"{module}[{backend[1]}]" if backend else module
+
+        def _assign_work_unit(self, node: Any) -> None:
+            # LoadScopeScheduling hands out the biggest units first; the browser's goes last.
+            if PAGE in self.workqueue and len(self.workqueue) > 1:
+                self.workqueue.move_to_end(PAGE)
+            super()._assign_work_unit(node)
+
+    return ModuleScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks the e2e tier (`pytest -m "not e2e"` is the inner loop) and keeps the serial phase's
+    tests (`--serial`). Browser tests run last: Playwright's sync API keeps an event loop
+    running in the main thread while its session-scoped browser is open, which breaks every
+    asyncio test after it."""
     for item in items:
         if _is_e2e(item):
             item.add_marker(pytest.mark.e2e)
+        if item.nodeid.startswith(SERIAL_PLACES):
+            item.add_marker(pytest.mark.serial)
+    phase = config.getoption("serial")
+    if phase != "include":
+        wanted = phase == "only"
+        keep, dropped = [], []
+        for item in items:
+            (keep if (item.get_closest_marker("serial") is not None) == wanted else dropped).append(
+                item
+            )
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
     page_tests = [item for item in items if "tests/page/" in item.nodeid]
     others = [item for item in items if "tests/page/" not in item.nodeid]
     items[:] = others + page_tests

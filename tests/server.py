@@ -30,6 +30,7 @@ from app.web.settings import Settings
 from tests.api import Api
 
 ROOT = Path(__file__).resolve().parent.parent
+PORT_ATTEMPTS = 3
 
 
 def free_port() -> int:
@@ -159,15 +160,29 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
+def _served_by(health: Any, pid: int) -> bool:
+    """Whether /healthz was answered by process `pid` or one of its workers (`--workers N`)."""
+    answered = health.get("process", {}).get("pid") if isinstance(health, dict) else None
+    if answered is None or answered == pid:
+        return True  # a server too old to tell
+    try:
+        stat = Path(f"/proc/{answered}/stat").read_text()
+    except OSError:
+        return False
+    return int(stat.rsplit(")", 1)[1].split()[1]) == pid
+
+
 def wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited:\n{log_path.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            response = httpx.get(f"{url}/healthz", timeout=1)
+            # Another test process's server may hold the port this one failed to bind.
+            if response.status_code == 200 and _served_by(response.json(), process.pid):
                 return
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError):
             pass
         time.sleep(0.1)
     raise RuntimeError(f"server did not start:\n{log_path.read_text()[-3000:]}")
@@ -184,7 +199,6 @@ def run_server(
     (stdout and stderr) goes to Server.log()."""
     if not database_url.startswith("sqlite"):
         migrate(database_url)
-    port = free_port()
     env = {
         **os.environ,
         "SYNCSTATUS_DATABASE_URL": database_url,
@@ -194,22 +208,37 @@ def run_server(
         "SYNCSTATUS_RATE_LIMIT": "0",
         **(env or {}),
     }
-    with tempfile.NamedTemporaryFile(prefix="syncstatus-log-", delete=False) as log_file:
-        log_path = Path(log_file.name)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", command, "--port", str(port), *args],
-            cwd=ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        port = free_port()
+        with tempfile.NamedTemporaryFile(prefix="syncstatus-log-", delete=False) as log_file:
+            log_path = Path(log_file.name)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", command, "--port", str(port), *args],
+                cwd=ROOT,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_ready(f"http://127.0.0.1:{port}", process, log_path)
+            break
+        except RuntimeError:
+            _stop(process)
+            # free_port() finds a port free only for a moment: another test process (an xdist
+            # worker, another run) may bind it first. Then the server exits; take another.
+            if attempt < PORT_ATTEMPTS and "address already in use" in log_path.read_text():
+                continue
+            raise
     try:
-        wait_ready(f"http://127.0.0.1:{port}", process, log_path)
         yield Server(database_url, port, process, log_path, env)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -10,19 +10,14 @@ import pytest
 
 from tests.api import Api
 from tests.app_server import AppServer
-from tests.server import Server, postgres_database, run_server, sqlite_database
-from tests.services import postgres_admin_url
+from tests.server import Server, run_server, throwaway_database
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """The whole API suite runs on the embedded SQLite file and on a throw-away PostgreSQL DB."""
-    if request.param == "sqlite":
-        with sqlite_database() as url:
-            yield url
-    else:
-        with postgres_database(postgres_admin_url()) as url:
-            yield url
+    with throwaway_database(request.param) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +91,7 @@ E2E_IMPORTS = {
     ("tests.server", "run_server"),
     ("tests.server", "cli"),
     ("tests.server", "postgres_database"),
+    ("tests.server", "throwaway_database"),
     ("tests.services", "redis_url"),
     ("tests.services", "postgres_admin_url"),
     ("tests.private_redis", "started_private_redis"),

@@ -28,6 +28,7 @@ from app.store.engine import Database, open_database
 from app.store.migrate import upgrade
 from app.web.settings import Settings
 from tests.api import Api
+from tests.services import postgres_admin_url
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT_ATTEMPTS = 3
@@ -73,6 +74,17 @@ async def open_sqlite() -> AsyncIterator[Database]:
             yield database
         finally:
             await database.dispose()
+
+
+@contextmanager
+def throwaway_database(kind: str) -> Iterator[str]:
+    """A fresh database of the kind a fixture's param names: "sqlite" or "postgres"."""
+    if kind == "sqlite":
+        with sqlite_database() as url:
+            yield url
+    else:
+        with postgres_database(postgres_admin_url()) as url:
+            yield url
 
 
 @contextmanager

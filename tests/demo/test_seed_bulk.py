@@ -25,8 +25,7 @@ from app.store.models import (
     TrendBucket,
 )
 from tests.api_tests.triage_recount import recount
-from tests.server import migrate, postgres_database, sqlite_database
-from tests.services import postgres_admin_url
+from tests.server import migrate, throwaway_database
 
 SQLITE_SCHEMA = ("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name",)
 POSTGRES_SCHEMA = (
@@ -48,12 +47,8 @@ TREND_COLUMNS = {
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    if request.param == "sqlite":
-        with sqlite_database() as url:
-            yield url
-    else:
-        with postgres_database(postgres_admin_url()) as url:
-            yield url
+    with throwaway_database(request.param) as url:
+        yield url
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ import pytest
 
 from tests.app_server import AppServer, running_app
 from tests.conftest import Tenant
-from tests.server import postgres_database, sqlite_database
-from tests.services import postgres_admin_url
+from tests.server import throwaway_database
 
 _counter = iter(range(1_000_000))
 
@@ -20,12 +19,8 @@ _counter = iter(range(1_000_000))
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A database of the in-process app's own (not the e2e server's)."""
-    if request.param == "sqlite":
-        with sqlite_database() as url:
-            yield url
-    else:
-        with postgres_database(postgres_admin_url()) as url:
-            yield url
+    with throwaway_database(request.param) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

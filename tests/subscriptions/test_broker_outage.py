@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import pytest
 import websockets
 from gql.transport.exceptions import TransportQueryError
 
 from tests.conftest import Tenant
-from tests.private_postgres import private_postgres
-from tests.private_redis import started_private_redis
 from tests.server import Server
+from tests.subscriptions.brokers import Broker, private_broker
 from tests.subscriptions.multi import api_on, postgres_servers
 from tests.subscriptions.support import (
     METRICS_UPDATES,
@@ -39,21 +37,10 @@ SIGNALLED_WITHIN = 5.0  # seconds after the broker died
 RESUME_WITHIN = 20.0  # seconds after the broker is back
 
 
-@dataclass
-class Broker:
-    url: str
-    kill: Callable[[], None]  # at once, as SIGKILL or a crash does
-    start: Callable[[], None]
-
-
 @pytest.fixture(scope="module", params=["redis", "postgres"])
 def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
-    if request.param == "redis":
-        with started_private_redis() as redis:
-            yield Broker(redis.url, redis.kill, redis.start)
-    else:
-        with private_postgres() as pg:  # an immediate stop drops every connection at once
-            yield Broker(pg.url, pg.stop, pg.start)
+    with private_broker(request.param, sigkill=False) as broker:
+        yield broker
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,9 +20,8 @@ import httpx
 import pytest
 
 from tests.conftest import Tenant
-from tests.private_postgres import private_postgres
-from tests.private_redis import started_private_redis
 from tests.server import Server
+from tests.subscriptions.brokers import Broker, private_broker
 from tests.subscriptions.multi import api_on, postgres_servers
 from tests.subscriptions.support import (
     FINISH,
@@ -44,21 +43,10 @@ BEFORE, AFTER = 3.0, 5.0  # seconds of load before the kill and after the restar
 DELIVERED_WITHIN = 30.0  # seconds after the load stopped
 
 
-@dataclass
-class Broker:
-    url: str
-    kill: Callable[[], None]  # SIGKILL
-    start: Callable[[], None]
-
-
 @pytest.fixture(scope="module", params=["redis", "postgres"])
 def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
-    if request.param == "redis":
-        with started_private_redis() as redis:
-            yield Broker(redis.url, redis.kill, redis.start)
-    else:
-        with private_postgres() as pg:
-            yield Broker(pg.url, pg.kill, pg.start)
+    with private_broker(request.param, sigkill=True) as broker:
+        yield broker
 
 
 @pytest.fixture(scope="module")

@@ -110,7 +110,9 @@ class SyncUser(Base):
             "email",
             "destination_email",
         ),
-        Index("ix_sync_users_due", "tenant_id", "due_at"),
+        # Claims walk due users oldest first: policy_id in the index lets them pass over the due
+        # users of inactive policies (never claimed, so the oldest) without reading their rows.
+        Index("ix_sync_users_due", "tenant_id", "due_at", "policy_id"),
         # Failed users by errorCode, in each order with every filter column after the key:
         # partial, so only FAILED users are in them (a start takes its user out).
         Index(

@@ -13,7 +13,6 @@ import sqlite3
 import stat
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import asyncpg
@@ -23,8 +22,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from tests.api import Api
 from tests.api_tests import helpers as h
 from tests.api_tests.conftest import ApiTenant, new_tenant
-from tests.server import Server, postgres_database, run_server, sqlite_database
-from tests.services import postgres_admin_url
+from tests.server import Server, run_server, throwaway_database
 from tests.webhook_receiver import Receiver
 
 T = TypeVar("T")
@@ -49,20 +47,10 @@ WEBHOOKS = """query { webhooks(first: 20) { totalCount edges { node {
 NODE = "query($id: ID!) { node(id: $id) { id ... on Webhook { url } } }"
 
 
-@contextmanager
-def database(kind: str) -> Iterator[str]:
-    if kind == "sqlite":
-        with sqlite_database() as url:
-            yield url
-    else:
-        with postgres_database(postgres_admin_url()) as url:
-            yield url
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def hook_db(request: pytest.FixtureRequest) -> Iterator[str]:
     """A database of this module's own: the session's shared server must not deliver these."""
-    with database(request.param) as url:
+    with throwaway_database(request.param) as url:
         yield url
 
 
@@ -367,7 +355,7 @@ async def test_internal_targets_are_refused_at_creation(tenant: ApiTenant) -> No
 async def test_a_delivery_survives_sigkill_and_is_refused_at_delivery_time_too(
     hook_db: str,
 ) -> None:
-    with database("sqlite" if hook_db.startswith("sqlite") else "postgres") as url:
+    with throwaway_database("sqlite" if hook_db.startswith("sqlite") else "postgres") as url:
         await _sigkill_then_restart(url)
 
 
@@ -406,7 +394,7 @@ async def test_a_delivery_failing_past_the_retry_window_is_given_up(hook_db: str
     kind = "sqlite" if hook_db.startswith("sqlite") else "postgres"
     with (
         Receiver(status=500) as receiver,
-        database(kind) as url,
+        throwaway_database(kind) as url,
         run_server(url, env=server_env(url, SYNCSTATUS_WEBHOOK_GIVE_UP_SECONDS="1.5")) as server,
     ):
         tenant = new_tenant(server, "give-up")
@@ -432,7 +420,7 @@ async def test_two_api_processes_deliver_each_once(hook_db: str) -> None:
         pytest.skip("several API processes are a PostgreSQL deployment")
     with (
         Receiver(delay=0.05) as receiver,
-        database("postgres") as url,
+        throwaway_database("postgres") as url,
         run_server(url, env=server_env(url)) as first,
         run_server(url, env=server_env(url)) as second,
     ):
@@ -487,7 +475,7 @@ async def test_a_server_killed_mid_attempt_sends_again_once_the_lease_ends(hook_
     """The attempt's lease (2 x the attempt timeout + 10 s) keeps other processes off it; once it
     ends, the restarted server sends it again: a duplicate webhook-id, never a lost delivery."""
     kind = "sqlite" if hook_db.startswith("sqlite") else "postgres"
-    with Receiver(delay=3.0) as receiver, database(kind) as url:
+    with Receiver(delay=3.0) as receiver, throwaway_database(kind) as url:
         env = server_env(url, SYNCSTATUS_WEBHOOK_TIMEOUT_SECONDS="1")  # a 12 s lease
         with run_server(url, env=env) as server:
             tenant = new_tenant(server, "mid-attempt")

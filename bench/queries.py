@@ -476,6 +476,7 @@ def main() -> None:
     )
     parser.add_argument("--keep", action="store_true", help="PostgreSQL: keep the new database")
     parser.add_argument("--reuse", metavar="NAME", help="PostgreSQL: time this seeded database")
+    parser.add_argument("--name", help="PostgreSQL: the new database's name (default: random)")
     args = parser.parse_args()
     env = {
         **os.environ,
@@ -489,7 +490,7 @@ def main() -> None:
         run(args, env, seed_line)
         return
     admin = make_url(args.postgres).set(drivername="postgresql")
-    name = args.reuse or f"syncstatus_bench_{args.users}_{random.randrange(10**6)}"
+    name = args.reuse or args.name or f"syncstatus_bench_{args.users}_{random.randrange(10**6)}"
     url = admin.set(database=name).render_as_string(hide_password=False)
     admin_url = admin.render_as_string(hide_password=False)
     if not args.reuse:

@@ -27,6 +27,7 @@ from app.domain.errors import BadUserInput
 from app.domain.statuses import UserStatus
 from app.domain.validation import CODE_MAX
 from app.domain.views import UserView
+from app.reads import search_counts
 from app.reads.pagination import Keyset, Page, PageArgs, decode_cursor, keyset_page, page_size
 from app.reads.user_counts import (
     counted,
@@ -70,6 +71,17 @@ class UserFilter:
     @property
     def term(self) -> str | None:
         return validation.search(self.email_contains)
+
+    @property
+    def search_only(self) -> bool:
+        """An email search and nothing else: its count depends on the emails alone."""
+        return (
+            bool(self.term)
+            and self.status is None
+            and self.policy_id is None
+            and self.error_code is None
+            and not self.ranged
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +268,18 @@ async def _structured_count(session: AsyncSession, tenant_id: int, filt: UserFil
 async def _sqlite_counts(
     session: AsyncSession, tenant_id: int, filt: UserFilter, term: str | None
 ) -> Counts:
+    if term and filt.search_only:
+        # fts (every tenant's matches) is kept with the tenant's total: it only weighs the
+        # access paths, so another tenant's later emails can cost time, never exactness.
+        return await search_counts.cached(
+            session, tenant_id, term, lambda: _sqlite_uncached(session, tenant_id, filt, term)
+        )
+    return await _sqlite_uncached(session, tenant_id, filt, term)
+
+
+async def _sqlite_uncached(
+    session: AsyncSession, tenant_id: int, filt: UserFilter, term: str | None
+) -> Counts:
     if not term or len(term) < TRIGRAM:
         structured = await _structured_count(session, tenant_id, filt)
         if not term or structured == 0:
@@ -312,9 +336,18 @@ async def user_count(session: AsyncSession, tenant_id: int, filt: UserFilter) ->
         return (await _sqlite_counts(session, tenant_id, filt, term)).total
     if not term:
         return await _structured_count(session, tenant_id, filt)
+    if filt.search_only:
+        return await search_counts.cached(
+            session, tenant_id, term, lambda: _postgres_count(session, tenant_id, filt)
+        )
+    return await _postgres_count(session, tenant_id, filt)
+
+
+async def _postgres_count(session: AsyncSession, tenant_id: int, filt: UserFilter) -> int:
     await plan_for_values(session, filt)
     query = select(func.count()).select_from(SyncUser)
-    return int(await session.scalar(query.where(*conditions(tenant_id, dialect, filt))) or 0)
+    where = conditions(tenant_id, session.bind.dialect.name, filt)
+    return int(await session.scalar(query.where(*where)) or 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,9 +154,22 @@ async def keyset_page(
     key_of: Callable[[Any], Sequence[Any]],
     *,
     core: bool = False,
+    ids_first: ColumnElement[Any] | None = None,
 ) -> Page[Any]:
+    """ids_first (the table's id column): select the page's ids and keys alone, then join their
+    rows: where an index holds the keys and every filtered column, the walk is an index-only
+    scan that reads only the page's rows (PostgreSQL checks no filter inside a plain index
+    scan, only after reading the row)."""
     query, window = _window(query, keyset, tenant_id, args)
     query = query.order_by(*window.order).limit(window.limit + 1)
+    if ids_first is not None:
+        keys = [ids_first, *(c for c in keyset.columns if c is not ids_first)]
+        page = query.with_only_columns(*keys).subquery()
+        query = (
+            select(*query.selected_columns)
+            .join(page, ids_first == page.c[ids_first.key])  # type: ignore[attr-defined]
+            .order_by(*window.order)
+        )
     if core:  # plain rows on the session's connection: no ORM overhead
         rows = list((await (await session.connection()).execute(query)).all())
     else:

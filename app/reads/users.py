@@ -434,7 +434,11 @@ async def user_page(
         await plan_for_values(session, filt)
         query = select(*COLUMNS).where(and_(*conditions(tenant_id, dialect, filt)))
         total = None
-    page = await keyset_page(session, query, keyset, tenant_id, args, _KEY_OF[order], core=True)
+    # A search walks ix_sync_users_emails (PostgreSQL, migration 0009) checking LIKE inside it.
+    ids_first = SyncUser.id if dialect != "sqlite" and filt.term else None
+    page = await keyset_page(
+        session, query, keyset, tenant_id, args, _KEY_OF[order], core=True, ids_first=ids_first
+    )
     items = [(cursor, UserView.of(row)) for cursor, row in page.items]
     return UserPage(Page(items, page.has_next, page.has_previous), total)
 

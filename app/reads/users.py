@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, func, literal_column, or_, select, text
+from sqlalchemy import Select, and_, bindparam, func, literal_column, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -28,7 +28,15 @@ from app.domain.statuses import UserStatus
 from app.domain.validation import CODE_MAX
 from app.domain.views import UserView
 from app.reads import search_counts
-from app.reads.pagination import Keyset, Page, PageArgs, decode_cursor, keyset_page, page_size
+from app.reads.pagination import (
+    Keyset,
+    Page,
+    PageArgs,
+    decode_cursor,
+    first_page,
+    keyset_page,
+    page_size,
+)
 from app.reads.user_counts import (
     counted,
     fts_matches,
@@ -82,6 +90,9 @@ class UserFilter:
             and self.error_code is None
             and not self.ranged
         )
+
+
+LANDING = UserFilter()  # no filter: the table as the page opens
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,19 +437,43 @@ async def user_page(
             if forward:
                 return UserPage(Page([], False, after is not None), 0)
             return UserPage(Page([], before is not None, False), 0)
-        access = plan.access
-        where = conditions(tenant_id, dialect, filt, access.indexed, access.search, access.ids)
-        query: Select[Any] = access.select(select(*COLUMNS).where(and_(*where)))
+        used: Access | None = plan.access
         total = plan.total
     else:
         await plan_for_values(session, filt)
-        query = select(*COLUMNS).where(and_(*conditions(tenant_id, dialect, filt)))
-        total = None
-    # A search walks ix_sync_users_emails (PostgreSQL, migration 0009) checking LIKE inside it.
-    ids_first = SyncUser.id if dialect != "sqlite" and filt.term else None
-    page = await keyset_page(
-        session, query, keyset, tenant_id, args, _KEY_OF[order], core=True, ids_first=ids_first
-    )
+        used, total = None, None
+
+    def build(tenant: Any) -> Select[Any]:
+        if used is None:
+            return select(*COLUMNS).where(and_(*conditions(tenant, dialect, filt)))
+        where = conditions(tenant, dialect, filt, used.indexed, used.search, used.ids)
+        return used.select(select(*COLUMNS).where(and_(*where)))
+
+    if filt == LANDING and args.after is None and args.before is None:
+        # The table as it opens: the same statement for every tenant, built once.
+        page = await first_page(
+            session,
+            (dialect, order, used),
+            lambda: build(bindparam("tenant")),
+            {"tenant": tenant_id},
+            keyset,
+            tenant_id,
+            args,
+            _KEY_OF[order],
+        )
+    else:
+        # A search walks ix_sync_users_emails (PostgreSQL, migration 0009) checking LIKE in it.
+        ids_first = SyncUser.id if dialect != "sqlite" and filt.term else None
+        page = await keyset_page(
+            session,
+            build(tenant_id),
+            keyset,
+            tenant_id,
+            args,
+            _KEY_OF[order],
+            core=True,
+            ids_first=ids_first,
+        )
     items = [(cursor, UserView.of(row)) for cursor, row in page.items]
     return UserPage(Page(items, page.has_next, page.has_previous), total)
 

@@ -16,6 +16,7 @@ from app.admin import user_admin
 from app.demo.seed import seed
 from app.reads import search_counts
 from app.reads import users as reads
+from app.reads.pagination import PageArgs
 from app.store.engine import Database, open_database
 from app.store.models import SearchRevision, SyncUser, Tenant
 from tests.server import migrate, throwaway_database
@@ -176,3 +177,37 @@ async def test_a_database_made_again_starts_at_other_revisions(db: Database) -> 
             select(SearchRevision.revision).where(SearchRevision.tenant_id == tenant)
         )
     assert revision is not None and revision > 1_000_000
+
+
+async def test_the_landing_page_statement_is_shared_by_tenants(db: Database) -> None:
+    """The unfiltered first page is built once (app/reads/pagination.py first_page) with the
+    tenant bound at run time: each tenant, in turn, sees exactly its own users in order, forward
+    (first) and backward (last), in both orders."""
+    tenants = [await _tenant(db, "a"), await _tenant(db, "b")]
+    await _add(db, tenants[0], *(f"u{i:02d}" for i in range(0, 30, 2)))
+    await _add(db, tenants[1], *(f"u{i:02d}" for i in range(1, 30, 2)))
+    async with db.write() as session:  # distinct latest syncs for the other order
+        await session.execute(
+            update(SyncUser).values(latest_sort=SyncUser.id * 1000, latest_sync_at=SyncUser.id)
+        )
+    for _ in range(2):
+        for tenant in tenants:
+            async with db.read() as session:
+                rows = await session.execute(
+                    select(SyncUser.id, SyncUser.email, SyncUser.latest_sort).where(
+                        SyncUser.tenant_id == tenant
+                    )
+                )
+                users = list(rows)
+                by_email = [u.id for u in sorted(users, key=lambda u: (u.email, u.id))]
+                by_latest = [u.id for u in sorted(users, key=lambda u: (-u.latest_sort, -u.id))]
+                for order, expected in (("EMAIL_ASC", by_email), ("LATEST_SYNC_DESC", by_latest)):
+                    for args, want in (
+                        (PageArgs(first=4), expected[:4]),
+                        (PageArgs(last=4), expected[-4:]),
+                        (PageArgs(first=100), expected),
+                    ):
+                        found = await reads.user_page(session, tenant, reads.LANDING, order, args)
+                        assert [v.id for _, v in found.page.items] == want, (tenant, order, args)
+                        assert found.page.has_next == (args.first == 4)
+                        assert found.page.has_previous == (args.last == 4)

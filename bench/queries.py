@@ -45,9 +45,11 @@ from sqlalchemy import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "Bench"
-PAGE_TARGET_MS = 50.0
+# Issue 14: every page query p99 <= 20 ms (searches and all filters combined included),
+# GraphQL/plain first page <= 1.5x at p50; metrics as before.
+PAGE_TARGET_MS = 20.0
 METRICS_TARGET_MS = 10.0
-RATIO_TARGET = 2.0
+RATIO_TARGET = 1.5
 # PostgreSQL (issue 14): the production path's own targets.
 PG_PAGE_TARGET_MS = 20.0
 PG_METRICS_TARGET_MS = 5.0
@@ -352,7 +354,7 @@ def report(
     print()
     print(
         f"GraphQL/plain, first page (server time): p50 {ratio50:.2f}x, p99 {ratio99:.2f}x "
-        f"(target <= {RATIO_TARGET:.0f}x: {verdict}); round trip p50 "
+        f"(target <= {RATIO_TARGET:g}x: {verdict}); round trip p50 "
         f"{pct(first.client, 50) / pct(plain.client, 50):.2f}x"
     )
 
@@ -476,6 +478,7 @@ def main() -> None:
     )
     parser.add_argument("--keep", action="store_true", help="PostgreSQL: keep the new database")
     parser.add_argument("--reuse", metavar="NAME", help="PostgreSQL: time this seeded database")
+    parser.add_argument("--name", help="PostgreSQL: the new database's name (default: random)")
     args = parser.parse_args()
     env = {
         **os.environ,
@@ -489,7 +492,7 @@ def main() -> None:
         run(args, env, seed_line)
         return
     admin = make_url(args.postgres).set(drivername="postgresql")
-    name = args.reuse or f"syncstatus_bench_{args.users}_{random.randrange(10**6)}"
+    name = args.reuse or args.name or f"syncstatus_bench_{args.users}_{random.randrange(10**6)}"
     url = admin.set(database=name).render_as_string(hide_password=False)
     admin_url = admin.render_as_string(hide_password=False)
     if not args.reuse:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, func, literal_column, or_, select, text
+from sqlalchemy import Select, and_, bindparam, func, literal_column, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -27,7 +27,16 @@ from app.domain.errors import BadUserInput
 from app.domain.statuses import UserStatus
 from app.domain.validation import CODE_MAX
 from app.domain.views import UserView
-from app.reads.pagination import Keyset, Page, PageArgs, decode_cursor, keyset_page, page_size
+from app.reads import search_counts
+from app.reads.pagination import (
+    Keyset,
+    Page,
+    PageArgs,
+    decode_cursor,
+    first_page,
+    keyset_page,
+    page_size,
+)
 from app.reads.user_counts import (
     counted,
     fts_matches,
@@ -70,6 +79,20 @@ class UserFilter:
     @property
     def term(self) -> str | None:
         return validation.search(self.email_contains)
+
+    @property
+    def search_only(self) -> bool:
+        """An email search and nothing else: its count depends on the emails alone."""
+        return (
+            bool(self.term)
+            and self.status is None
+            and self.policy_id is None
+            and self.error_code is None
+            and not self.ranged
+        )
+
+
+LANDING = UserFilter()  # no filter: the table as the page opens
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +279,18 @@ async def _structured_count(session: AsyncSession, tenant_id: int, filt: UserFil
 async def _sqlite_counts(
     session: AsyncSession, tenant_id: int, filt: UserFilter, term: str | None
 ) -> Counts:
+    if term and filt.search_only:
+        # fts (every tenant's matches) is kept with the tenant's total: it only weighs the
+        # access paths, so another tenant's later emails can cost time, never exactness.
+        return await search_counts.cached(
+            session, tenant_id, term, lambda: _sqlite_uncached(session, tenant_id, filt, term)
+        )
+    return await _sqlite_uncached(session, tenant_id, filt, term)
+
+
+async def _sqlite_uncached(
+    session: AsyncSession, tenant_id: int, filt: UserFilter, term: str | None
+) -> Counts:
     if not term or len(term) < TRIGRAM:
         structured = await _structured_count(session, tenant_id, filt)
         if not term or structured == 0:
@@ -312,9 +347,18 @@ async def user_count(session: AsyncSession, tenant_id: int, filt: UserFilter) ->
         return (await _sqlite_counts(session, tenant_id, filt, term)).total
     if not term:
         return await _structured_count(session, tenant_id, filt)
+    if filt.search_only:
+        return await search_counts.cached(
+            session, tenant_id, term, lambda: _postgres_count(session, tenant_id, filt)
+        )
+    return await _postgres_count(session, tenant_id, filt)
+
+
+async def _postgres_count(session: AsyncSession, tenant_id: int, filt: UserFilter) -> int:
     await plan_for_values(session, filt)
     query = select(func.count()).select_from(SyncUser)
-    return int(await session.scalar(query.where(*conditions(tenant_id, dialect, filt))) or 0)
+    where = conditions(tenant_id, session.bind.dialect.name, filt)
+    return int(await session.scalar(query.where(*where)) or 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,15 +437,43 @@ async def user_page(
             if forward:
                 return UserPage(Page([], False, after is not None), 0)
             return UserPage(Page([], before is not None, False), 0)
-        access = plan.access
-        where = conditions(tenant_id, dialect, filt, access.indexed, access.search, access.ids)
-        query: Select[Any] = access.select(select(*COLUMNS).where(and_(*where)))
+        used: Access | None = plan.access
         total = plan.total
     else:
         await plan_for_values(session, filt)
-        query = select(*COLUMNS).where(and_(*conditions(tenant_id, dialect, filt)))
-        total = None
-    page = await keyset_page(session, query, keyset, tenant_id, args, _KEY_OF[order], core=True)
+        used, total = None, None
+
+    def build(tenant: Any) -> Select[Any]:
+        if used is None:
+            return select(*COLUMNS).where(and_(*conditions(tenant, dialect, filt)))
+        where = conditions(tenant, dialect, filt, used.indexed, used.search, used.ids)
+        return used.select(select(*COLUMNS).where(and_(*where)))
+
+    if filt == LANDING and args.after is None and args.before is None:
+        # The table as it opens: the same statement for every tenant, built once.
+        page = await first_page(
+            session,
+            (dialect, order, used),
+            lambda: build(bindparam("tenant")),
+            {"tenant": tenant_id},
+            keyset,
+            tenant_id,
+            args,
+            _KEY_OF[order],
+        )
+    else:
+        # A search walks ix_sync_users_emails (PostgreSQL, migration 0009) checking LIKE in it.
+        ids_first = SyncUser.id if dialect != "sqlite" and filt.term else None
+        page = await keyset_page(
+            session,
+            build(tenant_id),
+            keyset,
+            tenant_id,
+            args,
+            _KEY_OF[order],
+            core=True,
+            ids_first=ids_first,
+        )
     items = [(cursor, UserView.of(row)) for cursor, row in page.items]
     return UserPage(Page(items, page.has_next, page.has_previous), total)
 

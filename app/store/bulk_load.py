@@ -20,6 +20,14 @@ TABLES = ("sync_users", "sync_runs", "failed_items")
 # SQLite: the FTS5 trigram table over both emails, kept by this insert trigger (migration 0001).
 SEARCH_TABLE = "sync_users_search"
 SEARCH_INSERT_TRIGGER = "sync_users_search_ai"
+# Each tenant's emails revision, bumped per inserted row by this trigger (migration 0008): for a
+# bulk load dropped like the search trigger, and every tenant bumped once after it instead.
+REVISION_INSERT_TRIGGER = "sync_users_revision_ai"
+BUMP_EVERY_TENANT = (
+    "INSERT INTO search_revisions (tenant_id, revision) "
+    "SELECT id, random() & 4611686018427387903 FROM tenants WHERE true "
+    "ON CONFLICT (tenant_id) DO UPDATE SET revision = revision + 1"
+)
 SQLITE_LOAD_CACHE_KIB = 1024 * 1024  # page cache for the load and the index builds
 SQLITE_SORT_THREADS = 2  # CREATE INDEX sorts with helper threads when cores are free
 FTS5_AUTOMERGE = 4  # FTS5's default, which the migrations leave as it is
@@ -33,8 +41,9 @@ def worth_deferring(new_rows: int, existing_rows: int) -> bool:
 @contextmanager
 def sqlite_load(raw: sqlite3.Connection, defer_indexes: bool) -> Iterator[None]:
     """Pragmas for a load on this connection (restored after), and with defer_indexes the
-    tables' secondary indexes and the search trigger dropped, then made again and the search
-    index rebuilt once (its 'rebuild' reads every row of sync_users)."""
+    tables' secondary indexes and the search and revision insert triggers dropped, then made
+    again, the search index rebuilt once (its 'rebuild' reads every row of sync_users) and every
+    tenant's emails revision bumped."""
     settings = {
         name: raw.execute(f"PRAGMA {name}").fetchone()[0] for name in ("cache_size", "threads")
     }
@@ -52,20 +61,24 @@ def sqlite_load(raw: sqlite3.Connection, defer_indexes: bool) -> Iterator[None]:
             f"AND tbl_name IN ({marks}) ORDER BY rowid",
             TABLES,
         ).fetchall()
-        trigger = raw.execute(
-            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?",
-            (SEARCH_INSERT_TRIGGER,),
-        ).fetchone()
+        triggers = raw.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name IN (?, ?) "
+            "ORDER BY rowid",
+            (SEARCH_INSERT_TRIGGER, REVISION_INSERT_TRIGGER),
+        ).fetchall()
         for name, _ in indexes:
             raw.execute(f'DROP INDEX "{name}"')
-        if trigger is not None:
-            raw.execute(f'DROP TRIGGER "{SEARCH_INSERT_TRIGGER}"')
+        for name, _ in triggers:
+            raw.execute(f'DROP TRIGGER "{name}"')
         yield
         for _, sql in indexes:
             raw.execute(sql)
-        if trigger is not None:
-            raw.execute(trigger[0])
-            _rebuild_search(raw)
+        for name, sql in triggers:
+            raw.execute(sql)
+            if name == SEARCH_INSERT_TRIGGER:
+                _rebuild_search(raw)
+            else:
+                raw.execute(BUMP_EVERY_TENANT)
     finally:
         for name, value in settings.items():
             raw.execute(f"PRAGMA {name}={value}")

@@ -224,6 +224,15 @@ class LatestCount(Base):
     count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class SearchRevision(Base):
+    """Each tenant's emails revision: bumped by triggers (migration 0008) in the transaction of
+    any change to its users' emails, so email-search counts cached under it cannot be stale."""
+
+    __tablename__ = "search_revisions"
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    revision: Mapped[int] = mapped_column(BigInteger)
+
+
 class ChangeBucket(Base):
     """Changes reported per tenant and minute, so "last 24 h" sums at most 1,441 rows."""
 

@@ -21,6 +21,7 @@ from app.domain.timeutil import now_micros
 from app.domain.views import public_version
 from app.events.messages import Publisher, UserEvent, UsersRequested, decode
 from app.lifecycle import bulk_requests, transitions
+from app.reads.user_batches import user_batches
 from app.reads.users import UserFilter, users_by_ids
 from app.store.engine import Database, open_database
 from app.store.migrate import upgrade
@@ -233,3 +234,25 @@ async def test_a_run_started_meanwhile_is_skipped(world: World, database_url: st
     assert (result.requested, result.skipped) == (4, 1)
     assert user_id not in await _pending(db, world)
     assert not (await _seen(db, world.tenant, [user_id]))[user_id].sync_requested
+
+
+@pytest.mark.parametrize("status", [None, "SYNCED"])
+async def test_batch_reads_show_pending_requests(world: World, status: str | None) -> None:
+    """The CSV export's batches (with a status: through its named index) overlay them too."""
+    db = world.db
+    before = await _seen(db, world.tenant, world.synced)
+    await _request(world, UserFilter(email_contains="u1@"))
+    filt = UserFilter(status=status)
+    rows = [
+        r
+        for part in [b async for b in user_batches(db, world.tenant, filt, "EMAIL_ASC", 2)]
+        for r in part
+    ]
+    assert {r.id for r in rows} >= set(world.synced)
+    for row in rows:
+        if row.id in world.synced:
+            requested = row.id == world.synced[1]
+            assert (row.sync_requested, row.version) == (
+                requested,
+                before[row.id].version + requested,
+            )

@@ -6,8 +6,8 @@ into all twelve indexes of sync_users (two of them trigram GIN), 250-450 us a us
 inserts (user_id, tenant_id, requested_at, bumps) here; readers overlay it and writers fold it
 into the user's row (app.store.pending_requests).
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-06 22:00:00
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -191,6 +191,9 @@ async def request_part(db: Database, scope: str, with_worker: bool) -> None:
     slow = getattr(result, "slow", None)
     if slow is not None:
         waited += f"; {slow} over 100 ms"
+    held = getattr(result, "held", None)
+    if held:
+        waited += f"; each p50 {pct(held, 50) * 1000:.1f} ms, p99 {pct(held, 99) * 1000:.1f} ms"
     print(
         f"{db.dialect} requestSyncs({scope}{'' if with_worker else ', no worker'}): "
         f"{result.requested:,} requested, {result.skipped:,} skipped in {wall:.2f} s wall; "

@@ -8,13 +8,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
 
-from sqlalchemy import select, true
+from sqlalchemy import and_, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.views import PolicyView, RunView, UserView
 from app.events.messages import UserEvent, UserEventKind, UsersRequested
 from app.reads.runs import policies_by_ids, runs_by_ids
 from app.reads.users import users_by_ids
+from app.store import pending_requests
 from app.store.engine import Database
 from app.store.models import SyncUser
 
@@ -72,13 +73,19 @@ async def requested_users(
 ) -> AsyncIterator[list[UserEvent]]:
     """The users the event stands for among ``watched`` (all of them for None), chunk by chunk:
     still requested (not started since: that start has its own event) at a time in the
-    event's window."""
+    event's window: pending (app.store.pending_requests), or folded into the user's row since
+    by a change that left it requested."""
     tenant_id = event.tenant_id
     requested = (
         SyncUser.tenant_id == tenant_id,
         SyncUser.id.between(event.first_id, event.last_id),
-        SyncUser.sync_requested == true(),
-        SyncUser.due_at.between(event.since, event.until),
+        or_(
+            SyncUser.id.in_(pending_requests.pending_between(tenant_id, event.since, event.until)),
+            and_(
+                SyncUser.sync_requested == true(),
+                SyncUser.due_at.between(event.since, event.until),
+            ),
+        ),
     )
     async with db.read() as session:
         if watched is None:

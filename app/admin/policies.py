@@ -14,6 +14,7 @@ from app.domain.errors import Conflict, NotFound
 from app.domain.timeutil import MICROS_PER_MINUTE
 from app.domain.views import PolicyView
 from app.events.messages import PolicyEvent
+from app.store import pending_requests
 from app.store.models import Policy, SyncUser
 
 
@@ -102,6 +103,7 @@ async def update_policy(
                 SyncUser.policy_id == policy.id,
                 SyncUser.latest_sync_at.is_not(None),
                 SyncUser.sync_requested.is_(False),
+                SyncUser.id.not_in(pending_requests.pending_of(tenant_id)),
             )
             .values(due_at=SyncUser.latest_sync_at + data.sync_interval_minutes * MICROS_PER_MINUTE)
             .execution_options(synchronize_session=False)

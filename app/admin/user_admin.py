@@ -19,7 +19,7 @@ from app.domain.statuses import UserStatus
 from app.domain.views import own_version, public_version
 from app.events.messages import Event, UserEvent
 from app.lifecycle.transitions import due_after_start
-from app.store import counters
+from app.store import counters, pending_requests
 from app.store.engine import run_in
 from app.store.models import Policy, SyncUser
 from app.store.snapshots import user_snapshot
@@ -43,16 +43,20 @@ async def _lock_for_assignment(
     policies = {p.id: p for p in found}
     if policy_id is not None and policy_id not in policies:
         raise NotFound("No such policy.")
-    rows = await session.scalars(
-        _locked(
-            session,
-            select(SyncUser)
-            .where(SyncUser.tenant_id == tenant_id, SyncUser.id.in_(wanted))
-            .order_by(SyncUser.id)
-            # The lifecycle writes users with Core statements, behind the session's back.
-            .execution_options(populate_existing=True),
-        )
+    locking = _locked(
+        session,
+        select(SyncUser)
+        .where(SyncUser.tenant_id == tenant_id, SyncUser.id.in_(wanted))
+        .order_by(SyncUser.id)
+        # The lifecycle writes users with Core statements, behind the session's back.
+        .execution_options(populate_existing=True),
     )
+    rows = (await session.scalars(locking)).all()
+    # Locked now (no requestSyncs adds a request meanwhile): their pending requests go into
+    # their rows, which are read again.
+    conn = await session.connection()
+    if await conn.run_sync(pending_requests.fold, tenant_id, wanted):
+        rows = (await session.scalars(locking)).all()
     users = {u.id: u for u in rows}
     if len(users) != len(wanted):
         raise NotFound("No such sync user.")

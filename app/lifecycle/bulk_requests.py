@@ -1,18 +1,20 @@
 """requestSyncs: "sync now" for every user a filter selects, in short write transactions.
 
-The tenant's users are walked in id ranges: each write transaction is one set-based UPDATE of
-the range's users the filter selects (app.lifecycle.sql.BulkRequest), so it costs the rows it
-reads, not a statement per user. Ranges are sized so a transaction holds the write lock
-(SQLite) or the users' row locks (PostgreSQL) about TARGET_SECONDS: workers' reports queue
-between them instead of behind the whole request. Each transaction announces its users with
-one UsersRequested event (a range, a time window and a count), never an event per user: each
-process loads the users its subscribers watch (subscriptions/hub.py)."""
+The tenant's users are walked in id ranges: each write transaction is one set-based INSERT of
+a pending request (sync_requests, app.store.pending_requests) for the range's users the filter
+selects (app.lifecycle.sql.BulkRequest), so it costs the rows it reads, not a statement per
+user, and leaves the users' rows and their many indexes alone. Ranges are sized so a
+transaction holds the write lock (SQLite) or the users' row locks (PostgreSQL) about
+TARGET_SECONDS: workers' reports queue between them instead of behind the whole request.
+Each transaction announces its users with one UsersRequested event (a range, a time window and
+a count), never an event per user: each process loads the users its subscribers watch
+(subscriptions/hub.py)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -44,6 +46,7 @@ class BulkResult:
     # The longest write as its caller waited for it: queueing for SQLite's writer included.
     longest_write_seconds: float = 0.0
     slow: int = 0  # transactions longer than SLOW_SECONDS
+    held: list[float] = field(default_factory=list)  # each transaction's, as longest_seconds
 
 
 async def _id_bounds(db: Database, tenant_id: int, filt: UserFilter) -> tuple[int, int] | None:
@@ -100,6 +103,7 @@ async def request_syncs(
         result.skipped += skipped
         result.transactions += 1
         result.longest_seconds = max(result.longest_seconds, held)
+        result.held.append(held)
         if held > SLOW_SECONDS:
             result.slow += 1
         result.longest_write_seconds = max(result.longest_write_seconds, done - called)

@@ -12,18 +12,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, Table, bindparam, func, insert, select, true, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Select,
+    Table,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.selectable import Alias
 
 from app.domain.views import PolicyView, RunView, UserView, row_fields
-from app.store.models import FailedItem, Policy, SyncRun, SyncUser
+from app.store.models import FailedItem, Policy, SyncRequest, SyncRun, SyncUser
 
 users = cast(Table, SyncUser.__table__)
 runs = cast(Table, SyncRun.__table__)
 policies = cast(Table, Policy.__table__)
 failed_items = cast(Table, FailedItem.__table__)
+requests = cast(Table, SyncRequest.__table__)
 current_runs = runs.alias("current_run")
 last_runs = runs.alias("last_run")
 
@@ -86,8 +100,26 @@ _DUE = (
     users.c.policy_id.in_(bindparam("policy_ids", expanding=True)),
     users.c.current_run_id.is_(None),
 )
-DUE_USERS_STATE = (
-    _USER_STATE.where(*_DUE).order_by(users.c.due_at, users.c.id).limit(bindparam("limit"))
+DUE_USERS = (
+    select(users.c.id, users.c.due_at)
+    .where(*_DUE)
+    .order_by(users.c.due_at, users.c.id)
+    .limit(bindparam("limit"))
+)
+# Users requestSyncs made due (app.store.pending_requests), oldest request first: walked in
+# ix_sync_requests_due, each user found by its primary key.
+REQUESTED_USERS = (
+    select(users.c.id, requests.c.requested_at)
+    .select_from(requests.join(users, users.c.id == requests.c.user_id))
+    .where(
+        requests.c.tenant_id == bindparam("tenant_id"),
+        _TENANT,
+        users.c.policy_id.in_(bindparam("policy_ids", expanding=True)),
+        users.c.current_run_id.is_(None),
+    )
+    .order_by(requests.c.requested_at, requests.c.user_id)
+    .limit(bindparam("limit"))
+    .with_hint(requests, "INDEXED BY ix_sync_requests_due", "sqlite")
 )
 
 # A run with its user, the user's policy and last finished run (a report's event carries them).
@@ -107,7 +139,7 @@ ACTIVE_POLICIES = select(policies.c.id, policies.c.services).where(
 
 
 def user_state(row: Sequence[Any]) -> UserState:
-    """A row of USER_STATE, USERS_STATE or DUE_USERS_STATE."""
+    """A row of USER_STATE or USERS_STATE."""
     policy_at, current_at, last_at = _U, _U + _P, _U + _P + _R
     return _user(
         row[:_U],
@@ -139,13 +171,8 @@ LOCK_RUN_USER = (
     .with_for_update(of=users)
 )
 # SKIP LOCKED keeps concurrent claimers apart: each takes users no other claimer holds.
-LOCK_DUE_USERS = (
-    select(users.c.id)
-    .where(*_DUE)
-    .order_by(users.c.due_at, users.c.id)
-    .limit(bindparam("limit"))
-    .with_for_update(skip_locked=True)
-)
+LOCK_DUE_USERS = DUE_USERS.with_for_update(skip_locked=True)
+LOCK_REQUESTED_USERS = REQUESTED_USERS.with_for_update(skip_locked=True, of=users)
 
 # -- writes --------------------------------------------------------------------------------------
 # The UPDATEs set the columns named by their parameters' other keys (executemany-friendly).
@@ -179,13 +206,16 @@ INSERT_FAILED_ITEMS = {
 @dataclass(frozen=True, slots=True)
 class BulkRequest:
     """requestSyncs' two statements for one filter (`where`), built once per call: the users in
-    [lo, hi] that the filter selects, and the UPDATE that makes those with an active policy and
-    no run running due at `now`. SQLite walks the rowid range and checks each row (NOT INDEXED:
-    without statistics it could pick a filter's index and read all its users per chunk);
-    PostgreSQL locks the users in id order first, as every writer of several users does."""
+    [lo, hi] that the filter selects, and the INSERT of a pending request (sync_requests, see
+    app.store.pending_requests) for those with an active policy and no run running, requested
+    at `now` (a user already pending is requested again: one more version). The users' rows
+    and their many indexes are left alone. SQLite walks the rowid range and checks each row
+    (NOT INDEXED: without statistics it could pick a filter's index and read all its users per
+    chunk); PostgreSQL locks the users in id order, as every writer of several users does, so
+    a run started meanwhile is seen (the lock waits for it) and that user skipped."""
 
     matching: Select[Any]
-    request: Update
+    request: Insert
 
     @classmethod
     def of(cls, dialect: str, tenant_id: int, where: list[ColumnElement[bool]]) -> BulkRequest:
@@ -195,13 +225,25 @@ class BulkRequest:
         )
         eligible = [*where, users.c.current_run_id.is_(None), users.c.policy_id.in_(active)]
         matching = select(func.count()).select_from(users).where(*where)
-        request = update(users).values(
-            sync_requested=True, due_at=bindparam("now"), version=users.c.version + 1
-        )
+        chosen = select(
+            users.c.id,
+            users.c.tenant_id,
+            bindparam("now", type_=BigInteger),
+            literal(1, Integer),
+        ).where(*eligible)
         if dialect == "postgresql":
-            locked = select(users.c.id).where(*eligible).order_by(users.c.id).with_for_update()
-            request = request.where(users.c.id.in_(locked))
+            chosen = chosen.order_by(users.c.id).with_for_update(of=users)
         else:
             matching = matching.with_hint(users, "NOT INDEXED", "sqlite")
-            request = request.where(*eligible).with_hint("NOT INDEXED", dialect_name="sqlite")
+            chosen = chosen.with_hint(users, "NOT INDEXED", "sqlite")
+        insert_ = (postgresql if dialect == "postgresql" else sqlite).insert(requests)
+        request = insert_.from_select(
+            ["user_id", "tenant_id", "requested_at", "bumps"], chosen
+        ).on_conflict_do_update(
+            index_elements=[requests.c.user_id],
+            set_={
+                "requested_at": insert_.excluded.requested_at,
+                "bumps": requests.c.bumps + 1,
+            },
+        )
         return cls(matching, request)

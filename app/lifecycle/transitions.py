@@ -26,7 +26,7 @@ from app.domain.views import RunView
 from app.events.messages import Event, UserEvent
 from app.lifecycle import sql as sql
 from app.lifecycle.sql import UserState
-from app.store import counters
+from app.store import counters, pending_requests
 from app.store.triage_counters import FINISHED_COLUMN, RUNS_STARTED, TriageMoves
 from app.webhooks import outbox
 
@@ -40,6 +40,9 @@ def load_user(conn: Connection, tenant_id: int, user_id: int) -> UserState:
     params = {"tenant_id": tenant_id, "user_id": user_id}
     if _postgres(conn) and conn.execute(sql.LOCK_USER, params).first() is None:
         raise NotFound("No such sync user.")
+    pending_requests.fold(
+        conn, tenant_id, [user_id]
+    )  # locked: no requestSyncs can add one meanwhile
     row = conn.execute(sql.USER_STATE, params).first()
     if row is None:
         raise NotFound("No such sync user.")
@@ -309,15 +312,26 @@ def claim_due_runs(
     if not service_of:
         return [], []
     params = {"tenant_id": tenant_id, "now": now, "policy_ids": list(service_of), "limit": limit}
-    if _postgres(conn):
-        ids = conn.execute(sql.LOCK_DUE_USERS, params).scalars().all()
-        rows = conn.execute(sql.USERS_STATE, {"user_ids": ids}) if ids else []
-        found = {state.view.id: state for state in map(sql.user_state, rows)}
-        users = [found[user_id] for user_id in ids]  # in the order they were locked
-    else:
-        users = [sql.user_state(row) for row in conn.execute(sql.DUE_USERS_STATE, params)]
-    if not users:
+    due, requested = (
+        (sql.LOCK_DUE_USERS, sql.LOCK_REQUESTED_USERS)
+        if _postgres(conn)
+        else (sql.DUE_USERS, sql.REQUESTED_USERS)
+    )
+    # The oldest `limit` of both: due by schedule, and requested by requestSyncs (a user in both
+    # is due at the earlier time). On PostgreSQL both are row-locked, SKIP LOCKED; those not
+    # taken stay locked until this short transaction ends.
+    when: dict[int, int] = {}
+    for user_id, at in [*conn.execute(due, params), *conn.execute(requested, params)]:
+        when[user_id] = min(at, when.get(user_id, at))
+    ids = sorted(when, key=lambda user_id: (when[user_id], user_id))[:limit]
+    if not ids:
         return [], []
+    pending_requests.fold(conn, tenant_id, ids)
+    found = {
+        state.view.id: state
+        for state in map(sql.user_state, conn.execute(sql.USERS_STATE, {"user_ids": ids}))
+    }
+    users = [found[user_id] for user_id in ids]
     starts = [
         _Start(
             user,

@@ -44,6 +44,7 @@ from app.reads.user_counts import (
     other_tenants_users,
     structured_count,
 )
+from app.store import pending_requests
 from app.store.models import FailureReason, SyncUser
 
 STATUSES = tuple(UserStatus)
@@ -51,7 +52,8 @@ TRIGRAM = 3  # shorter searches cannot use the trigram index and fall back to a 
 EMAILS_INDEX = "ix_sync_users_emails"  # (tenant_id, email, destination_email), SQLite only
 FEW = 20_000  # rows cheaper to check one by one than to count the trigram index's matches
 ALL = frozenset({"tenant", "status", "policy", "latest"})
-COLUMNS = tuple(SyncUser.__table__.c)
+# sync_requested and version as readers see them, pending bulk requests included.
+COLUMNS = pending_requests.overlaid(tuple(SyncUser.__table__.c))
 
 ORDERS = {
     "EMAIL_ASC": Keyset("u.email", (SyncUser.email, SyncUser.id), False, (str, int)),

@@ -166,6 +166,26 @@ class SyncUser(Base):
     error_code: Mapped[str | None] = mapped_column(String(CODE_MAX), default=None)
 
 
+class SyncRequest(Base):
+    """A pending "sync now" from requestSyncs, not yet folded into its user's row.
+
+    The user reads as requested (sync_requested, version + bumps; app.store.pending_requests):
+    exactly as if its row had been updated, but a bulk request writes one narrow row per user
+    here instead of rewriting the wide, heavily indexed sync_users rows. Every writer of a user
+    folds the request into the row first. No foreign keys: their per-row checks (PostgreSQL's
+    RI triggers take a lock per referenced user) would cost as much as the insert, and users are
+    never deleted."""
+
+    __tablename__ = "sync_requests"
+    # Claims take requested users oldest request first.
+    __table_args__ = (Index("ix_sync_requests_due", "tenant_id", "requested_at", "user_id"),)
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    tenant_id: Mapped[int] = mapped_column(Integer)
+    requested_at: Mapped[int] = mapped_column(BigInteger)
+    # Requests since the last fold: the version grows by one per request, as a row update would.
+    bumps: Mapped[int] = mapped_column(Integer, default=1)
+
+
 class SyncRun(Base):
     __tablename__ = "sync_runs"
     __table_args__ = (Index("ix_sync_runs_user", "user_id", "id"),)

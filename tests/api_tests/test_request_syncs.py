@@ -4,8 +4,12 @@ tenant only, and claimDueSyncRuns then starts exactly those users."""
 
 from __future__ import annotations
 
+import csv
+import io
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.api_tests import helpers as h
@@ -44,6 +48,22 @@ async def _setup(tenant: ApiTenant) -> dict[str, list[str]]:
     return {"idle": idle, "running": running, "inactive": inactive, "loose": loose}
 
 
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _next_scheduled(tenant: ApiTenant) -> dict[str, str]:
+    """email -> next_scheduled_sync_at of the tenant's CSV export."""
+    response = httpx.get(
+        f"{tenant.server.url}/export/sync-users.csv",
+        headers={"Authorization": f"Bearer {tenant.viewer.token}"},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    rows = list(csv.DictReader(io.StringIO(response.content.decode(), newline="")))
+    return {row["email"]: row["next_scheduled_sync_at"] for row in rows}
+
+
 def _claimed(runs: list[dict[str, Any]]) -> set[str]:
     return {run["user"]["id"] for run in runs}
 
@@ -51,12 +71,22 @@ def _claimed(runs: list[dict[str, Any]]) -> set[str]:
 async def test_everything_matching_becomes_due(tenant: ApiTenant, other_tenant: ApiTenant) -> None:
     users = await _setup(tenant)
     others = await _setup(other_tenant)
-    before = {u: (await h.user(tenant.viewer, u))["version"] for u in users["idle"]}
+    before = {u: await h.user(tenant.viewer, u) for u in users["idle"]}
+    exported = _next_scheduled(tenant)
+    started = datetime.now(UTC)
     result = (await tenant.operator.execute(REQUEST, filter={}))["requestSyncs"]
     assert result == {"requested": 6, "skipped": 6}
     for user_id in users["idle"]:
         found = await h.user(tenant.viewer, user_id)
-        assert found["version"] == before[user_id] + 1
+        assert found["version"] == before[user_id]["version"] + 1
+        # Daily: due tomorrow before, due now (as read) after.
+        assert _time(before[user_id]["nextScheduledSyncAt"]) > started + timedelta(hours=23)
+        assert started <= _time(found["nextScheduledSyncAt"]) <= datetime.now(UTC)
+    # The CSV export says the same: the idle users are due now, the others as before.
+    now = _next_scheduled(tenant)
+    idle = {(await h.user(tenant.viewer, u))["email"] for u in users["idle"]}
+    assert {e for e in now if now[e] != exported[e]} == idle
+    assert all(started <= _time(now[e]) <= datetime.now(UTC) for e in idle)
     claimed = (await tenant.worker.execute(h.CLAIM, limit=100))["claimDueSyncRuns"]
     assert _claimed(claimed) == set(users["idle"])
     # The other tenant's users were left alone.

@@ -4,14 +4,17 @@ hop each, and the ORM writer, which first takes a turn in that thread's queue.""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import cast
 
 import pytest
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, make_url, select
 
 from app.events.messages import Publisher
+from app.store import sqlite_writer
 from app.store.engine import Database, open_database
 from app.store.migrate import upgrade
 from app.store.models import Tenant
@@ -121,3 +124,31 @@ async def test_a_cancelled_caller_still_announces_what_committed(db: Database) -
         await caller
     await eventually(lambda: publisher.events == ["the event"], within=10)
     assert await _names(db) == ["committed"]
+
+
+async def test_checkpoints_run_beside_the_writer_not_in_its_commits(db: Database) -> None:
+    """The writer connection never checkpoints (wal_autocheckpoint=0); while writes go on, the
+    checkpointer thread copies the WAL into the database file (read here without the WAL:
+    immutable=1). SQLite's own checkpoint would wait for 1,000 WAL pages, far more than this."""
+    writer = db.sqlite_writer
+    assert writer is not None
+    autocheckpoint = await db.run_write(
+        lambda c: c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+    )
+    assert autocheckpoint == 0
+    path = make_url(db.url).database
+    before = writer.checkpoints
+    for k in range(20):
+        await db.run_write(_add(f"wal-{k}"))
+
+    def in_file() -> set[str]:
+        with sqlite3.connect(f"file:{path}?immutable=1", uri=True) as conn:
+            return {name for (name,) in conn.execute("SELECT name FROM tenants")}
+
+    wanted = {f"wal-{k}" for k in range(20)}
+    async with asyncio.timeout(20):
+        # A checkpoint starts after a commit, at most every CHECKPOINT_SECONDS.
+        while not wanted <= await asyncio.to_thread(in_file):
+            await asyncio.sleep(sqlite_writer.CHECKPOINT_SECONDS / 5)
+            await db.run_write(_add(f"more-{uuid.uuid4().hex}"))
+    assert writer.checkpoints > before

@@ -1,7 +1,8 @@
 """requestSyncs below the API (app.lifecycle.bulk_requests) walked in ranges of 3 ids, on SQLite
 and PostgreSQL: users at every range edge, users skipped (running, inactive policy, no policy),
 filters combined, another tenant's users interleaved in the id space. The counts equal what
-changed, only the requested users' rows change (by one version each), the counters do not move
+changed, only the requested users change as readers see them (by one version each; their rows
+stay as they were, a request pending beside each), the counters do not move
 (a request changes no status), and each transaction's one event covers exactly its users."""
 
 from __future__ import annotations
@@ -20,10 +21,17 @@ from app.admin.policies import PolicyInput, create_policy
 from app.domain.timeutil import MICROS_PER_HOUR
 from app.events.messages import Publisher, UsersRequested, decode
 from app.lifecycle import bulk_requests, transitions
-from app.reads.users import UserFilter
+from app.reads.users import COLUMNS, UserFilter
 from app.store.engine import Database, open_database
 from app.store.migrate import upgrade
-from app.store.models import FailureReason, LatestCount, StatusCount, SyncUser, Tenant
+from app.store.models import (
+    FailureReason,
+    LatestCount,
+    StatusCount,
+    SyncRequest,
+    SyncUser,
+    Tenant,
+)
 
 RANGE = 3
 NOW = 1_790_000_000_000_000 // MICROS_PER_HOUR * MICROS_PER_HOUR
@@ -119,8 +127,13 @@ async def world(db: Database) -> World:
 
 
 async def _users(db: Database) -> dict[int, Any]:
+    """Every user as readers see it (pending requests overlaid), with its pending request's
+    time (None without one)."""
+    pending = select(SyncRequest.requested_at).where(SyncRequest.user_id == SyncUser.id)
     async with db.read() as session:
-        rows = (await session.execute(select(SyncUser.__table__))).all()
+        rows = (
+            await session.execute(select(*COLUMNS, pending.scalar_subquery().label("requested_at")))
+        ).all()
     return {row.id: row for row in rows}
 
 
@@ -191,14 +204,15 @@ async def test_ranges_request_exactly_the_matching_users(
         if user_id not in due:
             assert row._asdict() == old
             continue
+        # The row itself is left alone (due_at too): the request is pending beside it.
         assert row._asdict() == {
             **old,
             "sync_requested": True,
-            "due_at": row.due_at,
             "version": old["version"] + 1,
+            "requested_at": row.requested_at,
         }
         [event] = [e for e in requested_events if e.first_id <= user_id <= e.last_id]
-        assert event.since <= row.due_at <= event.until
+        assert event.since <= row.requested_at <= event.until
     for event in requested_events:
         assert event.tenant_id == world.tenant
         assert event.last_id - event.first_id < RANGE

@@ -59,7 +59,11 @@ class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
     async def send(self, message: Any) -> None:
         await super().send(message)
         if message["type"] == "websocket.accept" and self.handshake_complete:
-            # The 101 is written: the handshake's objects are garbage from here on.
+            # The 101 is written: the handshake's objects are garbage from here on. The request
+            # stays referenced by websockets' parser (a local of its suspended generator, for
+            # the connection's life): its headers (~2.6 KB a dashboard) are emptied instead.
+            if self.request is not None:
+                self.request.headers.clear()
             self.request = None  # type: ignore[assignment]
             self.response = None  # type: ignore[assignment]
 

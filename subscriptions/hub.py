@@ -551,6 +551,7 @@ class Hub:
             "held_progress": sum(len(f.held) for f in feeds),
             "shared_executions_reused": self.shared.hits,
             "shared_executions_run": self.shared.misses,
+            "shared_frames_sent": self.shared.frames_sent,
             # With the event log: events read from it, broker messages dropped as already
             # delivered, events gone from it when needed (this process's feeds now open).
             "events_replayed": sum(f.sequence.replayed for f in feeds if f.sequence),

@@ -19,8 +19,12 @@ from contextlib import suppress
 from typing import Any, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
 
 ABORT_EXTENSION = "syncstatus.abort"
+# Sends a text frame already serialized (websockets.frames.Frame.serialize, unmasked): a result
+# shared by many dashboards is encoded once, and each socket only writes its bytes.
+FRAME_EXTENSION = "syncstatus.frame"
 ABORT_AFTER_KEEPALIVE = 5.0  # seconds a keepalive close may take to flush before the reset
 # The kernel's send buffer of a WebSocket (it books twice this). Left to autotuning it grows to
 # tcp_wmem's maximum (~2.8 MB measured) before a peer that does not read blocks a send: memory
@@ -55,6 +59,11 @@ class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)  # set when the handshake is accepted
         if scope is not None:
             scope["extensions"][ABORT_EXTENSION] = {"abort": self.abort}
+            if not self.conn.extensions:  # frames as they are (per-message deflate is off)
+                scope["extensions"][FRAME_EXTENSION] = {
+                    "send": self.send_frame,
+                    "write": self.write_frame,
+                }
 
     async def send(self, message: Any) -> None:
         await super().send(message)
@@ -66,6 +75,27 @@ class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.request.headers.clear()
             self.request = None  # type: ignore[assignment]
             self.response = None  # type: ignore[assignment]
+
+    async def send_frame(self, frame: bytes) -> bool:
+        """Writes a serialized frame as uvicorn's send writes a text message: once the buffer
+        is below its high-water mark, and only on an open connection (False: not sent, the
+        connection is closing or closed)."""
+        if not self.writable.is_set():
+            await self.writable.wait()
+        return self.write_frame(frame)
+
+    def write_frame(self, frame: bytes) -> bool:
+        """Writes a serialized frame now if the connection is open and its buffer below the
+        high-water mark; else writes nothing and returns False."""
+        if (
+            not self.writable.is_set()
+            or self.disconnected
+            or self.close_sent
+            or self.conn.state is not State.OPEN
+        ):
+            return False
+        self.transport.write(frame)
+        return True
 
     def abort(self) -> None:
         """Resets the connection now, whatever waits in its buffers."""

@@ -843,7 +843,7 @@ async def main() -> None:
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if hard < 2 * sum(int(s) for s in args.subscribers.split(",") if s) + 1000:
+    if hard < max(int(s) for s in args.subscribers.split(",") if s) + 1000:
         print(f"open files limit {hard}: raise it (ulimit -Hn) for this many sockets")
     redis = PrivateRedis() if args.broadcast == "redis" else None
     if redis is not None:

@@ -34,12 +34,90 @@ ABORT_AFTER_KEEPALIVE = 5.0  # seconds a keepalive close may take to flush befor
 SEND_BUFFER_BYTES = 256 * 1024
 
 
+class _Inbox:
+    """uvicorn's queue of received messages (put_nowait, get, empty), without asyncio.Queue's
+    three deques (~2.3 KB an idle socket): a list, and a future only while the app waits."""
+
+    __slots__ = ("_items", "_waiters")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        if self._waiters:
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    async def get(self) -> Any:
+        while not self._items:
+            waiter = asyncio.get_running_loop().create_future()
+            waiters = self._waiters if self._waiters is not None else []
+            self._waiters = waiters
+            waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                waiters.remove(waiter)
+                if not waiters:
+                    self._waiters = None
+        return self._items.pop(0)
+
+
+class _Writable:
+    """uvicorn's `writable` (set, clear, is_set, wait) without asyncio.Event's deque (~0.8 KB
+    an idle socket): the transport's flow control, waited on only by blocked sends."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = True
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        await waiter
+
+
 class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
     """What `serve` runs for WebSockets (uvicorn's `ws` option): uvicorn's default with
     websockets installed, plus the abort extension."""
 
     _abortable: asyncio.WriteTransport | None = None
     _lost = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Lighter stand-ins for the two asyncio objects uvicorn keeps per socket: the same
+        # methods it calls (tests/unit/test_library_internals.py checks which).
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = _Writable()  # type: ignore[assignment]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)

@@ -124,7 +124,7 @@ def test_uvicorn_websocket_protocol_keeps_what_app_web_ws_protocol_uses() -> Non
     loop = asyncio.new_event_loop()
     try:
         protocol = AbortableWebSocketProtocol(config, ServerState(), {}, _loop=loop)
-        assert isinstance(protocol.writable, asyncio.Event) and protocol.writable.is_set()
+        assert protocol.writable.is_set() and protocol.queue.empty()
         assert protocol.disconnected is False and protocol.close_sent is False
         conn = protocol.conn
         assert isinstance(conn, ServerProtocol) and conn.state is State.CONNECTING
@@ -142,3 +142,19 @@ def test_uvicorn_websocket_protocol_keeps_what_app_web_ws_protocol_uses() -> Non
         )
     finally:
         loop.close()
+
+
+def test_uvicorn_uses_only_what_the_lighter_queue_and_event_offer() -> None:
+    """app/web/ws_protocol.py replaces uvicorn's per-socket asyncio.Queue and asyncio.Event
+    with lighter objects offering only the methods uvicorn calls on them; a new call fails
+    here first."""
+    import inspect
+    import re
+
+    from uvicorn.protocols.websockets import websockets_sansio_impl
+
+    source = inspect.getsource(websockets_sansio_impl.WebSocketsSansIOProtocol)
+    assert set(re.findall(r"self\.queue\.(\w+)", source)) <= {"put_nowait", "get", "empty"}
+    assert set(re.findall(r"self\.writable\.(\w+)", source)) <= {"set", "clear", "wait", "is_set"}
+    assert re.findall(r"self\.queue\b(?!\.)", source) == ["self.queue"]  # only its creation
+    assert re.findall(r"self\.writable\b(?!\.)", source) == ["self.writable"]

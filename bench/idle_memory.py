@@ -115,6 +115,11 @@ async def main() -> None:
     parser.add_argument("--dashboards", type=int, default=1000)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--no-trace", action="store_true")
+    parser.add_argument(
+        "--ws",
+        help="another of uvicorn's WebSocket implementations instead of serve's (to compare: "
+        "websockets, websockets-sansio, wsproto; without serve's abort and frame writer)",
+    )
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -129,7 +134,10 @@ async def main() -> None:
             broadcast_url="memory://",
             log_level="warning",
         )
-        server = uvicorn.Server(uvicorn.Config(create_app(settings), **uvicorn_options(settings)))
+        options = uvicorn_options(settings)
+        if args.ws:
+            options["ws"] = args.ws
+        server = uvicorn.Server(uvicorn.Config(create_app(settings), **options))
         serving = asyncio.create_task(server.serve())
         while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for it
             await asyncio.sleep(0.05)
@@ -152,7 +160,10 @@ async def main() -> None:
         gc.collect()
         after = rss_kb(os.getpid())
         n = args.dashboards
-        print(f"{n} dashboards live in {connected:.1f} s; load average {os.getloadavg()[0]:.2f}")
+        print(
+            f"{n} dashboards live in {connected:.1f} s (ws: {args.ws or 'serve'}); "
+            f"load average {os.getloadavg()[0]:.2f}"
+        )
         print(
             f"RSS {before / 1024:.1f} -> {after / 1024:.1f} MB: {(after - before) / n:.1f} KB "
             "per idle dashboard" + ("" if args.no_trace else " (tracing adds its own)")

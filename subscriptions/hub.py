@@ -56,6 +56,7 @@ from subscriptions.subscriber import MAX_PENDING, MERGED, UserSubscriber
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 0.25  # seconds between progress events of one user
 READY_TIMEOUT = 10.0
+SMALL_WATCHERS = 8  # watchers of one user kept in a tuple; more in a set
 IDLE_POLL = 5.0  # seconds without a message before a feed looks in the log (a lost last event)
 OUTAGE_POLL = 1.0  # seconds between looks in the log while the broker is down
 DEFAULT_GRACE = 60.0  # seconds subscriptions go on without the broker
@@ -82,7 +83,9 @@ class TenantFeed:
     def __init__(self, hub: Hub, tenant_id: int) -> None:
         self.hub = hub
         self.tenant_id = tenant_id
-        self.by_user: dict[int, set[UserSubscriber]] = {}
+        # Who watches each user: a tuple while few do (48 bytes for one, against 216 for a
+        # set: most users are on one open page), a set beyond SMALL_WATCHERS.
+        self.by_user: dict[int, tuple[UserSubscriber, ...] | set[UserSubscriber]] = {}
         self.everything: set[UserSubscriber] = set()
         self.metrics = MetricsFeed(hub.db, tenant_id)
         self.joining = 0  # subscribers between finding this feed and being added to it
@@ -340,16 +343,28 @@ class TenantFeed:
             self.everything.add(subscriber)
         else:
             for user_id in subscriber.user_ids:
-                self.by_user.setdefault(user_id, set()).add(subscriber)
+                watchers = self.by_user.get(user_id, ())
+                if isinstance(watchers, set):
+                    watchers.add(subscriber)
+                elif len(watchers) < SMALL_WATCHERS:
+                    self.by_user[user_id] = (*watchers, subscriber)
+                else:
+                    self.by_user[user_id] = {*watchers, subscriber}
 
     def remove(self, subscriber: UserSubscriber) -> None:
         self.subscriber_count -= 1
         self.everything.discard(subscriber)
         for user_id in subscriber.user_ids or ():
             watchers = self.by_user.get(user_id)
-            if watchers is not None:
+            if isinstance(watchers, set):
                 watchers.discard(subscriber)
                 if not watchers:
+                    del self.by_user[user_id]
+            elif watchers is not None:
+                left = tuple(w for w in watchers if w is not subscriber)
+                if left:
+                    self.by_user[user_id] = left
+                else:
                     del self.by_user[user_id]
 
 
@@ -536,6 +551,7 @@ class Hub:
             "held_progress": sum(len(f.held) for f in feeds),
             "shared_executions_reused": self.shared.hits,
             "shared_executions_run": self.shared.misses,
+            "shared_frames_sent": self.shared.frames_sent,
             # With the event log: events read from it, broker messages dropped as already
             # delivered, events gone from it when needed (this process's feeds now open).
             "events_replayed": sum(f.sequence.replayed for f in feeds if f.sequence),

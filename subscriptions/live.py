@@ -262,6 +262,39 @@ class LiveOperation:
             return {"data": result.data}
         return {"data": result.data, "errors": [classify(e).formatted for e in result.errors]}
 
+    def data_now(self, payload: Any, hub: Hub, schema: GraphQLSchema, context: Context) -> Any:
+        """The `data` of the shared result for ``payload`` if it is there without waiting: run
+        now by this subscriber or earlier by another one of the same document, variables and
+        role, finished and without errors; else None (execute() then awaits or reports it).
+        A result not shared (no key) is not run here: only execute() runs it."""
+        plan = self.plan
+        assert isinstance(plan, Plan), plan
+        key = hub.shared.key_of(payload, plan.request_key)
+        if key is None:
+            return None
+        result = hub.shared.get(key, count_miss=False)
+        if result is None:
+            executor = SharedEventExecutor.build(
+                schema,
+                plan.document,
+                payload,
+                context,
+                plan.variables,
+                plan.operation.name and plan.operation.name.value,
+            )
+            assert not isinstance(executor, list), executor  # the variables were coerced before
+            result = executor.execute_operation(False)  # shared: an awaitable is a future
+            if inspect.iscoroutine(result):
+                result.close()  # a wait on that future: execute() waits instead
+                result = hub.shared.get(key, count_miss=False)
+        if isinstance(result, asyncio.Future):
+            if not result.done() or result.cancelled() or result.exception() is not None:
+                return None
+            result = result.result()
+        if not isinstance(result, ExecutionResult) or result.errors:
+            return None
+        return result.data
+
     def overflow_payload(self) -> dict[str, Any]:
         assert isinstance(self.plan, Plan), self.plan  # only the transport sends this
         error = GraphQLError(

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from graphql import Node, OperationDefinitionNode, VariableNode, visit
 from graphql.language import Visitor
+from websockets.frames import Frame, Opcode
 
 T = TypeVar("T")
 MAX_PAYLOADS = 256
@@ -54,8 +55,10 @@ class SharedExecution:
         self._results = _Bounded(results)  # key -> (payload, operation, result)
         self._variables = _Bounded(256)  # id(operation) -> (operation, names)
         self._json = _Bounded(results)  # id(data) -> (data, JSON text)
+        self._frames = _Bounded(results)  # (id(data), operation id) -> (data, frame)
         self.hits = 0
         self.misses = 0
+        self.frames_sent = 0  # `next` messages written as frames built once (transport.py)
 
     def payload(self, view: object, convert: Callable[[Any], T]) -> T:
         """The GraphQL object for ``view``, built once for all subscribers."""
@@ -119,6 +122,22 @@ class SharedExecution:
         text = json.dumps(data, separators=(",", ":"))
         self._json.put(id(data), (data, text))
         return text
+
+    def next_frame(self, operation_id: str, data: object) -> bytes:
+        """The WebSocket frame of the `next` message carrying ``data`` to ``operation_id``,
+        built once for every subscriber that sends it under the same id (pages all use the
+        same ids): JSON, message and frame header are then written as they are."""
+        key = (id(data), operation_id)
+        entry = self._frames.get(key)
+        if entry is not None and entry[0] is data:
+            return entry[1]  # type: ignore[no-any-return]
+        text = (
+            f'{{"id":{json.dumps(operation_id)},"type":"next","payload":{{"data":'
+            f"{self.json(data)}}}}}"
+        )
+        frame = Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+        self._frames.put(key, (data, frame))
+        return frame
 
     def _names_below_root(
         self, operation: OperationDefinitionNode, fragments: Iterable[Node]

@@ -116,12 +116,9 @@ def _check_schema(settings: Settings) -> str | None:
         return f"cannot read the database schema's version: {error}".splitlines()[0]
 
 
-def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
-    problem = workers_problem(settings, workers) or _check_schema(settings)
-    if problem is not None:
-        print(f"syncstatus serve: {problem}", file=sys.stderr)
-        return 2
-    options: dict[str, Any] = {
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How `serve` runs uvicorn (bench/idle_memory.py runs the same in its own process)."""
+    return {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
@@ -138,6 +135,14 @@ def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
         # On SIGTERM: stop accepting, let requests finish (WebSockets close with 1012).
         "timeout_graceful_shutdown": settings.shutdown_timeout,
     }
+
+
+def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
+    problem = workers_problem(settings, workers) or _check_schema(settings)
+    if problem is not None:
+        print(f"syncstatus serve: {problem}", file=sys.stderr)
+        return 2
+    options = uvicorn_options(settings)
     if workers == 1:
         from app.web.asgi import create_app
 

@@ -17,8 +17,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Match, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
@@ -212,6 +213,33 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
         return value
 
 
+class SyncStatusApp(Starlette):
+    """Starlette, with the WebSocket of /graphql handed straight to its request log and GraphQL.
+
+    Every open dashboard is a suspended coroutine chain for as long as it stays open, and
+    Starlette's stack would add a frame for each layer (error and exception middleware, the
+    HTTP-only middleware that pass WebSockets through, the router and the route: ~3.5 KB a
+    dashboard), and a wrapper around every send. The route still matches (its own matches()),
+    and the scope gets what the router would have set."""
+
+    def __init__(self, *, websocket: ASGIApp, websocket_route: WebSocketRoute, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._websocket = websocket
+        self._websocket_route = websocket_route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            match, child_scope = self._websocket_route.matches(scope)
+            if match is Match.FULL:
+                scope["app"] = self
+                scope["router"] = self.router
+                scope["route"] = self._websocket_route
+                scope.update(child_scope)
+                await self._websocket(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def _simulation(services: Services, simulate: bool) -> AbstractAsyncContextManager[object]:
     """Simulated sync workers in this process (`syncstatus demo`), or nothing."""
     if not simulate:
@@ -350,7 +378,11 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
         body = await asyncio.to_thread(telemetry.exposition)
         return Response(body, media_type=METRICS_CONTENT_TYPE)
 
-    return Starlette(
+    graphql_socket = WebSocketRoute("/graphql", graphql)
+    return SyncStatusApp(
+        # The WebSocket's only middleware: the others act on HTTP alone.
+        websocket=RequestLog(graphql, telemetry=telemetry),
+        websocket_route=graphql_socket,
         routes=[
             Route("/", index),
             Route("/docs", docs),
@@ -361,7 +393,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
             Route("/export/sync-users.csv", export_sync_users),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/graphiql-assets/{name}", graphql.graphiql.asset),
-            WebSocketRoute("/graphql", graphql),
+            graphql_socket,
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ],
         middleware=[

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from app.events.broker import ReliableBroadcast
 from app.events.messages import PolicyEvent, UsersRequested, channel_for, encode
-from subscriptions.hub import PROGRESS_INTERVAL, REQUESTED_STATES_MAX, Hub
+from subscriptions.hub import PROGRESS_INTERVAL, REQUESTED_STATES_MAX, SMALL_WATCHERS, Hub
 from subscriptions.subscriber import MAX_PENDING, SubscriberOverflow, UserSubscriber
 from tests.subscriptions.factories import next_batch, policy_view, user_event, users
 
@@ -118,3 +119,36 @@ async def test_a_big_bulk_request_cuts_off_whole_tenant_subscribers_only(
             async with asyncio.timeout(2):
                 await next_batch(everything)
         assert await next_versions(one) == [1]
+
+
+async def test_every_watcher_of_a_user_gets_its_events_as_they_come_and_go(
+    hub: Hub, broadcast: ReliableBroadcast
+) -> None:
+    """Watchers of one user are kept in a tuple while few, in a set beyond SMALL_WATCHERS:
+    through both, and as they leave, each present watcher gets each event once and a
+    departed one none; the last to leave removes the user from the feed."""
+    watching: list[tuple[Any, UserSubscriber]] = []
+    version = 0
+
+    async def event_reaches_exactly_the_present() -> None:
+        nonlocal version
+        version += 1
+        await publish(broadcast, user_event(7, version, "started"))
+        for _, subscriber in watching:
+            assert await next_versions(subscriber) == [version]
+        for subscriber in departed:
+            assert not subscriber.pending
+
+    departed: list[UserSubscriber] = []
+    for count in (1, SMALL_WATCHERS, SMALL_WATCHERS + 3):
+        while len(watching) < count:
+            block = users(hub, TENANT, frozenset({7}))
+            watching.append((block, await block.__aenter__()))
+        await event_reaches_exactly_the_present()
+    while watching:
+        block, subscriber = watching.pop(0)
+        await block.__aexit__(None, None, None)
+        departed.append(subscriber)
+        if watching:
+            await event_reaches_exactly_the_present()
+    assert all(7 not in feed.by_user for feed in hub._feeds.values())

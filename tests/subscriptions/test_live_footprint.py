@@ -12,6 +12,7 @@ from tests.server import Server
 from tests.subscriptions.support import (
     METRICS_UPDATES,
     USER_UPDATES,
+    Worker,
     add_users,
     eventually,
     health,
@@ -68,3 +69,38 @@ async def test_aliases_fragments_and_directives_shape_live_results(
         "with": {"cards": {"failedSyncs": 0, "total": 0}},
         "without": {"cards": {"failedSyncs": 0}},
     }
+
+
+async def test_shared_results_are_written_as_frames_encoded_once(
+    server: Server, tenant: Tenant
+) -> None:
+    """A result many dashboards share is serialized once, JSON and WebSocket frame, and each
+    socket writes those bytes (app/web/ws_protocol.py's frame writer, subscriptions/
+    shared.py). Fails if the server runs a WebSocket implementation without the writer: the
+    results would then go the per-socket way, and the count would not move."""
+    _, ids = await add_users(tenant, 3, prefix="frames")
+    worker = Worker(tenant)
+    async with AsyncExitStack() as stack:
+        sockets = []
+        for op_id in ("u", "page-1", "u"):  # ids as clients choose them; two share one
+            ws = await stack.enter_async_context(raw_socket(server, tenant.viewer.token))
+            await subscribe(ws, op_id, USER_UPDATES, ids=ids)
+            await subscribe(ws, "m", METRICS_UPDATES)
+            assert (await receive(ws))["id"] == "m"
+            sockets.append((ws, op_id))
+        before = health(server)["subscriptions"]["shared_frames_sent"]
+        run_id = await worker.start(ids[1])
+        received = []
+        for ws, op_id in sockets:
+            message = await receive(ws)
+            while message["id"] == "m":  # the metrics of the change may come first
+                message = await receive(ws)
+            assert message["type"] == "next" and message["id"] == op_id
+            received.append(message["payload"])
+        user = received[0]["data"]["syncUserUpdated"]
+        assert user["id"] == ids[1] and user["status"] == "IN_PROGRESS"
+        assert user["currentRun"]["id"] == run_id
+        assert received[1] == received[0] == received[2]
+        await eventually(
+            lambda: health(server)["subscriptions"]["shared_frames_sent"] >= before + 3
+        )

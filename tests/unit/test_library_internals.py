@@ -100,3 +100,61 @@ def test_strawberrys_asgi_websocket_adapter_holds_the_starlette_socket() -> None
         "strawberry.asgi's WebSocket adapter no longer keeps the Starlette socket as .ws:"
         " subscriptions/transport.py then encodes every shared result once per socket"
     )
+
+
+def test_uvicorn_websocket_protocol_keeps_what_app_web_ws_protocol_uses() -> None:
+    """app/web/ws_protocol.py subclasses uvicorn's sans-I/O WebSocket protocol and reads its
+    state to write serialized frames as its own send would: the buffer's writable event,
+    disconnected, close_sent, and websockets' connection (state, negotiated extensions). It
+    empties the handshake request's headers because websockets' parser keeps the request."""
+    import asyncio
+
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+    from websockets.protocol import State
+    from websockets.server import ServerProtocol
+
+    from app.web.ws_protocol import AbortableWebSocketProtocol
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        return None
+
+    config = Config(app=app, ws=AbortableWebSocketProtocol, ws_per_message_deflate=False)
+    config.load()
+    loop = asyncio.new_event_loop()
+    try:
+        protocol = AbortableWebSocketProtocol(config, ServerState(), {}, _loop=loop)
+        assert protocol.writable.is_set() and protocol.queue.empty()
+        assert protocol.disconnected is False and protocol.close_sent is False
+        conn = protocol.conn
+        assert isinstance(conn, ServerProtocol) and conn.state is State.CONNECTING
+        conn.receive_data(
+            b"GET /graphql HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        (request,) = conn.events_received()
+        conn.send_response(conn.accept(request))
+        assert conn.state is State.OPEN and conn.extensions == []
+        parser = conn.parser.gi_frame  # type: ignore[attr-defined]
+        assert parser is not None and parser.f_locals.get("request") is request, (
+            "websockets' parser no longer keeps the handshake request: emptying its headers "
+            "in app/web/ws_protocol.py is no longer needed"
+        )
+    finally:
+        loop.close()
+
+
+def test_uvicorn_uses_only_what_the_lighter_queue_and_event_offer() -> None:
+    """app/web/ws_protocol.py replaces uvicorn's per-socket asyncio.Queue and asyncio.Event
+    with lighter objects offering only the methods uvicorn calls on them; a new call fails
+    here first."""
+    import inspect
+    import re
+
+    from uvicorn.protocols.websockets import websockets_sansio_impl
+
+    source = inspect.getsource(websockets_sansio_impl.WebSocketsSansIOProtocol)
+    assert set(re.findall(r"self\.queue\.(\w+)", source)) <= {"put_nowait", "get", "empty"}
+    assert set(re.findall(r"self\.writable\.(\w+)", source)) <= {"set", "clear", "wait", "is_set"}
+    assert re.findall(r"self\.queue\b(?!\.)", source) == ["self.queue"]  # only its creation
+    assert re.findall(r"self\.writable\b(?!\.)", source) == ["self.writable"]

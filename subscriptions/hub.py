@@ -188,7 +188,16 @@ class TenantFeed:
             return
         if sequence.advance(seq):  # not in the log (pruned, or not visible here yet)
             self._lost_events()
-        await self._route(event)
+        await self._route(await self._logged(seq, event))
+
+    async def _logged(self, seq: int, event: Message) -> Message:
+        """A reference (an event too big for the broker) as it was logged, whole: loading the
+        user's current state instead would skip the start when the finish followed quickly."""
+        if isinstance(event, UserRef) and (event.user_id in self.by_user or self.everything):
+            body = await event_log.read_at(self.hub.db, self.tenant_id, seq)
+            if body is not None:
+                return decode(body)
+        return event
 
     async def _catch_up(self) -> None:
         """Delivers the logged events after the last one delivered, in order (under _order)."""

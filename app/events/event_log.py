@@ -134,6 +134,14 @@ async def read_after(
         return [(int(seq), str(body)) for seq, body in await session.execute(query)]
 
 
+async def read_at(db: Database, tenant_id: int, seq: int) -> str | None:
+    """The logged encoding of the tenant's event ``seq`` (None: pruned)."""
+    query = select(_LOG.c.body).where(_LOG.c.tenant_id == tenant_id, _LOG.c.seq == seq)
+    async with db.read() as session:
+        found = await session.scalar(query)
+    return None if found is None else str(found)
+
+
 async def prune(db: Database, keep_seconds: int, now: int | None = None) -> int:
     """Deletes events older than ``keep_seconds``; how many."""
     cutoff = (now if now is not None else now_micros()) - keep_seconds * 1_000_000

@@ -229,3 +229,23 @@ async def test_a_feed_starts_after_what_is_logged_already(
         assert await _versions_until(subscriber, 3) == [3]
     async with db.read() as session:
         assert await session.scalar(select(Tenant.event_seq).where(Tenant.id == tenant)) == 3
+
+
+async def test_a_reference_is_delivered_as_it_was_logged_not_as_the_user_is_now(
+    hub: Hub, broadcast: ReliableBroadcast, db: Database
+) -> None:
+    """An event too big for the broker travels as a reference; the feed reads the logged
+    event whole. Loading the user's current state instead lost the start whenever the finish
+    had committed before the reference was read (the start arrived as the finished user)."""
+    tenant = await _tenant(db, "acme")
+    async with users(hub, tenant, None) as subscriber:
+        started, finished = await _committed(db, tenant, range(1, 3))
+        for seq, event in ((1, started), (2, finished)):
+            reference = encode(event, max_bytes=10, seq=seq)
+            assert decode_sequenced(reference)[1] != event  # sent as a reference
+            await broadcast.publish(channel_for(tenant), reference)
+        seen: list[tuple[int, str]] = []
+        async with asyncio.timeout(5):
+            while len(seen) < 2:
+                seen += [(e.user.version, e.kind) for e in await next_batch(subscriber)]
+    assert seen == [(1, "started"), (2, "finished")]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -139,8 +141,8 @@ SERIAL_PLACES = (
     "tests/subscriptions/test_broker_outage.py",
     "tests/subscriptions/test_cross_process_revocation.py",
     "tests/subscriptions/test_connection_rules.py::test_connection_without_init",
-    "tests/api_tests/test_rate_limit.py",
-    "tests/api_tests/test_webhooks.py",  # retry windows of 1.5 s, leases, receiver delays
+    # A slow receiver must not delay a fast one by 2 s: a latency bound.
+    "tests/api_tests/test_webhooks.py::test_deliveries_per_endpoint_are_bounded",
     "tests/api_tests/test_limits.py::test_a_large_body_is_413",
 )
 
@@ -161,29 +163,57 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+PAGE = "tests/page/"
+# Seconds each scheduling unit took on xdist workers (tests/scope_seconds.py writes it from a
+# `--durations=0` run): the longest units go out first, so the workers end together.
+SCOPE_SECONDS = Path(__file__).with_name("scope_seconds.json")
+UNKNOWN_TEST_SECONDS = 2.0  # a unit not in the file yet: its tests times this
+
+
+# Modules whose every test is a unit of its own: long tests whose module fixture (a server) is
+# cheap beside them.
+FINE_UNITS = ("tests/fuzz/test_graphql_fuzz.py",)
+
+
+def scope_of(nodeid: str) -> str:
+    """The scheduling unit of a test: its module, or its module's sqlite or postgres half (they
+    share no fixture); the browser tests are one unit (one server, one Chromium)."""
+    module = nodeid.split("::", 1)[0]
+    if module.startswith(PAGE):
+        return PAGE
+    if module.startswith(FINE_UNITS):
+        return nodeid
+    backend = re.search(r"\[(sqlite|postgres)\b", nodeid)
+    return f"{module}[{backend[1]}]" if backend else module
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Under xdist, a module's tests go to one worker (its sqlite and its postgres half may go to
-    two): module-scoped fixtures (a server with its own settings, a seeded tenant) are set up
-    once. The browser tests are one unit, the last handed
-    out: one server and one Chromium, and no asyncio test after them on that worker (below).
-    (xdist's own `loadgroup` renames node ids, which pytest 9.2 no longer allows.)"""
+    """Under xdist, a unit's tests go to one worker (scope_of): module-scoped fixtures (a server
+    with its own settings, a seeded tenant) are set up once. Units go out longest first (by
+    SCOPE_SECONDS), so that the workers end together. (xdist's own `loadgroup` renames node
+    ids, which pytest 9.2 no longer allows.)"""
     from xdist.scheduler import LoadScopeScheduling  # only under xdist
 
-    PAGE = "tests/page/"
+    try:
+        seconds: dict[str, float] = json.loads(SCOPE_SECONDS.read_text())
+    except (OSError, ValueError):
+        seconds = {}
 
     class ModuleScheduling(LoadScopeScheduling):
+        ordered = False
+
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            if module.startswith(PAGE):
-                return PAGE
-            # The sqlite and postgres halves of a module share no fixture: two units.
-            backend = re.search(r"\[(sqlite|postgres)\b", nodeid)
-            return f"{module}[{backend[1]}]" if backend else module
+            return scope_of(nodeid)
 
         def _assign_work_unit(self, node: Any) -> None:
-            # LoadScopeScheduling hands out the biggest units first; the browser's goes last.
-            if PAGE in self.workqueue and len(self.workqueue) > 1:
-                self.workqueue.move_to_end(PAGE)
+            if not self.ordered:
+                self.ordered = True
+                units = sorted(
+                    self.workqueue.items(),
+                    key=lambda unit: -seconds.get(unit[0], UNKNOWN_TEST_SECONDS * len(unit[1])),
+                )
+                self.workqueue.clear()
+                self.workqueue.update(units)
             super()._assign_work_unit(node)
 
     return ModuleScheduling(config, log)
@@ -191,9 +221,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Marks the e2e tier (`pytest -m "not e2e"` is the inner loop) and keeps the serial phase's
-    tests (`--serial`). Browser tests run last: Playwright's sync API keeps an event loop
-    running in the main thread while its session-scoped browser is open, which breaks every
-    asyncio test after it."""
+    tests (`--serial`)."""
     for item in items:
         if _is_e2e(item):
             item.add_marker(pytest.mark.e2e)
@@ -210,6 +238,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if dropped:
             config.hook.pytest_deselected(items=dropped)
         items[:] = keep
-    page_tests = [item for item in items if "tests/page/" in item.nodeid]
-    others = [item for item in items if "tests/page/" not in item.nodeid]
-    items[:] = others + page_tests

@@ -80,7 +80,7 @@ class PageEnv:
         raise AssertionError("the page never subscribed to syncUserUpdated")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def page_env() -> Iterator[PageEnv]:
     _require_chromium()
     with sqlite_database() as database_url:
@@ -102,7 +102,10 @@ def page_env() -> Iterator[PageEnv]:
             )
 
 
-@pytest.fixture(scope="session")
+# Package-scoped, so closed after the last browser test: Playwright's sync API keeps an event
+# loop running in the main thread while it is open, which breaks every asyncio test after it
+# in the same process.
+@pytest.fixture(scope="package")
 def browser(page_env: PageEnv) -> Iterator[Browser]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

@@ -19,7 +19,7 @@ from app.domain.ids import decode_id, encode_id
 from app.domain.roles import Role
 from app.domain.validation import FailedItemInput, name
 from app.domain.views import PolicyView, RunView, UserView
-from app.events.messages import Event, TokenRevoked
+from app.events.messages import Event, TokenRevoked, UserEvent
 from app.lifecycle import transitions
 from app.store.engine import run_in
 from app.store.unit_of_work import Change, Work, unit_of_work, write
@@ -44,7 +44,22 @@ def _uow(ctx: Context):  # type: ignore[no-untyped-def]
 
 
 async def _write(ctx: Context, change: Change[T]) -> T:
-    return await write(ctx.services.db, ctx.services.publisher, change)
+    users: dict[int, UserView] = {}
+
+    def recording(conn: Connection, now: int) -> tuple[T, list[Event]]:
+        result, events = change(conn, now)
+        users.clear()
+        users.update((e.user.id, e.user) for e in events if isinstance(e, UserEvent))
+        return result, events
+
+    result = await write(ctx.services.db, ctx.services.publisher, recording)
+    # The users and runs as the transaction left them answer `run { user { … } }` with no read
+    # after the commit: a database lost right then turned a committed claim into an error, and
+    # its runs stayed RUNNING with no worker that knew of them.
+    ctx.loaders.user.prime_many(users)
+    runs = result if isinstance(result, list) else [result]
+    ctx.loaders.run.prime_many({r.id: r for r in runs if isinstance(r, RunView)})
+    return result
 
 
 async def claim_due_sync_runs(

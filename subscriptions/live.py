@@ -241,18 +241,7 @@ class LiveOperation:
         plan = self.plan
         assert isinstance(plan, Plan), plan  # only the transport executes
         key = hub.shared.key_of(payload, plan.request_key)
-        result = hub.shared.get(key, count_miss=False) if key is not None else None
-        if result is None:
-            executor = SharedEventExecutor.build(
-                schema,
-                plan.document,
-                payload,
-                context,
-                plan.variables,
-                plan.operation.name and plan.operation.name.value,
-            )
-            assert not isinstance(executor, list), executor  # the variables were coerced before
-            result = executor.execute_operation(False)  # shares what it builds
+        result = self._shared(key, payload, hub, schema, context)
         if isinstance(result, asyncio.Future):
             result = await asyncio.shield(result)  # others wait on it too: never cancel it
         elif inspect.isawaitable(result):
@@ -272,7 +261,26 @@ class LiveOperation:
         key = hub.shared.key_of(payload, plan.request_key)
         if key is None:
             return None
-        result = hub.shared.get(key, count_miss=False)
+        result = self._shared(key, payload, hub, schema, context)
+        if inspect.iscoroutine(result):  # run just now: a wait on the future it shared
+            result.close()  # execute() waits instead
+            result = hub.shared.get(key, count_miss=False)
+        if isinstance(result, asyncio.Future):
+            if not result.done() or result.cancelled() or result.exception() is not None:
+                return None
+            result = result.result()
+        if not isinstance(result, ExecutionResult) or result.errors:
+            return None
+        return result.data
+
+    def _shared(
+        self, key: Any, payload: Any, hub: Hub, schema: GraphQLSchema, context: Context
+    ) -> Any:
+        """The result kept under ``key`` by an earlier subscriber, or run now (it shares what it
+        builds: an awaitable part becomes a future the others wait on)."""
+        plan = self.plan
+        assert isinstance(plan, Plan), plan
+        result = hub.shared.get(key, count_miss=False) if key is not None else None
         if result is None:
             executor = SharedEventExecutor.build(
                 schema,
@@ -283,17 +291,8 @@ class LiveOperation:
                 plan.operation.name and plan.operation.name.value,
             )
             assert not isinstance(executor, list), executor  # the variables were coerced before
-            result = executor.execute_operation(False)  # shared: an awaitable is a future
-            if inspect.iscoroutine(result):
-                result.close()  # a wait on that future: execute() waits instead
-                result = hub.shared.get(key, count_miss=False)
-        if isinstance(result, asyncio.Future):
-            if not result.done() or result.cancelled() or result.exception() is not None:
-                return None
-            result = result.result()
-        if not isinstance(result, ExecutionResult) or result.errors:
-            return None
-        return result.data
+            result = executor.execute_operation(False)
+        return result
 
     def overflow_payload(self) -> dict[str, Any]:
         assert isinstance(self.plan, Plan), self.plan  # only the transport sends this

@@ -172,6 +172,22 @@ LOCK_RUN_USER = (
 )
 # SKIP LOCKED keeps concurrent claimers apart: each takes users no other claimer holds.
 LOCK_DUE_USERS = DUE_USERS.with_for_update(skip_locked=True)
+# One policy's due users. PostgreSQL 15 checks `policy_id IN (…)` on the heap rows of an ordered
+# scan of ix_sync_users_due (a list on a later column is no index condition there): at 1,000,000
+# users a claim read the 89,000 due users of inactive policies ahead of the rest, 154-190 ms. An
+# equality is an index condition: one statement per policy took 17-28 ms in all.
+LOCK_DUE_USERS_OF_POLICY = (
+    select(users.c.id, users.c.due_at)
+    .where(
+        _TENANT,
+        users.c.due_at <= bindparam("now"),
+        users.c.policy_id == bindparam("policy_id"),
+        users.c.current_run_id.is_(None),
+    )
+    .order_by(users.c.due_at, users.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
 LOCK_REQUESTED_USERS = REQUESTED_USERS.with_for_update(skip_locked=True, of=users)
 
 # -- writes --------------------------------------------------------------------------------------

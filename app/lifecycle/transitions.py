@@ -292,6 +292,22 @@ def finish_run(
     return run, UserEvent("finished", view)
 
 
+PER_POLICY_CLAIMS = 32  # more active policies than this: one statement for all of them
+
+
+def _due_users(conn: Connection, due: Any, params: dict[str, Any]) -> list[Any]:
+    """The due users of the claim's policies; on PostgreSQL a statement per policy (see
+    sql.LOCK_DUE_USERS_OF_POLICY), the oldest `limit` of each."""
+    policy_ids = params["policy_ids"]
+    if due is not sql.LOCK_DUE_USERS or len(policy_ids) > PER_POLICY_CLAIMS:
+        return list(conn.execute(due, params))
+    return [
+        row
+        for policy_id in policy_ids
+        for row in conn.execute(sql.LOCK_DUE_USERS_OF_POLICY, {**params, "policy_id": policy_id})
+    ]
+
+
 def claim_due_runs(
     conn: Connection,
     tenant_id: int,
@@ -321,7 +337,7 @@ def claim_due_runs(
     # is due at the earlier time). On PostgreSQL both are row-locked, SKIP LOCKED; those not
     # taken stay locked until this short transaction ends.
     when: dict[int, int] = {}
-    for user_id, at in [*conn.execute(due, params), *conn.execute(requested, params)]:
+    for user_id, at in [*_due_users(conn, due, params), *conn.execute(requested, params)]:
         when[user_id] = min(at, when.get(user_id, at))
     ids = sorted(when, key=lambda user_id: (when[user_id], user_id))[:limit]
     if not ids:

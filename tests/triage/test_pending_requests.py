@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, event, func, select, update
+from sqlalchemy.engine import Engine
 
 from app.admin import user_admin
 from app.admin.policies import PolicyInput, create_policy, set_policy_active
@@ -256,3 +257,58 @@ async def test_batch_reads_show_pending_requests(world: World, status: str | Non
                 requested,
                 before[row.id].version + requested,
             )
+
+
+async def test_claims_take_the_oldest_due_users_across_policies(world: World) -> None:
+    """Due users of several policies: the oldest first whichever policy they have, none of an
+    inactive policy. On PostgreSQL each policy's users are read with the policy in the index
+    condition of ix_sync_users_due (a list of policies there was checked on each heap row)."""
+    async with world.db.write() as session:
+        second, _ = await create_policy(
+            session, world.tenant, 0, PolicyInput("second", None, True, 1440, ["MAIL"])
+        )
+        paused, _ = await create_policy(
+            session, world.tenant, 0, PolicyInput("paused", None, False, 1440, ["MAIL"])
+        )
+        ours, _ = await user_admin.add_users(
+            session,
+            world.tenant,
+            0,
+            [(f"s{i}@m.example", f"s{i}@g.example", second.id) for i in range(2)]
+            + [("p@m.example", "p@g.example", paused.id)],
+        )
+        await session.flush()
+        # Due at 1, 3 (second policy), 0 (paused: never claimed); the world's fresh user at 0.
+        for user, due_at in zip(ours, (1, 3, 0), strict=True):
+            await session.execute(
+                update(SyncUser).where(SyncUser.id == user.id).values(due_at=due_at)
+            )
+        await session.execute(update(SyncUser).where(SyncUser.id == world.fresh).values(due_at=2))
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if "due_at <=" in statement and "sync_requests" not in statement:
+            statements.append((statement, params))
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        runs, _ = await _claim(world, 3)
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert [r.user_id for r in runs] == [ours[0].id, world.fresh, ours[1].id]
+    if world.db.dialect != "postgresql":
+        return
+    assert len(statements) == 2  # one per active policy
+    statement, params = statements[0]
+    assert "sync_users.policy_id =" in statement, statement
+    async with world.db.read() as session:
+        conn = await session.connection()
+        await conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a tiny table: no index
+        plan = "\n".join(
+            str(row[0])
+            for row in await conn.exec_driver_sql(
+                "EXPLAIN " + statement.replace(" FOR UPDATE SKIP LOCKED", ""), params
+            )
+        )
+    [condition] = [line for line in plan.splitlines() if "Index Cond" in line]
+    assert "ix_sync_users_due" in plan and "policy_id = " in condition, plan

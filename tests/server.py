@@ -26,6 +26,7 @@ import httpx
 from app.cli import tokens
 from app.store.engine import Database, open_database
 from app.store.migrate import upgrade
+from app.store.models import Tenant
 from app.web.settings import Settings
 from tests.api import Api
 from tests.services import postgres_admin_url
@@ -69,11 +70,28 @@ async def open_sqlite() -> AsyncIterator[Database]:
     with sqlite_database() as url:
         template = await asyncio.to_thread(_migrated_sqlite)
         shutil.copyfile(template, url.removeprefix("sqlite+aiosqlite:///"))
-        database = open_database(url)
-        try:
+        async with opened(url) as database:
             yield database
-        finally:
-            await database.dispose()
+
+
+@asynccontextmanager
+async def opened(database_url: str) -> AsyncIterator[Database]:
+    """The database at `database_url` opened in this process until the block ends. One made by
+    throwaway_database is at the newest schema already: no upgrade needed."""
+    database = open_database(database_url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+async def add_tenant(db: Database, name: str) -> int:
+    """A tenant row alone (tests below the API); its id."""
+    async with db.write() as session:
+        tenant = Tenant(name=name, created_at=0)
+        session.add(tenant)
+        await session.flush()
+        return tenant.id
 
 
 @contextmanager

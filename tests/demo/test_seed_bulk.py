@@ -14,7 +14,7 @@ from sqlalchemy import func, or_, select, text
 from app.demo.seed import seed
 from app.reads.user_counts import fts_matches
 from app.store import bulk_load, counters
-from app.store.engine import Database, open_database
+from app.store.engine import Database
 from app.store.models import (
     ChangeBucket,
     FailureReason,
@@ -25,7 +25,7 @@ from app.store.models import (
     TrendBucket,
 )
 from tests.api_tests.triage_recount import recount
-from tests.server import migrate, throwaway_database
+from tests.server import opened, throwaway_database
 
 SQLITE_SCHEMA = ("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name",)
 POSTGRES_SCHEMA = (
@@ -53,12 +53,8 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
-    migrate(database_url)
-    database = open_database(database_url)
-    try:
+    async with opened(database_url) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 async def _schema(db: Database) -> list[Any]:

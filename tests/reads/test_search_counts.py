@@ -17,9 +17,9 @@ from app.demo.seed import seed
 from app.reads import search_counts
 from app.reads import users as reads
 from app.reads.pagination import PageArgs
-from app.store.engine import Database, open_database
-from app.store.models import SearchRevision, SyncUser, Tenant
-from tests.server import migrate, throwaway_database
+from app.store.engine import Database
+from app.store.models import SearchRevision, SyncUser
+from tests.server import add_tenant, opened, throwaway_database
 
 TERMS = ("garcia", "ga", "@dest", "a.g", "zz", "%")
 
@@ -32,13 +32,9 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
-    migrate(database_url)
-    database = open_database(database_url)
     search_counts.forget()
-    try:
+    async with opened(database_url) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 class Statements:
@@ -56,14 +52,6 @@ class Statements:
         found = any("sync_users" in s for s in self.seen)
         self.seen.clear()
         return found
-
-
-async def _tenant(db: Database, name: str) -> int:
-    async with db.write() as session:
-        tenant = Tenant(name=name, created_at=0)
-        session.add(tenant)
-        await session.flush()
-        return tenant.id
 
 
 async def _add(db: Database, tenant_id: int, *locals_: str) -> None:
@@ -102,7 +90,7 @@ async def _write(db: Database, statement: Any) -> None:
 
 
 async def test_cached_counts_follow_every_email_change(db: Database) -> None:
-    first, second = await _tenant(db, "first"), await _tenant(db, "second")
+    first, second = await add_tenant(db, "first"), await add_tenant(db, "second")
     await _add(db, first, "anna.garcia", "li.ga", "zoe", "a.garcia2", "omar_x")
     await _add(db, second, "maria.garcia", "ga.li")
     statements = Statements(db)
@@ -170,7 +158,7 @@ async def test_cached_counts_follow_every_email_change(db: Database) -> None:
 async def test_a_database_made_again_starts_at_other_revisions(db: Database) -> None:
     """Revisions start at random: a cache that knew a database dropped and made again under the
     same URL cannot take the new one's first revision for a revision it saw."""
-    tenant = await _tenant(db, "t")
+    tenant = await add_tenant(db, "t")
     await _add(db, tenant, "x")
     async with db.read() as session:
         revision = await session.scalar(
@@ -183,7 +171,7 @@ async def test_the_landing_page_statement_is_shared_by_tenants(db: Database) -> 
     """The unfiltered first page is built once (app/reads/pagination.py first_page) with the
     tenant bound at run time: each tenant, in turn, sees exactly its own users in order, forward
     (first) and backward (last), in both orders."""
-    tenants = [await _tenant(db, "a"), await _tenant(db, "b")]
+    tenants = [await add_tenant(db, "a"), await add_tenant(db, "b")]
     await _add(db, tenants[0], *(f"u{i:02d}" for i in range(0, 30, 2)))
     await _add(db, tenants[1], *(f"u{i:02d}" for i in range(1, 30, 2)))
     async with db.write() as session:  # distinct latest syncs for the other order

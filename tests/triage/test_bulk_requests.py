@@ -7,7 +7,6 @@ stay as they were, a request pending beside each), the counters do not move
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,8 +21,7 @@ from app.domain.timeutil import MICROS_PER_HOUR
 from app.events.messages import Publisher, UsersRequested, decode
 from app.lifecycle import bulk_requests, transitions
 from app.reads.users import COLUMNS, UserFilter
-from app.store.engine import Database, open_database
-from app.store.migrate import upgrade
+from app.store.engine import Database
 from app.store.models import (
     FailureReason,
     LatestCount,
@@ -32,6 +30,7 @@ from app.store.models import (
     SyncUser,
     Tenant,
 )
+from tests.server import opened
 
 RANGE = 3
 NOW = 1_790_000_000_000_000 // MICROS_PER_HOUR * MICROS_PER_HOUR
@@ -65,12 +64,8 @@ def tiny_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
-    await asyncio.to_thread(upgrade, database_url)
-    database = open_database(database_url)
-    try:
+    async with opened(database_url) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 async def _run(db: Database, tenant_id: int, user_id: int, now: int, end: str | None) -> None:

@@ -24,10 +24,10 @@ from app.events.messages import Publisher, UserEvent, UsersRequested, decode
 from app.lifecycle import bulk_requests, transitions
 from app.reads.user_batches import user_batches
 from app.reads.users import UserFilter, users_by_ids
-from app.store.engine import Database, open_database
-from app.store.migrate import upgrade
+from app.store.engine import Database
 from app.store.models import Policy, SyncRequest, SyncUser, Tenant
 from subscriptions.policy_changes import requested_users
+from tests.server import opened
 from tests.triage.test_bulk_requests import Recorded
 
 
@@ -43,12 +43,8 @@ class World:
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
-    await asyncio.to_thread(upgrade, database_url)
-    database = open_database(database_url)
-    try:
+    async with opened(database_url) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture

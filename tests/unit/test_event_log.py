@@ -30,7 +30,7 @@ from subscriptions import hub as hub_module
 from subscriptions.hub import Hub, TenantFeed
 from subscriptions.sequence import SequenceTracker, Verdict
 from subscriptions.subscriber import SubscriberOverflow, UserSubscriber
-from tests.server import open_sqlite
+from tests.server import add_tenant, open_sqlite
 from tests.subscriptions.factories import next_batch, user_event, users
 
 
@@ -52,21 +52,13 @@ async def db() -> AsyncIterator[Database]:
         yield database
 
 
-async def _tenant(db: Database, name: str) -> int:
-    async with db.write() as session:
-        tenant = Tenant(name=name, created_at=0)
-        session.add(tenant)
-        await session.flush()
-        return tenant.id
-
-
 async def _log(db: Database, events: list[Event]) -> list[int | None]:
     logged = await db.run_write(lambda conn: event_log.append(conn, events, 1_000))
     return [entry[0] if entry else None for entry in logged]
 
 
 async def test_sequences_are_gap_free_per_tenant_and_rows_hold_the_events(db: Database) -> None:
-    one, two = await _tenant(db, "one"), await _tenant(db, "two")
+    one, two = await add_tenant(db, "one"), await add_tenant(db, "two")
     assert await _log(db, [user_event(1, 1, "started", one)]) == [1]
     mixed: list[Event] = [
         user_event(2, 1, "started", two),
@@ -86,7 +78,7 @@ async def test_sequences_are_gap_free_per_tenant_and_rows_hold_the_events(db: Da
 
 
 async def test_a_failed_change_logs_nothing_and_takes_no_sequence(db: Database) -> None:
-    tenant = await _tenant(db, "acme")
+    tenant = await add_tenant(db, "acme")
     broadcast = ReliableBroadcast("memory://")
 
     class Publisher:
@@ -111,7 +103,7 @@ async def test_a_failed_change_logs_nothing_and_takes_no_sequence(db: Database) 
 
 
 async def test_prune_deletes_only_what_is_older_than_the_bound(db: Database) -> None:
-    tenant = await _tenant(db, "acme")
+    tenant = await add_tenant(db, "acme")
     await db.run_write(lambda c: event_log.append(c, [user_event(1, 1, "started", tenant)], 0))
     await db.run_write(
         lambda c: event_log.append(c, [user_event(1, 2, "finished", tenant)], 500_000_000)
@@ -172,7 +164,7 @@ async def test_a_gap_is_read_from_the_log_and_duplicates_are_dropped(
         await route(feed, event)
 
     monkeypatch.setattr(TenantFeed, "_route", counting)
-    tenant = await _tenant(db, "acme")
+    tenant = await add_tenant(db, "acme")
     async with users(hub, tenant, None) as subscriber:
         events = await _committed(db, tenant, range(1, 5))  # seq n is version n
         await _send(broadcast, tenant, 1, events[0])
@@ -197,7 +189,7 @@ async def test_a_lost_last_event_is_found_when_the_feed_is_idle(
     hub: Hub, broadcast: ReliableBroadcast, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(hub_module, "IDLE_POLL", 0.3)
-    tenant = await _tenant(db, "acme")
+    tenant = await add_tenant(db, "acme")
     async with users(hub, tenant, None) as subscriber:
         await _committed(db, tenant, range(1, 3))  # neither ever published
         assert await _versions_until(subscriber, 2, within=3) == [1, 2]
@@ -206,7 +198,7 @@ async def test_a_lost_last_event_is_found_when_the_feed_is_idle(
 async def test_events_gone_from_the_log_cut_subscribers_off(
     hub: Hub, broadcast: ReliableBroadcast, db: Database
 ) -> None:
-    tenant = await _tenant(db, "acme")
+    tenant = await add_tenant(db, "acme")
     async with users(hub, tenant, None) as subscriber:
         events = await _committed(db, tenant, range(1, 4))
         await db.run_write(
@@ -221,7 +213,7 @@ async def test_events_gone_from_the_log_cut_subscribers_off(
 async def test_a_feed_starts_after_what_is_logged_already(
     hub: Hub, broadcast: ReliableBroadcast, db: Database
 ) -> None:
-    tenant = await _tenant(db, "acme")
+    tenant = await add_tenant(db, "acme")
     await _committed(db, tenant, range(1, 3))  # before anyone subscribed: not replayed
     async with users(hub, tenant, None) as subscriber:
         [event] = await _committed(db, tenant, range(3, 4))
@@ -237,7 +229,7 @@ async def test_a_reference_is_delivered_as_it_was_logged_not_as_the_user_is_now(
     """An event too big for the broker travels as a reference; the feed reads the logged
     event whole. Loading the user's current state instead lost the start whenever the finish
     had committed before the reference was read (the start arrived as the finished user)."""
-    tenant = await _tenant(db, "acme")
+    tenant = await add_tenant(db, "acme")
     async with users(hub, tenant, None) as subscriber:
         started, finished = await _committed(db, tenant, range(1, 3))
         for seq, event in ((1, started), (2, finished)):

@@ -64,10 +64,11 @@ async def sync_users(
     when planning the page needed it), all in one session."""
     tenant_id = await viewer(ctx)
     async with ctx.services.db.read() as session:
-        result = await users.user_page(session, tenant_id, filt, order, args)
+        counts = ctx.services.search_counts
+        result = await users.user_page(session, tenant_id, filt, order, args, search_counts=counts)
         total = result.total
         if with_total and total is None:
-            total = await users.user_count(session, tenant_id, filt)
+            total = await users.user_count(session, tenant_id, filt, counts)
         page = await relations.with_relations(session, tenant_id, result.page, runs)
     return page, total
 
@@ -75,7 +76,7 @@ async def sync_users(
 async def sync_user_count(ctx: Context, filt: UserFilter) -> int:
     tenant_id = await viewer(ctx)
     async with ctx.services.db.read() as session:
-        return await users.user_count(session, tenant_id, filt)
+        return await users.user_count(session, tenant_id, filt, ctx.services.search_counts)
 
 
 async def sync_user(ctx: Context, global_id: str) -> UserView | None:

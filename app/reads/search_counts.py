@@ -1,6 +1,6 @@
-"""Exact counts of an email search without other filters, cached in the process under the
-tenant's emails revision (search_revisions, bumped by triggers with every change to the tenant's
-emails: migration 0008).
+"""Exact counts of an email search without other filters, kept under the tenant's emails
+revision (search_revisions, bumped by triggers with every change to the tenant's emails:
+migration 0008). One SearchCounts per app, in its lifespan's Services.
 
 Such a count depends on the tenant's emails alone, which change rarely (users added or removed),
 while statuses change all the time. Counting it costs a pass over every match: at 1,000,000
@@ -19,16 +19,15 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from sqlalchemy import URL, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.store.models import SearchRevision
 
 T = TypeVar("T")
-ENTRIES = 4096  # (database, tenant, term) kept, least recently used dropped first
+ENTRIES = 4096  # (tenant, term) kept per app, least recently used dropped first
 
 REVISION = select(SearchRevision.revision).where(SearchRevision.tenant_id == bindparam("tenant"))
-_cache: OrderedDict[tuple[URL, int, str], tuple[int | None, object]] = OrderedDict()
 
 
 async def _revision(session: AsyncSession, tenant_id: int) -> int | None:
@@ -36,25 +35,48 @@ async def _revision(session: AsyncSession, tenant_id: int) -> int | None:
     return (await conn.execute(REVISION, {"tenant": tenant_id})).scalar()
 
 
-async def cached(
-    session: AsyncSession, tenant_id: int, term: str, count: Callable[[], Awaitable[T]]
+class SearchCounts:
+    """The counts of one database's searches, as this process last counted them."""
+
+    def __init__(self, entries: int = ENTRIES) -> None:
+        self.entries = entries
+        self._kept: OrderedDict[tuple[int, str], tuple[int | None, object]] = OrderedDict()
+
+    async def cached(
+        self,
+        session: AsyncSession,
+        tenant_id: int,
+        term: str,
+        count: Callable[[], Awaitable[T]],
+    ) -> T:
+        """count() (the term's exact matches in the tenant), or what it gave under this
+        revision."""
+        key = (tenant_id, term)
+        revision = await _revision(session, tenant_id)
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] == revision:
+            self._kept.move_to_end(key)
+            return kept[1]  # type: ignore[return-value]
+        value = await count()
+        if await _revision(session, tenant_id) == revision:
+            self._kept[key] = (revision, value)
+            self._kept.move_to_end(key)
+            if len(self._kept) > self.entries:
+                self._kept.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+
+async def counted(
+    counts: SearchCounts | None,
+    session: AsyncSession,
+    tenant_id: int,
+    term: str,
+    count: Callable[[], Awaitable[T]],
 ) -> T:
-    """count() (the term's exact matches in the tenant), or what it gave under this revision."""
-    key = (session.bind.url, tenant_id, term)
-    revision = await _revision(session, tenant_id)
-    kept = _cache.get(key)
-    if kept is not None and kept[0] == revision:
-        _cache.move_to_end(key)
-        return kept[1]  # type: ignore[return-value]
-    value = await count()
-    if await _revision(session, tenant_id) == revision:
-        _cache[key] = (revision, value)
-        _cache.move_to_end(key)
-        if len(_cache) > ENTRIES:
-            _cache.popitem(last=False)
-    return value
-
-
-def forget() -> None:
-    """Drop every kept count (tests: to time or check a count from scratch)."""
-    _cache.clear()
+    """Through `counts` when there is one; None counts every time (a walk done once)."""
+    if counts is None:
+        return await count()
+    return await counts.cached(session, tenant_id, term, count)

@@ -27,7 +27,6 @@ from app.domain.errors import BadUserInput
 from app.domain.statuses import UserStatus
 from app.domain.validation import CODE_MAX
 from app.domain.views import UserView
-from app.reads import search_counts
 from app.reads.pagination import (
     Keyset,
     Page,
@@ -37,6 +36,8 @@ from app.reads.pagination import (
     keyset_page,
     page_size,
 )
+from app.reads.search_counts import SearchCounts
+from app.reads.search_counts import counted as search_counted
 from app.reads.user_counts import (
     counted,
     fts_matches,
@@ -279,13 +280,21 @@ async def _structured_count(session: AsyncSession, tenant_id: int, filt: UserFil
 
 
 async def _sqlite_counts(
-    session: AsyncSession, tenant_id: int, filt: UserFilter, term: str | None
+    session: AsyncSession,
+    tenant_id: int,
+    filt: UserFilter,
+    term: str | None,
+    search_counts: SearchCounts | None,
 ) -> Counts:
     if term and filt.search_only:
         # fts (every tenant's matches) is kept with the tenant's total: it only weighs the
         # access paths, so another tenant's later emails can cost time, never exactness.
-        return await search_counts.cached(
-            session, tenant_id, term, lambda: _sqlite_uncached(session, tenant_id, filt, term)
+        return await search_counted(
+            search_counts,
+            session,
+            tenant_id,
+            term,
+            lambda: _sqlite_uncached(session, tenant_id, filt, term),
         )
     return await _sqlite_uncached(session, tenant_id, filt, term)
 
@@ -339,19 +348,29 @@ async def _scan_count(
     return int(await session.scalar(query) or 0)
 
 
-async def user_count(session: AsyncSession, tenant_id: int, filt: UserFilter) -> int:
+async def user_count(
+    session: AsyncSession,
+    tenant_id: int,
+    filt: UserFilter,
+    search_counts: SearchCounts | None = None,
+) -> int:
+    """The filter's exact count; an email search alone is kept in `search_counts` (the app's)."""
     check_filter(filt)
     if filt.error_code is not None:
         return await _error_count(session, tenant_id, filt)
     dialect = session.bind.dialect.name
     term = filt.term
     if dialect == "sqlite":
-        return (await _sqlite_counts(session, tenant_id, filt, term)).total
+        return (await _sqlite_counts(session, tenant_id, filt, term, search_counts)).total
     if not term:
         return await _structured_count(session, tenant_id, filt)
     if filt.search_only:
-        return await search_counts.cached(
-            session, tenant_id, term, lambda: _postgres_count(session, tenant_id, filt)
+        return await search_counted(
+            search_counts,
+            session,
+            tenant_id,
+            term,
+            lambda: _postgres_count(session, tenant_id, filt),
         )
     return await _postgres_count(session, tenant_id, filt)
 
@@ -370,7 +389,12 @@ class Plan:
 
 
 async def _sqlite_plan(
-    session: AsyncSession, tenant_id: int, filt: UserFilter, order: str, limit: int
+    session: AsyncSession,
+    tenant_id: int,
+    filt: UserFilter,
+    order: str,
+    limit: int,
+    search_counts: SearchCounts | None = None,
 ) -> Plan:
     # The walk's index prefix: the status or policy equality that selects fewer users.
     prefix = "tenant"
@@ -390,7 +414,7 @@ async def _sqlite_plan(
     term = filt.term
     if not filt.ranged and not term:
         return Plan(walk, None)
-    counts = await _sqlite_counts(session, tenant_id, filt, term)
+    counts = await _sqlite_counts(session, tenant_id, filt, term, search_counts)
     if counts.total == 0:
         return Plan(walk, 0)
     base = await counted(
@@ -417,8 +441,10 @@ async def user_page(
     args: PageArgs,
     *,
     access: Access | None = None,
+    search_counts: SearchCounts | None = None,
 ) -> UserPage:
-    """A keyset page; on SQLite read as planned, or as `access` says (tests compare them)."""
+    """A keyset page; on SQLite read as planned, or as `access` says (tests compare them).
+    Planning may count the filter's users: an email search alone through `search_counts`."""
     check_filter(filt)
     keyset = ORDERS[order]
     dialect = session.bind.dialect.name
@@ -427,7 +453,7 @@ async def user_page(
         if access is None and filt.error_code is not None:
             plan = Plan(BY_ERROR[order], None)
         elif access is None:
-            plan = await _sqlite_plan(session, tenant_id, filt, order, limit)
+            plan = await _sqlite_plan(session, tenant_id, filt, order, limit, search_counts)
         else:
             plan = Plan(access, None)
         if plan.total == 0:  # nothing to walk; still reject bad arguments

@@ -3,33 +3,44 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from app.auth.sockets import TokenSockets
 from app.auth.tokens import Authenticator
 from app.events.messages import Publisher
+from app.reads.search_counts import SearchCounts
 from app.store.engine import Database
 from app.web.settings import Settings
 from app.webhooks.secret_box import SecretBox
 from app.webhooks.settings import WebhookSettings
+
+if TYPE_CHECKING:  # the hub is subscriptions' (imports run one way); the rest avoid cycles
+    from broadcaster import Broadcast
+
+    from app.auth.rate_limit import RateLimiter
+    from app.ops.telemetry import Telemetry
+    from app.webhooks.deliverer import Deliverer
+    from subscriptions.hub import Hub
 
 
 @dataclass(slots=True)
 class Services:
     settings: Settings
     db: Database
-    broadcast: Any  # broadcaster.Broadcast
+    broadcast: Broadcast
     publisher: Publisher
     authenticator: Authenticator
-    # The subscription fan-out of this process (subscriptions.hub.Hub), set by the app factory.
-    hub: Any = field(default=None)
-    # The token budgets (app.auth.rate_limit.RateLimiter), set by the app factory.
-    rate_limiter: Any = field(default=None)
-    # This app's Prometheus metrics (app.ops.telemetry.Telemetry), if any.
-    telemetry: Any = field(default=None)
+    # The subscription fan-out of this process, set by the app factory.
+    hub: Hub | None = None
+    # The token budgets, set by the app factory.
+    rate_limiter: RateLimiter | None = None
+    # This app's Prometheus metrics, if any.
+    telemetry: Telemetry | None = None
     # This process's open WebSockets per API token (closed when the token is revoked).
     sockets: TokenSockets = field(default_factory=TokenSockets)
     # Webhooks: the key that seals signing secrets (None: none configured) and the settings.
     secret_box: SecretBox | None = None
     webhook_settings: WebhookSettings = field(default_factory=WebhookSettings)
-    deliverer: Any = field(default=None)  # app.webhooks.deliverer.Deliverer, set by the app
+    deliverer: Deliverer | None = None  # set by the app factory when webhooks deliver here
+    # Exact counts of email searches under each tenant's emails revision (this database's).
+    search_counts: SearchCounts = field(default_factory=SearchCounts)

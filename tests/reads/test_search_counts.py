@@ -14,9 +14,9 @@ from sqlalchemy import event, insert, select, text, update
 
 from app.admin import user_admin
 from app.demo.seed import seed
-from app.reads import search_counts
 from app.reads import users as reads
 from app.reads.pagination import PageArgs
+from app.reads.search_counts import SearchCounts
 from app.store.engine import Database
 from app.store.models import SearchRevision, SyncUser
 from tests.server import add_tenant, opened, throwaway_database
@@ -32,7 +32,6 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
-    search_counts.forget()
     async with opened(database_url) as database:
         yield database
 
@@ -70,16 +69,19 @@ async def _recount(db: Database, tenant_id: int, term: str) -> int:
         return sum(1 for email, dest in rows if term in email or term in dest)
 
 
-async def _count(db: Database, tenant_id: int, term: str) -> int:
+async def _count(db: Database, counts: SearchCounts, tenant_id: int, term: str) -> int:
     async with db.read() as session:
-        return await reads.user_count(session, tenant_id, reads.UserFilter(email_contains=term))
+        filt = reads.UserFilter(email_contains=term)
+        return await reads.user_count(session, tenant_id, filt, counts)
 
 
-async def _check(db: Database, tenant_id: int, statements: Statements, *, cached: bool) -> None:
+async def _check(
+    db: Database, counts: SearchCounts, tenant_id: int, statements: Statements, *, cached: bool
+) -> None:
     """Every term's count equals a recount; read from the cache (or counted) as said."""
     for term in TERMS:
         statements.counted()
-        found = await _count(db, tenant_id, term)
+        found = await _count(db, counts, tenant_id, term)
         assert statements.counted() is not cached, (term, cached)
         assert found == await _recount(db, tenant_id, term), term
 
@@ -93,24 +95,24 @@ async def test_cached_counts_follow_every_email_change(db: Database) -> None:
     first, second = await add_tenant(db, "first"), await add_tenant(db, "second")
     await _add(db, first, "anna.garcia", "li.ga", "zoe", "a.garcia2", "omar_x")
     await _add(db, second, "maria.garcia", "ga.li")
-    statements = Statements(db)
-    await _check(db, first, statements, cached=False)
-    await _check(db, first, statements, cached=True)
+    statements, counts = Statements(db), SearchCounts()
+    await _check(db, counts, first, statements, cached=False)
+    await _check(db, counts, first, statements, cached=True)
 
     # Statuses and another tenant's emails leave the first tenant's counts where they were.
     await _write(db, update(SyncUser).values(status="FAILED").where(SyncUser.tenant_id == first))
     await _add(db, second, "pedro.garcia")
-    await _check(db, first, statements, cached=True)
+    await _check(db, counts, first, statements, cached=True)
     with pytest.raises(RuntimeError):  # a rolled-back insert changes nothing
         async with db.write() as session:
             users = [("new.garcia@x.example", "new.garcia@dest.example", None)]
             await user_admin.add_users(session, first, 0, users)
             raise RuntimeError
-    await _check(db, first, statements, cached=True)
+    await _check(db, counts, first, statements, cached=True)
 
     await _add(db, first, "lu.garcia")  # the admin path
-    await _check(db, first, statements, cached=False)
-    await _check(db, first, statements, cached=True)
+    await _check(db, counts, first, statements, cached=False)
+    await _check(db, counts, first, statements, cached=True)
     rows = [  # one statement, both tenants
         {
             "tenant_id": tenant,
@@ -126,9 +128,9 @@ async def test_cached_counts_follow_every_email_change(db: Database) -> None:
         for tenant, name in ((first, "ben.garcia"), (second, "ben.garcia"), (first, "ga.zz"))
     ]
     await _write(db, insert(SyncUser).values(rows))
-    await _check(db, first, statements, cached=False)
-    await _check(db, second, statements, cached=False)
-    await _check(db, second, statements, cached=True)
+    await _check(db, counts, first, statements, cached=False)
+    await _check(db, counts, second, statements, cached=False)
+    await _check(db, counts, second, statements, cached=True)
 
     changes = (
         update(SyncUser)
@@ -143,16 +145,16 @@ async def test_cached_counts_follow_every_email_change(db: Database) -> None:
     )
     for change in changes:
         await _write(db, change)
-        await _check(db, first, statements, cached=False)
-        await _check(db, first, statements, cached=True)
-    await _check(db, second, statements, cached=True)  # untouched by the first's changes
+        await _check(db, counts, first, statements, cached=False)
+        await _check(db, counts, first, statements, cached=True)
+    await _check(db, counts, second, statements, cached=True)  # untouched by the first's changes
 
     await seed(db, "first", 50)  # a bulk load: SQLite drops the per-row trigger for it
-    await _check(db, first, statements, cached=False)
+    await _check(db, counts, first, statements, cached=False)
     if db.dialect == "postgresql":
         await _write(db, text("TRUNCATE sync_users CASCADE"))
-        await _check(db, second, statements, cached=False)
-        assert await _count(db, second, "garcia") == 0
+        await _check(db, counts, second, statements, cached=False)
+        assert await _count(db, counts, second, "garcia") == 0
 
 
 async def test_a_database_made_again_starts_at_other_revisions(db: Database) -> None:

@@ -11,6 +11,10 @@
   report, finish) meanwhile, beside the same worker's latency before it (the baseline, same
   run). Each scope runs on a fresh copy of the seeded data (a copied SQLite file, or a
   PostgreSQL database made from the seeded one as a template), dropped afterwards.
+  On PostgreSQL also the WAL the request wrote (pg_current_wal_lsn before and after; full-page
+  images and records from pg_stat_wal), checkpoints meanwhile (pg_stat_bgwriter), all of them
+  server-wide (other databases' work counts), and what the backends waited on meanwhile
+  (bench/pg_waits.py samples pg_stat_activity every 5 ms; --no-waits: not).
 - the CSV export: rows per second and the process's RSS growth while it streams.
 Events are encoded as the server would and dropped (no broker).
 """
@@ -98,14 +102,19 @@ async def worker(
 
 
 async def bench(
-    url: str, export_rows: int, parts: set[str], scopes: list[str], with_worker: bool
+    url: str,
+    export_rows: int,
+    parts: set[str],
+    scopes: list[str],
+    with_worker: bool,
+    waits: bool,
 ) -> None:
     if "request" in parts:
         for scope in scopes:
             async with working_copy(url) as copy:
                 db = open_database(copy)
                 try:
-                    await request_part(db, scope, with_worker)
+                    await request_part(db, scope, with_worker, waits)
                 finally:
                     await db.dispose()
     if "export" in parts:
@@ -163,7 +172,51 @@ def _checkpointed_copy(source: Path, copy: Path) -> None:
     shutil.copyfile(source, copy)
 
 
-async def request_part(db: Database, scope: str, with_worker: bool) -> None:
+WAL_STATS = """
+SELECT pg_current_wal_lsn(), w.wal_records, w.wal_fpi, w.wal_bytes, w.wal_buffers_full,
+    b.checkpoints_timed + b.checkpoints_req
+FROM pg_stat_wal w, pg_stat_bgwriter b
+"""
+
+
+@contextlib.asynccontextmanager
+async def wal_watch(db: Database, waits: bool) -> AsyncIterator[None]:
+    """PostgreSQL: prints the WAL written, checkpoints and backends' waits while the block ran."""
+    if db.dialect != "postgresql":
+        yield
+        return
+    url = make_url(db.url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(url)
+    sampler = None
+    if waits:
+        sampler = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROOT / "bench" / "pg_waits.py"),
+            url,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+    try:
+        before = await conn.fetchrow(WAL_STATS)
+        yield
+        after = await conn.fetchrow(WAL_STATS)
+        lsn = await conn.fetchval("SELECT pg_wal_lsn_diff($1, $2)", after[0], before[0])
+        print(
+            f"  WAL (server-wide): {float(lsn) / 1e6:,.0f} MB, {after[1] - before[1]:,} records, "
+            f"{after[2] - before[2]:,} full-page images "
+            f"({float(after[3] - before[3]) / 1e6:,.0f} MB per pg_stat_wal), "
+            f"{after[4] - before[4]:,} times wal_buffers full, "
+            f"{after[5] - before[5]} checkpoints",
+            flush=True,
+        )
+    finally:
+        await conn.close()
+        if sampler is not None:
+            out, _ = await sampler.communicate(b"")
+            print(f"  waits sampled: {out.decode().strip()}", flush=True)
+
+
+async def request_part(db: Database, scope: str, with_worker: bool, waits: bool) -> None:
     publisher = Publisher(DropEvents())
     tenant_id, finance = await ids(db)
     filt = UserFilter(policy_id=finance) if scope == "finance" else UserFilter()
@@ -178,12 +231,13 @@ async def request_part(db: Database, scope: str, with_worker: bool) -> None:
     stop = asyncio.Event()
     if with_worker:
         task = asyncio.create_task(worker(db, publisher, tenant_id, stop, during))
-    started = time.perf_counter()
-    result = await bulk_requests.request_syncs(db, publisher, tenant_id, filt)
-    wall = time.perf_counter() - started
-    stop.set()
-    if with_worker:
-        await task
+    async with wal_watch(db, waits):
+        started = time.perf_counter()
+        result = await bulk_requests.request_syncs(db, publisher, tenant_id, filt)
+        wall = time.perf_counter() - started
+        stop.set()
+        if with_worker:
+            await task
     longest_write = getattr(result, "longest_write_seconds", None)
     # Before longest_write_seconds, longest_seconds counted the statements, not the commit.
     what = " (its statements)" if longest_write is None else " (to its commit)"
@@ -242,6 +296,9 @@ def main() -> None:
     parser.add_argument(
         "--no-worker", action="store_true", help="requestSyncs alone, no simulated worker"
     )
+    parser.add_argument(
+        "--no-waits", action="store_true", help="PostgreSQL: no pg_stat_activity sampling"
+    )
     parser.add_argument("--export-rows", type=int, default=10**9)
     parser.add_argument("--only", choices=["request", "export"], help="run one part")
     args = parser.parse_args()
@@ -265,7 +322,7 @@ def main() -> None:
     )
     parts = {args.only} if args.only else {"request", "export"}
     scopes = args.scope.split(",")
-    asyncio.run(bench(url, args.export_rows, parts, scopes, not args.no_worker))
+    asyncio.run(bench(url, args.export_rows, parts, scopes, not args.no_worker, not args.no_waits))
 
 
 if __name__ == "__main__":

@@ -118,7 +118,11 @@ REQUESTED_USERS = (
         users.c.current_run_id.is_(None),
     )
     .order_by(requests.c.requested_at, requests.c.user_id)
-    .limit(bindparam("limit"))
+    # The limit in the statement's text: PostgreSQL's generic plan of a prepared statement
+    # (asyncpg prepares each) takes an unknown LIMIT for a tenth of the rows, and at 1,000,000
+    # requests it merge-joined all of them and sorted on disk (0.8 s); for LIMIT 2 it walks
+    # ix_sync_requests_due. At most 100 texts (claims' limit).
+    .limit(bindparam("limit", type_=Integer, literal_execute=True))
     .with_hint(requests, "INDEXED BY ix_sync_requests_due", "sqlite")
 )
 

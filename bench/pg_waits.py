@@ -5,7 +5,8 @@ closes (bench/triage_bulk.py --postgres runs it beside a bulk request):
 
 Every sample takes each non-idle backend of URL's database (not this one), names its role by
 the last statement it ran that was not BEGIN/COMMIT/ROLLBACK (`bulk`: requestSyncs' INSERT into
-sync_requests or its count; `worker`: anything else) and counts (role, state, wait event). For a
+sync_requests or its count; `worker`: anything else) and counts (role, state, wait event), and
+for active ones (role, wait event, the statement's start). For a
 backend waiting on a lock it also counts what its blockers (pg_blocking_pids) were doing: a
 blocker that is not itself waiting on a lock is busy (committing, say). Prints one JSON object.
 """
@@ -38,6 +39,7 @@ async def sample(url: str, every: float) -> dict[str, object]:
     roles: dict[int, str] = {}
     waits: Counter[str] = Counter()
     blockers: Counter[str] = Counter()
+    statements: Counter[str] = Counter()
     samples = 0
     done = asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     try:
@@ -55,6 +57,8 @@ async def sample(url: str, every: float) -> dict[str, object]:
                 role = roles.get(row["pid"], "?")
                 wait = f"{row['wait_event_type']}:{row['wait_event']}"
                 waits[f"{role} {row['state']} {wait}"] += 1
+                if row["state"] == "active":
+                    statements[f"{role} {wait} {' '.join(query.split())[:48]!r}"] += 1
                 for blocker in row[5] or []:
                     other = by_pid.get(blocker)
                     what = (
@@ -71,6 +75,7 @@ async def sample(url: str, every: float) -> dict[str, object]:
     return {
         "samples": samples,
         "waits": dict(waits.most_common()),
+        "statements": dict(statements.most_common(12)),
         "blockers": dict(blockers.most_common(12)),
     }
 

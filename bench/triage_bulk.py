@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 from bench_tenant import DropEvents  # noqa: E402
-from sqlalchemy import Connection, make_url, select  # noqa: E402
+from sqlalchemy import Connection, event, make_url, select  # noqa: E402
 
 from app.events.messages import Publisher  # noqa: E402
 from app.lifecycle import bulk_requests, transitions  # noqa: E402
@@ -222,6 +222,35 @@ async def wal_watch(db: Database, waits: bool) -> AsyncIterator[None]:
             print(f"  waits sampled: {out.decode().strip()}", flush=True)
 
 
+@contextlib.contextmanager
+def statement_times(db: Database) -> Any:
+    """Prints the slowest statements (by their longest run) executed in the block: which
+    statement a worker's write waited in."""
+    times: dict[str, list[float]] = {}
+    engine = db.write_engine.sync_engine
+
+    def before(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        conn.info["bench_started"] = time.perf_counter()
+
+    def after(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        took = time.perf_counter() - conn.info.pop("bench_started", time.perf_counter())
+        times.setdefault(" ".join(statement.split())[:60], []).append(took * 1000)
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+    for name, took in sorted(times.items(), key=lambda item: -max(item[1]))[:6]:
+        print(
+            f"  statement {name!r}: {len(took)} runs, p50 {statistics.median(took):.1f} ms, "
+            f"max {max(took):.1f} ms",
+            flush=True,
+        )
+
+
 async def request_part(db: Database, scope: str, with_worker: bool, waits: bool) -> None:
     publisher = Publisher(DropEvents())
     tenant_id, finance = await ids(db)
@@ -238,12 +267,13 @@ async def request_part(db: Database, scope: str, with_worker: bool, waits: bool)
     if with_worker:
         task = asyncio.create_task(worker(db, publisher, tenant_id, stop, during))
     async with wal_watch(db, waits):
-        started = time.perf_counter()
-        result = await bulk_requests.request_syncs(db, publisher, tenant_id, filt)
-        wall = time.perf_counter() - started
-        stop.set()
-        if with_worker:
-            await task
+        with statement_times(db):
+            started = time.perf_counter()
+            result = await bulk_requests.request_syncs(db, publisher, tenant_id, filt)
+            wall = time.perf_counter() - started
+            stop.set()
+            if with_worker:
+                await task
     longest_write = getattr(result, "longest_write_seconds", None)
     # Before longest_write_seconds, longest_seconds counted the statements, not the commit.
     what = " (its statements)" if longest_write is None else " (to its commit)"

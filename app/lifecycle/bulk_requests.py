@@ -4,8 +4,11 @@ The tenant's users are walked in id ranges: each write transaction is one set-ba
 a pending request (sync_requests, app.store.pending_requests) for the range's users the filter
 selects (app.lifecycle.sql.BulkRequest), so it costs the rows it reads, not a statement per
 user, and leaves the users' rows and their many indexes alone. Ranges are sized so a
-transaction holds the write lock (SQLite) or the users' row locks (PostgreSQL) about
-TARGET_SECONDS: workers' reports queue between them instead of behind the whole request.
+transaction holds the write lock (SQLite) or its users' sync_requests keys (PostgreSQL, where
+it locks no user: a writer of a user it is requesting waits for it, see
+app.store.pending_requests) about TARGET_SECONDS: workers' reports queue between them instead
+of behind the whole request. On PostgreSQL a run a claim starts meanwhile leaves its user
+requested too (counted requested; app.lifecycle.sql.BulkRequest).
 Each transaction announces its users with one UsersRequested event (a range, a time window and
 a count), never an event per user: each process loads the users its subscribers watch
 (subscriptions/hub.py).

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, event, func, select, update
+from sqlalchemy import Connection, event, func, select, text, update
 from sqlalchemy.engine import Engine
 
 from app.admin import user_admin
@@ -357,3 +357,32 @@ async def test_claims_take_the_oldest_due_users_across_policies(world: World) ->
         )
     [condition] = [line for line in plan.splitlines() if "Index Cond" in line]
     assert "ix_sync_users_due" in plan and "policy_id = " in condition, plan
+
+
+async def test_a_request_refreshes_the_statistics_of_a_nearly_empty_table(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: once a request has written ANALYZE_AFTER requests it ANALYZEs sync_requests
+    if its statistics say fewer (cached generic plans of an empty table scan it all), once."""
+    calls: list[Database] = []
+    real = bulk_requests._refresh_statistics
+
+    async def counted(db: Database) -> None:
+        calls.append(db)
+        await real(db)
+
+    monkeypatch.setattr(bulk_requests, "_refresh_statistics", counted)
+    monkeypatch.setattr(bulk_requests, "ANALYZE_AFTER", 2)
+    monkeypatch.setattr(bulk_requests, "FIRST_RANGE", 1)  # a range per user: several ranges
+    result, _ = await _request(world, UserFilter(policy_id=world.policy))
+    assert result.requested == 5
+    assert len(calls) == (1 if world.db.dialect == "postgresql" else 0)
+    if world.db.dialect != "postgresql":
+        return
+    monkeypatch.setattr(bulk_requests, "ANALYZE_AFTER", 2**62)  # surely stale: it analyzes
+    await real(world.db)
+    async with world.db.read() as session:
+        tuples = await session.scalar(
+            text("SELECT reltuples FROM pg_class WHERE relname = 'sync_requests'")
+        )
+    assert tuples is not None and tuples >= 5  # this test's requests at least

@@ -234,8 +234,8 @@ class BulkRequest:
     SQLite walks the rowid range and checks each row (NOT INDEXED: without statistics it could
     pick a filter's index and read all its users per chunk); its single writer orders the
     request against every other write. PostgreSQL takes no lock on the users: a row lock
-    writes into each user's heap tuple (at 1,000,000 users, ~300 MB of WAL with the full-page
-    images of every users page, which the workers' commits then waited to flush behind). Both
+    writes into each user's heap tuple (at 1,000,000 users it doubled the request's WAL, 455
+    MB against 240, with a full-page image of every sync_users heap page). Both
     counts come from one statement (`counted`), so from one snapshot. A run a claim starts
     meanwhile (not committed when the statement began) does not stop the request: its user
     runs and is also requested (it is claimed again when the run ends) and is counted

@@ -7,8 +7,8 @@ reads show a requested user as due now). Every writer of a user's row folds the 
 request into it first (fold), under the user's row lock on PostgreSQL, so nothing downstream
 sees the difference.
 
-On PostgreSQL requestSyncs takes no lock on the users (a row lock writes into every user's
-heap page: WAL the workers' commits wait behind), so the user's row lock alone does not keep a
+On PostgreSQL requestSyncs takes no lock on the users (a row lock writes into each user's
+heap tuple: it doubled the request's WAL), so the user's row lock alone does not keep a
 request out. The user's sync_requests key does: fold first inserts a placeholder for each user
 (bumps 0, never committed), which waits for a request of the user in flight and makes a request
 arriving meanwhile wait for this transaction. A request is thus either before the writer's
@@ -41,8 +41,8 @@ from sqlalchemy.dialects import postgresql
 from app.store.models import SyncRequest, SyncUser
 
 requests = cast(Table, SyncRequest.__table__)
-PLACEHOLDER_AT = 2**62
 users = cast(Table, SyncUser.__table__)
+PLACEHOLDER_AT = 2**62  # fold's placeholders (PostgreSQL), see _WAIT
 
 
 def _bumps(user: Any) -> Any:

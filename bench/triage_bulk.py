@@ -11,6 +11,10 @@
   report, finish) meanwhile, beside the same worker's latency before it (the baseline, same
   run). Each scope runs on a fresh copy of the seeded data (a copied SQLite file, or a
   PostgreSQL database made from the seeded one as a template), dropped afterwards.
+  On PostgreSQL also the WAL the request wrote (pg_current_wal_lsn before and after; full-page
+  images and records from pg_stat_wal), checkpoints meanwhile (pg_stat_bgwriter), all of them
+  server-wide (other databases' work counts), and what the backends waited on meanwhile
+  (bench/pg_waits.py samples pg_stat_activity every 5 ms; --no-waits: not).
 - the CSV export: rows per second and the process's RSS growth while it streams.
 Events are encoded as the server would and dropped (no broker).
 """
@@ -37,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 from bench_tenant import DropEvents  # noqa: E402
-from sqlalchemy import Connection, make_url, select  # noqa: E402
+from sqlalchemy import Connection, event, make_url, select  # noqa: E402
 
 from app.events.messages import Publisher  # noqa: E402
 from app.lifecycle import bulk_requests, transitions  # noqa: E402
@@ -98,14 +102,19 @@ async def worker(
 
 
 async def bench(
-    url: str, export_rows: int, parts: set[str], scopes: list[str], with_worker: bool
+    url: str,
+    export_rows: int,
+    parts: set[str],
+    scopes: list[str],
+    with_worker: bool,
+    waits: bool,
 ) -> None:
     if "request" in parts:
         for scope in scopes:
             async with working_copy(url) as copy:
                 db = open_database(copy)
                 try:
-                    await request_part(db, scope, with_worker)
+                    await request_part(db, scope, with_worker, waits)
                 finally:
                     await db.dispose()
     if "export" in parts:
@@ -128,7 +137,11 @@ async def ids(db: Database) -> tuple[int, int]:
 
 @contextlib.asynccontextmanager
 async def working_copy(url: str) -> AsyncIterator[str]:
-    """A copy of the seeded data, dropped afterwards: each run starts from the same state."""
+    """A copy of the seeded data, dropped afterwards: each run starts from the same state. On
+    PostgreSQL copied as files (FILE_COPY: a checkpoint, no WAL), not through the WAL (the
+    default: 1.5 GB of it at 1,000,000 users, whose checkpoints then ran during the request),
+    so each run starts just after a checkpoint: every page it first writes logs a full-page
+    image, as in production."""
     if url.startswith("sqlite"):
         source = Path(make_url(url).database or "")
         copy = source.with_name(f"{source.stem}-copy-{os.getpid()}.db")
@@ -143,7 +156,9 @@ async def working_copy(url: str) -> AsyncIterator[str]:
     name = f"{seeded.database}_copy_{os.getpid()}"
     conn = await asyncpg.connect(admin.render_as_string(hide_password=False))
     try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{seeded.database}"')
+        await conn.execute(
+            f'CREATE DATABASE "{name}" TEMPLATE "{seeded.database}" STRATEGY FILE_COPY'
+        )
         try:
             yield seeded.set(database=name).render_as_string(hide_password=False)
         finally:
@@ -163,7 +178,80 @@ def _checkpointed_copy(source: Path, copy: Path) -> None:
     shutil.copyfile(source, copy)
 
 
-async def request_part(db: Database, scope: str, with_worker: bool) -> None:
+WAL_STATS = """
+SELECT pg_current_wal_lsn(), w.wal_records, w.wal_fpi, w.wal_bytes, w.wal_buffers_full,
+    b.checkpoints_timed + b.checkpoints_req
+FROM pg_stat_wal w, pg_stat_bgwriter b
+"""
+
+
+@contextlib.asynccontextmanager
+async def wal_watch(db: Database, waits: bool) -> AsyncIterator[None]:
+    """PostgreSQL: prints the WAL written, checkpoints and backends' waits while the block ran."""
+    if db.dialect != "postgresql":
+        yield
+        return
+    url = make_url(db.url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(url)
+    sampler = None
+    if waits:
+        sampler = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROOT / "bench" / "pg_waits.py"),
+            url,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+    try:
+        before = await conn.fetchrow(WAL_STATS)
+        yield
+        after = await conn.fetchrow(WAL_STATS)
+        lsn = await conn.fetchval("SELECT pg_wal_lsn_diff($1, $2)", after[0], before[0])
+        print(
+            f"  WAL (server-wide): {float(lsn) / 1e6:,.0f} MB, {after[1] - before[1]:,} records, "
+            f"{after[2] - before[2]:,} full-page images "
+            f"({float(after[3] - before[3]) / 1e6:,.0f} MB per pg_stat_wal), "
+            f"{after[4] - before[4]:,} times wal_buffers full, "
+            f"{after[5] - before[5]} checkpoints",
+            flush=True,
+        )
+    finally:
+        await conn.close()
+        if sampler is not None:
+            out, _ = await sampler.communicate(b"")
+            print(f"  waits sampled: {out.decode().strip()}", flush=True)
+
+
+@contextlib.contextmanager
+def statement_times(db: Database) -> Any:
+    """Prints the slowest statements (by their longest run) executed in the block: which
+    statement a worker's write waited in."""
+    times: dict[str, list[float]] = {}
+    engine = db.write_engine.sync_engine
+
+    def before(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        conn.info["bench_started"] = time.perf_counter()
+
+    def after(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        took = time.perf_counter() - conn.info.pop("bench_started", time.perf_counter())
+        times.setdefault(" ".join(statement.split())[:60], []).append(took * 1000)
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+    for name, took in sorted(times.items(), key=lambda item: -max(item[1]))[:6]:
+        print(
+            f"  statement {name!r}: {len(took)} runs, p50 {statistics.median(took):.1f} ms, "
+            f"max {max(took):.1f} ms",
+            flush=True,
+        )
+
+
+async def request_part(db: Database, scope: str, with_worker: bool, waits: bool) -> None:
     publisher = Publisher(DropEvents())
     tenant_id, finance = await ids(db)
     filt = UserFilter(policy_id=finance) if scope == "finance" else UserFilter()
@@ -178,12 +266,14 @@ async def request_part(db: Database, scope: str, with_worker: bool) -> None:
     stop = asyncio.Event()
     if with_worker:
         task = asyncio.create_task(worker(db, publisher, tenant_id, stop, during))
-    started = time.perf_counter()
-    result = await bulk_requests.request_syncs(db, publisher, tenant_id, filt)
-    wall = time.perf_counter() - started
-    stop.set()
-    if with_worker:
-        await task
+    async with wal_watch(db, waits):
+        with statement_times(db):
+            started = time.perf_counter()
+            result = await bulk_requests.request_syncs(db, publisher, tenant_id, filt)
+            wall = time.perf_counter() - started
+            stop.set()
+            if with_worker:
+                await task
     longest_write = getattr(result, "longest_write_seconds", None)
     # Before longest_write_seconds, longest_seconds counted the statements, not the commit.
     what = " (its statements)" if longest_write is None else " (to its commit)"
@@ -242,6 +332,9 @@ def main() -> None:
     parser.add_argument(
         "--no-worker", action="store_true", help="requestSyncs alone, no simulated worker"
     )
+    parser.add_argument(
+        "--no-waits", action="store_true", help="PostgreSQL: no pg_stat_activity sampling"
+    )
     parser.add_argument("--export-rows", type=int, default=10**9)
     parser.add_argument("--only", choices=["request", "export"], help="run one part")
     args = parser.parse_args()
@@ -265,7 +358,7 @@ def main() -> None:
     )
     parts = {args.only} if args.only else {"request", "export"}
     scopes = args.scope.split(",")
-    asyncio.run(bench(url, args.export_rows, parts, scopes, not args.no_worker))
+    asyncio.run(bench(url, args.export_rows, parts, scopes, not args.no_worker, not args.no_waits))
 
 
 if __name__ == "__main__":

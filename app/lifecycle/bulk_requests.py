@@ -4,11 +4,17 @@ The tenant's users are walked in id ranges: each write transaction is one set-ba
 a pending request (sync_requests, app.store.pending_requests) for the range's users the filter
 selects (app.lifecycle.sql.BulkRequest), so it costs the rows it reads, not a statement per
 user, and leaves the users' rows and their many indexes alone. Ranges are sized so a
-transaction holds the write lock (SQLite) or the users' row locks (PostgreSQL) about
-TARGET_SECONDS: workers' reports queue between them instead of behind the whole request.
+transaction holds the write lock (SQLite) or its users' sync_requests keys (PostgreSQL, where
+it locks no user: a writer of a user it is requesting waits for it, see
+app.store.pending_requests) about TARGET_SECONDS: workers' reports queue between them instead
+of behind the whole request. On PostgreSQL a run a claim starts meanwhile leaves its user
+requested too (counted requested; app.lifecycle.sql.BulkRequest).
 Each transaction announces its users with one UsersRequested event (a range, a time window and
 a count), never an event per user: each process loads the users its subscribers watch
-(subscriptions/hub.py)."""
+(subscriptions/hub.py).
+
+On PostgreSQL a request also refreshes sync_requests' statistics once it has written
+ANALYZE_AFTER requests into a table they describe as (nearly) empty: see _refresh_statistics."""
 
 from __future__ import annotations
 
@@ -17,7 +23,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from app.domain.ids import encode_id
 from app.domain.timeutil import from_micros
@@ -34,6 +41,7 @@ TARGET_SECONDS = 0.03  # per write transaction: the longest stay under ~100 ms o
 # Ids per range: the first is small (the machine's speed is unknown), then aimed at the target.
 FIRST_RANGE, MIN_RANGE, MAX_RANGE = 1000, 100, 1_000_000
 SLOW_SECONDS = 0.1  # a transaction held longer is counted (BulkResult.slow) and logged
+ANALYZE_AFTER = 10_000  # PostgreSQL: requests written before sync_requests is analyzed
 
 
 @dataclass(slots=True)
@@ -62,6 +70,28 @@ async def _id_bounds(db: Database, tenant_id: int, filt: UserFilter) -> tuple[in
     return None if row[0] is None else (int(row[0]), int(row[1]))
 
 
+async def _refresh_statistics(db: Database) -> None:
+    """PostgreSQL: ANALYZE sync_requests if its statistics say it holds under ANALYZE_AFTER
+    rows. The table is empty between bulk requests, and the generic plans that sessions cache
+    for their prepared statements (asyncpg prepares each) keep the estimate they were made with:
+    an empty table's is a sequential scan. At 788,000 requests each worker's fold DELETE then
+    scanned them all (130 ms) and a claim sorted them on disk (2.4 s). ANALYZE invalidates those
+    plans in every session; made again for ~10,000 rows they use the primary key and
+    ix_sync_requests_due, which stay right however many rows follow. It takes no lock that
+    writers wait for; one already running (autovacuum's) makes it give up after 100 ms."""
+    try:
+        async with db.write_engine.begin() as conn:
+            stale = await conn.scalar(
+                text("SELECT reltuples < :rows FROM pg_class WHERE relname = 'sync_requests'"),
+                {"rows": ANALYZE_AFTER},
+            )
+            if stale:
+                await conn.execute(text("SET LOCAL lock_timeout = '100ms'"))
+                await conn.execute(text("ANALYZE sync_requests"))
+    except DBAPIError:
+        log.info("ANALYZE sync_requests skipped: the table is being analyzed")
+
+
 async def request_syncs(
     db: Database,
     publisher: Publisher,
@@ -81,6 +111,7 @@ async def request_syncs(
     where = conditions(tenant_id, db.dialect, filt, indexed=frozenset(), search="like")
     statements = BulkRequest.of(db.dialect, tenant_id, where)
     size = FIRST_RANGE
+    analyzed = db.dialect != "postgresql"
     while lo <= last:
         hi = min(last, lo + size - 1)
 
@@ -111,6 +142,9 @@ async def request_syncs(
         scaled = int(size * TARGET_SECONDS / max(held, 1e-4))
         size = max(MIN_RANGE, min(MAX_RANGE, 2 * size, scaled))
         lo = hi + 1
+        if not analyzed and result.requested >= ANALYZE_AFTER:
+            analyzed = True
+            await _refresh_statistics(db)
     return result
 
 

@@ -40,9 +40,7 @@ def load_user(conn: Connection, tenant_id: int, user_id: int) -> UserState:
     params = {"tenant_id": tenant_id, "user_id": user_id}
     if _postgres(conn) and conn.execute(sql.LOCK_USER, params).first() is None:
         raise NotFound("No such sync user.")
-    pending_requests.fold(
-        conn, tenant_id, [user_id]
-    )  # locked: no requestSyncs can add one meanwhile
+    pending_requests.fold(conn, tenant_id, [user_id])
     row = conn.execute(sql.USER_STATE, params).first()
     if row is None:
         raise NotFound("No such sync user.")
@@ -53,8 +51,13 @@ def load_run(conn: Connection, tenant_id: int, run_id: int) -> tuple[RunView, Us
     """The tenant's run and its user. On PostgreSQL the user is locked first, then both are
     read, so reports on one run apply one at a time."""
     params = {"tenant_id": tenant_id, "run_id": run_id}
-    if _postgres(conn) and conn.execute(sql.LOCK_RUN_USER, params).first() is None:
-        raise NotFound("No such sync run.")
+    if _postgres(conn):
+        locked = conn.execute(sql.LOCK_RUN_USER, params).scalar()
+        if locked is None:
+            raise NotFound("No such sync run.")
+        # requestSyncs takes no user locks on PostgreSQL: a user whose run started while a
+        # request ran can be pending too (SQLite's single writer never lets it).
+        pending_requests.fold(conn, tenant_id, [locked])
     row = conn.execute(sql.RUN_STATE, params).first()
     if row is None:
         raise NotFound("No such sync run.")
@@ -378,9 +381,13 @@ def request_syncs_between(
     conn: Connection, statements: sql.BulkRequest, lo: int, hi: int, now: int
 ) -> tuple[int, int]:
     """request_sync for every user with an id in [lo, hi] that the statements' filter selects,
-    has an active policy and no run running, in one UPDATE; (requested, skipped). No counter
-    moves: a request changes no status. Counted after the UPDATE: on PostgreSQL the requested
-    users are locked by then, so they are among the users counted."""
-    requested = conn.execute(statements.request, {"lo": lo, "hi": hi, "now": now}).rowcount
+    has an active policy and no run running, in one INSERT; (requested, skipped). No counter
+    moves: a request changes no status. On PostgreSQL both counts come from the INSERT's
+    statement, so from the snapshot it chose the users in."""
+    params = {"lo": lo, "hi": hi, "now": now}
+    if statements.counted is not None:
+        requested, matching = conn.execute(statements.counted, params).one()
+        return requested, matching - requested
+    requested = conn.execute(statements.request, params).rowcount
     matching = conn.execute(statements.matching, {"lo": lo, "hi": hi}).scalar_one()
     return requested, matching - requested

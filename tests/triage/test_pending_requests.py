@@ -1,8 +1,8 @@
 """requestSyncs' pending requests (sync_requests, app.store.pending_requests) on SQLite and
 PostgreSQL: claims take requested users (oldest first, merged with users due by schedule), every
 writer folds a pending request into the user's row keeping the version growing, the live
-announcement finds pending users, and on PostgreSQL a run started while the request runs makes
-its user skipped."""
+announcement finds pending users, and on PostgreSQL a run started while the request runs leaves
+its user requested too, and a writer waits for a request in flight."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, event, func, select, update
+from sqlalchemy import Connection, event, func, select, text, update
 from sqlalchemy.engine import Engine
 
 from app.admin import user_admin
@@ -21,7 +21,7 @@ from app.admin.policies import PolicyInput, create_policy, set_policy_active
 from app.domain.timeutil import now_micros
 from app.domain.views import public_version
 from app.events.messages import Publisher, UserEvent, UsersRequested, decode
-from app.lifecycle import bulk_requests, transitions
+from app.lifecycle import bulk_requests, sql, transitions
 from app.reads.user_batches import user_batches
 from app.reads.users import UserFilter, users_by_ids
 from app.store.engine import Database
@@ -211,26 +211,75 @@ async def test_other_tenants_are_left_alone(world: World) -> None:
     assert (tenants, count) == ({world.tenant}, 5)
 
 
-async def test_a_run_started_meanwhile_is_skipped(world: World, database_url: str) -> None:
-    """PostgreSQL: the request locks the users it requests, so it waits for a start in flight
-    and then sees the run. (SQLite's single writer orders them.)"""
+async def test_a_run_started_meanwhile_is_requested_too(world: World) -> None:
+    """PostgreSQL: the request takes no user locks. A run a claim starts while it runs does
+    not stop it: the user runs and is requested too (counted requested), reads show both, and
+    the finish folds the request, so the user is claimed again at once. (SQLite's single
+    writer orders them.) This used to be the skipped user: the request locked users."""
     db = world.db
     if db.dialect != "postgresql":
         pytest.skip("SQLite runs one write transaction at a time")
     user_id = world.synced[2]
     async with db.write_engine.connect() as conn:
         await conn.begin()
-        await conn.run_sync(
+        _, started = await conn.run_sync(
             lambda c: transitions.start_run(c, transitions.load_user(c, world.tenant, user_id), 5)
         )
         request = asyncio.create_task(_request(world, UserFilter()))
         await asyncio.sleep(1.0)
-        assert not request.done()  # waiting for the start's row lock
+        # Ordered after the start on the user's sync_requests key (pending_requests.fold).
+        assert not request.done()
         await conn.commit()
     result, _ = await request
-    assert (result.requested, result.skipped) == (4, 1)
+    assert (result.requested, result.skipped) == (5, 0)
+    assert user_id in await _pending(db, world)
+    seen = (await _seen(db, world.tenant, [user_id]))[user_id]
+    assert seen.current_run_id == started.user.current_run_id is not None
+    assert seen.sync_requested and seen.version == started.user.version + 1
+
+    def finish(conn: Connection) -> Any:
+        found, user = transitions.load_run(conn, world.tenant, seen.current_run_id or 0)
+        return transitions.finish_run(conn, found, user, now_micros())[1]
+
+    finished = await db.run_write(finish)
+    assert (finished.user.version, finished.user.sync_requested) == (seen.version + 1, True)
     assert user_id not in await _pending(db, world)
-    assert not (await _seen(db, world.tenant, [user_id]))[user_id].sync_requested
+    assert (await _seen(db, world.tenant, [user_id]))[user_id] == finished.user
+    runs, _ = await _claim(world, 100)
+    assert user_id in {r.user_id for r in runs}
+
+
+async def test_a_writer_waits_for_a_request_in_flight(world: World) -> None:
+    """PostgreSQL: a writer of a user a request has inserted but not committed waits for it
+    and folds it: its change's version counts the request (no two states share a version)."""
+    db = world.db
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite runs one write transaction at a time")
+    user_id = world.synced[1]
+    before = (await _seen(db, world.tenant, [user_id]))[user_id]
+    statements = sql.BulkRequest.of(db.dialect, world.tenant, [SyncUser.tenant_id == world.tenant])
+
+    def request_one(conn: Connection) -> Any:
+        return transitions.request_sync(conn, transitions.load_user(conn, world.tenant, user_id), 7)
+
+    async with db.write_engine.connect() as conn:
+        await conn.begin()
+        counts = await conn.run_sync(
+            transitions.request_syncs_between, statements, user_id, user_id, 3
+        )
+        assert counts == (1, 0)
+        writer = asyncio.create_task(db.run_write(request_one))
+        await asyncio.sleep(1.0)
+        assert not writer.done()  # waiting on the user's sync_requests key
+        await conn.commit()
+    event = await writer
+    assert (event.user.version, event.user.sync_requested, event.user.due_at) == (
+        before.version + 2,
+        True,
+        7,
+    )
+    assert user_id not in await _pending(db, world)
+    assert (await _seen(db, world.tenant, [user_id]))[user_id] == event.user
 
 
 @pytest.mark.parametrize("status", [None, "SYNCED"])
@@ -308,3 +357,32 @@ async def test_claims_take_the_oldest_due_users_across_policies(world: World) ->
         )
     [condition] = [line for line in plan.splitlines() if "Index Cond" in line]
     assert "ix_sync_users_due" in plan and "policy_id = " in condition, plan
+
+
+async def test_a_request_refreshes_the_statistics_of_a_nearly_empty_table(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: once a request has written ANALYZE_AFTER requests it ANALYZEs sync_requests
+    if its statistics say fewer (cached generic plans of an empty table scan it all), once."""
+    calls: list[Database] = []
+    real = bulk_requests._refresh_statistics
+
+    async def counted(db: Database) -> None:
+        calls.append(db)
+        await real(db)
+
+    monkeypatch.setattr(bulk_requests, "_refresh_statistics", counted)
+    monkeypatch.setattr(bulk_requests, "ANALYZE_AFTER", 2)
+    monkeypatch.setattr(bulk_requests, "FIRST_RANGE", 1)  # a range per user: several ranges
+    result, _ = await _request(world, UserFilter(policy_id=world.policy))
+    assert result.requested == 5
+    assert len(calls) == (1 if world.db.dialect == "postgresql" else 0)
+    if world.db.dialect != "postgresql":
+        return
+    monkeypatch.setattr(bulk_requests, "ANALYZE_AFTER", 2**62)  # surely stale: it analyzes
+    await real(world.db)
+    async with world.db.read() as session:
+        tuples = await session.scalar(
+            text("SELECT reltuples FROM pg_class WHERE relname = 'sync_requests'")
+        )
+    assert tuples is not None and tuples >= 5  # this test's requests at least

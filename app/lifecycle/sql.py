@@ -144,7 +144,7 @@ SILENT_RUNS = (
     select(runs.c.id, runs.c.tenant_id)
     .where(*_SILENT)
     .order_by(runs.c.last_report_at)
-    .limit(bindparam("limit"))
+    .limit(bindparam("limit", type_=Integer))
 )
 # Those of the given runs still silent, read again once their users are locked (PostgreSQL:
 # a statement that starts after the locks sees what their previous holders committed).
@@ -215,7 +215,7 @@ LOCK_SILENT_RUNS = (
     .join(users, users.c.id == runs.c.user_id)
     .where(*_SILENT)
     .order_by(runs.c.last_report_at)
-    .limit(bindparam("limit"))
+    .limit(bindparam("limit", type_=Integer))
     .with_for_update(of=users, skip_locked=True)
 )
 

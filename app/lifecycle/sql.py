@@ -125,14 +125,15 @@ REQUESTED_USERS = (
 )
 
 # A run with its user, the user's policy and last finished run (a report's event carries them).
-RUN_STATE = (
-    select(*RUN_COLUMNS, *USER_COLUMNS, *POLICY_COLUMNS, *_columns(last_runs, RunView))
-    .select_from(
-        runs.join(users, users.c.id == runs.c.user_id)
-        .outerjoin(policies, policies.c.id == users.c.policy_id)
-        .outerjoin(last_runs, last_runs.c.id == users.c.last_finished_run_id)
-    )
-    .where(runs.c.id == bindparam("run_id"), runs.c.tenant_id == bindparam("tenant_id"), _TENANT)
+_RUN_STATE = select(
+    *RUN_COLUMNS, *USER_COLUMNS, *POLICY_COLUMNS, *_columns(last_runs, RunView)
+).select_from(
+    runs.join(users, users.c.id == runs.c.user_id)
+    .outerjoin(policies, policies.c.id == users.c.policy_id)
+    .outerjoin(last_runs, last_runs.c.id == users.c.last_finished_run_id)
+)
+RUN_STATE = _RUN_STATE.where(
+    runs.c.id == bindparam("run_id"), runs.c.tenant_id == bindparam("tenant_id"), _TENANT
 )
 
 # Runs whose worker went silent (app.lifecycle.timeouts): running, with no sign of life since
@@ -146,11 +147,12 @@ SILENT_RUNS = (
     .order_by(runs.c.last_report_at)
     .limit(bindparam("limit", type_=Integer))
 )
-# Those of the given runs still silent, read again once their users are locked (PostgreSQL:
-# a statement that starts after the locks sees what their previous holders committed).
-STILL_SILENT = select(runs.c.id).where(
+# Those of the given runs still silent, as RUN_STATE reads a run, read again once their users
+# are locked (PostgreSQL: a statement that starts after the locks sees what their previous
+# holders committed), the longest silent first.
+STILL_SILENT_STATES = _RUN_STATE.where(
     runs.c.id.in_(bindparam("run_ids", expanding=True)), *_SILENT
-)
+).order_by(runs.c.last_report_at, runs.c.id)
 
 ACTIVE_POLICIES = select(policies.c.id, policies.c.services).where(
     policies.c.tenant_id == bindparam("tenant_id"), policies.c.active == true()

@@ -1,9 +1,11 @@
 """The reaper: a background task in each `serve` process that ends runs whose worker went
 silent for SYNCSTATUS_RUN_TIMEOUT_SECONDS (app.lifecycle.timeouts holds the rule and the
 transaction). Every ~30 s (half the timeout when that is shorter), with jitter so several
-processes do not all look at once, it ends the silent runs in batches of at most 200, each
+processes do not all look at once, it ends the silent runs in batches of at most 100, each
 batch one short write transaction whose events are published after its commit, then logs
-the batch and counts it in syncstatus_runs_timed_out_total.
+the batch and counts it in syncstatus_runs_timed_out_total. After a full batch it waits as long
+as the batch took: when many runs time out at once (a fleet of workers gone), workers' own
+writes get at least half of the writer's time meanwhile.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,7 +30,7 @@ from app.store.unit_of_work import write
 log = logging.getLogger(__name__)
 MAX_INTERVAL_SECONDS = 30.0
 JITTER = 0.25  # each wait is the interval times 1 ± this
-PAUSE_BETWEEN_BATCHES = 0.01  # lets queued writes go first
+MIN_PAUSE_BETWEEN_BATCHES = 0.01  # lets queued writes go first
 
 
 def interval_for(timeout_seconds: float) -> float:
@@ -53,7 +56,9 @@ async def end_silent_runs(
         def batch(conn: Connection, at: int) -> tuple[timeouts.Ended, list[Event]]:
             return timeouts.end_silent_runs(conn, at, timeout_seconds, limit)
 
+        started = time.perf_counter()
         result = await write(db, publisher, batch, now=now)
+        took = time.perf_counter() - started
         if result.runs:
             ended.extend(result.runs)
             if telemetry is not None:
@@ -73,7 +78,7 @@ async def end_silent_runs(
         # or finished meanwhile, or locked by another reaper): the next round looks again.
         if result.candidates < limit or not result.runs:
             return ended
-        await asyncio.sleep(PAUSE_BETWEEN_BATCHES)
+        await asyncio.sleep(max(MIN_PAUSE_BETWEEN_BATCHES, took))
 
 
 async def _reap_forever(

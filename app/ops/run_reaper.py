@@ -113,7 +113,8 @@ async def running_reaper(
         yield
         return
     task = asyncio.create_task(
-        _reap_forever(db, publisher, timeout_seconds, telemetry, on_ended), name="run-reaper"
+        _reap_forever(db, publisher, timeout_seconds, telemetry, on_ended),
+        name="silent-runs-reaper",
     )
     try:
         yield

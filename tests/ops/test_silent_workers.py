@@ -2,21 +2,27 @@
 SYNCSTATUS_RUN_TIMEOUT_SECONDS=2 (its reaper looks every second or so): a subscriber sees the run
 end as FAILED with WORKER_LOST and the metrics change, while a run whose worker keeps reporting
 goes on; the silent worker's late finish gets CONFLICT, its late report the failed run; the
-failure shows up in failureReasons, /metrics counts it and the server logs the batch."""
+failure shows up in failureReasons, /metrics counts it and the server logs the batch. And
+`syncstatus worker` whose reports come slower than the timeout drops the run it learns ended."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import Tenant
-from tests.server import Server, run_server, sqlite_database
+from tests.server import ROOT, Server, run_server, sqlite_database
 from tests.subscriptions.support import (
     METRICS_UPDATES,
     USER_UPDATES,
@@ -126,3 +132,45 @@ async def test_a_silent_workers_run_ends_failed_and_subscribers_see_it(server: S
         TIMEOUT,
         "WORKER_LOST",
     )
+
+
+@contextlib.contextmanager
+def slow_worker(server: Server, token: str) -> Iterator[Path]:
+    """`syncstatus worker` at a tenth of the speed (5-10 s between reports, far over the 2 s
+    timeout), one run at a time, until the block ends; its log's path."""
+    options = ["--url", server.graphql_url, "--token", token, "--speed", "0.1"]
+    with tempfile.NamedTemporaryFile(prefix="syncstatus-worker-", delete=False) as log_file:
+        log_path = Path(log_file.name)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker", "--concurrency", "1", *options],
+            cwd=ROOT,
+            env={**os.environ, "SYNCSTATUS_LOG_LEVEL": "info"},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield log_path
+    finally:
+        process.terminate()
+        process.wait(20)
+        log_path.unlink(missing_ok=True)
+
+
+def text_of(path: Path) -> str:
+    return path.read_text(errors="replace")
+
+
+async def test_the_reference_worker_drops_a_run_the_server_ended(server: Server) -> None:
+    tenant = Tenant(server, "slow-worker")
+    _, [user_id] = await add_users(tenant, 1)
+    await tenant.operator.execute(
+        "mutation($u: ID!) { requestSync(userId: $u) { id } }", u=user_id
+    )  # due at once
+    token = tenant.worker.token
+    assert token
+    with slow_worker(server, token) as log_path:
+        await eventually(lambda: "was ended meanwhile (FAILED)" in text_of(log_path), 40)
+        log = text_of(log_path)
+    assert "claimed run" in log and "finished run" not in log and "Traceback" not in log
+    run = (await tenant.viewer.execute(RUN, id=log.split("claimed run ")[1].split()[0]))["node"]
+    assert run == {"state": "FAILED", "errorCode": "WORKER_LOST", "errorMessage": MESSAGE}

@@ -51,6 +51,7 @@ RUN_COLUMNS = (
     "changes",
     "error_code",
     "error_message",
+    "last_report_at",
 )
 ITEM_COLUMNS = (
     "tenant_id",
@@ -290,6 +291,8 @@ class RowMaker:
                         changes,
                         code,
                         message,
+                        # A running run's worker reported as the seed wrote it.
+                        now if finished is None else None,
                     )
                 )
                 if state == RUNNING:

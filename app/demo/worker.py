@@ -181,7 +181,14 @@ class Worker:
         try:
             for step in run.plan.steps:
                 await asyncio.sleep(step.delay / self._speed)
-                await self._write(REPORT, runId=run.id, **_report_variables(step))
+                data = await self._write(REPORT, runId=run.id, **_report_variables(step))
+                state = data["reportSyncProgress"]["state"]
+                if state != "RUNNING":
+                    # Ended without us: the server ends runs it heard nothing from for
+                    # SYNCSTATUS_RUN_TIMEOUT_SECONDS (WORKER_LOST). Nothing left to do.
+                    run.finished = True
+                    log.warning("run %s for %s was ended meanwhile (%s)", run.id, run.email, state)
+                    return
             await asyncio.sleep(run.plan.finish_delay / self._speed)
             code, message = run.plan.error or (None, None)
             data = await self._write(FINISH, runId=run.id, code=code, message=message)

@@ -19,10 +19,12 @@ from sqlalchemy import (
     Select,
     Table,
     bindparam,
+    case,
     func,
     insert,
     literal,
     select,
+    text,
     true,
     update,
 )
@@ -127,15 +129,34 @@ REQUESTED_USERS = (
 )
 
 # A run with its user, the user's policy and last finished run (a report's event carries them).
-RUN_STATE = (
-    select(*RUN_COLUMNS, *USER_COLUMNS, *POLICY_COLUMNS, *_columns(last_runs, RunView))
-    .select_from(
-        runs.join(users, users.c.id == runs.c.user_id)
-        .outerjoin(policies, policies.c.id == users.c.policy_id)
-        .outerjoin(last_runs, last_runs.c.id == users.c.last_finished_run_id)
-    )
-    .where(runs.c.id == bindparam("run_id"), runs.c.tenant_id == bindparam("tenant_id"), _TENANT)
+_RUN_STATE = select(
+    *RUN_COLUMNS, *USER_COLUMNS, *POLICY_COLUMNS, *_columns(last_runs, RunView)
+).select_from(
+    runs.join(users, users.c.id == runs.c.user_id)
+    .outerjoin(policies, policies.c.id == users.c.policy_id)
+    .outerjoin(last_runs, last_runs.c.id == users.c.last_finished_run_id)
 )
+RUN_STATE = _RUN_STATE.where(
+    runs.c.id == bindparam("run_id"), runs.c.tenant_id == bindparam("tenant_id"), _TENANT
+)
+
+# Runs whose worker went silent (app.lifecycle.timeouts): running, with no sign of life since
+# the cutoff, the longest silent first. Read in ix_sync_runs_running_report, which holds only
+# running runs: the state is a literal, as the index's WHERE, so SQLite's planner matches it.
+_RUNNING = text("sync_runs.state = 'RUNNING'")
+_SILENT = (_RUNNING, runs.c.last_report_at < bindparam("cutoff", type_=BigInteger))
+SILENT_RUNS = (
+    select(runs.c.id, runs.c.tenant_id)
+    .where(*_SILENT)
+    .order_by(runs.c.last_report_at)
+    .limit(bindparam("limit", type_=Integer))
+)
+# Those of the given runs still silent, as RUN_STATE reads a run, read again once their users
+# are locked (PostgreSQL: a statement that starts after the locks sees what their previous
+# holders committed), the longest silent first.
+STILL_SILENT_STATES = _RUN_STATE.where(
+    runs.c.id.in_(bindparam("run_ids", expanding=True)), *_SILENT
+).order_by(runs.c.last_report_at, runs.c.id)
 
 ACTIVE_POLICIES = select(policies.c.id, policies.c.services).where(
     policies.c.tenant_id == bindparam("tenant_id"), policies.c.active == true()
@@ -193,12 +214,37 @@ LOCK_DUE_USERS_OF_POLICY = (
     .with_for_update(skip_locked=True)
 )
 LOCK_REQUESTED_USERS = REQUESTED_USERS.with_for_update(skip_locked=True, of=users)
+# Silent runs' users, SKIP LOCKED: several reapers take different runs, and a run whose worker
+# is reporting or finishing right now (its user locked) is passed over, alive after all.
+LOCK_SILENT_RUNS = (
+    select(runs.c.id, runs.c.tenant_id)
+    .join(users, users.c.id == runs.c.user_id)
+    .where(*_SILENT)
+    .order_by(runs.c.last_report_at)
+    .limit(bindparam("limit", type_=Integer))
+    .with_for_update(of=users, skip_locked=True)
+)
 
 # -- writes --------------------------------------------------------------------------------------
 # The UPDATEs set the columns named by their parameters' other keys (executemany-friendly).
 
 INSERT_RUNS = insert(runs).returning(runs.c.id, runs.c.user_id)
 UPDATE_RUN = update(runs).where(runs.c.id == bindparam("run_id"))
+# A report's sign of life (app.lifecycle.timeouts). One within a second of the last recorded
+# leaves last_report_at as it is: the row's indexed columns then stay unchanged (PostgreSQL can
+# update it in place, HOT) for workers that report many times a second.
+REPORT_TIME_STEP_US = 1_000_000
+_NOW = bindparam("now", type_=BigInteger)
+_REPORT_DUE = func.coalesce(runs.c.last_report_at, 0) < _NOW - literal(
+    REPORT_TIME_STEP_US, BigInteger
+)
+MARK_REPORTED = (
+    update(runs).where(runs.c.id == bindparam("run_id"), _REPORT_DUE).values(last_report_at=_NOW)
+)
+# A report's changes (parameters as UPDATE_RUN's) with its time, in the same one UPDATE.
+REPORT_RUN = UPDATE_RUN.values(
+    last_report_at=case((_REPORT_DUE, _NOW), else_=runs.c.last_report_at)
+)
 # Every change of a user's state bumps its version by exactly one.
 UPDATE_USER = (
     update(users).where(users.c.id == bindparam("user_id")).values(version=users.c.version + 1)

@@ -94,6 +94,7 @@ def _start_runs(
                 "service": start.service,
                 "state": RunState.RUNNING,
                 "started_at": now,
+                "last_report_at": now,
                 "items_total": start.items_total,
                 "items_processed": 0,
                 "items_failed": 0,
@@ -205,8 +206,12 @@ def report_progress(
     validation.counter(changes, "changes")
     validation.counter(items_total, "itemsTotal")
     items = validation.failed_items(failed_items)
-    stale = items_processed < run.items_processed or changes < run.changes
-    if run.state != RunState.RUNNING or stale:
+    if run.state != RunState.RUNNING:
+        return run, []
+    # Any report on a running run, even a repeated or stale one, says its worker is alive: it
+    # records the report's time (app.lifecycle.timeouts), with the run's other changes if any.
+    if items_processed < run.items_processed or changes < run.changes:
+        conn.execute(sql.MARK_REPORTED, {"run_id": run.id, "now": now})
         return run, []
     added_changes = changes - run.changes
     changed = added_changes > 0 or items_processed > run.items_processed
@@ -216,6 +221,7 @@ def report_progress(
         items_total = run.items_total
     added_failures = _record_failed_items(conn, run, items, now)
     if not (changed or added_failures):
+        conn.execute(sql.MARK_REPORTED, {"run_id": run.id, "now": now})
         return run, []
     reported: dict[str, Any] = {
         "items_processed": items_processed,
@@ -223,7 +229,7 @@ def report_progress(
         "items_total": items_total,
         "items_failed": run.items_failed + added_failures,
     }
-    conn.execute(sql.UPDATE_RUN, {"run_id": run.id, **reported})
+    conn.execute(sql.REPORT_RUN, {"run_id": run.id, "now": now, **reported})
     conn.execute(sql.UPDATE_USER, {"user_id": user.view.id})
     counters.add_changes(conn, run.tenant_id, now, added_changes)
     trend = TriageMoves()
@@ -242,8 +248,10 @@ def finish_run(
     error_code: str | None = None,
     error_message: str | None = None,
     failed_items: list[FailedItemInput] | None = None,
+    moves: counters.Moves | None = None,
 ) -> tuple[RunView, Event]:
-    """The finished run, and its event."""
+    """The finished run, and its event. Its counter moves go to `moves` when given (the caller
+    applies them, with those of other finishes, in one sorted write), else they are applied."""
     if run.state != RunState.RUNNING:
         raise Conflict(f"The sync run already finished ({run.state}).")
     if error_code is not None:
@@ -272,7 +280,8 @@ def finish_run(
         "unresolved_failure_count": old.unresolved_failure_count + 1 if error_code else 0,
     }
     conn.execute(sql.UPDATE_USER, {"user_id": old.id, "error_code": error_code, **changes})
-    moves = counters.Moves()
+    own = moves is None
+    moves = counters.Moves() if moves is None else moves
     moves.move(
         (old.policy_id, old.status, user.latest_sort),
         (old.policy_id, status, user.latest_sort),
@@ -281,7 +290,8 @@ def finish_run(
     if error_code:
         moves.triage.failed(error_code, error_message, now)
     moves.triage.count(now, FINISHED_COLUMN[state])
-    moves.apply(conn, old.tenant_id)
+    if own:
+        moves.apply(conn, old.tenant_id)
     view = replace(
         old,
         **changes,

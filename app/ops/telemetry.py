@@ -157,6 +157,12 @@ class Telemetry:
         self.pruned_runs = Counter(
             "syncstatus_pruned_runs", "Finished runs deleted by the retention pruner.", registry=r
         )
+        self.runs_timed_out = Counter(
+            "syncstatus_runs_timed_out",
+            "Runs ended as FAILED (WORKER_LOST) by the reaper: no report from their worker for "
+            "SYNCSTATUS_RUN_TIMEOUT_SECONDS.",
+            registry=r,
+        )
         if not self.multiprocess:
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)

@@ -24,9 +24,10 @@ T = TypeVar("T")
 Change = Callable[[Connection, int], tuple[T, list[Event]]]
 
 
-async def write(db: Database, publisher: Publisher, change: Change[T]) -> T:
+async def write(db: Database, publisher: Publisher, change: Change[T], now: int | None = None) -> T:
     """Runs the change in one write transaction, then publishes its events. `now` is read once
-    the transaction began: on SQLite, where writes run one at a time, it grows in commit order.
+    the transaction began: on SQLite, where writes run one at a time, it grows in commit order
+    (a given `now` is for tests and tools that need the clock at a chosen time).
 
     Shielded from the caller's cancellation (a server shutting down): SQLite's writer thread
     finishes a transaction it started whatever happens to the caller, and a start or finish
@@ -35,10 +36,10 @@ async def write(db: Database, publisher: Publisher, change: Change[T]) -> T:
     def logged_change(
         conn: Connection,
     ) -> tuple[T, list[Event], list[event_log.Logged | None] | None]:
-        now = now_micros()
-        result, events = change(conn, now)
+        at = now_micros() if now is None else now
+        result, events = change(conn, at)
         # Last in the transaction: the tenant row's lock is held only for the insert and commit.
-        logged = event_log.append(conn, events, now) if publisher.event_log and events else None
+        logged = event_log.append(conn, events, at) if publisher.event_log and events else None
         return result, events, logged
 
     async def commit_then_publish() -> T:

@@ -39,6 +39,7 @@ from app.ops.probes import Readiness, ready
 from app.ops.process_stats import process_stats
 from app.ops.request_log import RequestLog, current_request
 from app.ops.retention import running_pruner
+from app.ops.run_reaper import running_reaper
 from app.ops.runtime import COLLECTOR, freeze_startup_heap, tune_collector
 from app.ops.tasks import cancel_and_wait
 from app.ops.telemetry import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -332,6 +333,13 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                         revocations_applied(services),
                         _simulation(services, simulate),
                         running_pruner(db, settings.retention_days, telemetry),
+                        running_reaper(
+                            db,
+                            services.publisher,
+                            settings.run_timeout_seconds,
+                            telemetry,
+                            services.deliverer.poke,
+                        ),
                         _event_log_pruner(db, settings, logged),
                     ):
                         yield {"services": services}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ DEFAULT_RATE_LIMIT = 20_000
 # policy change comes 500 users at a time); only a stuck reader reaches it.
 DEFAULT_WS_BACKLOG_BYTES = 1024 * 1024
 DEFAULT_WS_SEND_TIMEOUT = 30.0
+# A worker that died (or whose claim's answer was lost) leaves its run RUNNING: an hour without
+# a report ends it. Workers report far more often than that while they work.
+DEFAULT_RUN_TIMEOUT_SECONDS = 3600.0
 
 N = TypeVar("N", int, float)
 
@@ -58,6 +62,9 @@ class Settings:
     # While the broker is down, subscriptions go on (fed from the event log) this long; then
     # they end with SERVICE_UNAVAILABLE and the client refetches.
     broker_grace_seconds: float = 60.0
+    # A RUNNING run with no report (nor start) for this long is ended as FAILED with
+    # WORKER_LOST by the reaper in each `serve` process (app/ops/run_reaper.py); 0: never.
+    run_timeout_seconds: float = DEFAULT_RUN_TIMEOUT_SECONDS
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -87,6 +94,9 @@ class Settings:
             ),
             event_log_seconds=_number(env, "SYNCSTATUS_EVENT_LOG_SECONDS", 600, int),
             broker_grace_seconds=_number(env, "SYNCSTATUS_BROKER_GRACE_SECONDS", 60.0, float),
+            run_timeout_seconds=_number(
+                env, "SYNCSTATUS_RUN_TIMEOUT_SECONDS", DEFAULT_RUN_TIMEOUT_SECONDS, float
+            ),
         )
 
 
@@ -105,6 +115,8 @@ def _number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str],
         value = kind(raw)
     except ValueError:
         raise ValueError(f"{name} must be a number, not {raw!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, not {raw!r}")
     if value < 0:  # type: ignore[operator]
         raise ValueError(f"{name} must not be negative, not {raw!r}")
     return value

@@ -146,7 +146,7 @@ RUN_STATE = _RUN_STATE.where(
 _RUNNING = text("sync_runs.state = 'RUNNING'")
 _SILENT = (_RUNNING, runs.c.last_report_at < bindparam("cutoff", type_=BigInteger))
 SILENT_RUNS = (
-    select(runs.c.id, runs.c.tenant_id)
+    select(runs.c.id, runs.c.tenant_id, runs.c.user_id)
     .where(*_SILENT)
     .order_by(runs.c.last_report_at)
     .limit(bindparam("limit", type_=Integer))
@@ -217,7 +217,7 @@ LOCK_REQUESTED_USERS = REQUESTED_USERS.with_for_update(skip_locked=True, of=user
 # Silent runs' users, SKIP LOCKED: several reapers take different runs, and a run whose worker
 # is reporting or finishing right now (its user locked) is passed over, alive after all.
 LOCK_SILENT_RUNS = (
-    select(runs.c.id, runs.c.tenant_id)
+    select(runs.c.id, runs.c.tenant_id, runs.c.user_id)
     .join(users, users.c.id == runs.c.user_id)
     .where(*_SILENT)
     .order_by(runs.c.last_report_at)

@@ -22,7 +22,7 @@ from app.domain.statuses import RunState
 from app.domain.views import RunView
 from app.events.messages import Event
 from app.lifecycle import sql, transitions
-from app.store import counters
+from app.store import counters, pending_requests
 
 WORKER_LOST = "WORKER_LOST"
 # Runs ended per transaction at most: each is a finish (its run's and user's UPDATEs, a webhook
@@ -83,7 +83,15 @@ def end_silent_runs(
     candidates = conn.execute(sql.LOCK_SILENT_RUNS if postgres else sql.SILENT_RUNS, params).all()
     if not candidates:
         return Ended([], 0), []
-    run_ids = sorted(run_id for run_id, _ in candidates)
+    run_ids = sorted(run_id for run_id, _, _ in candidates)
+    if postgres:
+        # As every writer of a user (load_run): a request that requestSyncs made while the run
+        # ran is folded into the user first, so the finish's version counts it.
+        by_tenant: dict[int, list[int]] = {}
+        for _, tenant_id, user_id in candidates:
+            by_tenant.setdefault(tenant_id, []).append(user_id)
+        for tenant_id, user_ids in sorted(by_tenant.items()):
+            pending_requests.fold(conn, tenant_id, sorted(user_ids))
     # Read again under the locks: one reported or finished since the candidates were read is
     # not among them.
     still = conn.execute(sql.STILL_SILENT_STATES, {**params, "run_ids": run_ids})

@@ -35,6 +35,7 @@ from app.store.engine import Database
 from app.store.models import (
     LatestCount,
     StatusCount,
+    SyncRequest,
     SyncRun,
     SyncUser,
     Tenant,
@@ -409,3 +410,24 @@ async def test_candidates_come_from_the_index_of_running_runs(world: World) -> N
         plan = (await conn.exec_driver_sql(explain + str(compiled))).all()
     described = " ".join(str(part) for row in plan for part in row)
     assert "ix_sync_runs_running_report" in described, described
+
+
+async def test_a_request_made_while_the_run_ran_is_folded_into_the_finish(world: World) -> None:
+    """PostgreSQL's requestSyncs locks no user, so a user whose run started meanwhile is also
+    requested (app.lifecycle.sql.BulkRequest). Ending its run folds the request first, as a
+    worker's finish does: the finish's version counts it and the user stays requested."""
+    if world.db.dialect == "sqlite":
+        pytest.skip("SQLite's single writer never lets a request meet a running run")
+    user_id = world.users[0]
+    run = await world.start(user_id)
+    before = await world.user(user_id)
+    async with world.db.write() as session:  # as requestSyncs leaves it: one pending request
+        session.add(SyncRequest(user_id=user_id, tenant_id=world.tenant, requested_at=T0, bumps=1))
+    [ended] = await world.reap(AFTER_TIMEOUT)
+    assert ended.id == run.id
+    user = await world.user(user_id)
+    assert (user.status, user.sync_requested, user.version) == ("FAILED", True, before.version + 2)
+    [event] = world.broadcast.user_events()
+    assert event.user.version == user.version and event.user.sync_requested
+    async with world.db.read() as session:
+        assert await session.scalar(select(func.count()).select_from(SyncRequest)) == 0

@@ -331,7 +331,7 @@ async def test_a_run_reported_or_finished_meanwhile_is_checked_again(
     await world.report(reported.id, 1, AFTER_TIMEOUT - S)
     await world.finish(finished.id, T0 + S)
     every_run = (
-        select(sql.runs.c.id, sql.runs.c.tenant_id)
+        select(sql.runs.c.id, sql.runs.c.tenant_id, sql.runs.c.user_id)
         .join(sql.users, sql.users.c.id == sql.runs.c.user_id)
         .where(sql.runs.c.tenant_id == world.tenant, sql.bindparam("cutoff", type_=BigInteger) > 0)
         .limit(sql.bindparam("limit"))

@@ -1,5 +1,8 @@
-"""The `syncstatus` command: db upgrade, token create and seed, each honouring
-SYNCSTATUS_DATABASE_URL (run from an empty folder, so the default ./syncstatus.db would show)."""
+"""The `syncstatus` command as processes: db upgrade, token create, list and revoke, audit and
+seed, each honouring SYNCSTATUS_DATABASE_URL (run from an empty folder, so the default
+./syncstatus.db would show), with its exit status. The many-call scenarios (argument checks,
+token tables, revoking, the audit filters) run the same entry point in the test process:
+tests/inprocess/test_cli.py."""
 
 from __future__ import annotations
 
@@ -17,10 +20,13 @@ import asyncpg
 import pytest
 from alembic.script import ScriptDirectory
 
+from app.cli import tokens
+from app.domain.ids import encode_id
 from app.store.migrate import alembic_config
+from app.web.settings import Settings
 from tests.api import Api
 from tests.api_tests import helpers as h
-from tests.server import Server, _run_async, postgres_database
+from tests.server import Server, _run_async, create_token, postgres_database
 from tests.services import postgres_admin_url
 from tests.subscriptions.support import close_code, raw_socket, receive, subscribe
 
@@ -145,6 +151,10 @@ async def test_token_create(server: Server, cwd: Path) -> None:
         server.database_url, "token", "create", "--tenant", "cli-t", "--role", "root", cwd=cwd
     )
     assert bad.returncode != 0 and "sst_" not in bad.stdout
+    # `syncstatus audit` as a process (its filters: tests/inprocess/test_cli.py).
+    printed = _ok(syncstatus(server.database_url, "audit", "--tenant", "cli-t", cwd=cwd))
+    actions = [line.split()[1] for line in printed.strip().splitlines()]
+    assert actions == ["users.add", "token.create", "token.create"]  # newest first
     assert _empty(cwd)  # nothing written to the default ./syncstatus.db
 
 
@@ -159,66 +169,47 @@ def _table(output: str) -> list[dict[str, str]]:
 
 
 async def test_token_create_refuses_a_tenant_that_does_not_exist(server: Server, cwd: Path) -> None:
-    url = server.database_url
+    """The refusal as a process shows it (exit status, stderr); the other refusals and the
+    listing after them: tests/inprocess/test_cli.py."""
     create = ("token", "create", "--tenant", "Nope-cli", "--role", "viewer")
-    missing = syncstatus(url, *create, cwd=cwd)
-    assert missing.returncode != 0
+    missing = syncstatus(server.database_url, *create, cwd=cwd)
+    assert missing.returncode == 1
     assert "Nope-cli" in missing.stderr and "--create-tenant" in missing.stderr
     assert "sst_" not in missing.stdout
-    # Nothing was created: the tenant still does not exist.
-    listing = syncstatus(url, "token", "list", "--tenant", "Nope-cli", cwd=cwd)
-    assert listing.returncode != 0 and "Nope-cli" in listing.stderr
-    for days in ("0", "-1", "3651", "soon"):
-        bad = syncstatus(url, *create, "--create-tenant", "--expires-in-days", days, cwd=cwd)
-        assert bad.returncode != 0 and "sst_" not in bad.stdout, days
-    assert syncstatus(url, "token", "list", "--tenant", "Nope-cli", cwd=cwd).returncode != 0
     assert _empty(cwd)
 
 
-async def test_token_list_and_revoke(server: Server, cwd: Path) -> None:
+async def test_a_running_server_applies_a_revocation_by_the_cli(server: Server, cwd: Path) -> None:
+    """`token revoke` and `token list` as processes beside a running server, which closes the
+    revoked token's subscription on its own. The scenario's every other step (tables, expiry,
+    revoking again, other tenants' and malformed ids): tests/inprocess/test_cli.py."""
     url = server.database_url
     tenant = "cli-revoke"
-    create = ("token", "create", "--tenant", tenant)
-    admin = _token(syncstatus(url, *create, "--role", "admin", "--create-tenant", cwd=cwd))
-    named = ("--role", "viewer", "--name", "wall screen", "--expires-in-days", "7")
-    viewer = _token(syncstatus(url, *create, *named, cwd=cwd))
+    admin = create_token(url, tenant, "admin")
+    viewer = create_token(url, tenant, "viewer", "wall screen")
     viewer_api = Api(server.graphql_url, server.ws_url, viewer)
     assert (await h.metrics(viewer_api))["totalUsers"] == 0
-
-    listing = _ok(syncstatus(url, "token", "list", "--tenant", tenant, cwd=cwd))
-    assert admin not in listing and viewer not in listing and "sst_" not in listing
-    rows = _table(listing)
-    assert list(rows[0]) == ["id", "name", "role", "created", "expires", "last used", "revoked"]
-    assert [(r["name"], r["role"], r["revoked"]) for r in rows] == [
-        ("wall screen", "VIEWER", "-"),
-        ("cli", "ADMIN", "-"),
+    (view,) = [
+        t
+        for t in await tokens.list_tokens(Settings(database_url=url), tenant)
+        if t.name == "wall screen"
     ]
-    expires = datetime.strptime(rows[0]["expires"], "%Y-%m-%d %H:%M:%SZ")
-    created = datetime.strptime(rows[0]["created"], "%Y-%m-%d %H:%M:%SZ")
-    assert abs(expires - created - timedelta(days=7)) <= timedelta(seconds=5)
-    assert rows[1]["expires"] == "-"
+    viewer_id = encode_id("ApiTokenInfo", view.id)
 
     async with raw_socket(server, viewer) as ws:
         await subscribe(ws, "1", "subscription { syncMetricsUpdated { totalUsers } }")
         assert (await receive(ws))["type"] == "next"
-        out = _ok(syncstatus(url, "token", "revoke", "--tenant", tenant, rows[0]["id"], cwd=cwd))
+        out = _ok(syncstatus(url, "token", "revoke", "--tenant", tenant, viewer_id, cwd=cwd))
         assert "revoked" in out
         # The running server finds the revocation on its own (the CLI's broadcast is in-process).
         assert await close_code(ws, within=10) == 4403
     code = await viewer_api.error_code(h.METRICS)
     assert code == "UNAUTHENTICATED"
-    after = _table(_ok(syncstatus(url, "token", "list", "--tenant", tenant, cwd=cwd)))
-    assert after[0]["revoked"] != "-" and after[1]["revoked"] == "-"
-    assert after[0]["last used"] != "-"  # it was used before
-    # Again: no change; another tenant's or a malformed id: an error.
-    _ok(syncstatus(url, "token", "revoke", "--tenant", tenant, rows[0]["id"], cwd=cwd))
-    assert _table(_ok(syncstatus(url, "token", "list", "--tenant", tenant, cwd=cwd))) == after
-    other = ("token", "create", "--tenant", "cli-other", "--role", "admin", "--create-tenant")
-    _ok(syncstatus(url, *other, cwd=cwd))
-    foreign = syncstatus(url, "token", "revoke", "--tenant", "cli-other", rows[1]["id"], cwd=cwd)
-    assert foreign.returncode != 0 and "cli-other" in foreign.stderr
-    garbage = syncstatus(url, "token", "revoke", "--tenant", tenant, "nope", cwd=cwd)
-    assert garbage.returncode != 0
+    listing = _ok(syncstatus(url, "token", "list", "--tenant", tenant, cwd=cwd))
+    assert admin not in listing and viewer not in listing and "sst_" not in listing
+    after = {r["id"]: r for r in _table(listing)}
+    assert after[viewer_id]["name"] == "wall screen" and after[viewer_id]["revoked"] != "-"
+    assert [r["revoked"] for i, r in after.items() if i != viewer_id] == ["-"]
     assert (await h.metrics(Api(server.graphql_url, server.ws_url, admin)))["totalUsers"] == 0
     assert _empty(cwd)
 
@@ -231,22 +222,7 @@ async def test_seed(server: Server, cwd: Path) -> None:
         )
     )
     assert f"seeded {users} users" in out
-    token = (
-        _ok(
-            syncstatus(
-                server.database_url,
-                "token",
-                "create",
-                "--tenant",
-                "cli-seed",
-                "--role",
-                "admin",
-                cwd=cwd,
-            )
-        )
-        .strip()
-        .splitlines()[-1]
-    )
+    token = create_token(server.database_url, "cli-seed", "admin")
     api = Api(server.graphql_url, server.ws_url, token)
     found = await h.metrics(api)
     assert found["totalUsers"] == users

@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int)
     demo.add_argument("--users", type=int, default=DEMO_USERS)
     demo.add_argument("--no-simulator", action="store_true", help="keep the data still")
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="time factor of the simulated runs: 2 runs twice as fast",
+    )
     worker = commands.add_parser("worker", help="simulated sync worker over GraphQL")
     worker.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8000/graphql")
     worker.add_argument("--token", required=True, help="a WORKER token")
@@ -273,6 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "demo":
         from app.cli import tokens
 
+        if args.speed <= 0:
+            print("--speed must be positive", file=sys.stderr)
+            return 2
         asyncio.run(_seed(settings, DEMO_TENANT, args.users, only_if_empty=True))
         # The previous start's token is revoked: restarts do not pile up usable tokens.
         viewer = tokens.replace_token(settings, DEMO_TENANT, Role.VIEWER, DEMO_TOKEN_NAME)
@@ -282,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  viewer token: {token}\n",
             flush=True,
         )
-        return serve(settings, simulate=not args.no_simulator)
+        return serve(settings, simulate=not args.no_simulator, simulation_speed=args.speed)
     elif args.command == "worker":
         from app.demo.worker import run_worker
 

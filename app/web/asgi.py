@@ -239,11 +239,13 @@ class SyncStatusApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def _simulation(services: Services, simulate: bool) -> AbstractAsyncContextManager[object]:
+def _simulation(
+    services: Services, simulate: bool, speed: float
+) -> AbstractAsyncContextManager[object]:
     """Simulated sync workers in this process (`syncstatus demo`), or nothing."""
     if not simulate:
         return nullcontext()
-    return running_simulator(services.db, services.publisher)
+    return running_simulator(services.db, services.publisher, speed=speed)
 
 
 def _event_log_pruner(
@@ -264,7 +266,9 @@ class SchemaBehind(RuntimeError):
     """The PostgreSQL schema is older than this code: `syncstatus db upgrade` first."""
 
 
-def create_app(settings: Settings | None = None, *, simulate: bool = False) -> Starlette:
+def create_app(
+    settings: Settings | None = None, *, simulate: bool = False, simulation_speed: float = 1.0
+) -> Starlette:
     settings = settings or Settings.from_env()
     ref: dict[str, Services] = {}
     graphql = SyncStatusGraphQL(ref, DocumentLimits(max_cost=settings.max_query_cost))
@@ -331,7 +335,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                 try:
                     async with (
                         revocations_applied(services),
-                        _simulation(services, simulate),
+                        _simulation(services, simulate, simulation_speed),
                         running_pruner(db, settings.retention_days, telemetry),
                         _event_log_pruner(db, settings, logged),
                     ):

@@ -197,3 +197,10 @@ async def test_the_cli_records_its_tokens_and_prints_the_log(
     since = h.iso(h.when(found[0]["at"]) + timedelta(seconds=1))
     assert _ok(await syncstatus("audit", "--tenant", name, "--since", since)).strip() == ""
     assert syncstatus.cwd_is_empty()
+
+
+async def test_the_demo_refuses_a_speed_that_is_not_positive(syncstatus: Syncstatus) -> None:
+    for speed in ("0", "-2"):
+        refused = await syncstatus("demo", "--speed", speed)
+        assert refused.returncode == 2 and "--speed must be positive" in refused.stderr, speed
+    assert syncstatus.cwd_is_empty()

@@ -11,10 +11,7 @@ import re
 import sqlite3
 import subprocess
 import sys
-from collections import Counter
-from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
@@ -158,10 +155,6 @@ async def test_token_create(server: Server, cwd: Path) -> None:
     assert _empty(cwd)  # nothing written to the default ./syncstatus.db
 
 
-def _token(result: subprocess.CompletedProcess[str]) -> str:
-    return _ok(result).strip().splitlines()[-1]
-
-
 def _table(output: str) -> list[dict[str, str]]:
     header, *rows = output.strip().splitlines()
     names = re.split(r"\s{2,}", header)
@@ -215,82 +208,12 @@ async def test_a_running_server_applies_a_revocation_by_the_cli(server: Server, 
 
 
 async def test_seed(server: Server, cwd: Path) -> None:
-    users = 300
+    """`seed` as a process, into the database of SYNCSTATUS_DATABASE_URL; what it writes,
+    checked through the API: tests/inprocess/test_cli.py."""
     out = _ok(
-        syncstatus(
-            server.database_url, "seed", "--tenant", "cli-seed", "--users", str(users), cwd=cwd
-        )
+        syncstatus(server.database_url, "seed", "--tenant", "cli-seed", "--users", "20", cwd=cwd)
     )
-    assert f"seeded {users} users" in out
+    assert "seeded 20 users" in out
     token = create_token(server.database_url, "cli-seed", "admin")
-    api = Api(server.graphql_url, server.ws_url, token)
-    found = await h.metrics(api)
-    assert found["totalUsers"] == users
-    listed = await h.all_users(api)
-    assert len(listed) == users
-    statuses = Counter(u["status"] for u in listed)
-    assert set(statuses) == set(h.STATUSES)  # every status appears
-    for status in h.STATUSES:
-        page = (await api.execute(h.SYNC_USERS, filter={"status": status}, first=1))["syncUsers"]
-        assert page["totalCount"] == statuses[status], status
-    total = (await api.execute(h.SYNC_USERS, first=1))["syncUsers"]["totalCount"]
-    assert total == users
-    assert found["failedSyncs"] == statuses["FAILED"]
-    assert found["syncsInProgress"] == statuses["IN_PROGRESS"]
-    policies = await h.all_policies(api)
-    assert sum(p["userCount"] for p in policies) == users
-    assert found["usersWithActivePolicy"] == sum(p["userCount"] for p in policies if p["active"])
-    assert found["changesLast24h"] > 0
-    # Seeded rows leave the id sequences right: the API adds users and runs after them.
-    (added,) = await h.add_users(api, ["after.seed@t.example"], policies[0]["id"])
-    run = await h.start(api, added["id"])
-    await h.finish(api, run["id"])
-    assert (await h.metrics(api))["totalUsers"] == users + 1
+    assert (await h.metrics(Api(server.graphql_url, server.ws_url, token)))["totalUsers"] == 20
     assert _empty(cwd)  # nothing written to the default ./syncstatus.db
-
-    await _history_filters(api, await h.all_users(api))
-
-
-async def _history_filters(api: Api, users: list[dict[str, Any]]) -> None:
-    """The seed spreads latest syncs over days: date ranges cross hours (the counters are
-    kept per hour) and are checked, with the other filters, against brute force."""
-    times = sorted({h.when(u["latestSyncAt"]) for u in users if u["latestSyncAt"]})
-    assert times[-1] - times[0] > timedelta(days=1)
-    hour = timedelta(hours=1)
-    micro = timedelta(microseconds=1)
-    edges: list[datetime] = []
-    for t in (times[len(times) // 5], times[len(times) // 2], times[-3]):
-        floor = t.replace(minute=0, second=0, microsecond=0)
-        edges += [t, t - micro, t + micro, floor, floor - micro, floor + hour]
-    policies = {u["policy"]["id"] for u in users if u["policy"]}
-    some_policy = sorted(policies)[0]
-    filters: list[dict[str, Any]] = []
-    for low, high in zip(edges, edges[3:] + edges[:3], strict=True):
-        low, high = min(low, high), max(low, high)
-        filters += [
-            {"latestSyncFrom": h.iso(low)},
-            {"latestSyncTo": h.iso(high)},
-            {"latestSyncFrom": h.iso(low), "latestSyncTo": h.iso(high)},
-        ]
-    filters += [
-        {"latestSyncFrom": h.iso(times[10]), "status": "FAILED"},
-        {"latestSyncTo": h.iso(times[-10]), "policyId": some_policy},
-        {
-            "latestSyncFrom": h.iso(times[5]),
-            "latestSyncTo": h.iso(times[-5]),
-            "status": "SYNCED",
-            "policyId": some_policy,
-        },
-        {"latestSyncFrom": h.iso(times[0]), "latestSyncTo": h.iso(times[-1])},
-        {"latestSyncFrom": h.iso(times[0] - timedelta(days=30)), "emailContains": "a"},
-        {"status": "IN_PROGRESS", "policyId": some_policy},
-        {"emailContains": "smith", "status": "COMPLETED_WITH_WARNING"},
-    ]
-    for filt in filters:
-        for order in ("EMAIL_ASC", "LATEST_SYNC_DESC"):
-            want = h.expected_ids(users, filt, order)
-            found = (await api.execute(h.SYNC_USERS, filter=filt, order=order, first=100))[
-                "syncUsers"
-            ]
-            assert found["totalCount"] == len(want), filt
-            assert [e["node"]["id"] for e in found["edges"]] == want[:100], (filt, order)

@@ -11,16 +11,18 @@ import os
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from gql.transport.exceptions import TransportQueryError
 
 from app.cli import main as cli_main
+from tests.api import Api
 from tests.api_tests import helpers as h
 from tests.api_tests.test_audit import events
 from tests.app_server import AppServer
@@ -204,3 +206,80 @@ async def test_the_demo_refuses_a_speed_that_is_not_positive(syncstatus: Syncsta
         refused = await syncstatus("demo", "--speed", speed)
         assert refused.returncode == 2 and "--speed must be positive" in refused.stderr, speed
     assert syncstatus.cwd_is_empty()
+
+
+async def test_seed(server: AppServer, syncstatus: Syncstatus) -> None:
+    users = 300
+    out = _ok(await syncstatus("seed", "--tenant", "cli-seed", "--users", str(users)))
+    assert f"seeded {users} users" in out
+    api = server.api(server.token("cli-seed", "admin"))
+    found = await h.metrics(api)
+    assert found["totalUsers"] == users
+    listed = await h.all_users(api)
+    assert len(listed) == users
+    statuses = Counter(u["status"] for u in listed)
+    assert set(statuses) == set(h.STATUSES)  # every status appears
+    for status in h.STATUSES:
+        page = (await api.execute(h.SYNC_USERS, filter={"status": status}, first=1))["syncUsers"]
+        assert page["totalCount"] == statuses[status], status
+    total = (await api.execute(h.SYNC_USERS, first=1))["syncUsers"]["totalCount"]
+    assert total == users
+    assert found["failedSyncs"] == statuses["FAILED"]
+    assert found["syncsInProgress"] == statuses["IN_PROGRESS"]
+    policies = await h.all_policies(api)
+    assert sum(p["userCount"] for p in policies) == users
+    assert found["usersWithActivePolicy"] == sum(p["userCount"] for p in policies if p["active"])
+    assert found["changesLast24h"] > 0
+    # Seeded rows leave the id sequences right: the API adds users and runs after them.
+    (added,) = await h.add_users(api, ["after.seed@t.example"], policies[0]["id"])
+    run = await h.start(api, added["id"])
+    await h.finish(api, run["id"])
+    assert (await h.metrics(api))["totalUsers"] == users + 1
+    assert syncstatus.cwd_is_empty()
+
+    await _history_filters(api, await h.all_users(api))
+
+
+async def _history_filters(api: Api, users: list[dict[str, Any]]) -> None:
+    """The seed spreads latest syncs over days: date ranges cross hours (the counters are
+    kept per hour) and are checked, with the other filters, against brute force."""
+    times = sorted({h.when(u["latestSyncAt"]) for u in users if u["latestSyncAt"]})
+    assert times[-1] - times[0] > timedelta(days=1)
+    hour = timedelta(hours=1)
+    micro = timedelta(microseconds=1)
+    edges: list[datetime] = []
+    for t in (times[len(times) // 5], times[len(times) // 2], times[-3]):
+        floor = t.replace(minute=0, second=0, microsecond=0)
+        edges += [t, t - micro, t + micro, floor, floor - micro, floor + hour]
+    policies = {u["policy"]["id"] for u in users if u["policy"]}
+    some_policy = sorted(policies)[0]
+    filters: list[dict[str, Any]] = []
+    for low, high in zip(edges, edges[3:] + edges[:3], strict=True):
+        low, high = min(low, high), max(low, high)
+        filters += [
+            {"latestSyncFrom": h.iso(low)},
+            {"latestSyncTo": h.iso(high)},
+            {"latestSyncFrom": h.iso(low), "latestSyncTo": h.iso(high)},
+        ]
+    filters += [
+        {"latestSyncFrom": h.iso(times[10]), "status": "FAILED"},
+        {"latestSyncTo": h.iso(times[-10]), "policyId": some_policy},
+        {
+            "latestSyncFrom": h.iso(times[5]),
+            "latestSyncTo": h.iso(times[-5]),
+            "status": "SYNCED",
+            "policyId": some_policy,
+        },
+        {"latestSyncFrom": h.iso(times[0]), "latestSyncTo": h.iso(times[-1])},
+        {"latestSyncFrom": h.iso(times[0] - timedelta(days=30)), "emailContains": "a"},
+        {"status": "IN_PROGRESS", "policyId": some_policy},
+        {"emailContains": "smith", "status": "COMPLETED_WITH_WARNING"},
+    ]
+    for filt in filters:
+        for order in ("EMAIL_ASC", "LATEST_SYNC_DESC"):
+            want = h.expected_ids(users, filt, order)
+            found = (await api.execute(h.SYNC_USERS, filter=filt, order=order, first=100))[
+                "syncUsers"
+            ]
+            assert found["totalCount"] == len(want), filt
+            assert [e["node"]["id"] for e in found["edges"]] == want[:100], (filt, order)

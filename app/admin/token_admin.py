@@ -10,11 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.errors import BadUserInput, NotFound
 from app.domain.timeutil import MICROS_PER_SECOND
+from app.domain.validation import MAX_TOKEN_LIFETIME_DAYS
 from app.reads.pagination import Keyset, Page, PageArgs, keyset_page
 from app.store.models import ApiToken
 
-MAX_LIFETIME_DAYS = 3650
-MAX_LIFETIME_MICROS = MAX_LIFETIME_DAYS * 86_400 * MICROS_PER_SECOND
+MAX_LIFETIME_MICROS = MAX_TOKEN_LIFETIME_DAYS * 86_400 * MICROS_PER_SECOND
 # Newest first: ids grow with creation.
 TOKENS = Keyset("tokens", (ApiToken.id,), descending=True, key_types=(int,))
 
@@ -57,13 +57,13 @@ _COLUMNS = (
 
 
 def check_expiry(expires_at: int | None, now: int) -> int | None:
-    """A new token's expiry: in the future, and within MAX_LIFETIME_DAYS."""
+    """A new token's expiry: in the future, and within MAX_TOKEN_LIFETIME_DAYS."""
     if expires_at is None:
         return None
     if expires_at <= now:
         raise BadUserInput("expiresAt must be in the future.")
     if expires_at - now > MAX_LIFETIME_MICROS:
-        raise BadUserInput(f"expiresAt must be within {MAX_LIFETIME_DAYS} days from now.")
+        raise BadUserInput(f"expiresAt must be within {MAX_TOKEN_LIFETIME_DAYS} days from now.")
     return expires_at
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from datetime import UTC, datetime
 
@@ -12,7 +11,7 @@ from app.domain.timeutil import from_micros, to_micros
 from app.reads.audit import AuditFilter, audit_page
 from app.reads.pagination import MAX_PAGE_SIZE, PageArgs
 from app.store.engine import open_database
-from app.store.migrate import upgrade
+from app.store.schema_version import upgrade_if_behind
 
 
 def _since(value: str | None) -> int | None:
@@ -31,9 +30,9 @@ async def print_audit(database_url: str, tenant: str, since: str | None, action:
     except BadUserInput as error:
         print(error.message, file=sys.stderr)
         return 2
-    await asyncio.to_thread(upgrade, database_url)
     db = open_database(database_url)
     try:
+        await upgrade_if_behind(db)
         async with db.read() as session:
             row = await tenant_by_name(session, tenant, create=False)
             if row is None:

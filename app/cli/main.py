@@ -1,4 +1,9 @@
-"""The `syncstatus` command. Every command honours SYNCSTATUS_DATABASE_URL."""
+"""The `syncstatus` command. Every command honours SYNCSTATUS_DATABASE_URL.
+
+Each command imports what it needs when it runs (the ORM and the store for `token` and `audit`,
+uvicorn and the whole app for `serve`, an HTTP client for `worker`): this module imports only
+the standard library and light modules of ours, so a command starts in the time its own work
+takes (tests/api_tests/test_cli.py runs dozens of them)."""
 
 from __future__ import annotations
 
@@ -12,20 +17,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import uvicorn
-
-from app.auth.tokens import tenant_by_name
-from app.cli import tokens
-from app.cli.audit import print_audit
 from app.demo.simulation import MAX_IN_FLIGHT
-from app.domain.roles import Role
+from app.domain.roles import ROLES, Role
+from app.domain.validation import MAX_TOKEN_LIFETIME_DAYS
 from app.ops.logs import configure as configure_logging
 from app.ops.logs import uvicorn_log_config
-from app.store.engine import is_sqlite, open_database
-from app.store.migrate import upgrade
-from app.store.schema_version import schema_problem
 from app.web.settings import Settings
-from app.web.ws_protocol import AbortableWebSocketProtocol
 
 WORKER_HEALTHCHECK_SECONDS = 30
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client in each worker
@@ -50,7 +47,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade"])
-    tokens.add_parser(commands)
+    token = commands.add_parser("token", help="API tokens")
+    actions = token.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="a new token; prints it last, once")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--role", required=True, choices=[r.lower() for r in ROLES])
+    create.add_argument("--name", default="cli")
+    create.add_argument(
+        "--expires-in-days", type=int, help=f"1..{MAX_TOKEN_LIFETIME_DAYS}; default: never expires"
+    )
+    create.add_argument(
+        "--create-tenant", action="store_true", help="create the tenant if it does not exist"
+    )
+    listing = actions.add_parser("list", help="the tenant's tokens (never their secrets)")
+    listing.add_argument("--tenant", required=True)
+    revoke = actions.add_parser("revoke", help="revoke a token (its id from `token list`)")
+    revoke.add_argument("--tenant", required=True)
+    revoke.add_argument("id")
     audit = commands.add_parser("audit", help="print a tenant's audit log, newest first")
     audit.add_argument("--tenant", required=True)
     audit.add_argument("--since", help="ISO 8601 time, inclusive")
@@ -67,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int)
     demo.add_argument("--users", type=int, default=DEMO_USERS)
     demo.add_argument("--no-simulator", action="store_true", help="keep the data still")
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="time factor of the simulated runs: 2 runs twice as fast",
+    )
     worker = commands.add_parser("worker", help="simulated sync worker over GraphQL")
     worker.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8000/graphql")
     worker.add_argument("--token", required=True, help="a WORKER token")
@@ -85,6 +104,8 @@ def workers_problem(settings: Settings, workers: int) -> str | None:
         return "--workers must be at least 1"
     if workers == 1:
         return None
+    from app.store.engine import is_sqlite
+
     if is_sqlite(settings.database_url):
         return (
             "--workers above 1 needs PostgreSQL (SYNCSTATUS_DATABASE_URL=postgresql://...): "
@@ -100,6 +121,9 @@ def workers_problem(settings: Settings, workers: int) -> str | None:
 
 
 def _check_schema(settings: Settings) -> str | None:
+    from app.store.engine import is_sqlite, open_database
+    from app.store.schema_version import schema_problem
+
     if is_sqlite(settings.database_url):
         return None  # migrates itself at start
 
@@ -118,6 +142,8 @@ def _check_schema(settings: Settings) -> str | None:
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How `serve` runs uvicorn (bench/idle_memory.py runs the same in its own process)."""
+    from app.web.ws_protocol import AbortableWebSocketProtocol
+
     return {
         "host": settings.host,
         "port": settings.port,
@@ -142,6 +168,8 @@ def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
     if problem is not None:
         print(f"syncstatus serve: {problem}", file=sys.stderr)
         return 2
+    import uvicorn
+
     options = uvicorn_options(settings)
     if workers == 1:
         from app.web.asgi import create_app
@@ -167,6 +195,7 @@ def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
 
 async def _prune(settings: Settings, days: int) -> None:
     from app.ops.retention import cutoff_for, prune
+    from app.store.engine import open_database
 
     if days <= 0:
         print("retention is 0 days: keeping everything")
@@ -186,11 +215,14 @@ async def _prune(settings: Settings, days: int) -> None:
 
 
 async def _seed(settings: Settings, tenant: str, users: int, *, only_if_empty: bool) -> None:
+    from app.auth.tokens import tenant_by_name
     from app.demo.seed import seed
+    from app.store.engine import open_database
+    from app.store.schema_version import upgrade_if_behind
 
-    await asyncio.to_thread(upgrade, settings.database_url)
     db = open_database(settings.database_url)
     try:
+        await upgrade_if_behind(db)
         if only_if_empty:
             async with db.read() as session:
                 row = await tenant_by_name(session, tenant, create=False)
@@ -227,11 +259,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         asyncio.run(_prune(settings, days))
     elif args.command == "db":
+        from app.store.migrate import upgrade
+
         upgrade(settings.database_url)
         print("database is up to date")
     elif args.command == "token":
+        from app.cli import tokens
+
         return tokens.run(settings, args)
     elif args.command == "audit":
+        from app.cli.audit import print_audit
+
         return asyncio.run(print_audit(settings.database_url, args.tenant, args.since, args.action))
     elif args.command == "seed":
         if args.users < 0:
@@ -239,6 +277,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         asyncio.run(_seed(settings, args.tenant, args.users, only_if_empty=False))
     elif args.command == "demo":
+        from app.cli import tokens
+
+        if args.speed <= 0:
+            print("--speed must be positive", file=sys.stderr)
+            return 2
         asyncio.run(_seed(settings, DEMO_TENANT, args.users, only_if_empty=True))
         # The previous start's token is revoked: restarts do not pile up usable tokens.
         viewer = tokens.replace_token(settings, DEMO_TENANT, Role.VIEWER, DEMO_TOKEN_NAME)
@@ -248,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  viewer token: {token}\n",
             flush=True,
         )
-        return serve(settings, simulate=not args.no_simulator)
+        return serve(settings, simulate=not args.no_simulator, simulation_speed=args.speed)
     elif args.command == "worker":
         from app.demo.worker import run_worker
 

@@ -1,4 +1,5 @@
-"""`syncstatus token create|list|revoke`, and the demo's viewer token."""
+"""`syncstatus token create|list|revoke` (their arguments: app.cli.main), and the demo's viewer
+token."""
 
 from __future__ import annotations
 
@@ -11,19 +12,19 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from app.admin import audit, token_admin
-from app.admin.token_admin import MAX_LIFETIME_DAYS, TokenView
+from app.admin.token_admin import TokenView
 from app.auth.tokens import issue_token, tenant_by_name
 from app.domain import audit_summaries
 from app.domain.errors import ServiceError
 from app.domain.ids import decode_id, encode_id
-from app.domain.roles import ROLES
 from app.domain.timeutil import MICROS_PER_SECOND, from_micros
+from app.domain.validation import MAX_TOKEN_LIFETIME_DAYS
 from app.domain.validation import name as valid_name
 from app.events.broker import create_broadcast, max_message_bytes
 from app.events.messages import Publisher, TokenRevoked
 from app.store.engine import Database, open_database, run_in
-from app.store.migrate import upgrade
 from app.store.models import Tenant
+from app.store.schema_version import upgrade_if_behind
 from app.store.unit_of_work import Work, unit_of_work
 from app.web.settings import Settings
 
@@ -33,26 +34,6 @@ BROKER_TIMEOUT = 5.0
 
 class CommandError(Exception):
     """A mistake of the caller: printed as one line, exit status 1."""
-
-
-def add_parser(commands: Any) -> None:
-    token = commands.add_parser("token", help="API tokens")
-    actions = token.add_subparsers(dest="action", required=True)
-    create = actions.add_parser("create", help="a new token; prints it last, once")
-    create.add_argument("--tenant", required=True)
-    create.add_argument("--role", required=True, choices=[r.lower() for r in ROLES])
-    create.add_argument("--name", default="cli")
-    create.add_argument(
-        "--expires-in-days", type=int, help=f"1..{MAX_LIFETIME_DAYS}; default: never expires"
-    )
-    create.add_argument(
-        "--create-tenant", action="store_true", help="create the tenant if it does not exist"
-    )
-    listing = actions.add_parser("list", help="the tenant's tokens (never their secrets)")
-    listing.add_argument("--tenant", required=True)
-    revoke = actions.add_parser("revoke", help="revoke a token (its id from `token list`)")
-    revoke.add_argument("--tenant", required=True)
-    revoke.add_argument("id")
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -83,9 +64,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Database]:
-    await asyncio.to_thread(upgrade, settings.database_url)
     db = open_database(settings.database_url)
     try:
+        await upgrade_if_behind(db)
         yield db
     finally:
         await db.dispose()
@@ -108,8 +89,8 @@ async def create(
     expires_in_days: int | None = None,
     create_tenant: bool = False,
 ) -> str:
-    if expires_in_days is not None and not 1 <= expires_in_days <= MAX_LIFETIME_DAYS:
-        raise CommandError(f"--expires-in-days must be between 1 and {MAX_LIFETIME_DAYS}")
+    if expires_in_days is not None and not 1 <= expires_in_days <= MAX_TOKEN_LIFETIME_DAYS:
+        raise CommandError(f"--expires-in-days must be between 1 and {MAX_TOKEN_LIFETIME_DAYS}")
     try:
         name = valid_name(name)
     except ServiceError as error:

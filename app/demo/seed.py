@@ -30,6 +30,7 @@ from app.demo.seed_rows import (
     SeedPolicy,
     Tally,
 )
+from app.demo.simulation import ITEM_ERRORS, RUN_ERRORS
 from app.domain.timeutil import MICROS_PER_MINUTE, now_micros
 from app.store import bulk_load, counters
 from app.store.engine import Database
@@ -84,22 +85,6 @@ LAST = (
     "tanaka",
     "dubois",
     "okafor",
-)
-RUN_ERRORS = (
-    ("ERR_TOKEN_001", "Authentication token expired"),
-    ("ERR_USER_404", "User not found in source tenant"),
-    ("ERR_RATE_429", "API rate limit exceeded (Microsoft Graph throttling)"),
-    ("ERR_QUOTA_507", "Destination mailbox storage quota exceeded"),
-    ("ERR_PERM_403", "Insufficient permissions on the source mailbox"),
-    ("ERR_LICENSE_402", "Destination user has no Google Workspace license"),
-    ("ERR_HOLD_423", "Source mailbox is on litigation hold; export is blocked"),
-)
-ITEM_ERRORS = (
-    ("message", "ERR_ITEM_SIZE", "Message exceeds the 25 MB destination size limit"),
-    ("attachment", "ERR_ATTACH_BLOCKED", "Attachment type is blocked by the destination"),
-    ("folder", "ERR_FOLDER_NAME", "Folder name contains characters not allowed in labels"),
-    ("event", "ERR_EVENT_RECURRENCE", "Recurrence pattern is not supported"),
-    ("contact", "ERR_CONTACT_INVALID", "Contact has no name or email address"),
 )
 NAMES = [f"{first}.{last}" for first in FIRST for last in LAST]
 BATCH = 20_000

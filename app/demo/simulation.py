@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from app.demo.seed import ITEM_ERRORS, RUN_ERRORS
 from app.domain.statuses import RunState, finished_state
 
 # The feel of the demo: a handful of runs in flight, a report every 0.5-1 s, runs of 5-30 s,
@@ -24,6 +23,23 @@ REPORT_INTERVAL = (0.5, 1.0)
 DURATION = {"INITIAL": (12.0, 30.0), "DELTA": (5.0, 20.0)}
 ITEMS_TOTAL = {"INITIAL": (2_000, 40_000), "DELTA": (5, 1_500)}
 CHANGES_PER_ITEM = (0.05, 0.2)
+# The run and item errors of the demo data, seeded (app.demo.seed) and simulated alike.
+RUN_ERRORS = (
+    ("ERR_TOKEN_001", "Authentication token expired"),
+    ("ERR_USER_404", "User not found in source tenant"),
+    ("ERR_RATE_429", "API rate limit exceeded (Microsoft Graph throttling)"),
+    ("ERR_QUOTA_507", "Destination mailbox storage quota exceeded"),
+    ("ERR_PERM_403", "Insufficient permissions on the source mailbox"),
+    ("ERR_LICENSE_402", "Destination user has no Google Workspace license"),
+    ("ERR_HOLD_423", "Source mailbox is on litigation hold; export is blocked"),
+)
+ITEM_ERRORS = (
+    ("message", "ERR_ITEM_SIZE", "Message exceeds the 25 MB destination size limit"),
+    ("attachment", "ERR_ATTACH_BLOCKED", "Attachment type is blocked by the destination"),
+    ("folder", "ERR_FOLDER_NAME", "Folder name contains characters not allowed in labels"),
+    ("event", "ERR_EVENT_RECURRENCE", "Recurrence pattern is not supported"),
+    ("contact", "ERR_CONTACT_INVALID", "Contact has no name or email address"),
+)
 # How often each run error happens, and whether it stops the run before it gets going.
 RUN_ERROR_WEIGHTS = {
     "ERR_TOKEN_001": 4,

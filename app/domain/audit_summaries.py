@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import httpx
-
 from app.domain.views import PolicyView
 
 MAX_LISTED = 3
@@ -77,6 +75,8 @@ def sync_requested(email: str) -> str:
 
 def origin(url: str) -> str:
     """The scheme, host and port: a receiver's path or query may hold a credential of its own."""
+    import httpx  # only here: the CLI's token commands record summaries without importing it
+
     parsed = httpx.URL(url)
     port = f":{parsed.port}" if parsed.port else ""
     return f"{parsed.scheme}://{parsed.host}{port}"

@@ -24,6 +24,7 @@ SEARCH_MAX = 254
 # A run's cumulative counters (items, changes): far above any mailbox (the largest hold tens of
 # millions of items), and far enough below 2^31 that no sum of a few of them wraps a reader.
 MAX_COUNTER = 1_000_000_000
+MAX_TOKEN_LIFETIME_DAYS = 3650  # an API token's expiry, from its creation
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,6 +90,9 @@ def uvicorn_log_config(level: str, log_format: str) -> dict[str, Any]:
             "uvicorn": {"handlers": [], "level": level, "propagate": True},
             "uvicorn.error": {"handlers": [], "level": level, "propagate": True},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": True},
+            # Alembic's plugin registration when it is first imported (seven lines, nothing
+            # about the database): commands import it only to migrate, after this is applied.
+            "alembic.runtime.plugins": {"handlers": [], "level": "WARNING", "propagate": True},
         },
     }
 

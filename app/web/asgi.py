@@ -46,8 +46,7 @@ from app.ops.telemetry import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.ops.telemetry import Telemetry
 from app.ops.timing import ServerTiming
 from app.store.engine import Database, is_sqlite, open_database
-from app.store.migrate import upgrade
-from app.store.schema_version import schema_problem
+from app.store.schema_version import schema_problem, upgrade_if_behind
 from app.web.body_limit import BodyLimit
 from app.web.browser_security import allowed_origins, browser_middleware, frame_ancestors
 from app.web.context import Context
@@ -241,11 +240,13 @@ class SyncStatusApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def _simulation(services: Services, simulate: bool) -> AbstractAsyncContextManager[object]:
+def _simulation(
+    services: Services, simulate: bool, speed: float
+) -> AbstractAsyncContextManager[object]:
     """Simulated sync workers in this process (`syncstatus demo`), or nothing."""
     if not simulate:
         return nullcontext()
-    return running_simulator(services.db, services.publisher)
+    return running_simulator(services.db, services.publisher, speed=speed)
 
 
 def _event_log_pruner(
@@ -266,7 +267,9 @@ class SchemaBehind(RuntimeError):
     """The PostgreSQL schema is older than this code: `syncstatus db upgrade` first."""
 
 
-def create_app(settings: Settings | None = None, *, simulate: bool = False) -> Starlette:
+def create_app(
+    settings: Settings | None = None, *, simulate: bool = False, simulation_speed: float = 1.0
+) -> Starlette:
     settings = settings or Settings.from_env()
     ref: dict[str, Services] = {}
     graphql = SyncStatusGraphQL(ref, DocumentLimits(max_cost=settings.max_query_cost))
@@ -279,9 +282,6 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        if is_sqlite(settings.database_url):
-            # The embedded default migrates itself; PostgreSQL deployments run `db upgrade`.
-            await asyncio.to_thread(upgrade, settings.database_url)
         db = open_database(settings.database_url)
         if db.sqlite_writer is not None:
             db.sqlite_writer.on_wait = telemetry.sqlite_writer_wait.observe
@@ -291,7 +291,12 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
         # in-memory one (one process) cannot.
         logged = not settings.broadcast_url.startswith("memory:")
         try:
-            if not is_sqlite(settings.database_url):
+            if is_sqlite(settings.database_url):
+                # The embedded default migrates itself (Alembic only when the schema is behind:
+                # it costs a start 0.5-1.5 s of CPU to find nothing to do); PostgreSQL
+                # deployments run `db upgrade`.
+                await upgrade_if_behind(db)
+            else:
                 problem = await schema_problem(db)
                 if problem is not None:
                     raise SchemaBehind(problem)
@@ -331,7 +336,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = False) -> S
                 try:
                     async with (
                         revocations_applied(services),
-                        _simulation(services, simulate),
+                        _simulation(services, simulate, simulation_speed),
                         running_pruner(db, settings.retention_days, telemetry),
                         running_reaper(
                             db,

@@ -1,11 +1,10 @@
 """The audit log: every administrative and operator action writes an AuditEvent with the change
 (who, what, when, on what, a one-line summary); auditEvents is ADMIN only, newest first, keyset
-paged with an exact totalCount, and shows nothing of another tenant. `syncstatus audit` prints it;
-`syncstatus token create` records actor "cli"."""
+paged with an exact totalCount, and shows nothing of another tenant. `syncstatus audit` printing
+it and `syncstatus token create` recording actor "cli": tests/inprocess/test_cli.py."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +13,6 @@ import pytest
 from tests.api import Api
 from tests.api_tests import helpers as h
 from tests.api_tests.conftest import ApiTenant
-from tests.server import Server, cli
 
 AUDIT = """query($filter: AuditEventFilter, $first: Int, $after: String, $last: Int,
   $before: String) {
@@ -170,24 +168,3 @@ async def test_pages_filters_and_exact_totals(tenant: ApiTenant) -> None:
     assert later == []
     assert await admin.error_code(AUDIT, filter={"action": "policy.explode"}) == "BAD_USER_INPUT"
     assert await admin.error_code(AUDIT, first=101) == "BAD_USER_INPUT"
-
-
-async def test_the_cli_records_its_tokens_and_prints_the_log(server: Server) -> None:
-    name = f"cli-audit-{uuid.uuid4().hex[:8]}"
-    token = server.token(name, "admin")  # `syncstatus token create`
-    api = Api(server.graphql_url, server.ws_url, token)
-    await h.create_policy(api, "Printed")
-    found = await events(api)
-    assert [(e["action"], e["actor"], e["actorRole"]) for e in found] == [
-        ("policy.create", "cli", "ADMIN"),
-        ("token.create", "cli", None),
-    ]
-    assert found[1]["summary"] == "Token 'cli' created with role ADMIN"
-    printed = cli(server.database_url, "audit", "--tenant", name).strip().splitlines()
-    assert len(printed) == 2
-    assert "policy.create" in printed[0] and "Policy 'Printed' created" in printed[0]
-    assert "token.create" in printed[1] and "cli" in printed[1]
-    only = cli(server.database_url, "audit", "--tenant", name, "--action", "token.create")
-    assert len(only.strip().splitlines()) == 1 and "token.create" in only
-    since = h.iso(h.when(found[0]["at"]) + timedelta(seconds=1))
-    assert cli(server.database_url, "audit", "--tenant", name, "--since", since).strip() == ""

@@ -53,7 +53,7 @@ async def test_simulator_drives_runs_and_stops_cleanly(db: Database) -> None:
     recorder = Recorder()
     started_at = now_micros()
     peak = 0
-    async with running_simulator(db, Publisher(recorder), speed=8.0, seed=1) as simulator:
+    async with running_simulator(db, Publisher(recorder), speed=16.0, seed=1) as simulator:
         deadline = asyncio.get_running_loop().time() + 30
         while asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.2)

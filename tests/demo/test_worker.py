@@ -98,7 +98,7 @@ async def test_two_workers_claim_and_finish_every_due_user_once(tenant: Tenant) 
     token = tenant.worker.token
     assert token
     url = tenant.server.graphql_url
-    options: Sequence[str] = ("--speed", "4", "--concurrency", "3")
+    options: Sequence[str] = ("--speed", "8", "--concurrency", "3")
     with worker(url, token, *options) as one, worker(url, token, *options) as two:
 
         async def all_finished() -> dict[str, Any] | None:

@@ -11,8 +11,7 @@ import asyncpg
 
 from tests.api import Api
 from tests.conftest import Tenant
-from tests.server import Server, _run_async, postgres_database, run_server
-from tests.services import postgres_admin_url
+from tests.server import Server, _run_async, run_server, throwaway_database
 
 
 def plain_dsn(database_url: str) -> str:
@@ -23,9 +22,10 @@ def plain_dsn(database_url: str) -> str:
 def postgres_servers(
     count: int, broadcast_url: str | None = None, env: dict[str, str] | None = None
 ) -> Iterator[list[Server]]:
-    """``count`` servers on a throw-away PostgreSQL database; the broker defaults to that
-    database's LISTEN/NOTIFY."""
-    with postgres_database(postgres_admin_url()) as database_url, ExitStack() as stack:
+    """``count`` servers on a throw-away PostgreSQL database (a copy of the migrated template:
+    no Alembic run from an empty database); the broker defaults to that database's
+    LISTEN/NOTIFY."""
+    with throwaway_database("postgres") as database_url, ExitStack() as stack:
         broker = broadcast_url or database_url
         settings = {"SYNCSTATUS_BROADCAST_URL": broker, **(env or {})}
         servers = [

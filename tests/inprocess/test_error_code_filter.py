@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.api_tests import helpers as h
-from tests.api_tests.conftest import ApiTenant
+from tests.conftest import Tenant
 
 CODES = ("ERR_AUTH_EXPIRED", "ERR_QUOTA_EXCEEDED", "ERR_THROTTLED")
 PAGE = """query($filter: SyncUserFilter, $order: SyncUserOrder, $first: Int, $after: String,
@@ -21,7 +21,7 @@ PAGE = """query($filter: SyncUserFilter, $order: SyncUserOrder, $first: Int, $af
 
 
 @pytest.fixture(scope="module")
-async def world(module_tenant: ApiTenant) -> dict[str, Any]:
+async def world(module_tenant: Tenant) -> dict[str, Any]:
     admin, worker = module_tenant.admin, module_tenant.worker
     policies = [(await h.create_policy(admin, f"p{k}"))["id"] for k in range(2)]
     emails = [f"{name}{k}@src.example" for k in range(12) for name in ("anna", "omar")]
@@ -90,7 +90,7 @@ def _filters(world: dict[str, Any]) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("order", ["EMAIL_ASC", "LATEST_SYNC_DESC"])
 async def test_every_combination_is_exact(
-    world: dict[str, Any], module_tenant: ApiTenant, order: str
+    world: dict[str, Any], module_tenant: Tenant, order: str
 ) -> None:
     viewer = module_tenant.viewer
     assert any(_expected(world["users"], {"errorCode": c}, order) for c in CODES)
@@ -110,7 +110,7 @@ async def test_every_combination_is_exact(
         assert found == expected, filt
 
 
-async def test_pages_backwards(world: dict[str, Any], module_tenant: ApiTenant) -> None:
+async def test_pages_backwards(world: dict[str, Any], module_tenant: Tenant) -> None:
     viewer = module_tenant.viewer
     for code in CODES:
         for order in ("EMAIL_ASC", "LATEST_SYNC_DESC"):
@@ -131,13 +131,13 @@ async def test_pages_backwards(world: dict[str, Any], module_tenant: ApiTenant) 
 
 
 @pytest.mark.parametrize("code", ["", "   ", "x" * 101])
-async def test_bad_error_codes(module_tenant: ApiTenant, code: str) -> None:
+async def test_bad_error_codes(module_tenant: Tenant, code: str) -> None:
     error = await module_tenant.viewer.error_code(PAGE, filter={"errorCode": code}, first=1)
     assert error == "BAD_USER_INPUT"
 
 
 async def test_another_tenants_failures_never_count(
-    world: dict[str, Any], other_tenant: ApiTenant
+    world: dict[str, Any], other_tenant: Tenant
 ) -> None:
     page = await other_tenant.viewer.execute(PAGE, filter={"errorCode": CODES[0]}, first=10)
     assert page["syncUsers"]["totalCount"] == 0 and page["syncUsers"]["edges"] == []

@@ -144,7 +144,7 @@ async def _synced(tenant: ApiTenant, user_ids: list[str]) -> None:
     finishSyncRun (app.lifecycle.transitions), in one transaction in this process: through the
     API (h.drive) they were 900 transactions, most of this test's time on a loaded
     PostgreSQL, and the rest of the API suite drives those mutations throughout. What this test
-    is about, requestSyncs over many transactions and the claims after it, goes through the
+    is about, requestSyncs over hundreds of users and the claims after it, goes through the
     API as before."""
     async with opened(tenant.server.database_url) as db:
 
@@ -162,7 +162,9 @@ async def _synced(tenant: ApiTenant, user_ids: list[str]) -> None:
         await db.run_write(drive)
 
 
-async def test_many_users_in_many_transactions(tenant: ApiTenant) -> None:
+async def test_hundreds_of_users_are_requested_then_claimed_in_batches(tenant: ApiTenant) -> None:
+    """450 users fit in requestSyncs' first id range (FIRST_RANGE): the walk over many ranges,
+    one transaction each, is tests/triage/test_bulk_requests.py's (small ranges there)."""
     admin, worker = tenant.admin, tenant.worker
     policy = (await h.create_policy(admin, "daily", interval=1440))["id"]
     ids = [

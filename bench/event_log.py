@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import throwaway  # noqa: E402
 from bench_tenant import BenchTenant, DropEvents, populate  # noqa: E402
 from write_path import REPORTS, finish, pct, progress, start  # noqa: E402
 
@@ -106,22 +106,13 @@ async def compare(db: Database, args: argparse.Namespace, title: str) -> None:
 
 async def postgres(args: argparse.Namespace) -> None:
     server = make_url(args.postgres)
-    name = f"syncstatus_bench_{random.randrange(10**9)}"
-    admin = await asyncpg.connect(str(server.set(drivername="postgresql")))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        url = server.set(drivername="postgresql", database=name).render_as_string(False)
+    async with throwaway.database(args.postgres, "syncstatus_bench") as url:
+        await asyncio.to_thread(upgrade, url)
+        db = open_database(url)
         try:
-            await asyncio.to_thread(upgrade, url)
-            db = open_database(url)
-            try:
-                await compare(db, args, f"PostgreSQL ({server.host}:{server.port})")
-            finally:
-                await db.dispose()
+            await compare(db, args, f"PostgreSQL ({server.host}:{server.port})")
         finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+            await db.dispose()
 
 
 async def sqlite(args: argparse.Namespace) -> None:

@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
-import uuid
 
-import asyncpg
+import throwaway
 from sqlalchemy import Connection, insert, select, text, update
 
 from app.domain.timeutil import now_micros
@@ -152,27 +150,13 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--postgres", nargs="?", const="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    if args.postgres is None:
-        with tempfile.TemporaryDirectory() as folder:
-            print("SQLite")
-            asyncio.run(run(f"sqlite+aiosqlite:///{folder}/bench.db", args.users, args.runs))
-        return
-    name = f"bench_prune_{uuid.uuid4().hex[:8]}"
+    print("PostgreSQL" if args.postgres else "SQLite")
+    asyncio.run(_bench(args.postgres, args.users, args.runs))
 
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(args.postgres)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
 
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        print("PostgreSQL")
-        base = args.postgres.rsplit("/", 1)[0]
-        asyncio.run(run(f"{base}/{name}", args.users, args.runs))
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+async def _bench(admin_url: str | None, *sizes: int) -> None:
+    async with throwaway.database(admin_url, "bench_prune") as url:
+        await run(url, *sizes)
 
 
 if __name__ == "__main__":

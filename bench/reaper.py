@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
-import uuid
 from typing import Any
 
-import asyncpg
+import throwaway
 from sqlalchemy import Connection, text
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -130,27 +128,13 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=5)
     parser.add_argument("--postgres", nargs="?", const="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    if args.postgres is None:
-        with tempfile.TemporaryDirectory() as folder:
-            print("SQLite")
-            asyncio.run(run(f"sqlite+aiosqlite:///{folder}/bench.db", args.runs, args.batches))
-        return
-    name = f"bench_reaper_{uuid.uuid4().hex[:8]}"
+    print("PostgreSQL" if args.postgres else "SQLite")
+    asyncio.run(_bench(args.postgres, args.runs, args.batches))
 
-    async def admin(statement: str) -> None:
-        conn = await asyncpg.connect(args.postgres)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
 
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        print("PostgreSQL")
-        base = args.postgres.rsplit("/", 1)[0]
-        asyncio.run(run(f"{base}/{name}", args.runs, args.batches))
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+async def _bench(admin_url: str | None, *sizes: int) -> None:
+    async with throwaway.database(admin_url, "bench_reaper") as url:
+        await run(url, *sizes)
 
 
 if __name__ == "__main__":

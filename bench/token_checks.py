@@ -22,13 +22,12 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-
-import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import throwaway  # noqa: E402
 
 from app.auth.tokens import Authenticator, hash_token, new_token  # noqa: E402
 from app.domain.errors import Unauthenticated  # noqa: E402
@@ -134,21 +133,8 @@ def report(title: str, times: dict[str, list[float]]) -> None:
 
 
 async def on_postgres(admin_url: str, count: int, runs: int, warmup: int) -> dict[str, list[float]]:
-    name = f"syncstatus_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        base = admin_url.rsplit("/", 1)[0]
-        return await measure(f"{base}/{name}", count, runs, warmup)
-    finally:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+    async with throwaway.database(admin_url, "syncstatus_bench") as url:
+        return await measure(url, count, runs, warmup)
 
 
 def main() -> None:

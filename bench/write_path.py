@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
 import shutil
 import sqlite3
 import statistics
@@ -34,13 +33,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import throwaway  # noqa: E402
 from bench_tenant import BenchTenant, DropEvents, populate  # noqa: E402
 
 from app.events.messages import Event, Publisher  # noqa: E402
@@ -238,27 +237,15 @@ async def sqlite_bench(args: argparse.Namespace, cycles: int) -> None:
 
 async def postgres_bench(args: argparse.Namespace, cycles: int) -> None:
     server = make_url(args.postgres)
-    name = f"syncstatus_bench_{random.randrange(10**9)}"
-    admin = await asyncpg.connect(str(server.set(drivername="postgresql")))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        url = server.set(drivername="postgresql", database=name).render_as_string(False)
+    async with throwaway.database(args.postgres, "syncstatus_bench") as url:
+        await asyncio.to_thread(upgrade, url)
+        db = open_database(url)
         try:
-            await asyncio.to_thread(upgrade, url)
-            db = open_database(url)
-            try:
-                world = await populate(db, args.users)
-                timings = await drive(db, world, cycles, args.warmup)
-            finally:
-                await db.dispose()
-            show(
-                f"PostgreSQL ({server.host}:{server.port}): app.lifecycle in a unit of work",
-                timings,
-            )
+            world = await populate(db, args.users)
+            timings = await drive(db, world, cycles, args.warmup)
         finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+            await db.dispose()
+    show(f"PostgreSQL ({server.host}:{server.port}): app.lifecycle in a unit of work", timings)
 
 
 async def main() -> None:

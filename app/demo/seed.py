@@ -10,10 +10,9 @@ end. A load that at least doubles the tables builds their indexes after it (app.
 from __future__ import annotations
 
 import asyncio
-import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 from operator import itemgetter
@@ -105,7 +104,6 @@ ITEM_ERRORS = (
 )
 NAMES = [f"{first}.{last}" for first in FIRST for last in LAST]
 BATCH = 20_000
-LOAD_SWITCH_INTERVAL = 0.0005  # seconds (Python's default: 0.005); see _quick_handoff
 # Where the new rows start, and how many users there are already.
 START = """SELECT (SELECT coalesce(max(id), 0) FROM sync_users),
                   (SELECT coalesce(max(id), 0) FROM sync_runs),
@@ -214,28 +212,13 @@ def _load_sqlite(maker: RowMaker, users: int, conn: Connection) -> None:
     raw = conn.connection.driver_connection
     assert raw is not None
     start = Start.of(raw.execute(START.format(tenant="?"), (maker.tenant_id,)).fetchone(), users)
-    with _quick_handoff(), bulk_load.sqlite_load(raw, start.defer_indexes) as search:
+    with bulk_load.sqlite_load(raw, start.defer_indexes) as search:
         for rows in _batches(maker, start, users):
             if search is not None:
                 search.add(map(EMAILS, rows.users))
             for name, sql in INSERTS:
                 raw.executemany(sql, getattr(rows, name))
     _count(conn, maker.tenant_id, maker.tally)
-
-
-@contextmanager
-def _quick_handoff() -> Iterator[None]:
-    """A shorter GIL switch interval for the load. The writer (and the search build) let go of
-    the GIL in each row's sqlite3 step and need it back to bind the next row; while the row
-    maker runs pure Python, each such wait lasts up to the interval (5 ms by default), so the
-    writer all but stops whenever the maker works. 300,000 users, 3 alternating rounds at load
-    4-5: median 25.1 s at 5 ms, 22.0 s at 0.5 ms."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(LOAD_SWITCH_INTERVAL)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
 
 
 async def _checkpoint(db: Database) -> None:

@@ -7,8 +7,8 @@ Each round seeds a fresh SQLite file (or a throw-away PostgreSQL database next t
 default postgresql://postgres@127.0.0.1:5432/postgres) with each code in turn, as a
 subprocess, and records its wall time and CPU time (user + system of the seeding process: on
 PostgreSQL the server's work is not in it). Prints the median of each, per code, and the load
-average. --before REV (e.g. "$(git merge-base HEAD main)") unpacks that revision's code with
-`git archive` beside the databases.
+average. --before REV (e.g. "$(git merge-base HEAD main)"; repeatable) unpacks that revision's
+code with `git archive` beside the databases.
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def checkout(rev: str, folder: Path) -> Path:
-    target = folder / "before"
+def checkout(rev: str, target: Path) -> Path:
     target.mkdir()
     archive = subprocess.run(
         ["git", "archive", rev], cwd=ROOT, capture_output=True, check=True
@@ -81,16 +80,20 @@ def main() -> None:
     )
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--before", default="", help="also time this revision's code")
+    parser.add_argument(
+        "--before", action="append", default=[], help="also time this revision's code (repeatable)"
+    )
     parser.add_argument(
         "--postgres", nargs="?", const=DEFAULT_POSTGRES, default=None, metavar="ADMIN_URL"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="syncstatus-seed-bench-") as tmp:
         folder = Path(tmp)
-        codes = [("this code", ROOT)]
-        if args.before:
-            codes.insert(0, (f"before ({args.before[:12]})", checkout(args.before, folder)))
+        codes = [
+            (f"before ({rev[:12]})", checkout(rev, folder / str(n)))
+            for n, rev in enumerate(args.before)
+        ]
+        codes.append(("this code", ROOT))
         times: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in codes}
         loads = []
         for round_no in range(args.rounds):

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, select, text, update
@@ -182,6 +183,8 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
+# (id, email, destination_email) of a user row, for SQLite's search index.
+EMAILS = itemgetter(*(USER_COLUMNS.index(c) for c in ("id", "email", "destination_email")))
 INSERTS = (
     ("users", _insert_sql("sync_users", USER_COLUMNS)),
     ("runs", _insert_sql("sync_runs", RUN_COLUMNS)),
@@ -194,8 +197,10 @@ def _load_sqlite(maker: RowMaker, users: int, conn: Connection) -> None:
     raw = conn.connection.driver_connection
     assert raw is not None
     start = Start.of(raw.execute(START.format(tenant="?"), (maker.tenant_id,)).fetchone(), users)
-    with bulk_load.sqlite_load(raw, start.defer_indexes):
+    with bulk_load.sqlite_load(raw, start.defer_indexes) as search:
         for rows in _batches(maker, start, users):
+            if search is not None:
+                search.add(map(EMAILS, rows.users))
             for name, sql in INSERTS:
                 raw.executemany(sql, getattr(rows, name))
     _count(conn, maker.tenant_id, maker.tally)

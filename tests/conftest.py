@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from app.store.engine import Database
 from tests.api import Api
 from tests.app_server import AppServer
-from tests.server import Server, run_server, throwaway_database
+from tests.server import Server, opened, run_server, throwaway_database
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
@@ -20,6 +21,14 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """The whole API suite runs on the embedded SQLite file and on a throw-away PostgreSQL DB."""
     with throwaway_database(request.param) as url:
         yield url
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """`database_url` (the session's, or a module's own fresh one) opened in this process, for
+    tests below the API."""
+    async with opened(database_url) as database:
+        yield database
 
 
 @pytest.fixture(scope="session")

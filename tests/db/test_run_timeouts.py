@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +43,6 @@ from app.store.models import (
     WebhookDelivery,
 )
 from tests.api_tests.triage_recount import recount
-from tests.server import opened
 
 T0 = 1_790_000_000_000_000 // MICROS_PER_HOUR * MICROS_PER_HOUR
 TIMEOUT = 3600.0  # seconds
@@ -122,12 +121,6 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     half starts no service and stays in the inner loop, hence the module attribute)."""
     with server_helpers.throwaway_database(request.param) as url:
         yield url
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    async with opened(database_url) as database:
-        yield database
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ seeded user, and the counters equal a recount."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -51,12 +51,6 @@ TREND_COLUMNS = {
 def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     with throwaway_database(request.param) as url:
         yield url
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    async with opened(database_url) as database:
-        yield database
 
 
 async def _schema(db: Database) -> list[Any]:

@@ -6,7 +6,7 @@ to a recount of the rows."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from app.reads.pagination import PageArgs
 from app.reads.search_counts import SearchCounts
 from app.store.engine import Database
 from app.store.models import SearchRevision, SyncUser
-from tests.server import add_tenant, opened, throwaway_database
+from tests.server import add_tenant, throwaway_database
 
 TERMS = ("garcia", "ga", "@dest", "a.g", "zz", "%")
 
@@ -28,12 +28,6 @@ TERMS = ("garcia", "ga", "@dest", "a.g", "zz", "%")
 def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     with throwaway_database(request.param) as url:
         yield url
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    async with opened(database_url) as database:
-        yield database
 
 
 class Statements:

@@ -8,7 +8,6 @@ stay as they were, a request pending beside each), the counters do not move
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +29,6 @@ from app.store.models import (
     SyncUser,
     Tenant,
 )
-from tests.server import opened
 
 RANGE = 3
 NOW = 1_790_000_000_000_000 // MICROS_PER_HOUR * MICROS_PER_HOUR
@@ -60,12 +58,6 @@ class World:
 def tiny_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("FIRST_RANGE", "MIN_RANGE", "MAX_RANGE"):
         monkeypatch.setattr(bulk_requests, name, RANGE)
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    async with opened(database_url) as database:
-        yield database
 
 
 async def _run(db: Database, tenant_id: int, user_id: int, now: int, end: str | None) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,6 @@ from app.reads.users import UserFilter, users_by_ids
 from app.store.engine import Database
 from app.store.models import Policy, SyncRequest, SyncUser, Tenant
 from subscriptions.policy_changes import requested_users
-from tests.server import opened
 from tests.triage.test_bulk_requests import Recorded
 
 
@@ -39,12 +37,6 @@ class World:
     policy: int
     synced: list[int]  # ran a moment ago: due tomorrow
     fresh: int  # never synced: due since it was added (at 0)
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    async with opened(database_url) as database:
-        yield database
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from sqlalchemy import (
 
 from app.domain.timeutil import now_micros
 from app.events.messages import Event, TokenRevoked, encode, tenant_of
-from app.ops.tasks import cancel_and_wait
+from app.ops.tasks import running
 from app.store.engine import Database
 from app.store.models import EventLog, Tenant
 
@@ -162,8 +162,5 @@ async def running_pruner(db: Database, keep_seconds: int) -> AsyncIterator[None]
             except Exception as error:  # an outage: the next round tries again
                 log.warning("could not prune the event log: %s", error)
 
-    task = asyncio.create_task(loop(), name="event-log-pruner")
-    try:
+    async with running(loop(), "event-log-pruner"):
         yield
-    finally:
-        await cancel_and_wait(task)

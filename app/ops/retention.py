@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, or_, select
 
 from app.domain.timeutil import now_micros
-from app.ops.tasks import cancel_and_wait
+from app.ops.tasks import running
 from app.store.engine import Database
 from app.store.models import AuditEvent, FailedItem, SyncRun, SyncUser, WebhookDelivery
 
@@ -184,11 +184,8 @@ async def running_pruner(
     if retention_days <= 0:
         yield
         return
-    task = asyncio.create_task(_prune_forever(db, retention_days, telemetry), name="pruner")
-    try:
+    async with running(_prune_forever(db, retention_days, telemetry), "pruner"):
         yield
-    finally:
-        await cancel_and_wait(task)
 
 
 __all__ = ["PruneResult", "cutoff_for", "prune", "running_pruner"]

@@ -23,7 +23,7 @@ from sqlalchemy import Connection
 from app.domain.views import RunView
 from app.events.messages import Event, Publisher
 from app.lifecycle import timeouts
-from app.ops.tasks import cancel_and_wait
+from app.ops.tasks import running
 from app.store.engine import Database
 from app.store.unit_of_work import write
 
@@ -112,14 +112,9 @@ async def running_reaper(
     if timeout_seconds <= 0:
         yield
         return
-    task = asyncio.create_task(
-        _reap_forever(db, publisher, timeout_seconds, telemetry, on_ended),
-        name="silent-runs-reaper",
-    )
-    try:
+    work = _reap_forever(db, publisher, timeout_seconds, telemetry, on_ended)
+    async with running(work, "silent-runs-reaper"):
         yield
-    finally:
-        await cancel_and_wait(task)
 
 
 __all__ = ["end_silent_runs", "interval_for", "running_reaper"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from graphql import OperationType
 
-from schema.library_internals import StrawberryExecutor, fresh_subfield_memo
+from schema.library_internals import LeafFastExecutor, fresh_subfield_memo
 from subscriptions.shared import SharedExecution
 
 
@@ -29,7 +29,7 @@ async def _await_shared(task: asyncio.Future[Any]) -> Any:
     return await asyncio.shield(task)
 
 
-class SharedEventExecutor(StrawberryExecutor):
+class SharedEventExecutor(LeafFastExecutor):
     def build_per_event_executor(self, payload: Any) -> Any:
         executor = super().build_per_event_executor(payload)
         # graphql-core 3.3.2 copies the subscription's executor shallowly for each event,

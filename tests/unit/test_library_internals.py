@@ -5,6 +5,9 @@ names what moved; then adapt schema/library_internals.py, the one place that use
 
 from __future__ import annotations
 
+from datetime import datetime
+from enum import Enum
+
 import graphql
 import strawberry
 from graphql import Executor, GraphQLSchema, parse
@@ -12,6 +15,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
 from schema.library_internals import (
+    LeafFastExecutor,
     StrawberryExecutor,
     fresh_subfield_memo,
     graphql_core_schema,
@@ -158,3 +162,117 @@ def test_uvicorn_uses_only_what_the_lighter_queue_and_event_offer() -> None:
     assert set(re.findall(r"self\.writable\.(\w+)", source)) <= {"set", "clear", "wait", "is_set"}
     assert re.findall(r"self\.queue\b(?!\.)", source) == ["self.queue"]  # only its creation
     assert re.findall(r"self\.writable\b(?!\.)", source) == ["self.writable"]
+
+
+def test_strawberrys_plain_attribute_fields_are_recognised() -> None:
+    """LeafFastExecutor reads a field without graphql-core's completion only when Strawberry
+    resolves it with its resolver of plain attributes; if that is renamed, no field takes the
+    short path (pages get ~8% slower) and this names what moved."""
+    from schema.library_internals import _leaf_of
+
+    core = graphql_core_schema(build_schema())
+    user = core.type_map["SyncUser"].fields  # type: ignore[union-attr]
+    fast = {name for name, field in user.items() if _leaf_of(field) is not None}
+    assert {"id", "email", "status", "latestSyncAt"} <= fast, (
+        "strawberry's resolver of basic fields is no longer `_get_basic_result` marked"
+        " `_is_default`: see schema/library_internals.py LeafFastExecutor"
+    )
+    # Resolvers, objects and fields with arguments keep graphql-core's own path.
+    assert not fast & {"version", "policy", "currentRun", "runs"}
+    assert _leaf_of(core.query_type.fields["syncUsers"]) is None  # type: ignore[union-attr]
+
+
+def test_graphql_core_still_executes_fields_as_leaf_fast_executor_overrides() -> None:
+    import inspect
+
+    parameters = list(inspect.signature(Executor.execute_field).parameters)
+    assert parameters == [
+        "self",
+        "parent_type",
+        "source",
+        "field_details_list",
+        "path",
+        "position_context",
+    ], f"graphql-core {graphql.__version__} changed Executor.execute_field: {parameters}"
+    assert issubclass(SharedEventExecutor, LeafFastExecutor)
+
+
+@strawberry.enum
+class _Color(Enum):
+    RED = "red"
+
+
+@strawberry.type
+class _Thing:
+    name: str | None
+    must: str
+    color: _Color
+    when: datetime
+    count: int
+
+
+@strawberry.type
+class _Things:
+    @strawberry.field
+    def things(self) -> list[_Thing | None]:
+        return [
+            _Thing(name="a", must="b", color=_Color.RED, when=datetime(2026, 1, 2), count=3),
+            _Thing(name=None, must="b", color=_Color.RED, when=datetime(2026, 1, 2), count=3),
+            _Thing(name="c", must=None, color=_Color.RED, when=datetime(2026, 1, 2), count=3),  # type: ignore[arg-type]
+            _Thing(name="d", must="e", color="blue", when="soon", count="x"),  # type: ignore[arg-type]
+        ]
+
+
+def _run(executor: type[Executor] | None, query: str, **kwargs: object) -> tuple[object, object]:
+    import asyncio
+
+    options = {"execution_context_class": executor} if executor else {}
+    schema = strawberry.Schema(query=_Things, **options, **kwargs)  # type: ignore[arg-type]
+    result = asyncio.run(schema.execute(query))
+    errors = sorted((e.message, tuple(e.path or ())) for e in result.errors or ())
+    return result.data, errors
+
+
+THINGS = "{ things { name color when count a: name ...F } } fragment F on Thing { count }"
+NON_NULL = "{ things { must } }"
+
+
+def test_the_leaf_short_path_answers_exactly_as_graphql_core() -> None:
+    # Values, nulls, aliases, fragments, and values a scalar or enum refuses: same data, same
+    # errors at the same paths.
+    ours = _run(LeafFastExecutor, THINGS)
+    assert ours == _run(None, THINGS)
+    data, errors = ours
+    assert data == {
+        "things": [
+            {"name": "a", "color": "RED", "when": "2026-01-02T00:00:00", "count": 3, "a": "a"},
+            {"name": None, "color": "RED", "when": "2026-01-02T00:00:00", "count": 3, "a": None},
+            {"name": "c", "color": "RED", "when": "2026-01-02T00:00:00", "count": 3, "a": "c"},
+            None,
+        ]
+    }
+    assert [path for _, path in errors] == [("things", 3, "color")], errors
+    # A null in a non-null field: graphql-core's own error, propagated as before.
+    ours = _run(LeafFastExecutor, NON_NULL)
+    assert ours == _run(None, NON_NULL)
+    assert ours[0] == {"things": [{"must": "b"}, {"must": "b"}, None, {"must": "e"}]}
+    message = "Cannot return null for non-nullable field Thing.must."
+    assert ours[1] == [(message, ("things", 2, "must"))]
+
+
+def test_resolver_middleware_still_sees_every_field() -> None:
+    from strawberry.extensions import SchemaExtension
+
+    seen: list[str] = []
+
+    class Spy(SchemaExtension):
+        def resolve(self, _next, root, info, *args, **kwargs):  # type: ignore[no-untyped-def]
+            seen.append(info.field_name)
+            return _next(root, info, *args, **kwargs)
+
+    query = "{ things { count } }"
+    _run(LeafFastExecutor, query, extensions=[Spy])
+    ours = list(seen)
+    seen.clear()
+    _run(None, query, extensions=[Spy])
+    assert ours == seen and ours.count("count") == 4

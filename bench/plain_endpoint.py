@@ -37,9 +37,13 @@ from app.store.engine import open_database
 from app.web.settings import Settings
 
 PAGE_SIZE = 10
-# The statements app/reads issues for this page (see app/reads/users.py, runs.py).
+# The statements app/reads issues for this page (see app/reads/users.py, runs.py), with the
+# columns this page shows. A pending requestSyncs row bumps the user's version
+# (app/store/pending_requests.py), so the version reads it as app/reads does.
 USERS_SQL = text(
-    "SELECT id, email, status, latest_sync_at, version, policy_id, current_run_id "
+    "SELECT id, email, status, latest_sync_at, "
+    "version + coalesce((SELECT bumps FROM sync_requests r WHERE r.user_id = sync_users.id), 0)"
+    " AS version, policy_id, current_run_id "
     "FROM sync_users WHERE tenant_id = :tenant ORDER BY email, id LIMIT :limit"
 )
 POLICIES_SQL = text(

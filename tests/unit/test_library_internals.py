@@ -177,6 +177,8 @@ def test_strawberrys_plain_attribute_fields_are_recognised() -> None:
         "strawberry's resolver of basic fields is no longer `_get_basic_result` marked"
         " `_is_default`: see schema/library_internals.py LeafFastExecutor"
     )
+    # Each field has its own extensions, where the short path is kept (with its schema).
+    assert len({id(field.extensions) for field in user.values()}) == len(user)
     # Resolvers, objects and fields with arguments keep graphql-core's own path.
     assert not fast & {"version", "policy", "currentRun", "runs"}
     assert _leaf_of(core.query_type.fields["syncUsers"]) is None  # type: ignore[union-attr]

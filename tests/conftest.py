@@ -228,6 +228,23 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return ModuleScheduling(config, log)
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With --serial=only, a test module that is not in SERIAL_PLACES and marks nothing
+    `serial` is not even imported: collecting the whole suite to deselect all but 40 tests cost
+    the serial phase seconds."""
+    if config.getoption("serial") != "only" or collection_path.suffix != ".py":
+        return None
+    if not collection_path.name.startswith("test_"):
+        return None
+    try:
+        module = collection_path.relative_to(config.rootpath).as_posix()
+    except ValueError:
+        return None
+    if module in {place.split("::", 1)[0] for place in SERIAL_PLACES}:
+        return None
+    return "mark.serial" not in collection_path.read_text(errors="replace") or None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Marks the e2e tier (`pytest -m "not e2e"` is the inner loop) and keeps the serial phase's
     tests (`--serial`)."""

@@ -114,9 +114,11 @@ def check(response: httpx.Response) -> list[dict[str, Any]]:
     return body["errors"]
 
 
+# Garbage needs a valid token, not a tenant of its own per test: the module's viewer (a tenant
+# with its tokens per test was most of this module's time). A fresh client per test, as before.
 @pytest.fixture
-def client(tenant: ApiTenant):  # type: ignore[no-untyped-def]
-    headers = {"Authorization": f"Bearer {tenant.viewer.token}"}
+def client(module_tenant: ApiTenant):  # type: ignore[no-untyped-def]
+    headers = {"Authorization": f"Bearer {module_tenant.viewer.token}"}
     with httpx.Client(headers=headers, timeout=30) as session:
         yield session
 
@@ -125,16 +127,18 @@ def client(tenant: ApiTenant):  # type: ignore[no-untyped-def]
     ("content_type", "body"), [b[1:] for b in BODIES], ids=[b[0] for b in BODIES]
 )
 def test_garbage_bodies(
-    tenant: ApiTenant, client: httpx.Client, content_type: str, body: bytes
+    module_tenant: ApiTenant, client: httpx.Client, content_type: str, body: bytes
 ) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
-    response = client.post(tenant.server.graphql_url, content=body, headers=headers)
+    response = client.post(module_tenant.server.graphql_url, content=body, headers=headers)
     check(response)
 
 
 @pytest.mark.parametrize("payload", [d[1] for d in DOCUMENTS], ids=[d[0] for d in DOCUMENTS])
-def test_bad_documents(tenant: ApiTenant, client: httpx.Client, payload: dict[str, Any]) -> None:
-    response = client.post(tenant.server.graphql_url, json=payload)
+def test_bad_documents(
+    module_tenant: ApiTenant, client: httpx.Client, payload: dict[str, Any]
+) -> None:
+    response = client.post(module_tenant.server.graphql_url, json=payload)
     errors = check(response)
     # Documents over the size limit (schema/limits.py) are QUERY_TOO_COMPLEX.
     refused = {"BAD_USER_INPUT", "QUERY_TOO_COMPLEX"}
@@ -143,40 +147,44 @@ def test_bad_documents(tenant: ApiTenant, client: httpx.Client, payload: dict[st
     assert data is None or set(data.values()) == {None}, data
 
 
-def test_get_requests(tenant: ApiTenant, client: httpx.Client) -> None:
+def test_get_requests(tenant: ApiTenant) -> None:
+    """A tenant of its own: its metrics say 0 users."""
     url = tenant.server.graphql_url
-    ok = client.get(url, params={"query": "{ syncMetrics { totalUsers } }"})
-    assert ok.json() == {"data": {"syncMetrics": {"totalUsers": 0}}}
-    for params in (
-        {"query": 'mutation { createApiToken(name: "x", role: ADMIN) { token } }'},
-        {"query": "{ syncMetrics { "},
-        {"query": "{ __typename }", "variables": "{not json"},
-        {"query": "{ __typename }", "variables": "[1]"},
-        {},
-    ):
-        check(client.get(url, params=params, headers={"Accept": JSON}))
+    headers = {"Authorization": f"Bearer {tenant.viewer.token}"}
+    with httpx.Client(headers=headers, timeout=30) as client:
+        ok = client.get(url, params={"query": "{ syncMetrics { totalUsers } }"})
+        assert ok.json() == {"data": {"syncMetrics": {"totalUsers": 0}}}
+        for params in (
+            {"query": 'mutation { createApiToken(name: "x", role: ADMIN) { token } }'},
+            {"query": "{ syncMetrics { "},
+            {"query": "{ __typename }", "variables": "{not json"},
+            {"query": "{ __typename }", "variables": "[1]"},
+            {},
+        ):
+            check(client.get(url, params=params, headers={"Accept": JSON}))
 
 
-def test_garbage_with_no_token_is_still_answered(tenant: ApiTenant) -> None:
+def test_garbage_with_no_token_is_still_answered(module_tenant: ApiTenant) -> None:
     for body in (
         b"{not json",
         b'{"query": "{ nope }"}',
         b'{"query": "{ syncMetrics { totalUsers } }"}',
     ):
         response = httpx.post(
-            tenant.server.graphql_url, content=body, headers={"Content-Type": JSON}
+            module_tenant.server.graphql_url, content=body, headers={"Content-Type": JSON}
         )
         check(response)
 
 
-def test_the_server_logged_no_unexpected_error(tenant: ApiTenant, client: httpx.Client) -> None:
-    start = len(tenant.server.log())
+def test_the_server_logged_no_unexpected_error(
+    module_tenant: ApiTenant, client: httpx.Client
+) -> None:
+    server = module_tenant.server
+    start = len(server.log())
     for _, content_type, body in BODIES:
         headers = {"Content-Type": content_type} if content_type else {}
-        client.post(tenant.server.graphql_url, content=body, headers=headers)
+        client.post(server.graphql_url, content=body, headers=headers)
     for _, payload in DOCUMENTS:
-        client.post(
-            tenant.server.graphql_url, content=json.dumps(payload), headers={"Content-Type": JSON}
-        )
-    log = tenant.server.log()[start:]
+        client.post(server.graphql_url, content=json.dumps(payload), headers={"Content-Type": JSON})
+    log = server.log()[start:]
     assert "Traceback" not in log and "unexpected error" not in log, log

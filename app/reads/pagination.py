@@ -128,6 +128,18 @@ def _window(
     return query, _Window(limit, forward, after, before, order)
 
 
+def _unindexed_order(keyset: Keyset, args: PageArgs) -> list[Any]:
+    """The window's order on expressions equal to its columns (same values, same collation)
+    that no index offers sorted, so the planner finds the rows by the filter, then sorts."""
+    _, forward = page_size(args)
+    ascending = forward != keyset.descending
+    same = [
+        c.concat("") if c.type.python_type is str else c + 0  # type: ignore[attr-defined]
+        for c in keyset.columns
+    ]
+    return [c.asc() if ascending else c.desc() for c in same]
+
+
 def _page(
     rows: list[Any],
     window: _Window,
@@ -156,16 +168,24 @@ async def keyset_page(
     *,
     core: bool = False,
     ids_first: ColumnElement[Any] | None = None,
+    sort_matches: bool = False,
 ) -> Page[Any]:
     """ids_first (the table's id column): select the page's ids and keys alone, then join their
     rows: where an index holds the keys and every filtered column, the walk is an index-only
     scan that reads only the page's rows (PostgreSQL checks no filter inside a plain index
-    scan, only after reading the row)."""
+    scan, only after reading the row).
+
+    sort_matches (with ids_first): the filter is known to select few rows: read them where the
+    filter is indexed and sort them, rather than walk the order's index checking the filter
+    (PostgreSQL guesses how far it must walk from a selectivity it cannot know for LIKE)."""
     query, window = _window(query, keyset, tenant_id, args)
     query = query.order_by(*window.order).limit(window.limit + 1)
     if ids_first is not None:
         keys = [ids_first, *(c for c in keyset.columns if c is not ids_first)]
-        page = query.with_only_columns(*keys).subquery()
+        inner = query.with_only_columns(*keys)
+        if sort_matches:
+            inner = inner.order_by(None).order_by(*_unindexed_order(keyset, args))
+        page = inner.subquery()
         query = (
             select(*query.selected_columns)
             .join(page, ids_first == page.c[ids_first.key])  # type: ignore[attr-defined]

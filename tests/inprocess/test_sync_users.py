@@ -328,3 +328,22 @@ async def test_nested_fields_of_a_page_match_single_lookups(world: World) -> Non
             want["policy"],
             want["runs"],
         )
+
+
+SEARCHES = ({"emailContains": "example"}, {"emailContains": "o"}, {"emailContains": "zq1"})
+
+
+@pytest.mark.parametrize("order", ORDERS)
+async def test_a_search_pages_alike_whether_it_walks_the_order_or_sorts_its_matches(
+    world: World, order: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL reads a rare term's page from its matches, sorted (users.FEW_MATCHES), and a
+    common one by walking the order's index: each way gives the same pages."""
+    from app.reads import users
+
+    for walk_order in (True, False):
+        monkeypatch.setattr(users, "FEW_MATCHES", -1 if walk_order else 10**9)
+        for filt in SEARCHES:
+            want = expected(world, filt, order)
+            assert await walk_forward(world, filt, order, 4) == want, (walk_order, filt)
+            assert await walk_backward(world, filt, order, 5) == want, (walk_order, filt)

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import asyncpg
+from throwaway import admin
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -38,14 +38,6 @@ def checkout(rev: str, target: Path) -> Path:
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
     return target
-
-
-async def admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 def seed_once(code: Path, database_url: str, users: int) -> tuple[float, float]:

@@ -13,7 +13,8 @@ import asyncpg
 from sqlalchemy import make_url
 
 
-async def _admin(admin_url: str, statement: str) -> None:
+async def admin(admin_url: str, statement: str) -> None:
+    """One statement on an admin connection (CREATE / DROP DATABASE run outside a transaction)."""
     conn = await asyncpg.connect(admin_url)
     try:
         await conn.execute(statement)
@@ -30,10 +31,10 @@ async def database(admin_url: str | None, label: str) -> AsyncIterator[str]:
             yield f"sqlite+aiosqlite:///{folder}/bench.db"
         return
     server = make_url(admin_url).set(drivername="postgresql")
-    admin = server.render_as_string(hide_password=False)
+    on_server = server.render_as_string(hide_password=False)
     name = f"{label}_{uuid.uuid4().hex[:8]}"
-    await _admin(admin, f'CREATE DATABASE "{name}"')
+    await admin(on_server, f'CREATE DATABASE "{name}"')
     try:
         yield server.set(database=name).render_as_string(hide_password=False)
     finally:
-        await _admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin(on_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

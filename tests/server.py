@@ -99,11 +99,23 @@ async def add_tenant(db: Database, name: str) -> int:
 
 
 @contextmanager
+def empty_database(kind: str) -> Iterator[str]:
+    """A new database with no schema, of the kind a fixture's param names ("sqlite" or
+    "postgres"): for tests that migrate it themselves."""
+    if kind == "sqlite":
+        with sqlite_database() as url:
+            yield url
+    else:
+        with postgres_database(postgres_admin_url()) as url:
+            yield url
+
+
+@contextmanager
 def throwaway_database(kind: str) -> Iterator[str]:
     """A fresh database of the kind a fixture's param names ("sqlite" or "postgres"), at the
     newest schema: a copy of a template migrated once per test process (an Alembic run costs
     1.5 s on a loaded machine; the server's or test's own upgrade then finds nothing to do).
-    sqlite_database() and postgres_database() give empty ones."""
+    empty_database() gives an empty one."""
     if kind == "sqlite":
         with sqlite_database() as url:
             shutil.copyfile(_migrated_sqlite(), url.removeprefix("sqlite+aiosqlite:///"))

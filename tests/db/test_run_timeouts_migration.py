@@ -14,8 +14,7 @@ from sqlalchemy import inspect, text
 from app.domain.timeutil import MICROS_PER_HOUR, MICROS_PER_MINUTE
 from app.store.engine import open_database
 from app.store.migrate import alembic_config
-from tests.server import postgres_database, sqlite_database
-from tests.services import postgres_admin_url
+from tests.server import empty_database
 
 T0 = 1_790_000_000_000_000 // MICROS_PER_HOUR * MICROS_PER_HOUR
 M = MICROS_PER_MINUTE
@@ -29,12 +28,8 @@ RUNS = [
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def url(request: pytest.FixtureRequest) -> Iterator[str]:
-    if request.param == "sqlite":
-        with sqlite_database() as found:
-            yield found
-    else:
-        with postgres_database(postgres_admin_url()) as found:
-            yield found
+    with empty_database(request.param) as found:
+        yield found
 
 
 async def _rows(url: str) -> None:

@@ -15,8 +15,7 @@ from app.domain.timeutil import MICROS_PER_HOUR, MICROS_PER_MINUTE
 from app.store.engine import open_database
 from app.store.migrate import alembic_config
 from tests.api_tests.triage_recount import recount
-from tests.server import postgres_database, sqlite_database
-from tests.services import postgres_admin_url
+from tests.server import empty_database
 
 H = MICROS_PER_HOUR
 T0 = 1_790_000_000_000_000 // H * H
@@ -40,12 +39,8 @@ USERS = [
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def url(request: pytest.FixtureRequest) -> Iterator[str]:
-    if request.param == "sqlite":
-        with sqlite_database() as found:
-            yield found
-    else:
-        with postgres_database(postgres_admin_url()) as found:
-            yield found
+    with empty_database(request.param) as found:
+        yield found
 
 
 async def _first_wave(url: str) -> None:

@@ -123,21 +123,22 @@ def _window(
         query = query.where(key < tuple_(*after) if keyset.descending else key > tuple_(*after))
     if before is not None:
         query = query.where(key > tuple_(*before) if keyset.descending else key < tuple_(*before))
-    ascending = forward != keyset.descending
-    order = [c.asc() if ascending else c.desc() for c in keyset.columns]
+    order = _ordered(keyset.columns, forward != keyset.descending)
     return query, _Window(limit, forward, after, before, order)
 
 
-def _unindexed_order(keyset: Keyset, args: PageArgs) -> list[Any]:
+def _ordered(columns: Sequence[Any], ascending: bool) -> list[Any]:
+    return [c.asc() if ascending else c.desc() for c in columns]
+
+
+def _unindexed_order(keyset: Keyset, window: _Window) -> list[Any]:
     """The window's order on expressions equal to its columns (same values, same collation)
     that no index offers sorted, so the planner finds the rows by the filter, then sorts."""
-    _, forward = page_size(args)
-    ascending = forward != keyset.descending
     same = [
         c.concat("") if c.type.python_type is str else c + 0  # type: ignore[attr-defined]
         for c in keyset.columns
     ]
-    return [c.asc() if ascending else c.desc() for c in same]
+    return _ordered(same, window.forward != keyset.descending)
 
 
 def _page(
@@ -184,7 +185,7 @@ async def keyset_page(
         keys = [ids_first, *(c for c in keyset.columns if c is not ids_first)]
         inner = query.with_only_columns(*keys)
         if sort_matches:
-            inner = inner.order_by(None).order_by(*_unindexed_order(keyset, args))
+            inner = inner.order_by(None).order_by(*_unindexed_order(keyset, window))
         page = inner.subquery()
         query = (
             select(*query.selected_columns)
@@ -221,8 +222,7 @@ async def first_page(
     key = (shape, limit, ascending)
     statement = _BUILT.get(key)
     if statement is None:
-        order = [c.asc() if ascending else c.desc() for c in keyset.columns]
-        statement = build().order_by(*order).limit(limit + 1)
+        statement = build().order_by(*_ordered(keyset.columns, ascending)).limit(limit + 1)
         if len(_BUILT) < MAX_BUILT:
             _BUILT[key] = statement
     rows = list((await (await session.connection()).execute(statement, params)).all())

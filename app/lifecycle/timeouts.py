@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from app.domain.statuses import RunState
+from app.domain.timeutil import MICROS_PER_SECOND
 from app.domain.views import RunView
 from app.events.messages import Event
 from app.lifecycle import sql, transitions
@@ -29,7 +30,6 @@ WORKER_LOST = "WORKER_LOST"
 # outbox INSERT), so 100 held SQLite's writer 60-260 ms and PostgreSQL's user locks 100-340 ms
 # at 1,000,000 runs (bench/reaper.py on a 2-core machine at a load average of 5).
 BATCH = 100
-MICROS_PER_SECOND = 1_000_000
 
 
 def cutoff(now: int, timeout_seconds: float) -> int:

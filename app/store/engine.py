@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from app.store.sqlite_trips import one_trip_creator
 from app.store.sqlite_writer import SQLiteWriter
 
 T = TypeVar("T")
@@ -92,7 +93,14 @@ def _configure_sqlite(engine: Engine, begin: str) -> None:
 
 
 def _sqlite_engine(url: str, begin: str, pool_size: int) -> AsyncEngine:
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=60)
+    # One trip to the connection's thread per statement, not four (app.store.sqlite_trips).
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=60,
+        async_creator=one_trip_creator(make_url(url)),
+    )
     _configure_sqlite(engine.sync_engine, begin)
     return engine
 

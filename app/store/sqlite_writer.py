@@ -1,9 +1,10 @@
 """SQLite's writer thread: one synchronous pysqlite connection, used only from one dedicated
 thread, that runs whole write transactions (see Database.run_write).
 
-SQLAlchemy's aiosqlite adapter hops to its thread 3-4 times per statement, and under load every
-hop waits for an event-loop iteration while the transaction holds SQLite's one write lock. Here
-a transaction is one hop, and holds the lock only for its own statements.
+Through aiosqlite a transaction hops to its connection's thread at least once per statement
+(app.store.sqlite_trips), and under load every hop waits for an event-loop iteration while the
+transaction holds SQLite's one write lock. Here a transaction is one hop, and holds the lock
+only for its own statements.
 
 The rare ORM writers keep an aiosqlite connection (Database.write). They first take a turn in
 this thread's queue, so a process's writes queue in one first-come line instead of polling

@@ -402,10 +402,12 @@ async def _sqlite_plan(
 ) -> Plan:
     # The walk's index prefix: the status or policy equality that selects fewer users.
     prefix = "tenant"
+    base: int | None = None  # the users under that prefix, once counted
     if filt.status is not None and filt.policy_id is not None:
         by_status = await counted(session, tenant_id, filt.status, None)
         by_policy = await counted(session, tenant_id, None, filt.policy_id)
         prefix = "status" if by_status <= by_policy else "policy"
+        base = min(by_status, by_policy)
     elif filt.status is not None:
         prefix = "status"
     elif filt.policy_id is not None:
@@ -421,12 +423,13 @@ async def _sqlite_plan(
     counts = await _sqlite_counts(session, tenant_id, filt, term, search_counts)
     if counts.total == 0:
         return Plan(walk, 0)
-    base = await counted(
-        session,
-        tenant_id,
-        filt.status if prefix == "status" else None,
-        filt.policy_id if prefix == "policy" else None,
-    )
+    if base is None:
+        base = await counted(
+            session,
+            tenant_id,
+            filt.status if prefix == "status" else None,
+            filt.policy_id if prefix == "policy" else None,
+        )
     if order != "EMAIL_ASC" and filt.ranged and counts.structured is not None:
         base = min(base, counts.structured * 2)  # the walk seeks to the range in that index
     options = [(limit * base / counts.total, walk)]

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, literal_column, or_, select, text
+from sqlalchemy import Select, and_, bindparam, false, func, literal_column, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -114,12 +114,24 @@ def _like_pattern(term: str) -> str:
 
 
 def _like(term: str) -> ColumnElement[bool]:
-    # Emails are stored lower-case; pg_trgm's GIN indexes serve LIKE '%term%' directly.
+    # Emails are stored lower-case. SQLite checks both inside its covering indexes.
     pattern = _like_pattern(term)
     return or_(
         SyncUser.email.like(pattern, escape="\\"),
         SyncUser.destination_email.like(pattern, escape="\\"),
     )
+
+
+# PostgreSQL: both emails in one text, as its one pg_trgm index holds them (migration 0012).
+EMAILS_TEXT = SyncUser.email.concat(literal_column("E'\\n'")).concat(SyncUser.destination_email)
+
+
+def _postgres_like(term: str) -> ColumnElement[bool]:
+    """Either email contains the term: one scan of the trigram index. No email holds
+    whitespace, so a term with a newline (the separator) matches nobody."""
+    if "\n" in term:
+        return false()
+    return EMAILS_TEXT.like(_like_pattern(term), escape="\\")
 
 
 def _fts(term: str) -> ColumnElement[bool]:
@@ -176,7 +188,10 @@ def conditions(
     term = filt.term
     if term:
         use_fts = search == "fts" or (search == "auto" and _trigram(dialect, term))
-        where.append(_fts(term) if use_fts else _like(term))
+        if use_fts:
+            where.append(_fts(term))
+        else:
+            where.append(_like(term) if dialect == "sqlite" else _postgres_like(term))
     return where
 
 

@@ -141,7 +141,7 @@ class SyncUser(Base):
         ),
         # Email search is dialect-specific and lives in the migration: on SQLite the FTS5
         # trigram table sync_users_search and ix_sync_users_emails (tenant_id, email,
-        # destination_email); on PostgreSQL pg_trgm GIN indexes on both emails.
+        # destination_email); on PostgreSQL one pg_trgm GIN index of both emails (migration 0012).
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))

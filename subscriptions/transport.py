@@ -40,7 +40,6 @@ from subscriptions.shared import SharedExecution
 from subscriptions.subscriber import Backlog
 
 log = logging.getLogger(__name__)
-PING_INTERVAL = 15.0
 UNAVAILABLE = (
     "The event broker is unreachable, so events may have been missed: refetch, and subscribe again."
 )
@@ -51,12 +50,13 @@ MIN_TICK = 0.1
 
 
 class Pinger:
-    """Pings every acknowledged connection of the app each PING_INTERVAL, and closes those
-    whose send has waited longer than their send timeout: one task for all of them (a task per
-    connection cost ~1.3 KB of each idle subscriber). It looks every quarter of the timeout,
-    so a stuck socket is closed within 1.25 times it, plus CLOSE_GRACE."""
+    """Pings every acknowledged connection of the app each `interval` seconds
+    (SYNCSTATUS_WS_PING_SECONDS), and closes those whose send has waited longer than their send
+    timeout: one task for all of them (a task per connection cost ~1.3 KB of each idle
+    subscriber). It looks every quarter of the timeout, so a stuck socket is closed within 1.25
+    times it, plus CLOSE_GRACE."""
 
-    def __init__(self, interval: float = PING_INTERVAL) -> None:
+    def __init__(self, interval: float) -> None:
         self.interval = interval
         self.tick = interval
         self._handlers: weakref.WeakSet[SyncStatusTransportHandler] = weakref.WeakSet()

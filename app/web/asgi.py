@@ -53,7 +53,7 @@ from app.web.context import Context
 from app.web.csv_export import export_sync_users
 from app.web.graphiql import GraphiQLAssets
 from app.web.services import Services
-from app.web.settings import Settings
+from app.web.settings import DEFAULT_WS_INIT_TIMEOUT_SECONDS, DEFAULT_WS_PING_SECONDS, Settings
 from app.webhooks.deliverer import start_deliverer
 from app.webhooks.secret_box import load_secret_box
 from app.webhooks.settings import WebhookSettings
@@ -82,20 +82,26 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
     graphiql = GraphiQLAssets()
 
     def __init__(
-        self, services_ref: dict[str, Services], limits: DocumentLimits | None = None
+        self,
+        services_ref: dict[str, Services],
+        limits: DocumentLimits | None = None,
+        *,
+        init_timeout_seconds: float = DEFAULT_WS_INIT_TIMEOUT_SECONDS,
+        ping_seconds: float = DEFAULT_WS_PING_SECONDS,
     ) -> None:
         limits = limits or DocumentLimits()
         super().__init__(
             build_schema(limits),
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),  # legacy graphql-ws off
-            connection_init_wait_timeout=timedelta(seconds=5),
+            connection_init_wait_timeout=timedelta(seconds=init_timeout_seconds),
             max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
         )
         self._services_ref = services_ref
         # Subscriptions served without strawberry's per-subscription task (subscriptions/live.py).
         self.documents = Documents(graphql_core_schema(self.schema), limits)
         self.persisted = PersistedQueries(limits)  # Apollo's automatic persisted queries
-        self.pinger = Pinger()  # graphql-transport-ws pings of all this app's sockets
+        # graphql-transport-ws pings of all this app's sockets
+        self.pinger = Pinger(ping_seconds)
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
         return Context(
@@ -272,7 +278,12 @@ def create_app(
 ) -> Starlette:
     settings = settings or Settings.from_env()
     ref: dict[str, Services] = {}
-    graphql = SyncStatusGraphQL(ref, DocumentLimits(max_cost=settings.max_query_cost))
+    graphql = SyncStatusGraphQL(
+        ref,
+        DocumentLimits(max_cost=settings.max_query_cost),
+        init_timeout_seconds=settings.ws_init_timeout_seconds,
+        ping_seconds=settings.ws_ping_seconds,
+    )
     # WebSocket handshakes from another origin: the same allowlist as CORS.
     origins = allowed_origins(settings.cors_origins)
     graphql.allowed_origins = origins

@@ -25,6 +25,12 @@ DEFAULT_RATE_LIMIT = 20_000
 # policy change comes 500 users at a time); only a stuck reader reaches it.
 DEFAULT_WS_BACKLOG_BYTES = 1024 * 1024
 DEFAULT_WS_SEND_TIMEOUT = 30.0
+# A WebSocket must send connection_init this soon after it opens, or it is closed with 4408.
+DEFAULT_WS_INIT_TIMEOUT_SECONDS = 5.0
+# The server's graphql-transport-ws ping of each acknowledged connection: well below the idle
+# timeout of a proxy in between (nginx's and an AWS load balancer's default: 60 s), so that none
+# drops a dashboard that has nothing to receive.
+DEFAULT_WS_PING_SECONDS = 15.0
 # A worker that died (or whose claim's answer was lost) leaves its run RUNNING: an hour without
 # a report ends it. Workers report far more often than that while they work.
 DEFAULT_RUN_TIMEOUT_SECONDS = 3600.0
@@ -54,6 +60,10 @@ class Settings:
     # A WebSocket whose send has waited this long (its client stopped reading) is closed with
     # 4413; 0: never.
     ws_send_timeout: float = DEFAULT_WS_SEND_TIMEOUT
+    # A WebSocket that has not sent connection_init this long after opening is closed with 4408.
+    ws_init_timeout_seconds: float = DEFAULT_WS_INIT_TIMEOUT_SECONDS
+    # How often the server pings each acknowledged WebSocket.
+    ws_ping_seconds: float = DEFAULT_WS_PING_SECONDS
     # Unsent results one WebSocket may hold before it gets coalesced state; 0: no budget.
     ws_backlog_bytes: int = DEFAULT_WS_BACKLOG_BYTES
     # Events are kept this long in the event log (not with memory://), to be replayed by a
@@ -89,6 +99,10 @@ class Settings:
             ws_send_timeout=_number(
                 env, "SYNCSTATUS_WS_SEND_TIMEOUT", DEFAULT_WS_SEND_TIMEOUT, float
             ),
+            ws_init_timeout_seconds=_positive(
+                env, "SYNCSTATUS_WS_INIT_TIMEOUT_SECONDS", DEFAULT_WS_INIT_TIMEOUT_SECONDS
+            ),
+            ws_ping_seconds=_positive(env, "SYNCSTATUS_WS_PING_SECONDS", DEFAULT_WS_PING_SECONDS),
             ws_backlog_bytes=_number(
                 env, "SYNCSTATUS_WS_BACKLOG_BYTES", DEFAULT_WS_BACKLOG_BYTES, int
             ),
@@ -119,4 +133,13 @@ def _number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str],
         raise ValueError(f"{name} must be a finite number, not {raw!r}")
     if value < 0:  # type: ignore[operator]
         raise ValueError(f"{name} must not be negative, not {raw!r}")
+    return value
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    """Seconds that cannot be 0: no timeout or interval of that length makes sense (a 0 ping
+    interval would ping without pause)."""
+    value = _number(env, name, default, float)
+    if value == 0:
+        raise ValueError(f"{name} must be more than 0, not {env.get(name)!r}")
     return value

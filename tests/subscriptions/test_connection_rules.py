@@ -1,16 +1,19 @@
 """Connection rules of /graphql over WebSocket: graphql-transport-ws only, connection_init within
-5 s (4408), a bounded number of subscriptions and bounded message size, server pings."""
+SYNCSTATUS_WS_INIT_TIMEOUT_SECONDS (4408), a bounded number of subscriptions and bounded message
+size, server pings every SYNCSTATUS_WS_PING_SECONDS. (Their defaults, 5 s and 15 s:
+tests/unit/test_ws_settings.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 
 import pytest
 import websockets
 
 from tests.conftest import Tenant
-from tests.server import Server
+from tests.server import Server, run_server, sqlite_database
 from tests.subscriptions.support import (
     METRICS_UPDATES,
     close_code,
@@ -21,13 +24,29 @@ from tests.subscriptions.support import (
 )
 
 MAX_SUBSCRIPTIONS = 20
+# The timing tests' server waits this long for connection_init and pings this often: what they
+# wait for is the configured time, so it is short (the defaults would cost 5 s and 15 s).
+INIT_TIMEOUT = 1.0
+PING_SECONDS = 1.0
 
 
-async def test_connection_without_init_is_closed_with_4408(server: Server) -> None:
+@pytest.fixture(scope="module")
+def timed_server() -> Iterator[Server]:
+    env = {
+        "SYNCSTATUS_WS_INIT_TIMEOUT_SECONDS": str(INIT_TIMEOUT),
+        "SYNCSTATUS_WS_PING_SECONDS": str(PING_SECONDS),
+    }
+    with sqlite_database() as url, run_server(url, env=env) as running:
+        yield running
+
+
+async def test_connection_without_init_is_closed_with_4408(timed_server: Server) -> None:
     started = time.monotonic()
-    async with raw_socket(server, init=False) as ws:
-        assert await close_code(ws, within=10) == 4408
-    assert 4.0 <= time.monotonic() - started <= 8.0
+    async with raw_socket(timed_server, init=False) as ws:
+        assert await close_code(ws, within=INIT_TIMEOUT + 5) == 4408
+    # Not before the timeout (the server's clock starts after ours), and well before the 5 s
+    # default: the setting is what the server waited for.
+    assert INIT_TIMEOUT <= time.monotonic() - started <= INIT_TIMEOUT + 3
 
 
 @pytest.mark.parametrize("subprotocol", ["graphql-ws", None], ids=["legacy", "none"])
@@ -72,12 +91,24 @@ async def test_a_message_under_the_limit_is_fine(server: Server, tenant: Tenant)
         assert (await receive(ws))["type"] == "next"
 
 
-async def test_the_server_pings_idle_connections(server: Server, tenant: Tenant) -> None:
-    async with raw_socket(server, tenant.viewer.token) as ws:
+async def test_the_server_pings_idle_connections(timed_server: Server) -> None:
+    tenant = Tenant(timed_server, "pinged")
+    async with raw_socket(timed_server, tenant.viewer.token) as ws:
         await subscribe(ws, "m", METRICS_UPDATES)
         assert (await receive(ws))["type"] == "next"
-        ping = await receive(ws, within=20, pings=True)  # PING_INTERVAL is 15 s
-        assert ping == {"type": "ping"}
+        # Pings counted over 3.5 intervals: 3, give or take one for a late start or a delayed
+        # read (a count, unlike the gap between two arrivals, a delayed read cannot shrink).
+        # None would mean the interval is not the setting; 5 or more, pings too often.
+        window = 3.5 * PING_SECONDS
+        pings: list[dict[str, object]] = []
+        end = time.monotonic() + window
+        while (left := end - time.monotonic()) > 0:
+            try:
+                pings.append(await receive(ws, within=left, pings=True))
+            except TimeoutError:
+                break
+        assert all(ping == {"type": "ping"} for ping in pings), pings
+        assert 2 <= len(pings) <= 4, f"{len(pings)} pings in {window} s"
         await send(ws, {"type": "pong"})
         await send(ws, {"type": "ping"})
         assert await receive(ws) == {"type": "pong"}

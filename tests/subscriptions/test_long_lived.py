@@ -54,9 +54,16 @@ async def test_memory_does_not_grow_with_events_delivered(server: Server, tenant
         ]
         for n, ws in enumerate(sockets):
             await subscribe(ws, "u", _document(n), ids=[user_id])
-        await asyncio.sleep(0.5)
-        version = await update()
-        await asyncio.gather(*(_receive_until(ws, version) for ws in sockets))
+        # A subscribe is not acknowledged: updates until one reached every socket (each one
+        # that got an earlier update still waits for this one), not a fixed pause.
+        while True:
+            version = await update()
+            try:
+                async with asyncio.timeout(0.5):
+                    await asyncio.gather(*(_receive_until(ws, version) for ws in sockets))
+                break
+            except TimeoutError:
+                continue
         before = health(server)["process"]["rss_kb"]
         for _ in range(UPDATES):
             version = await update()

@@ -141,8 +141,6 @@ def _is_e2e(item: pytest.Item) -> bool:
 SERIAL_PLACES = (
     "tests/runtime/test_collector.py",
     "tests/ops/test_drain.py",
-    "tests/broadcast/test_redis.py",
-    "tests/broadcast/test_postgres.py",
     "tests/subscriptions/test_slow_readers.py",
     "tests/subscriptions/test_stuck_sockets.py",
     "tests/subscriptions/test_long_lived.py",

@@ -78,6 +78,7 @@ async def test_overlong_channel_name_is_rejected(pair: tuple[Broadcast, Broadcas
             pass
 
 
+@pytest.mark.serial
 async def test_unreachable_postgres_fails_connect_quickly() -> None:
     postgres_admin_url()  # a running server proves the closed port below is the only problem
     backend = PostgresNotifyBackend("postgresql://postgres@127.0.0.1:1/test", connect_timeout=1)
@@ -85,6 +86,7 @@ async def test_unreachable_postgres_fails_connect_quickly() -> None:
         await backend.connect()
 
 
+@pytest.mark.serial
 async def test_survives_terminated_connections(channel: str) -> None:
     url = postgres_admin_url()
     name = f"test-broadcast-{uuid.uuid4().hex[:8]}"
@@ -129,6 +131,7 @@ async def test_survives_terminated_connections(channel: str) -> None:
         await admin.close()
 
 
+@pytest.mark.serial
 async def test_disconnect_leaves_no_tasks(channel: str) -> None:
     url = postgres_admin_url()
     before = asyncio.all_tasks()
@@ -152,6 +155,7 @@ async def test_publish_when_closed_is_a_clear_error(channel: str) -> None:
     assert isinstance(BroadcastUnavailable("x"), ConnectionError)
 
 
+@pytest.mark.serial
 async def test_detects_silent_connection_loss(channel: str) -> None:
     # A frozen network keeps the TCP connection open: only the periodic health check notices.
     url = postgres_admin_url()
@@ -177,6 +181,7 @@ async def test_detects_silent_connection_loss(channel: str) -> None:
         await proxy.close()
 
 
+@pytest.mark.serial
 async def test_publish_retries_over_a_dead_pooled_connection(channel: str) -> None:
     backend = PostgresNotifyBackend(postgres_admin_url(), publish_timeout=0.5)
     await backend.connect()
@@ -215,6 +220,7 @@ async def test_publish_retries_over_a_dead_pooled_connection(channel: str) -> No
         await backend.disconnect()
 
 
+@pytest.mark.serial
 async def test_notify_queued_past_its_timeout_is_not_lost(channel: str) -> None:
     """As for Redis (test_redis.py): a NOTIFY that waited past publish_timeout in a busy
     process while PostgreSQL is fine is tried again, not dropped without anyone knowing."""

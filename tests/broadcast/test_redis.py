@@ -49,6 +49,7 @@ async def test_channels_are_separate(pair: tuple[Broadcast, Broadcast], channel:
         assert (await receive(sub_b)).message == "for b"
 
 
+@pytest.mark.serial
 async def test_unreachable_redis_fails_connect_quickly(private_redis: PrivateRedis) -> None:
     private_redis.kill()
     backend = RedisPubSubBackend(private_redis.url, connect_timeout=1.0)
@@ -59,6 +60,7 @@ async def test_unreachable_redis_fails_connect_quickly(private_redis: PrivateRed
     assert backend_tasks("redis-pubsub-reader") == []
 
 
+@pytest.mark.serial
 async def test_survives_redis_restart(private_redis: PrivateRedis, channel: str) -> None:
     backend = RedisPubSubBackend(private_redis.url, publish_timeout=1.0)
     lost: list[bool] = []
@@ -112,6 +114,7 @@ async def test_backend_queue_is_bounded(channel: str) -> None:
         await backend.disconnect()
 
 
+@pytest.mark.serial
 async def test_disconnect_leaves_no_tasks(channel: str) -> None:
     url = redis_url()
     before = asyncio.all_tasks()
@@ -128,6 +131,7 @@ async def test_disconnect_leaves_no_tasks(channel: str) -> None:
     assert [t for t in asyncio.all_tasks() - before if not t.done()] == []
 
 
+@pytest.mark.serial
 async def test_detects_silent_connection_loss(private_redis: PrivateRedis, channel: str) -> None:
     # A frozen server keeps the TCP connection open: only the PING heartbeat notices.
     backend = RedisPubSubBackend(private_redis.url, health_interval=0.5)
@@ -147,6 +151,7 @@ async def test_detects_silent_connection_loss(private_redis: PrivateRedis, chann
         assert backend.reconnects >= 1
 
 
+@pytest.mark.serial
 async def test_publish_queued_past_its_timeout_is_not_lost(channel: str) -> None:
     """A process so busy that a publish waits longer than publish_timeout (bench/subscriptions.py
     under CPU load: 25 of 1,000 events, starts and finishes among them, timed out while Redis
@@ -178,6 +183,7 @@ async def test_publish_queued_past_its_timeout_is_not_lost(channel: str) -> None
         assert backend.publish_retries == 1
 
 
+@pytest.mark.serial
 async def test_publish_into_a_frozen_redis_fails_once_it_is_noticed(
     private_redis: PrivateRedis, channel: str
 ) -> None:

@@ -64,11 +64,18 @@ async def sync_users(
     when planning the page needed it), all in one session."""
     tenant_id = await viewer(ctx)
     async with ctx.services.db.read() as session:
-        counts = ctx.services.search_counts
-        result = await users.user_page(session, tenant_id, filt, order, args, search_counts=counts)
+        result = await users.user_page(
+            session,
+            tenant_id,
+            filt,
+            order,
+            args,
+            search_counts=ctx.services.search_counts,
+            search_matches=ctx.services.search_matches,
+        )
         total = result.total
         if with_total and total is None:
-            total = await users.user_count(session, tenant_id, filt, counts)
+            total = await users.user_count(session, tenant_id, filt, ctx.services.search_counts)
         page = await relations.with_relations(session, tenant_id, result.page, runs)
     return page, total
 

@@ -38,6 +38,7 @@ from app.reads.pagination import (
 )
 from app.reads.search_counts import SearchCounts
 from app.reads.search_counts import counted as search_counted
+from app.reads.search_matches import Matches
 from app.reads.user_counts import (
     counted,
     fts_matches,
@@ -464,9 +465,12 @@ async def user_page(
     *,
     access: Access | None = None,
     search_counts: SearchCounts | None = None,
+    search_matches: SearchCounts | None = None,
 ) -> UserPage:
     """A keyset page; on SQLite read as planned, or as `access` says (tests compare them).
-    Planning may count the filter's users: an email search alone through `search_counts`."""
+    Planning may count the filter's users: an email search alone through `search_counts`;
+    on PostgreSQL a rare one's pages in email order come from its matches in `search_matches`
+    (app/reads/search_matches.py)."""
     check_filter(filt)
     keyset = ORDERS[order]
     dialect = session.bind.dialect.name
@@ -496,6 +500,15 @@ async def user_page(
             # The exact count (the page's totalCount, cached per process and emails revision)
             # tells a rare term from a common one; the planner cannot (see keyset_page).
             total = await user_count(session, tenant_id, filt, search_counts)
+            if total <= FEW_MATCHES and order == "EMAIL_ASC" and search_matches is not None:
+                matches = await search_matches.cached(
+                    session, tenant_id, filt.term or "", lambda: _matches(session, tenant_id, filt)
+                )
+                found = await matches.page(
+                    keyset, tenant_id, args, lambda ids: users_by_ids(session, tenant_id, ids)
+                )
+                if found is not None:
+                    return UserPage(found, len(matches.rows))
 
     def build(tenant: Any) -> Select[Any]:
         if used is None:
@@ -533,6 +546,15 @@ async def user_page(
         )
     items = [(cursor, UserView.of(row)) for cursor, row in page.items]
     return UserPage(Page(items, page.has_next, page.has_previous), total)
+
+
+async def _matches(session: AsyncSession, tenant_id: int, filt: UserFilter) -> Matches:
+    """A search's matches in email order: read through pg_trgm's index, then sorted."""
+    where = conditions(tenant_id, session.bind.dialect.name, filt)
+    # Sorted on expressions no index is sorted by: the planner reads the matches, then sorts.
+    query = select(SyncUser.email, SyncUser.id).where(*where)
+    unindexed = query.order_by(SyncUser.email.concat(""), SyncUser.id + 0)
+    return Matches.of((await (await session.connection()).execute(unindexed)).all())
 
 
 async def users_by_ids(

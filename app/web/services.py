@@ -9,6 +9,7 @@ from app.auth.sockets import TokenSockets
 from app.auth.tokens import Authenticator
 from app.events.messages import Publisher
 from app.reads.search_counts import SearchCounts
+from app.reads.search_matches import ENTRIES as MATCH_LISTS
 from app.store.engine import Database
 from app.web.settings import Settings
 from app.webhooks.secret_box import SecretBox
@@ -44,3 +45,5 @@ class Services:
     deliverer: Deliverer | None = None  # set by the app factory when webhooks deliver here
     # Exact counts of email searches under each tenant's emails revision (this database's).
     search_counts: SearchCounts = field(default_factory=SearchCounts)
+    # PostgreSQL: a rare search's matches in email order, kept the same way (its pages).
+    search_matches: SearchCounts = field(default_factory=lambda: SearchCounts(MATCH_LISTS))

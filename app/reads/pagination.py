@@ -131,14 +131,14 @@ def _ordered(columns: Sequence[Any], ascending: bool) -> list[Any]:
     return [c.asc() if ascending else c.desc() for c in columns]
 
 
-def _unindexed_order(keyset: Keyset, window: _Window) -> list[Any]:
-    """The window's order on expressions equal to its columns (same values, same collation)
+def unindexed_order(keyset: Keyset, ascending: bool) -> list[Any]:
+    """The keyset's order on expressions equal to its columns (same values, same collation)
     that no index offers sorted, so the planner finds the rows by the filter, then sorts."""
     same = [
         c.concat("") if c.type.python_type is str else c + 0  # type: ignore[attr-defined]
         for c in keyset.columns
     ]
-    return _ordered(same, window.forward != keyset.descending)
+    return _ordered(same, ascending)
 
 
 def _page(
@@ -185,7 +185,8 @@ async def keyset_page(
         keys = [ids_first, *(c for c in keyset.columns if c is not ids_first)]
         inner = query.with_only_columns(*keys)
         if sort_matches:
-            inner = inner.order_by(None).order_by(*_unindexed_order(keyset, window))
+            ascending = window.forward != keyset.descending
+            inner = inner.order_by(None).order_by(*unindexed_order(keyset, ascending))
         page = inner.subquery()
         query = (
             select(*query.selected_columns)

@@ -14,7 +14,7 @@ row whose email is no longer the listed one, returns None: the caller reads that
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from app.domain.views import UserView
@@ -29,7 +29,7 @@ class Matches:
     """A search's (email, id) in email order, and each id's place in it."""
 
     rows: Sequence[tuple[str, int]]
-    place: dict[int, int] = field(default_factory=dict)
+    place: dict[int, int]
 
     @classmethod
     def of(cls, rows: Sequence[Any]) -> Matches:
@@ -62,7 +62,7 @@ class Matches:
             high = found
         window = self.rows[low:high]
         more = len(window) > limit
-        chosen = window[:limit] if forward else window[-limit:] if window else []
+        chosen = window[:limit] if forward else window[-limit:]
         views = await read([user_id for _, user_id in chosen]) if chosen else {}
         items = []
         for email, user_id in chosen:

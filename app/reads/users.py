@@ -35,6 +35,7 @@ from app.reads.pagination import (
     first_page,
     keyset_page,
     page_size,
+    unindexed_order,
 )
 from app.reads.search_counts import SearchCounts
 from app.reads.search_counts import counted as search_counted
@@ -501,8 +502,10 @@ async def user_page(
             # tells a rare term from a common one; the planner cannot (see keyset_page).
             total = await user_count(session, tenant_id, filt, search_counts)
             if total <= FEW_MATCHES and order == "EMAIL_ASC" and search_matches is not None:
+                term = filt.term
+                assert term is not None  # search_only
                 matches = await search_matches.cached(
-                    session, tenant_id, filt.term or "", lambda: _matches(session, tenant_id, filt)
+                    session, tenant_id, term, lambda: _matches(session, tenant_id, filt)
                 )
                 found = await matches.page(
                     keyset, tenant_id, args, lambda ids: users_by_ids(session, tenant_id, ids)
@@ -551,10 +554,9 @@ async def user_page(
 async def _matches(session: AsyncSession, tenant_id: int, filt: UserFilter) -> Matches:
     """A search's matches in email order: read through pg_trgm's index, then sorted."""
     where = conditions(tenant_id, session.bind.dialect.name, filt)
-    # Sorted on expressions no index is sorted by: the planner reads the matches, then sorts.
     query = select(SyncUser.email, SyncUser.id).where(*where)
-    unindexed = query.order_by(SyncUser.email.concat(""), SyncUser.id + 0)
-    return Matches.of((await (await session.connection()).execute(unindexed)).all())
+    ordered = query.order_by(*unindexed_order(ORDERS["EMAIL_ASC"], ascending=True))
+    return Matches.of((await (await session.connection()).execute(ordered)).all())
 
 
 async def users_by_ids(

@@ -3,7 +3,7 @@
 A search alone with at most users.FEW_MATCHES matches reads them from pg_trgm's index and sorts
 them for every page: at 10,000,000 users 'maria.chen12' (370 matches) spent 5-8 ms a page in
 the GIN scan and ~2 ms planning it. The matches' emails and ids depend on the tenant's emails
-alone, like the search's count, so the list is kept the same way (a SearchCounts of its own,
+alone, like the search's count, so the list is kept the same way (a SearchCache of its own,
 under the emails revision): a page is then a slice of it and a primary-key read of its rows.
 
 The list is in the database's email order (its collation, which Python cannot reproduce), so a

@@ -37,8 +37,8 @@ from app.reads.pagination import (
     page_size,
     unindexed_order,
 )
-from app.reads.search_counts import SearchCounts
-from app.reads.search_counts import counted as search_counted
+from app.reads.search_cache import SearchCache
+from app.reads.search_cache import kept as search_kept
 from app.reads.search_matches import Matches
 from app.reads.user_counts import (
     counted,
@@ -305,12 +305,12 @@ async def _sqlite_counts(
     tenant_id: int,
     filt: UserFilter,
     term: str | None,
-    search_counts: SearchCounts | None,
+    search_counts: SearchCache | None,
 ) -> Counts:
     if term and filt.search_only:
         # fts (every tenant's matches) is kept with the tenant's total: it only weighs the
         # access paths, so another tenant's later emails can cost time, never exactness.
-        return await search_counted(
+        return await search_kept(
             search_counts,
             session,
             tenant_id,
@@ -373,7 +373,7 @@ async def user_count(
     session: AsyncSession,
     tenant_id: int,
     filt: UserFilter,
-    search_counts: SearchCounts | None = None,
+    search_counts: SearchCache | None = None,
 ) -> int:
     """The filter's exact count; an email search alone is kept in `search_counts` (the app's)."""
     check_filter(filt)
@@ -386,7 +386,7 @@ async def user_count(
     if not term:
         return await _structured_count(session, tenant_id, filt)
     if filt.search_only:
-        return await search_counted(
+        return await search_kept(
             search_counts,
             session,
             tenant_id,
@@ -415,7 +415,7 @@ async def _sqlite_plan(
     filt: UserFilter,
     order: str,
     limit: int,
-    search_counts: SearchCounts | None = None,
+    search_counts: SearchCache | None = None,
 ) -> Plan:
     # The walk's index prefix: the status or policy equality that selects fewer users.
     prefix = "tenant"
@@ -465,8 +465,8 @@ async def user_page(
     args: PageArgs,
     *,
     access: Access | None = None,
-    search_counts: SearchCounts | None = None,
-    search_matches: SearchCounts | None = None,
+    search_counts: SearchCache | None = None,
+    search_matches: SearchCache | None = None,
 ) -> UserPage:
     """A keyset page; on SQLite read as planned, or as `access` says (tests compare them).
     Planning may count the filter's users: an email search alone through `search_counts`;

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from app.auth.sockets import TokenSockets
 from app.auth.tokens import Authenticator
 from app.events.messages import Publisher
-from app.reads.search_counts import SearchCounts
+from app.reads.search_cache import SearchCache
 from app.reads.search_matches import ENTRIES as MATCH_LISTS
 from app.store.engine import Database
 from app.web.settings import Settings
@@ -44,6 +44,6 @@ class Services:
     webhook_settings: WebhookSettings = field(default_factory=WebhookSettings)
     deliverer: Deliverer | None = None  # set by the app factory when webhooks deliver here
     # Exact counts of email searches under each tenant's emails revision (this database's).
-    search_counts: SearchCounts = field(default_factory=SearchCounts)
+    search_counts: SearchCache = field(default_factory=SearchCache)
     # PostgreSQL: a rare search's matches in email order, kept the same way (its pages).
-    search_matches: SearchCounts = field(default_factory=lambda: SearchCounts(MATCH_LISTS))
+    search_matches: SearchCache = field(default_factory=lambda: SearchCache(MATCH_LISTS))

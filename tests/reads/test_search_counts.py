@@ -1,4 +1,4 @@
-"""An email search's cached exact count (app/reads/search_counts.py) on SQLite and PostgreSQL:
+"""An email search's cached exact count (app/reads/search_cache.py) on SQLite and PostgreSQL:
 served from the cache while the tenant's emails stay as they were (statuses changing, another
 tenant's users added), counted again after every kind of email change (users added by the admin
 path, a bulk seed, a multi-tenant INSERT, an email UPDATE, a DELETE, TRUNCATE), and always equal
@@ -16,7 +16,7 @@ from app.admin import user_admin
 from app.demo.seed import seed
 from app.reads import users as reads
 from app.reads.pagination import PageArgs
-from app.reads.search_counts import SearchCounts
+from app.reads.search_cache import SearchCache
 from app.store.engine import Database
 from app.store.models import SearchRevision, SyncUser
 from tests.server import add_tenant, throwaway_database
@@ -63,14 +63,14 @@ async def _recount(db: Database, tenant_id: int, term: str) -> int:
         return sum(1 for email, dest in rows if term in email or term in dest)
 
 
-async def _count(db: Database, counts: SearchCounts, tenant_id: int, term: str) -> int:
+async def _count(db: Database, counts: SearchCache, tenant_id: int, term: str) -> int:
     async with db.read() as session:
         filt = reads.UserFilter(email_contains=term)
         return await reads.user_count(session, tenant_id, filt, counts)
 
 
 async def _check(
-    db: Database, counts: SearchCounts, tenant_id: int, statements: Statements, *, cached: bool
+    db: Database, counts: SearchCache, tenant_id: int, statements: Statements, *, cached: bool
 ) -> None:
     """Every term's count equals a recount; read from the cache (or counted) as said."""
     for term in TERMS:
@@ -89,7 +89,7 @@ async def test_cached_counts_follow_every_email_change(db: Database) -> None:
     first, second = await add_tenant(db, "first"), await add_tenant(db, "second")
     await _add(db, first, "anna.garcia", "li.ga", "zoe", "a.garcia2", "omar_x")
     await _add(db, second, "maria.garcia", "ga.li")
-    statements, counts = Statements(db), SearchCounts()
+    statements, counts = Statements(db), SearchCache()
     await _check(db, counts, first, statements, cached=False)
     await _check(db, counts, first, statements, cached=True)
 

@@ -14,7 +14,7 @@ from sqlalchemy import event, update
 from app.admin import user_admin
 from app.reads import users as reads
 from app.reads.pagination import PageArgs
-from app.reads.search_counts import SearchCounts
+from app.reads.search_cache import SearchCache
 from app.store.engine import Database
 from app.store.models import SyncUser
 from tests.server import add_tenant, throwaway_database
@@ -29,7 +29,7 @@ def database_url() -> Iterator[str]:
 
 
 async def _read(
-    db: Database, tenant: int, caches: tuple[SearchCounts, SearchCounts] | None, **args: Any
+    db: Database, tenant: int, caches: tuple[SearchCache, SearchCache] | None, **args: Any
 ) -> tuple[list[str], bool, bool, list[str], int | None]:
     counts, matches = caches or (None, None)
     async with db.read() as session:
@@ -64,7 +64,7 @@ async def _add(db: Database, tenant: int, *names: str) -> None:
 async def test_pages_from_the_kept_matches_equal_sql_and_follow_changes(db: Database) -> None:
     tenant = await add_tenant(db, "t")
     await _add(db, tenant, "b.garcia", "d.garcia", "a.garcia", "zoe", "c.garcia", "e.garcia")
-    caches = (SearchCounts(), SearchCounts(4))
+    caches = (SearchCache(), SearchCache(4))
 
     first = await _same_as_sql(db, tenant, caches, first=2)
     second = await _same_as_sql(db, tenant, caches, first=2, after=first[-1])

@@ -1,7 +1,7 @@
 """search_revisions: each tenant's "emails revision", bumped by triggers in the same transaction
 as any change to the set of its users' emails (a user added or removed, an email or destination
 email changed), so an email search's exact count can be cached under it and never be stale
-(app/reads/search_counts.py). Status and policy changes do not touch it.
+(app/reads/search_cache.py). Status and policy changes do not touch it.
 
 Triggers, not the writers: no path (admin, seed, a test, psql) can change emails and forget.
 A tenant's first revision is random, so a database made again cannot repeat the revisions a

@@ -1,13 +1,14 @@
-"""Exact counts of an email search without other filters, kept under the tenant's emails
-revision (search_revisions, bumped by triggers with every change to the tenant's emails:
-migration 0008). One SearchCounts per app, in its lifespan's Services.
+"""What an email search without other filters computed, kept under the tenant's emails revision
+(search_revisions, bumped by triggers with every change to the tenant's emails: migration 0008):
+its exact count (Services.search_counts) and, on PostgreSQL, a rare term's matches
+(Services.search_matches, app/reads/search_matches.py). One SearchCache of each per app.
 
-Such a count depends on the tenant's emails alone, which change rarely (users added or removed),
-while statuses change all the time. Counting it costs a pass over every match: at 1,000,000
+Such a value depends on the tenant's emails alone, which change rarely (users added or removed),
+while statuses change all the time. Counting a search costs a pass over every match: at 1,000,000
 users 'garcia' (62,744 matches) is 8-20 ms in SQLite's trigram index and ~110 ms on PostgreSQL
 (pg_trgm rechecks each match on its row); a hit is one primary-key read of the revision.
 
-Never stale: the revision is read before and after counting, and the count is kept only when
+Never stale: the revision is read before and after computing, and the value is kept only when
 both reads agree. Each statement sees a snapshot at least as new as the one before it and the
 revision only grows, in the same commit as the emails, so every statement in between saw the
 emails of that revision. A hit compares the revision read now with the one kept.
@@ -35,8 +36,8 @@ async def _revision(session: AsyncSession, tenant_id: int) -> int | None:
     return (await conn.execute(REVISION, {"tenant": tenant_id})).scalar()
 
 
-class SearchCounts:
-    """The counts of one database's searches, as this process last counted them."""
+class SearchCache:
+    """One kind of value of one database's searches, as this process last computed them."""
 
     def __init__(self, entries: int = ENTRIES) -> None:
         self.entries = entries
@@ -47,17 +48,16 @@ class SearchCounts:
         session: AsyncSession,
         tenant_id: int,
         term: str,
-        count: Callable[[], Awaitable[T]],
+        compute: Callable[[], Awaitable[T]],
     ) -> T:
-        """count() (the term's exact matches in the tenant), or what it gave under this
-        revision."""
+        """compute() (for the term in the tenant), or what it gave under this revision."""
         key = (tenant_id, term)
         revision = await _revision(session, tenant_id)
         kept = self._kept.get(key)
         if kept is not None and kept[0] == revision:
             self._kept.move_to_end(key)
             return kept[1]  # type: ignore[return-value]
-        value = await count()
+        value = await compute()
         if await _revision(session, tenant_id) == revision:
             self._kept[key] = (revision, value)
             self._kept.move_to_end(key)
@@ -69,14 +69,14 @@ class SearchCounts:
         return len(self._kept)
 
 
-async def counted(
-    counts: SearchCounts | None,
+async def kept(
+    cache: SearchCache | None,
     session: AsyncSession,
     tenant_id: int,
     term: str,
-    count: Callable[[], Awaitable[T]],
+    compute: Callable[[], Awaitable[T]],
 ) -> T:
-    """Through `counts` when there is one; None counts every time (a walk done once)."""
-    if counts is None:
-        return await count()
-    return await counts.cached(session, tenant_id, term, count)
+    """Through `cache` when there is one; None computes every time (a walk done once)."""
+    if cache is None:
+        return await compute()
+    return await cache.cached(session, tenant_id, term, compute)

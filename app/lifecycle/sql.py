@@ -33,6 +33,7 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.selectable import Alias
 
 from app.domain.views import PolicyView, RunView, UserView, row_fields
+from app.store import pending_requests
 from app.store.models import FailedItem, Policy, SyncRequest, SyncRun, SyncUser
 
 users = cast(Table, SyncUser.__table__)
@@ -93,6 +94,8 @@ _USER_STATE = select(
 )
 _TENANT = users.c.tenant_id == bindparam("tenant_id")
 USER_STATE = _USER_STATE.where(users.c.id == bindparam("user_id"), _TENANT)
+# USER_STATE and, last, whether a requestSyncs request of the user is pending (SQLite's load).
+USER_STATE_PENDING = USER_STATE.add_columns(pending_requests.pending())
 USERS_STATE = _USER_STATE.where(users.c.id.in_(bindparam("user_ids", expanding=True)))
 
 # Users a claim starts: due, of the given (active) policies, without a run in flight.

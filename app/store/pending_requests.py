@@ -55,6 +55,11 @@ def sync_requested(user: Table | Any = users) -> ColumnElement[bool]:
     return type_coerce(pending, Boolean()).label("sync_requested")
 
 
+def pending(user: Table | Any = users) -> ColumnElement[bool]:
+    """Whether the user has a request pending (a lookup by primary key)."""
+    return type_coerce(_bumps(user).is_not(None), Boolean()).label("request_pending")
+
+
 def version(user: Table | Any = users) -> ColumnElement[int]:
     """The user's own version as readers see it: one more per pending request."""
     return (user.c.version + func.coalesce(_bumps(user), 0)).label("version")

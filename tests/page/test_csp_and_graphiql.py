@@ -109,8 +109,11 @@ def test_graphiql_renders_and_runs_a_query_offline(
     assert page_env.viewer_token not in page.url
     # GraphiQL saves tabs and history, but never the headers with the token.
     # GraphiQL saves the edited tab a moment later (debounced): reload once it has, or the
-    # reload can come first (it did once in CI).
-    page.wait_for_function("JSON.stringify(localStorage).includes('totalUsers failedSyncs')")
+    # reload can come first (it did once in CI). Its own key: the query is in the history
+    # (saved when it ran) before it is in the tab (1 run in 3 reloaded too early here).
+    page.wait_for_function(
+        "() => String(localStorage.getItem('graphiql:tabState')).includes('totalUsers failedSyncs')"
+    )
     assert page_env.viewer_token not in page.evaluate("JSON.stringify(localStorage)")
     page.reload()
     expect(query).to_contain_text("totalUsers failedSyncs")  # the saved tab came back

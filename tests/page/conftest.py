@@ -117,8 +117,14 @@ def browser(page_env: PageEnv) -> Iterator[Browser]:
 
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
+    # Reduced motion: the page's indicators stand still (styles.css), so Chromium does not
+    # repaint pulsing badges at 60 frames a second through every test with a run in progress.
+    # tests/page/test_layout.py checks both preferences.
     context = browser.new_context(
-        viewport={"width": 1400, "height": 900}, locale="en-US", timezone_id=TIMEZONE
+        viewport={"width": 1400, "height": 900},
+        locale="en-US",
+        timezone_id=TIMEZONE,
+        reduced_motion="reduce",
     )
     try:
         yield context

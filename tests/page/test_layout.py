@@ -79,3 +79,33 @@ def test_the_page_fits_its_width(page_env: PageEnv, operator_page: Page, width: 
 def screenshot_full(page: Page, name: str) -> None:
     screenshot(page, name)
     page.screenshot(path=str(ARTIFACTS / f"full-{name}"), full_page=True)
+
+
+MOTION = """() => {
+  const probe = document.createElement("div");
+  probe.innerHTML = '<span class="badge badge-IN_PROGRESS">x</span>'
+    + '<span class="progress indeterminate"><span class="progress-bar"></span></span>'
+    + '<span class="metric-value flash">1</span>';
+  document.body.append(probe);
+  const [badge, , bar, value] = probe.querySelectorAll("span");
+  const found = {
+    pulse: getComputedStyle(badge, "::before").animationName,
+    sweep: getComputedStyle(bar).animationName,
+    flash: getComputedStyle(value).animationName,
+  };
+  probe.remove();
+  return found;
+}"""
+
+
+def test_indicators_move_only_for_those_who_allow_motion(operator_page: Page) -> None:
+    """A run in progress pulses, an unknown total sweeps, a new value flashes; with the OS's
+    reduced-motion preference each stands still (WCAG 2.3.3) and keeps its colour."""
+    operator_page.emulate_media(reduced_motion="no-preference")
+    assert operator_page.evaluate(MOTION) == {
+        "pulse": "pulse",
+        "sweep": "slide",
+        "flash": "flash-text",
+    }
+    operator_page.emulate_media(reduced_motion="reduce")
+    assert operator_page.evaluate(MOTION) == {"pulse": "none", "sweep": "none", "flash": "none"}

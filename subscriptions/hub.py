@@ -51,7 +51,7 @@ from subscriptions.policy_changes import (
 )
 from subscriptions.sequence import SequenceTracker, Verdict
 from subscriptions.shared import SharedExecution
-from subscriptions.subscriber import MAX_PENDING, MERGED, UserSubscriber
+from subscriptions.subscriber import MAX_PENDING, MERGED, UserIds, UserSubscriber
 
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 0.25  # seconds between progress events of one user
@@ -502,7 +502,7 @@ class Hub:
                 await feed.close()
 
     async def add_users(
-        self, tenant_id: int, user_ids: frozenset[int] | None
+        self, tenant_id: int, user_ids: UserIds | None
     ) -> tuple[TenantFeed, UserSubscriber]:
         """A subscriber to the users' updates; give it back with remove_users()."""
         feed = await self._join(tenant_id)

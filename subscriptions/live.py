@@ -47,7 +47,7 @@ from subscriptions import streams
 from subscriptions.hub import Hub, TenantFeed
 from subscriptions.metrics_feed import MetricsSubscriber
 from subscriptions.shared import SharedExecution
-from subscriptions.subscriber import Backlog, SubscriberOverflow, UserSubscriber
+from subscriptions.subscriber import Backlog, SubscriberOverflow, UserIds, UserSubscriber
 
 USER_FIELD = "syncUserUpdated"
 METRICS_FIELD = "syncMetricsUpdated"
@@ -91,7 +91,7 @@ class Stream:
 
     field: str
     tenant_id: int
-    user_ids: frozenset[int] | None  # syncUserUpdated's userIds; None: the whole tenant
+    user_ids: UserIds | None  # syncUserUpdated's userIds; None: the whole tenant
 
 
 @dataclass(slots=True)

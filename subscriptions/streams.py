@@ -13,6 +13,7 @@ from app.domain.errors import BadUserInput, ServiceError
 from app.domain.ids import decode_id
 from app.web.context import Context
 from subscriptions.hub import Hub
+from subscriptions.subscriber import UserIds
 
 MAX_USER_IDS = 100
 
@@ -38,9 +39,12 @@ def hub_of(ctx: Context) -> Hub:
     return hub
 
 
-def parse_user_ids(user_ids: Sequence[str] | None) -> frozenset[int] | None:
+def parse_user_ids(user_ids: Sequence[str] | None) -> UserIds | None:
+    """Distinct, ascending: the hub registers a subscriber once under each. A tuple, since it
+    is only walked (joining and leaving the hub), never searched, and every open dashboard
+    keeps one: 10 ids are 120 bytes where a frozenset of them is 728."""
     if user_ids is None:
         return None
     if len(user_ids) > MAX_USER_IDS:
         raise BadUserInput(f"At most {MAX_USER_IDS} userIds per subscription.")
-    return frozenset(decode_id(i, "SyncUser") for i in user_ids)
+    return tuple(sorted({decode_id(i, "SyncUser") for i in user_ids}))

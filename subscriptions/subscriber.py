@@ -19,6 +19,8 @@ from typing import Any
 from app.domain import views
 from app.events.messages import UserEvent
 
+# The users a subscriber watches: distinct ids (subscriptions/streams.py parses them).
+UserIds = tuple[int, ...]
 MAX_PENDING_PER_USER = 8
 MAX_PENDING = 5_000
 MAX_TRACKED_VERSIONS = 20_000
@@ -86,7 +88,7 @@ class UserSubscriber:
         "user_ids",
     )
 
-    def __init__(self, user_ids: frozenset[int] | None) -> None:
+    def __init__(self, user_ids: UserIds | None) -> None:
         self.user_ids = user_ids  # None: the whole tenant
         self._pending: dict[int, list[UserEvent]] = {}  # in arrival order of users
         self._delivered: dict[int, int] | None = None  # user -> last version sent

@@ -10,12 +10,12 @@ from contextlib import asynccontextmanager
 from app.domain.views import PolicyView, UserView
 from app.events.messages import UserEvent, UserEventKind
 from subscriptions.hub import Hub
-from subscriptions.subscriber import UserSubscriber
+from subscriptions.subscriber import UserIds, UserSubscriber
 
 
 @asynccontextmanager
 async def users(
-    hub: Hub, tenant_id: int, user_ids: frozenset[int] | None
+    hub: Hub, tenant_id: int, user_ids: UserIds | None
 ) -> AsyncIterator[UserSubscriber]:
     """A subscriber in the hub while the block runs, as a live subscription holds one."""
     feed, subscriber = await hub.add_users(tenant_id, user_ids)

@@ -49,9 +49,9 @@ async def test_joining_while_the_last_subscriber_leaves(
 ) -> None:
     """The feed of the tenant must not close under a subscriber that is joining it."""
     for _ in range(20):
-        leaving = users(hub, TENANT, frozenset({1}))
+        leaving = users(hub, TENANT, (1,))
         await leaving.__aenter__()
-        joining = users(hub, TENANT, frozenset({1}))
+        joining = users(hub, TENANT, (1,))
         entered = asyncio.create_task(joining.__aenter__())
         await asyncio.sleep(0)  # the joiner found the feed and waits for it to be ready
         await leaving.__aexit__(None, None, None)
@@ -65,7 +65,7 @@ async def test_joining_while_the_last_subscriber_leaves(
 async def test_progress_of_one_user_is_paced_start_and_finish_pass_at_once(
     hub: Hub, broadcast: ReliableBroadcast
 ) -> None:
-    async with users(hub, TENANT, frozenset({1})) as subscriber:
+    async with users(hub, TENANT, (1,)) as subscriber:
         started = time.monotonic()
         await publish(broadcast, user_event(1, 1, "started"))
         await publish(broadcast, *(user_event(1, v) for v in range(2, 30)))
@@ -112,7 +112,7 @@ async def test_a_big_bulk_request_cuts_off_whole_tenant_subscribers_only(
     big = UsersRequested(TENANT, 1, 10_000, 5, 5, REQUESTED_STATES_MAX + 1)
     async with (
         users(hub, TENANT, None) as everything,
-        users(hub, TENANT, frozenset({20_000})) as one,
+        users(hub, TENANT, (20_000,)) as one,
     ):
         await publish(broadcast, big, user_event(20_000, 1, "started"))
         with pytest.raises(SubscriberOverflow):
@@ -142,7 +142,7 @@ async def test_every_watcher_of_a_user_gets_its_events_as_they_come_and_go(
     departed: list[UserSubscriber] = []
     for count in (1, SMALL_WATCHERS, SMALL_WATCHERS + 3):
         while len(watching) < count:
-            block = users(hub, TENANT, frozenset({7}))
+            block = users(hub, TENANT, (7,))
             watching.append((block, await block.__aenter__()))
         await event_reaches_exactly_the_present()
     while watching:

@@ -49,7 +49,7 @@ async def test_progress_is_coalesced_start_and_finish_are_kept() -> None:
 
 
 async def test_latest_state_per_user_in_arrival_order_of_users() -> None:
-    subscriber = UserSubscriber(frozenset({1, 2}))
+    subscriber = UserSubscriber((1, 2))
     for version in range(1, 20):
         subscriber.offer(event(1, version))
         subscriber.offer(event(2, version * 10))

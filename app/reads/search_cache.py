@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,9 +31,16 @@ ENTRIES = 4096  # (tenant, term) kept per app, least recently used dropped first
 REVISION = select(SearchRevision.revision).where(SearchRevision.tenant_id == bindparam("tenant"))
 
 
-async def _revision(session: AsyncSession, tenant_id: int) -> int | None:
+class Revision(NamedTuple):
+    """The tenant's emails revision as read (None: the tenant has no row yet)."""
+
+    value: int | None
+
+
+async def revision(session: AsyncSession, tenant_id: int) -> Revision:
+    """Read once, it can serve several caches of one request (a count and its matches)."""
     conn = await session.connection()
-    return (await conn.execute(REVISION, {"tenant": tenant_id})).scalar()
+    return Revision((await conn.execute(REVISION, {"tenant": tenant_id})).scalar())
 
 
 class SearchCache:
@@ -49,17 +56,19 @@ class SearchCache:
         tenant_id: int,
         term: str,
         compute: Callable[[], Awaitable[T]],
+        read: Revision | None = None,
     ) -> T:
-        """compute() (for the term in the tenant), or what it gave under this revision."""
+        """compute() (for the term in the tenant), or what it gave under this revision (`read`
+        in this session already, or read now)."""
         key = (tenant_id, term)
-        revision = await _revision(session, tenant_id)
+        current = (read or await revision(session, tenant_id)).value
         kept = self._kept.get(key)
-        if kept is not None and kept[0] == revision:
+        if kept is not None and kept[0] == current:
             self._kept.move_to_end(key)
             return kept[1]  # type: ignore[return-value]
         value = await compute()
-        if await _revision(session, tenant_id) == revision:
-            self._kept[key] = (revision, value)
+        if (await revision(session, tenant_id)).value == current:
+            self._kept[key] = (current, value)
             self._kept.move_to_end(key)
             if len(self._kept) > self.entries:
                 self._kept.popitem(last=False)

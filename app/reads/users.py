@@ -39,6 +39,7 @@ from app.reads.pagination import (
 )
 from app.reads.search_cache import SearchCache
 from app.reads.search_cache import kept as search_kept
+from app.reads.search_cache import revision as search_revision
 from app.reads.search_matches import Matches
 from app.reads.user_counts import (
     counted,
@@ -499,13 +500,17 @@ async def user_page(
         used, total = None, None
         if filt.search_only and search_counts is not None:
             # The exact count (the page's totalCount, cached per process and emails revision)
-            # tells a rare term from a common one; the planner cannot (see keyset_page).
-            total = await user_count(session, tenant_id, filt, search_counts)
+            # tells a rare term from a common one; the planner cannot (see keyset_page). One
+            # read of the revision serves the count and a rare term's matches.
+            term = filt.term
+            assert term is not None  # search_only
+            emails = await search_revision(session, tenant_id)
+            total = await search_counts.cached(
+                session, tenant_id, term, lambda: _postgres_count(session, tenant_id, filt), emails
+            )
             if total <= FEW_MATCHES and order == "EMAIL_ASC" and search_matches is not None:
-                term = filt.term
-                assert term is not None  # search_only
                 matches = await search_matches.cached(
-                    session, tenant_id, term, lambda: _matches(session, tenant_id, filt)
+                    session, tenant_id, term, lambda: _matches(session, tenant_id, filt), emails
                 )
                 found = await matches.page(
                     keyset, tenant_id, args, lambda ids: users_by_ids(session, tenant_id, ids)

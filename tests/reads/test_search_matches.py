@@ -74,7 +74,8 @@ async def test_pages_from_the_kept_matches_equal_sql_and_follow_changes(db: Data
     await _same_as_sql(db, tenant, caches, first=2, after=first[0], before=second[-1])
     assert (await _read(db, tenant, caches, first=10))[4] == 5
 
-    # Kept: a page is a primary-key read, no trigram search.
+    # Kept: a page is a primary-key read, no trigram search, and one read of the revision
+    # for both the count and the matches.
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -83,6 +84,7 @@ async def test_pages_from_the_kept_matches_equal_sql_and_follow_changes(db: Data
     event.listen(db.read_engine.sync_engine, "before_cursor_execute", record)
     await _read(db, tenant, caches, first=2, after=first[-1])
     assert seen and not any("LIKE" in statement for statement in seen), seen
+    assert sum("FROM search_revisions" in statement for statement in seen) == 1, seen
     event.remove(db.read_engine.sync_engine, "before_cursor_execute", record)
 
     # A new match that sorts first, then a listed user's email changed to match no more.

@@ -35,10 +35,13 @@ class TokenSockets:
             return
         self._by_token.setdefault(token_id, set()).add(socket)
         if principal.expires_at is not None:
-            delay = (principal.expires_at - now_micros()) / MICROS_PER_SECOND
-            self._expiry[socket] = asyncio.get_running_loop().call_later(
-                max(delay, 0.0), self._expire, token_id, socket
-            )
+            self._close_at(principal.expires_at, token_id, socket)
+
+    def _close_at(self, expires_at: int, token_id: int, socket: TokenSocket) -> None:
+        delay = (expires_at - now_micros()) / MICROS_PER_SECOND
+        self._expiry[socket] = asyncio.get_running_loop().call_later(
+            max(delay, 0.0), self._expire, expires_at, token_id, socket
+        )
 
     def discard(self, principal: Principal, socket: TokenSocket) -> None:
         sockets = self._by_token.get(principal.token_id)
@@ -60,7 +63,12 @@ class TokenSockets:
                 timer.cancel()
             self._close(socket, "Forbidden: the token was revoked")
 
-    def _expire(self, token_id: int, socket: TokenSocket) -> None:
+    def _expire(self, expires_at: int, token_id: int, socket: TokenSocket) -> None:
+        if now_micros() < expires_at:
+            # The loop's timers can fire a little early (uvloop counts in milliseconds): the
+            # token is good until its instant, so its sockets close no sooner.
+            self._close_at(expires_at, token_id, socket)
+            return
         self._expiry.pop(socket, None)
         sockets = self._by_token.get(token_id)
         if sockets is not None and socket in sockets:

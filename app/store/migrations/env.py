@@ -18,6 +18,10 @@ def _run(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
+        # Each migration commits on its own: one that builds an index CONCURRENTLY
+        # (app.store.online_index) must commit what came before it anyway, and a failure then
+        # leaves the database at the last whole migration, where the upgrade resumes.
+        transaction_per_migration=True,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -10,7 +10,7 @@ Create Date: 2026-12-06 19:45:00
 
 from __future__ import annotations
 
-from alembic import op
+from app.store import online_index
 
 revision = "0006"
 down_revision = "0005"
@@ -18,20 +18,12 @@ branch_labels = None
 depends_on = None
 
 NAME = "ix_sync_users_status_policy"
-COLUMNS = [
-    "tenant_id",
-    "status",
-    "policy_id",
-    "latest_sort",
-    "id",
-    "email",
-    "destination_email",
-]
+COLUMNS = "tenant_id, status, policy_id, latest_sort, id, email, destination_email"
 
 
 def upgrade() -> None:
-    op.create_index(NAME, "sync_users", COLUMNS)
+    online_index.create_index(NAME, "sync_users", COLUMNS)
 
 
 def downgrade() -> None:
-    op.drop_index(NAME, table_name="sync_users")
+    online_index.drop_index(NAME)

@@ -13,7 +13,7 @@ Create Date: 2026-12-06 21:15:00
 
 from __future__ import annotations
 
-from alembic import op
+from app.store import online_index
 
 revision = "0007"
 down_revision = "0006"
@@ -24,10 +24,8 @@ NAME = "ix_sync_users_due"
 
 
 def upgrade() -> None:
-    op.drop_index(NAME, table_name="sync_users")
-    op.create_index(NAME, "sync_users", ["tenant_id", "due_at", "policy_id"])
+    online_index.replace_index(NAME, "sync_users", "tenant_id, due_at, policy_id")
 
 
 def downgrade() -> None:
-    op.drop_index(NAME, table_name="sync_users")
-    op.create_index(NAME, "sync_users", ["tenant_id", "due_at"])
+    online_index.replace_index(NAME, "sync_users", "tenant_id, due_at")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from app.store import online_index
+
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
@@ -26,11 +28,11 @@ NAME = "ix_sync_users_emails"
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(
-            f"CREATE INDEX {NAME} ON sync_users (tenant_id, email, id) INCLUDE (destination_email)"
+        online_index.create_index(
+            NAME, "sync_users", "tenant_id, email, id", include="destination_email"
         )
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"DROP INDEX IF EXISTS {NAME}")
+        online_index.drop_index(NAME)

@@ -20,33 +20,34 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from app.store import online_index
+
 revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
 
 NAME = "ix_sync_runs_running_report"
-RUNNING_ONLY = sa.text("state = 'RUNNING'")
+RUNNING_ONLY = "state = 'RUNNING'"
 
 
 def upgrade() -> None:
-    op.add_column("sync_runs", sa.Column("last_report_at", sa.BigInteger(), nullable=True))
-    larger = "max" if op.get_bind().dialect.name == "sqlite" else "greatest"
+    postgres = op.get_bind().dialect.name == "postgresql"
+    # IF NOT EXISTS: the index is built outside this migration's transaction (online_index), so
+    # the column and backfill commit before it; an upgrade run again after a failed build finds
+    # them there. (SQLite builds in the transaction and has no ADD COLUMN IF NOT EXISTS.)
+    column = sa.Column("last_report_at", sa.BigInteger(), nullable=True)
+    op.add_column("sync_runs", column, if_not_exists=postgres or None)
+    larger = "greatest" if postgres else "max"
     op.execute(
         f"UPDATE sync_runs SET last_report_at = {larger}(started_at, coalesce("
         "(SELECT max(f.failed_at) FROM failed_items f WHERE f.run_id = sync_runs.id),"
         " started_at)) WHERE state = 'RUNNING'"
     )
-    op.create_index(
-        NAME,
-        "sync_runs",
-        ["last_report_at"],
-        sqlite_where=RUNNING_ONLY,
-        postgresql_where=RUNNING_ONLY,
-    )
+    online_index.create_index(NAME, "sync_runs", "last_report_at", where=RUNNING_ONLY)
 
 
 def downgrade() -> None:
-    op.drop_index(NAME, table_name="sync_runs")
+    online_index.drop_index(NAME)
     # SQLite 3.35+ drops a column in place (ALTER TABLE ... DROP COLUMN), no table copy.
     op.drop_column("sync_runs", "last_report_at")

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from app.store import online_index
+
 revision = "0012"
 down_revision = "0011"
 branch_labels = None
@@ -34,13 +36,13 @@ PER_EMAIL = {
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"CREATE INDEX {NAME} ON sync_users USING gin ({EMAILS} gin_trgm_ops)")
+        online_index.create_index(NAME, "sync_users", f"{EMAILS} gin_trgm_ops", using="gin")
         for name in PER_EMAIL:
-            op.execute(f"DROP INDEX IF EXISTS {name}")
+            online_index.drop_index(name)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         for name, column in PER_EMAIL.items():
-            op.execute(f"CREATE INDEX {name} ON sync_users USING gin ({column} gin_trgm_ops)")
-        op.execute(f"DROP INDEX IF EXISTS {NAME}")
+            online_index.create_index(name, "sync_users", f"{column} gin_trgm_ops", using="gin")
+        online_index.drop_index(NAME)

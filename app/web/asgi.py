@@ -52,7 +52,7 @@ from app.web.browser_security import allowed_origins, browser_middleware, frame_
 from app.web.context import Context
 from app.web.csv_export import export_sync_users
 from app.web.graphiql import GraphiQLAssets
-from app.web.services import Services
+from app.web.services import AppState, Services, services_of
 from app.web.settings import DEFAULT_WS_INIT_TIMEOUT_SECONDS, DEFAULT_WS_PING_SECONDS, Settings
 from app.webhooks.deliverer import start_deliverer
 from app.webhooks.secret_box import load_secret_box
@@ -83,7 +83,6 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
 
     def __init__(
         self,
-        services_ref: dict[str, Services],
         limits: DocumentLimits | None = None,
         *,
         init_timeout_seconds: float = DEFAULT_WS_INIT_TIMEOUT_SECONDS,
@@ -96,7 +95,6 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
             connection_init_wait_timeout=timedelta(seconds=init_timeout_seconds),
             max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
         )
-        self._services_ref = services_ref
         # Subscriptions served without strawberry's per-subscription task (subscriptions/live.py).
         self.documents = Documents(graphql_core_schema(self.schema), limits)
         self.persisted = PersistedQueries(limits)  # Apollo's automatic persisted queries
@@ -105,7 +103,7 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
         return Context(
-            services=self._services_ref["services"],
+            services=services_of(request),
             request=request,
             websocket=request.scope["type"] == "websocket",
         )
@@ -131,9 +129,10 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
             record = current_request()
             if record is not None:
                 record.outcome = "BAD_USER_INPUT"
-            telemetry = self._services_ref["services"].telemetry if self._services_ref else None
-            if telemetry is not None:
-                telemetry.operation(None, "BAD_USER_INPUT", 0.0)
+            # No services: the app's lifespan has not run (unit tests).
+            services: Services | None = getattr(request.state, "services", None)
+            if services is not None and services.telemetry is not None:
+                services.telemetry.operation(None, "BAD_USER_INPUT", 0.0)
             if isinstance(error, PersistedQueryError):
                 # 200, as Apollo's servers answer: its clients then send the document.
                 reason, code, status = error.message, error.code, 200
@@ -277,9 +276,7 @@ def create_app(
     settings: Settings | None = None, *, simulate: bool = False, simulation_speed: float = 1.0
 ) -> Starlette:
     settings = settings or Settings.from_env()
-    ref: dict[str, Services] = {}
     graphql = SyncStatusGraphQL(
-        ref,
         DocumentLimits(max_cost=settings.max_query_cost),
         init_timeout_seconds=settings.ws_init_timeout_seconds,
         ping_seconds=settings.ws_ping_seconds,
@@ -292,7 +289,7 @@ def create_app(
     probes: dict[str, Readiness] = {}
 
     @asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan(_app: Starlette) -> AsyncIterator[AppState]:
         db = open_database(settings.database_url)
         if db.sqlite_writer is not None:
             db.sqlite_writer.on_wait = telemetry.sqlite_writer_wait.observe
@@ -340,7 +337,6 @@ def create_app(
                 services.deliverer, delivering = start_deliverer(
                     db, services.secret_box, services.webhook_settings
                 )
-                ref["services"] = services
                 probes["readiness"] = Readiness(db, broadcast)
                 freeze_startup_heap()
                 tune_collector()
@@ -358,7 +354,7 @@ def create_app(
                         ),
                         _event_log_pruner(db, settings, logged),
                     ):
-                        yield {"services": services}
+                        yield AppState(services=services)
                 finally:
                     await cancel_and_wait(delivering)
                     await services.hub.close()
@@ -375,8 +371,8 @@ def create_app(
     async def docs(_request: Request) -> Response:
         return FileResponse(STATIC / "docs.html")
 
-    async def health(_request: Request) -> Response:
-        hub = ref["services"].hub if "services" in ref else None
+    async def health(request: Request) -> Response:
+        hub = services_of(request).hub
         return JSONResponse(
             {
                 "ok": True,

@@ -27,7 +27,7 @@ from app.domain.views import PolicyView
 from app.reads.runs import policies_by_ids, runs_by_ids
 from app.reads.user_batches import user_batches
 from app.reads.users import ORDERS, STATUSES, UserFilter, check_filter
-from app.web.services import Services
+from app.web.services import Services, services_of
 
 log = logging.getLogger("syncstatus.export")
 HEADER = (
@@ -192,7 +192,7 @@ class _Running:
 
 
 async def export_sync_users(request: Request) -> Response:
-    services: Services = request.state.services
+    services = services_of(request)
     try:
         token = bearer_token(request.headers.get("authorization"))
         if token is None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
+
+from starlette.requests import HTTPConnection
 
 from app.auth.sockets import TokenSockets
 from app.auth.tokens import Authenticator
@@ -47,3 +49,15 @@ class Services:
     search_counts: SearchCache = field(default_factory=SearchCache)
     # PostgreSQL: a rare search's matches in email order, kept the same way (its pages).
     search_matches: SearchCache = field(default_factory=lambda: SearchCache(MATCH_LISTS))
+
+
+class AppState(TypedDict):
+    """What the lifespan yields. Starlette copies it into the scope of every request and
+    WebSocket, where `services_of` reads it."""
+
+    services: Services
+
+
+def services_of(connection: HTTPConnection) -> Services:
+    services: Services = connection.state.services
+    return services

@@ -19,7 +19,7 @@ def test_the_defaults_are_5_and_15_seconds(monkeypatch: pytest.MonkeyPatch) -> N
     settings = Settings.from_env()
     assert (settings.ws_init_timeout_seconds, settings.ws_ping_seconds) == (5, 15)
     assert (Settings().ws_init_timeout_seconds, Settings().ws_ping_seconds) == (5, 15)
-    graphql = SyncStatusGraphQL({})
+    graphql = SyncStatusGraphQL()
     assert graphql.connection_init_wait_timeout.total_seconds() == 5
     assert graphql.pinger.interval == 15
 
@@ -35,7 +35,7 @@ def test_the_setting(name: str, field: str, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_the_app_uses_them() -> None:
-    graphql = SyncStatusGraphQL({}, init_timeout_seconds=1.5, ping_seconds=0.5)
+    graphql = SyncStatusGraphQL(init_timeout_seconds=1.5, ping_seconds=0.5)
     assert graphql.connection_init_wait_timeout.total_seconds() == 1.5
     assert graphql.pinger.interval == 0.5
 

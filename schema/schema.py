@@ -22,7 +22,7 @@ from schema.query import Query
 from schema.rate_limit import RateLimit
 from schema.shared_executor import SharedEventExecutor
 from schema.subscription import Subscription
-from schema.types import ApiTokenInfo, Policy, SyncRun, SyncUser
+from schema.types import ApiTokenInfo, Policy, SyncRun, SyncUser, policy_nodes
 
 PRINTED_SCHEMA = Path(__file__).with_name("schema.graphql")
 MAX_DEPTH = DocumentLimits.max_depth
@@ -34,6 +34,10 @@ MAX_CACHED_BYTES = 64 * 1024 * 1024
 
 
 class SyncStatusSchema(strawberry.Schema):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.policy_nodes = policy_nodes()
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, TypeVar
 
 import strawberry
@@ -127,10 +127,20 @@ class Policy(Node):
         )
 
 
-@lru_cache(maxsize=1024)
-def _policy_node(view: PolicyView | None) -> Policy | None:
-    """Rows of a page share a few policies: build each (immutable) Policy object once."""
-    return Policy.of(view) if view else None
+PolicyNodes = Callable[[PolicyView], Policy]
+
+
+def policy_nodes() -> PolicyNodes:
+    """Rows of a page share a few policies: each (immutable) Policy object is built once per
+    view, in a cache that the schema serving them keeps (SyncStatusSchema.policy_nodes)."""
+    return lru_cache(maxsize=1024)(Policy.of)
+
+
+def _policy_node(info: Info, view: PolicyView | None) -> Policy | None:
+    if view is None:
+        return None
+    nodes: PolicyNodes | None = getattr(info.schema, "policy_nodes", None)
+    return nodes(view) if nodes is not None else Policy.of(view)
 
 
 @strawberry.type(description="A problem with one item of a run (a message, folder, event...).")
@@ -295,7 +305,7 @@ class SyncUser(Node):
 
     @strawberry.field
     def policy(self, info: Info) -> Policy | None:
-        return self._with_policy(info, _policy_node)  # type: ignore[return-value]
+        return self._with_policy(info, partial(_policy_node, info))  # type: ignore[return-value]
 
     @strawberry.field(description="Grows with every change of this user's sync state.")
     def version(self, info: Info) -> int:

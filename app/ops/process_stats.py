@@ -7,7 +7,7 @@ import gc
 import os
 from pathlib import Path
 
-from app.ops.runtime import COLLECTOR
+from app.ops.runtime import Collector
 
 STATUS = Path("/proc/self/status")
 
@@ -23,14 +23,15 @@ def rss_kb() -> int | None:
     return None
 
 
-def process_stats() -> dict[str, object]:
+def process_stats(collector: Collector | None) -> dict[str, object]:
+    pauses = collector.longest_ms if collector else [0.0, 0.0, 0.0]
     return {
         "pid": os.getpid(),  # which worker answered, under `serve --workers N`
         "tasks": len(asyncio.all_tasks()),
         "rss_kb": rss_kb(),
         # Collections run per generation (the oldest ones pause the process longest).
         "gc_collections": [generation["collections"] for generation in gc.get_stats()],
-        "gc_longest_pause_ms": [round(ms, 2) for ms in COLLECTOR.longest_ms],
-        "gc_freezes": COLLECTOR.freezes,
-        "gc_thaws": COLLECTOR.thaws,
+        "gc_longest_pause_ms": [round(ms, 2) for ms in pauses],
+        "gc_freezes": collector.freezes if collector else 0,
+        "gc_thaws": collector.thaws if collector else 0,
     }

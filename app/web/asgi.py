@@ -40,7 +40,7 @@ from app.ops.process_stats import process_stats
 from app.ops.request_log import RequestLog, current_request
 from app.ops.retention import running_pruner
 from app.ops.run_reaper import running_reaper
-from app.ops.runtime import COLLECTOR, freeze_startup_heap, tune_collector
+from app.ops.runtime import freeze_startup_heap, tune_collector
 from app.ops.tasks import cancel_and_wait
 from app.ops.telemetry import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.ops.telemetry import Telemetry
@@ -339,7 +339,7 @@ def create_app(
                 )
                 probes["readiness"] = Readiness(db, broadcast)
                 freeze_startup_heap()
-                tune_collector()
+                services.collector = tune_collector()
                 try:
                     async with (
                         revocations_applied(services),
@@ -360,7 +360,7 @@ def create_app(
                     await services.hub.close()
                     await services.rate_limiter.close()
                     await services.authenticator.close()
-                    COLLECTOR.uninstall()
+                    services.collector.uninstall()
         finally:
             await db.dispose()
             telemetry.worker_exits()
@@ -372,12 +372,13 @@ def create_app(
         return FileResponse(STATIC / "docs.html")
 
     async def health(request: Request) -> Response:
-        hub = services_of(request).hub
+        services = services_of(request)
+        hub = services.hub
         return JSONResponse(
             {
                 "ok": True,
                 "subscriptions": hub.stats() if hub else {},
-                "process": process_stats(),
+                "process": process_stats(services.collector),
             }
         )
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the hub is subscriptions' (imports run one way); the rest a
     from broadcaster import Broadcast
 
     from app.auth.rate_limit import RateLimiter
+    from app.ops.runtime import Collector
     from app.ops.telemetry import Telemetry
     from app.webhooks.deliverer import Deliverer
     from subscriptions.hub import Hub
@@ -49,6 +50,9 @@ class Services:
     search_counts: SearchCache = field(default_factory=SearchCache)
     # PostgreSQL: a rare search's matches in email order, kept the same way (its pages).
     search_matches: SearchCache = field(default_factory=lambda: SearchCache(MATCH_LISTS))
+    # Times the collector's pauses (/healthz) and freezes survivors of a long one; set by the
+    # app factory once the loop runs.
+    collector: Collector | None = None
 
 
 class AppState(TypedDict):

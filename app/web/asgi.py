@@ -286,7 +286,6 @@ def create_app(
     graphql.allowed_origins = origins
     graphql.graphiql = GraphiQLAssets(settings.graphiql_dir)
     telemetry = Telemetry()
-    probes: dict[str, Readiness] = {}
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[AppState]:
@@ -337,7 +336,6 @@ def create_app(
                 services.deliverer, delivering = start_deliverer(
                     db, services.secret_box, services.webhook_settings
                 )
-                probes["readiness"] = Readiness(db, broadcast)
                 freeze_startup_heap()
                 services.collector = tune_collector()
                 try:
@@ -354,7 +352,7 @@ def create_app(
                         ),
                         _event_log_pruner(db, settings, logged),
                     ):
-                        yield AppState(services=services)
+                        yield AppState(services=services, readiness=Readiness(db, broadcast))
                 finally:
                     await cancel_and_wait(delivering)
                     await services.hub.close()
@@ -385,9 +383,9 @@ def create_app(
     async def livez(_request: Request) -> Response:
         return JSONResponse({"ok": True})
 
-    async def readyz(_request: Request) -> Response:
-        readiness = probes.get("readiness")
-        if readiness is None:
+    async def readyz(request: Request) -> Response:
+        readiness: Readiness | None = getattr(request.state, "readiness", None)
+        if readiness is None:  # no lifespan state: the app has not started
             checks = {"startup": {"ok": False, "error": "the app is starting or stopping"}}
         else:
             checks = await readiness.checks()

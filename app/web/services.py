@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the hub is subscriptions' (imports run one way); the rest a
     from broadcaster import Broadcast
 
     from app.auth.rate_limit import RateLimiter
+    from app.ops.probes import Readiness
     from app.ops.runtime import Collector
     from app.ops.telemetry import Telemetry
     from app.webhooks.deliverer import Deliverer
@@ -60,6 +61,7 @@ class AppState(TypedDict):
     WebSocket, where `services_of` reads it."""
 
     services: Services
+    readiness: Readiness  # /readyz's checks of this process's database and broker
 
 
 def services_of(connection: HTTPConnection) -> Services:

@@ -78,6 +78,13 @@ async def test_overlong_channel_name_is_rejected(pair: tuple[Broadcast, Broadcas
             pass
 
 
+def test_a_connection_left_mid_operation_is_a_lost_connection() -> None:
+    """asyncpg raises InternalClientError on a LISTEN connection whose server died in the
+    middle of an operation (test_broker_outage_replay's killed broker, once): the supervisor
+    must reconnect as for any lost connection, not log it as a bug with a traceback."""
+    assert issubclass(asyncpg.InternalClientError, PostgresNotifyBackend.connection_errors)
+
+
 @pytest.mark.serial
 async def test_unreachable_postgres_fails_connect_quickly() -> None:
     postgres_admin_url()  # a running server proves the closed port below is the only problem

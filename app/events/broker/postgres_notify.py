@@ -33,6 +33,10 @@ _CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, server starting up
+    # A connection whose server died mid-operation can stay waiting for the end of that
+    # operation's error ("cannot switch to state 11; another operation (2) is in progress"
+    # on the LISTEN connection's next health check, seen when a broker was killed): unusable.
+    asyncpg.InternalClientError,
 )
 
 
@@ -135,7 +139,11 @@ class PostgresNotifyBackend(SupervisedBackend):
             try:
                 await self._conn.add_listener(channel, self._on_notification)
             except _CONNECTION_ERRORS as exc:
+                # Ended here, not left to the health check: a connection whose LISTEN failed
+                # may still look alive, and this channel would then stay deaf. The supervisor
+                # reconnects and LISTENs every channel, this one included.
                 log.warning("LISTEN %s failed (%s); will LISTEN after reconnect", channel, exc)
+                self._conn.terminate()
 
     async def unsubscribe(self, channel: str) -> None:
         async with self._lock:

@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 
 import asyncpg
 import pytest
@@ -184,6 +185,36 @@ async def test_detects_silent_connection_loss(channel: str) -> None:
                 proxy.thaw()
             await publish_until_received(publisher, sub, channel)
             assert backend.reconnects >= 1
+    finally:
+        await proxy.close()
+
+
+@pytest.mark.serial
+async def test_a_listen_on_a_silent_network_neither_hangs_nor_stays_deaf(channel: str) -> None:
+    """A first subscriber of a channel while the network is silently dead: its LISTEN gives up
+    within the health interval (it used to wait for TCP, minutes, holding every other subscribe
+    behind it), and once the network is back the channel is heard."""
+    url = postgres_admin_url()
+    proxy = FreezableProxy("127.0.0.1", 5432)
+    await proxy.start()
+    proxied = url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    backend = PostgresNotifyBackend(proxied, health_interval=0.5, connect_timeout=1.0)
+    later = f"{channel}-later"
+    try:
+        async with (
+            create_broadcast(url) as publisher,
+            ReliableBroadcast(backend=backend) as subscriber,
+            subscriber.subscribe(channel) as first,
+            AsyncExitStack() as stack,
+        ):
+            proxy.freeze()
+            try:
+                async with asyncio.timeout(WAIT):
+                    second = await stack.enter_async_context(subscriber.subscribe(later))
+            finally:
+                proxy.thaw()
+            await publish_until_received(publisher, second, later)
+            await publish_until_received(publisher, first, channel)
     finally:
         await proxy.close()
 

@@ -137,7 +137,11 @@ class PostgresNotifyBackend(SupervisedBackend):
             if self._conn is None:
                 return
             try:
-                await self._conn.add_listener(channel, self._on_notification)
+                # Bounded: on a silently dead network LISTEN would wait for TCP to give up
+                # (minutes), holding this lock, so the health check could not run, and
+                # ReliableBroadcast's, so no other channel could be subscribed either.
+                async with asyncio.timeout(self._health_interval):
+                    await self._conn.add_listener(channel, self._on_notification)
             except _CONNECTION_ERRORS as exc:
                 # Ended here, not left to the health check: a connection whose LISTEN failed
                 # may still look alive, and this channel would then stay deaf. The supervisor
@@ -151,10 +155,12 @@ class PostgresNotifyBackend(SupervisedBackend):
             if self._conn is None:
                 return
             try:
-                await self._conn.remove_listener(channel, self._on_notification)
+                async with asyncio.timeout(self._health_interval):  # as for LISTEN
+                    await self._conn.remove_listener(channel, self._on_notification)
             except _CONNECTION_ERRORS as exc:
-                # A new connection will not LISTEN to it again, so nothing is left to do.
+                # A new connection will not LISTEN to it again; this one may be unusable.
                 log.debug("UNLISTEN %s failed: %s", channel, exc)
+                self._conn.terminate()
 
     async def publish(self, channel: str, message: Any) -> None:
         """NOTIFY through the publish pool, retrying briefly over dead pooled connections.

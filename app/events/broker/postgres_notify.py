@@ -235,7 +235,7 @@ class PostgresNotifyBackend(SupervisedBackend):
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         try:
-            async with self._lock:
+            async with self._lock, asyncio.timeout(self._connect_timeout):  # as subscribe()
                 for channel in self._channels:
                     await conn.add_listener(channel, self._on_notification)
                 self._conn = conn

@@ -137,10 +137,8 @@ def policy_nodes() -> PolicyNodes:
 
 
 def _policy_node(info: Info, view: PolicyView | None) -> Policy | None:
-    if view is None:
-        return None
-    nodes: PolicyNodes | None = getattr(info.schema, "policy_nodes", None)
-    return nodes(view) if nodes is not None else Policy.of(view)
+    nodes: PolicyNodes = info.schema.policy_nodes  # type: ignore[attr-defined]
+    return nodes(view) if view is not None else None
 
 
 @strawberry.type(description="A problem with one item of a run (a message, folder, event...).")

@@ -23,15 +23,14 @@ def rss_kb() -> int | None:
     return None
 
 
-def process_stats(collector: Collector | None) -> dict[str, object]:
-    pauses = collector.longest_ms if collector else [0.0, 0.0, 0.0]
+def process_stats(collector: Collector) -> dict[str, object]:
     return {
         "pid": os.getpid(),  # which worker answered, under `serve --workers N`
         "tasks": len(asyncio.all_tasks()),
         "rss_kb": rss_kb(),
         # Collections run per generation (the oldest ones pause the process longest).
         "gc_collections": [generation["collections"] for generation in gc.get_stats()],
-        "gc_longest_pause_ms": [round(ms, 2) for ms in pauses],
-        "gc_freezes": collector.freezes if collector else 0,
-        "gc_thaws": collector.thaws if collector else 0,
+        "gc_longest_pause_ms": [round(ms, 2) for ms in collector.longest_ms],
+        "gc_freezes": collector.freezes,
+        "gc_thaws": collector.thaws,
     }

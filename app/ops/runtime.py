@@ -101,11 +101,9 @@ class Collector:
         self._tick_handle = loop.call_later(self._tick_every, self._tick, loop)
 
 
-def tune_collector() -> Collector:
-    """The oldest generation's threshold raised, and a Collector installed on the running loop
-    (the app's lifespan holds it and uninstalls it at the end)."""
+def tune_collector(collector: Collector) -> None:
+    """The oldest generation's threshold raised, and the app's Collector installed on the
+    running loop (its lifespan uninstalls it at the end)."""
     young, middle, _oldest = gc.get_threshold()
     gc.set_threshold(young, middle, OLDEST_GENERATION_THRESHOLD)
-    collector = Collector()
     collector.install(asyncio.get_running_loop())
-    return collector

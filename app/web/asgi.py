@@ -337,7 +337,7 @@ def create_app(
                     db, services.secret_box, services.webhook_settings
                 )
                 freeze_startup_heap()
-                services.collector = tune_collector()
+                tune_collector(services.collector)
                 try:
                     async with (
                         revocations_applied(services),

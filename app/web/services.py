@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 from app.auth.sockets import TokenSockets
 from app.auth.tokens import Authenticator
 from app.events.messages import Publisher
+from app.ops.runtime import Collector
 from app.reads.search_cache import SearchCache
 from app.reads.search_matches import ENTRIES as MATCH_LISTS
 from app.store.engine import Database
@@ -22,7 +23,6 @@ if TYPE_CHECKING:  # the hub is subscriptions' (imports run one way); the rest a
 
     from app.auth.rate_limit import RateLimiter
     from app.ops.probes import Readiness
-    from app.ops.runtime import Collector
     from app.ops.telemetry import Telemetry
     from app.webhooks.deliverer import Deliverer
     from subscriptions.hub import Hub
@@ -51,9 +51,9 @@ class Services:
     search_counts: SearchCache = field(default_factory=SearchCache)
     # PostgreSQL: a rare search's matches in email order, kept the same way (its pages).
     search_matches: SearchCache = field(default_factory=lambda: SearchCache(MATCH_LISTS))
-    # Times the collector's pauses (/healthz) and freezes survivors of a long one; set by the
-    # app factory once the loop runs.
-    collector: Collector | None = None
+    # Times the collector's pauses (/healthz) and freezes survivors of a long one; installed
+    # by the lifespan once the loop runs.
+    collector: Collector = field(default_factory=Collector)
 
 
 class AppState(TypedDict):

@@ -148,6 +148,11 @@ async def _admin(admin_url: str, sql: str) -> None:
         await conn.close()
 
 
+def plain_dsn(database_url: str) -> str:
+    """asyncpg's DSN for a SQLAlchemy postgresql+asyncpg:// URL."""
+    return "postgresql://" + database_url.split("://", 1)[1]
+
+
 def _database_url(admin_url: str, name: str) -> str:
     base = admin_url.rsplit("/", 1)[0]
     return f"postgresql+asyncpg://{base.split('://', 1)[1]}/{name}"

@@ -24,7 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from app.store.migrate import alembic_config
-from tests.server import empty_database
+from tests.server import empty_database, plain_dsn
 
 # 0002-0004 came with the second wave's first day: each alters and backfills whole tables in the
 # same migration (sync_users' error codes, every run's trend), which locks those tables anyway.
@@ -44,10 +44,6 @@ DROP_INDEX = re.compile(r"^DROP INDEX (CONCURRENTLY )?(?:IF EXISTS )?(\w+)")
 def url() -> Iterator[str]:
     with empty_database("postgres") as found:
         yield found
-
-
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
 @dataclass
@@ -124,7 +120,7 @@ async def _waiting_build(conn: asyncpg.Connection) -> bool:
 
 async def test_writes_go_on_while_an_index_is_built(url: str) -> None:
     await asyncio.to_thread(command.upgrade, alembic_config(url), "0008")
-    writing, other = [await asyncpg.connect(_dsn(url)) for _ in range(2)]
+    writing, other = [await asyncpg.connect(plain_dsn(url)) for _ in range(2)]
     try:
         # A write in progress (the lock an UPDATE takes) that the build must wait out.
         ongoing = writing.transaction()
@@ -159,7 +155,7 @@ async def test_an_upgrade_resumes_after_a_failed_build(url: str) -> None:
     """As if 0011 failed in its build: its column and backfill committed, an INVALID index
     under the index's name (made here by a unique build that fails), the stamp at 0010."""
     await asyncio.to_thread(command.upgrade, alembic_config(url), "0010")
-    conn = await asyncpg.connect(_dsn(url))
+    conn = await asyncpg.connect(plain_dsn(url))
     try:
         await conn.execute("ALTER TABLE sync_runs ADD COLUMN last_report_at BIGINT")
         await conn.execute("INSERT INTO tenants (name, created_at) VALUES ('a', 0), ('b', 0)")

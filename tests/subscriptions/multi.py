@@ -11,11 +11,7 @@ import asyncpg
 
 from tests.api import Api
 from tests.conftest import Tenant
-from tests.server import Server, _run_async, run_server, throwaway_database
-
-
-def plain_dsn(database_url: str) -> str:
-    return "postgresql://" + database_url.split("://", 1)[1]
+from tests.server import Server, _run_async, plain_dsn, run_server, throwaway_database
 
 
 @contextmanager

@@ -145,7 +145,12 @@ def main() -> None:
     by_test, by_kind = figures[0]
     spent = [(b - a) / TICK for a, b in zip(before, after, strict=False)]
     user, system, idle = spent[0] + spent[1], spent[2], spent[3]
-    print(output.strip().splitlines()[-1] if output.strip() else "(no pytest output)")
+    lines = output.strip().splitlines()
+    # The failures first (pytest's short summary), so a red run is not mistaken for a profile.
+    for line in lines:
+        if line.startswith(("FAILED ", "ERROR ")):
+            print(line)
+    print(lines[-1] if lines else "(no pytest output)")
     print(f"wall {wall:.0f} s; machine CPU: user {user:.0f} s, system {system:.0f} s,", end=" ")
     print(f"idle {idle:.0f} s")
     print("\nCPU seconds by kind of process:")

@@ -208,11 +208,16 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
 
     def decode_json(self, data: str | bytes) -> object:
         """The body (or a GET parameter) must be a JSON object, or a list for a batch:
-        anything else, or bytes that are not UTF-8, is a bad request (strawberry: a 500)."""
+        anything else, bytes that are not UTF-8 or JSON nested too deeply to decode is a bad
+        request (strawberry: a 500)."""
         try:
             value = json.loads(data)
         except UnicodeDecodeError:
             raise HTTPException(400, "The request body is not UTF-8.") from None
+        except RecursionError:
+            # Nesting past the interpreter's limit (~1,000 levels). As a decode error, a body
+            # or GET parameter is a 400 and a WebSocket message a 4400 close, as for bad JSON.
+            raise json.JSONDecodeError("JSON nested too deeply", "", 0) from None
         if not isinstance(value, dict | list):
             raise HTTPException(400, "Expected a JSON object.")
         return value

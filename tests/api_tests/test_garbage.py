@@ -46,6 +46,13 @@ BODIES: list[tuple[str, str, bytes]] = [
     ("form", "application/x-www-form-urlencoded", b"query=%7B__typename%7D"),
     ("no-content-type", "", b'{"query": "{ __typename }"}'),
     ("multipart-junk", "multipart/form-data; boundary=x", b"--x\r\njunk\r\n--x--"),
+    # Deeper than Python's JSON decoder recurses (~1,000): a RecursionError, once a 500.
+    ("nested-json", JSON, b"[" * 3000 + b"]" * 3000),
+    (
+        "nested-variables",
+        JSON,
+        b'{"query": "{ __typename }", "variables": {"a": ' + b"[" * 3000 + b"]" * 3000 + b"}}",
+    ),
 ]
 
 # GraphQL documents that are wrong in every way a client can get them wrong.
@@ -159,6 +166,7 @@ def test_get_requests(tenant: ApiTenant) -> None:
             {"query": "{ syncMetrics { "},
             {"query": "{ __typename }", "variables": "{not json"},
             {"query": "{ __typename }", "variables": "[1]"},
+            {"query": "{ __typename }", "variables": "[" * 3000 + "]" * 3000},
             {},
         ):
             check(client.get(url, params=params, headers={"Accept": JSON}))

@@ -84,6 +84,23 @@ async def test_a_message_over_64_kb_closes_the_connection(server: Server, tenant
         assert await close_code(ws) == 1009  # message too big
 
 
+async def test_json_nested_too_deeply_is_a_bad_message(server: Server, tenant: Tenant) -> None:
+    """Nesting Python's JSON decoder cannot follow (a RecursionError) closes with 4400, as
+    any message that is not JSON does, before and after connection_init, and logs nothing."""
+    nested = "[" * 3000 + "]" * 3000
+    start = len(server.log())
+    async with raw_socket(server, init=False) as ws:
+        await ws.send('{"type": "connection_init", "payload": ' + nested + "}")
+        assert await close_code(ws) == 4400
+    async with raw_socket(server, tenant.viewer.token) as ws:
+        await ws.send(
+            '{"type": "subscribe", "id": "deep", "payload": {"query": "{ __typename }", '
+            '"variables": {"a": ' + nested + "}}}"
+        )
+        assert await close_code(ws) == 4400
+    assert "Traceback" not in server.log()[start:]
+
+
 async def test_a_message_under_the_limit_is_fine(server: Server, tenant: Tenant) -> None:
     async with raw_socket(server, tenant.viewer.token) as ws:
         padded = "subscription { syncMetricsUpdated { totalUsers } " + " " * (30 * 1024) + "}"

@@ -14,8 +14,8 @@ from typing import Any, Generic, TypeVar
 from graphql import DocumentNode, GraphQLError, Node
 from strawberry.extensions import SchemaExtension
 
-from schema.library_internals import graphql_core_schema, validate
-from schema.limits import DocumentLimits, parse_document
+from schema.library_internals import graphql_core_schema
+from schema.limits import DocumentLimits, parse_document, validate_within_limits
 
 V = TypeVar("V")
 BYTES_PER_NODE = 400  # measured: a parsed node with its location and tokens, 300-400 bytes
@@ -103,7 +103,7 @@ class Documents:
         if found.parse_error is not None or found.document is None:
             return [found.parse_error] if found.parse_error else []
         if found.rules != rules:
-            found.errors = validate(schema, found.document, rules)
+            found.errors = validate_within_limits(schema, found.document, self.limits, rules)
             found.rules = rules
         return list(found.errors)
 

@@ -26,17 +26,21 @@ def rate_limited(retry_after: int) -> GraphQLError:
 
 
 async def check(context: Any, cost: int) -> GraphQLError | None:
-    """The error if the caller's token is over its budget after spending `cost`. Callers
-    without a (valid) token spend nothing here: their fields fail with UNAUTHENTICATED."""
+    """The error if the caller is over its budget after spending `cost`: its token's, or for
+    a caller without a (valid) token, the budget of its client address. Such a caller can read
+    only the schema's description (every other field fails with UNAUTHENTICATED), but that
+    costs CPU all the same (schema/limits.py), so it is not free."""
     services = getattr(context, "services", None)
     limiter = getattr(services, "rate_limiter", None)
     if not isinstance(limiter, RateLimiter) or not limiter.limit:
         return None
+    key: int | str
     try:
-        principal = context.principal_ or await context.principal()
+        key = (context.principal_ or await context.principal()).token_id
     except ServiceError:
-        return None
-    retry_after = await limiter.spend(principal.token_id, cost)
+        client = getattr(getattr(context, "request", None), "client", None)
+        key = f"anonymous:{client.host if client else ''}"
+    retry_after = await limiter.spend(key, cost)
     return rate_limited(retry_after) if retry_after is not None else None
 
 

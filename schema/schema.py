@@ -8,14 +8,14 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import AddValidationRules, QueryDepthLimiter
+from strawberry.extensions import QueryDepthLimiter
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from schema.admin_types import AuditEvent, Webhook, WebhookDelivery
 from schema.document_cache import DocumentCache, Documents
 from schema.errors import ErrorCodes
-from schema.limits import DocumentLimits, validation_rules
+from schema.limits import DocumentLimits
 from schema.mutation import Mutation
 from schema.operation_log import OperationLog
 from schema.query import Query
@@ -79,10 +79,10 @@ def build_schema(limits: DocumentLimits | None = None) -> strawberry.Schema:
         extensions=[
             OperationLog,  # first: it sees the codes ErrorCodes gives
             ErrorCodes,
-            # Size, tokens, cost, aliases, directives (schema/limits.py), with the caches.
+            # Size, tokens, cost, aliases, directives, repeats (schema/limits.py), checked
+            # before validation, with the caches.
             lambda: DocumentCache(documents),
             QueryDepthLimiter(max_depth=limits.max_depth),
-            AddValidationRules(list(validation_rules(limits))),
             RateLimit,
         ],
         # A subscription event shared by many subscribers is executed once for them all.

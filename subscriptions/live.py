@@ -29,7 +29,6 @@ from graphql import (
     OperationType,
     get_operation_ast,
     specified_rules,
-    validate,
 )
 from graphql.execution.values import get_argument_values
 from strawberry.extensions import QueryDepthLimiter
@@ -39,7 +38,7 @@ from app.web.context import Context
 from schema.document_cache import BoundedCache, document_bytes
 from schema.errors import classify
 from schema.library_internals import root_fields
-from schema.limits import DocumentLimits, parse_document, query_cost, validation_rules
+from schema.limits import DocumentLimits, parse_document, query_cost, validate_within_limits
 from schema.rate_limit import check as over_budget
 from schema.shared_executor import SharedEventExecutor
 from schema.types import SyncMetrics, SyncUser
@@ -67,7 +66,6 @@ class Documents:
         self.rules = (
             *specified_rules,
             *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
-            *validation_rules(limits),
         )
         self._cache: BoundedCache[DocumentNode] = BoundedCache(MAX_DOCUMENTS, MAX_DOCUMENT_BYTES)
 
@@ -79,7 +77,7 @@ class Documents:
             document = parse_document(query, self.limits)
         except GraphQLError:
             return None  # the usual path reports it; an oversized text is not kept
-        if validate(self.schema, document, self.rules):
+        if validate_within_limits(self.schema, document, self.limits, self.rules):
             return None
         self._cache.put(query, document, document_bytes(query, document))
         return document

@@ -1,5 +1,6 @@
 """A budget of cost points per token and minute (a fixed window): each operation spends its
-estimated cost (at least 1). With a redis:// broker the windows live in Redis, so every API
+estimated cost (at least 1). Callers without a valid token spend from one budget per client
+address (schema/rate_limit.py). With a redis:// broker the windows live in Redis, so every API
 process spends from the same budget; otherwise each process keeps its own."""
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ return used
 class RateLimiter:
     def __init__(self, limit: int, redis_url: str | None = None) -> None:
         self.limit = limit
-        self._windows: dict[int, tuple[int, int]] = {}  # token id -> (window, spent)
+        # token id, or "anonymous:<address>" -> (window, spent)
+        self._windows: dict[int | str, tuple[int, int]] = {}
         self._redis: Any = None
         self._script: Any = None
         if limit and redis_url:
@@ -34,9 +36,9 @@ class RateLimiter:
         if self._redis is not None:
             await self._redis.aclose()
 
-    async def spend(self, token_id: int, cost: int) -> int | None:
-        """Spends `cost` points of the token's budget: None if within it, else the seconds
-        until the next window."""
+    async def spend(self, key: int | str, cost: int) -> int | None:
+        """Spends `cost` points of the budget of `key` (a token's id, or an anonymous
+        caller's address): None if within it, else the seconds until the next window."""
         if not self.limit:
             return None
         now = time.time()
@@ -45,17 +47,17 @@ class RateLimiter:
         cost = max(1, cost)
         if self._script is not None:
             try:
-                key = f"syncstatus:rate:{token_id}:{window}"
-                spent = int(await self._script(keys=[key], args=[cost, 2 * WINDOW_SECONDS]))
+                name = f"syncstatus:rate:{key}:{window}"
+                spent = int(await self._script(keys=[name], args=[cost, 2 * WINDOW_SECONDS]))
             except Exception as error:  # Redis down: serve rather than refuse everyone
                 log.warning("rate limit not checked (Redis: %s); using this process's count", error)
             else:
                 return retry_after if spent > self.limit else None
-        started, spent = self._windows.get(token_id, (window, 0))
+        started, spent = self._windows.get(key, (window, 0))
         if started != window:
             spent = 0
             if len(self._windows) > 100_000:  # tokens idle since an older window
                 self._windows = {t: w for t, w in self._windows.items() if w[0] == window}
         spent += cost
-        self._windows[token_id] = (window, spent)
+        self._windows[key] = (window, spent)
         return retry_after if spent > self.limit else None

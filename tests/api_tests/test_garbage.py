@@ -65,6 +65,9 @@ DOCUMENTS: list[tuple[str, dict[str, Any]]] = [
     ("unknown-argument", {"query": "{ syncUsers(nope: 1) { totalCount } }"}),
     ("unknown-type", {"query": "query($x: Nope) { __typename }", "variables": {"x": 1}}),
     ("missing-selection", {"query": "{ syncMetrics }"}),
+    # 1,200 copies of one field: graphql-core's overlap check alone took 0.8 s.
+    ("repeated-field", {"query": "{" + " viewer { role }" * 1200 + " }"}),
+    ("schema-described-six-times", {"query": "{" + " a: __schema { types { name } }" * 6 + "}"}),
     ("scalar-selection", {"query": "{ syncMetrics { totalUsers { a } } }"}),
     ("wrong-literal", {"query": '{ syncUsers(first: "ten") { totalCount } }'}),
     ("wrong-enum", {"query": "{ syncUsers(orderBy: NOPE) { totalCount } }"}),

@@ -59,6 +59,21 @@ def test_over_the_budget_is_429_for_that_token_only(limited: Server) -> None:
     assert post(limited, other).status_code == 200  # another token has its own budget
 
 
+def test_callers_without_a_token_share_one_budget_per_address(limited: Server) -> None:
+    """Without a token only the schema's description can be read, but it costs CPU: such
+    callers spend from their address's budget (a `__type` costs 10) like a token does."""
+    token = create_token(limited.database_url, "Rate", "viewer")
+    describe = {"query": '{ __type(name: "SyncUser") { name } }'}
+    _fresh_window()
+    for bearer in (None, "sst_not-a-token"):  # no token, or one that is not valid: one budget
+        for _ in range(LIMIT // 20):
+            headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+            response = httpx.post(limited.graphql_url, json=describe, headers=headers, timeout=30)
+            assert response.json() == {"data": {"__type": {"name": "SyncUser"}}}
+    assert_rate_limited(httpx.post(limited.graphql_url, json=describe, timeout=30))
+    assert post(limited, token).status_code == 200  # a token's budget is its own
+
+
 async def test_over_websocket_the_operation_fails_and_the_socket_stays_open(
     limited: Server,
 ) -> None:

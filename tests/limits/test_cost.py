@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from graphql import GraphQLError, parse
+from graphql import ASTValidationRule, GraphQLError, get_introspection_query, parse
 
 from schema.document_cache import BoundedCache, Documents, document_bytes
 from schema.library_internals import graphql_core_schema
-from schema.limits import DocumentLimits, document_errors, parse_document, query_cost
+from schema.limits import (
+    MAX_EXPANDED_FIELDS,
+    SCHEMA_INTROSPECTION_COST,
+    DocumentLimits,
+    document_errors,
+    parse_document,
+    query_cost,
+    validate_within_limits,
+)
 from schema.schema import build_schema
 
 SCHEMA = graphql_core_schema(build_schema())
@@ -126,3 +134,61 @@ def test_documents_keep_texts_within_their_byte_budget() -> None:
     assert len(documents.cache) < 200
     big = "{ " + " ".join("__typename" for _ in range(2000)) + " }"
     assert document_bytes(big, parse(big)) > 400 * 2000
+
+
+REPEATED = {"code": "QUERY_TOO_COMPLEX", "limit": 10}
+
+
+def test_a_field_repeated_in_one_selection_set_is_bounded() -> None:
+    assert codes("{" + " viewer { role }" * 10 + " }") == []
+    assert codes("{" + " viewer { role }" * 11 + " }") == [REPEATED]
+    # Merged with its namesakes: 6 + 5 `role` under one response path `viewer.role`.
+    assert codes("{ viewer {" + " role" * 6 + " } viewer {" + " role" * 5 + " } }") == [REPEATED]
+    # Under different names (aliases, or other parents) they are not merged.
+    assert codes("{ a: viewer {" + " role" * 10 + " } b: viewer {" + " role" * 10 + " } }") == []
+
+
+def test_repeats_count_through_fragments_each_spread_once_per_selection_set() -> None:
+    fragments = " ".join(f"fragment F{i} on Query {{ viewer {{ role }} }}" for i in range(11))
+    spreads = " ".join(f"...F{i}" for i in range(11))
+    assert codes(f"{{ {spreads} }} {fragments}") == [REPEATED]
+    # One fragment spread many times is merged once, as graphql-core's validation does.
+    assert codes("{" + " ...F0" * 30 + " ... on Query { viewer { role } } } " + fragments) == []
+
+
+def test_a_fragment_bomb_is_refused_before_it_is_walked() -> None:
+    # Each fragment selects the previous one twice under two aliases: 2^30 fields expanded.
+    below = "currentRun {{ user {{ ...F{} }} }}"
+    levels = " ".join(
+        f"fragment F{i} on SyncUser {{ a: {below.format(i - 1)} b: {below.format(i - 1)} }}"
+        for i in range(1, 31)
+    )
+    query = f'{{ syncUser(id: "x") {{ ...F30 }} }} fragment F0 on SyncUser {{ id }} {levels}'
+    limit = {"code": "QUERY_TOO_COMPLEX", "limit": MAX_EXPANDED_FIELDS}
+    assert codes(query, DocumentLimits(max_cost=0)) == [limit]
+
+
+def test_the_schema_description_costs_what_it_takes_to_answer() -> None:
+    assert cost("{ __schema { queryType { name } } }") == SCHEMA_INTROSPECTION_COST
+    assert cost(get_introspection_query()) == SCHEMA_INTROSPECTION_COST
+    assert cost('{ __type(name: "SyncUser") { name } }') == 10
+    five = "{" + " ".join(f"s{i}: __schema {{ queryType {{ name }} }}" for i in range(5)) + " }"
+    assert codes(five) == []
+    six = "{" + " ".join(f"s{i}: __schema {{ queryType {{ name }} }}" for i in range(6)) + " }"
+    assert codes(six) == [{"code": "QUERY_TOO_COMPLEX", "cost": 6000, "limit": 5000}]
+    # GraphiQL's own introspection stays well within every limit.
+    assert codes(get_introspection_query()) == []
+
+
+class Exploding(ASTValidationRule):
+    def enter_document(self, *_args: object) -> None:
+        raise AssertionError("validation ran on a document over the limits")
+
+
+def test_limits_are_checked_before_validation_rules_run() -> None:
+    limits = DocumentLimits()
+    over = parse("{" + " viewer { role }" * 1200 + " }", max_tokens=10_000)
+    errors = validate_within_limits(SCHEMA, over, limits, (Exploding,))
+    assert [e.extensions for e in errors] == [REPEATED]
+    with pytest.raises(AssertionError, match="validation ran"):
+        validate_within_limits(SCHEMA, parse("{ viewer { role } }"), limits, (Exploding,))

@@ -16,17 +16,22 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from app.auth.tokens import bearer_token
 from app.domain import validation
-from app.domain.errors import BadUserInput, ServiceError, Unauthenticated
+from app.domain.errors import BadUserInput, ServiceError, ServiceUnavailable, Unauthenticated
 from app.domain.ids import decode_id
 from app.domain.roles import Role
 from app.domain.timeutil import from_micros, now_micros, to_micros
 from app.domain.views import PolicyView
+from app.ops.outage import MESSAGE as OUTAGE_MESSAGE
+from app.ops.outage import RETRY_AFTER_SECONDS as OUTAGE_RETRY_AFTER_SECONDS
+from app.ops.outage import is_outage
 from app.reads.runs import policies_by_ids, runs_by_ids
 from app.reads.user_batches import user_batches
 from app.reads.users import ORDERS, STATUSES, UserFilter, check_filter
+from app.web.export_slots import ExportSlots
 from app.web.services import Services, services_of
 
 log = logging.getLogger("syncstatus.export")
@@ -53,14 +58,17 @@ PARAMETERS = frozenset(
     }
 )
 BATCH = 1000
-MAX_EXPORTS = 2  # at once per process: each is a long read
-RETRY_AFTER_SECONDS = 5
+RETRY_AFTER_SECONDS = 5  # when the export slots are taken (app/web/export_slots.py)
+# Spent from the token's rate budget (app/auth/rate_limit.py) by each export: what a page of
+# the largest size costs over GraphQL, so an exhausted budget exports nothing either.
+EXPORT_COST = 100
 FORMULA_STARTS = frozenset("=+-@\t\r")
 STATUS_OF = {
     "BAD_USER_INPUT": 400,
     "UNAUTHENTICATED": 401,
     "FORBIDDEN": 403,
     "RATE_LIMITED": 429,
+    "SERVICE_UNAVAILABLE": 503,
 }
 
 
@@ -142,7 +150,9 @@ async def _rows(
     db = services.db
     policies: dict[int, PolicyView] = {}
     now = now_micros()
-    yield csv_lines([HEADER]).encode()
+    # The header goes out with the first batch, so that the response starts only once the
+    # database answered (export_sync_users reads that first chunk before it responds).
+    head = csv_lines([HEADER]).encode()
     async for rows in user_batches(db, tenant_id, filt, order, BATCH):
         wanted = sorted({r.policy_id for r in rows if r.policy_id and r.policy_id not in policies})
         failed = [r.last_finished_run_id for r in rows if r.error_code and r.last_finished_run_id]
@@ -167,7 +177,10 @@ async def _rows(
                     str(row.unresolved_failure_count),
                 )
             )
-        yield csv_lines(lines).encode()
+        yield head + csv_lines(lines).encode()
+        head = b""
+    if head:  # no users
+        yield head
 
 
 def _error(error: ServiceError) -> Response:
@@ -176,9 +189,11 @@ def _error(error: ServiceError) -> Response:
     extensions: dict[str, Any] = {"code": error.code}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    if status == 429:
-        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        extensions["retryAfterSeconds"] = RETRY_AFTER_SECONDS
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(error.retry_after)
+        extensions["retryAfterSeconds"] = error.retry_after
+    if status == 503:
+        headers["Retry-After"] = str(OUTAGE_RETRY_AFTER_SECONDS)
     body = {"errors": [{"message": error.message, "extensions": extensions}]}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -186,12 +201,26 @@ def _error(error: ServiceError) -> Response:
 class RateLimited(ServiceError):
     code = "RATE_LIMITED"
 
-
-class _Running:
-    count = 0
+    def __init__(self, message: str, retry_after: int = RETRY_AFTER_SECONDS) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 async def export_sync_users(request: Request) -> Response:
+    """The export, or an error before any of it is sent: bad input, the token, its budget,
+    the slots taken, or an outage (503 with Retry-After, as GraphQL answers one) up to the
+    first batch. An outage after that ends the stream unfinished (no final chunk), which
+    clients report as a truncated download rather than a complete file."""
+    try:
+        return await _export(request)
+    except Exception as error:
+        if not is_outage(error):
+            raise
+        log.warning("export failed: the database is unreachable (%s)", error)
+        return _error(ServiceUnavailable(OUTAGE_MESSAGE))
+
+
+async def _export(request: Request) -> Response:
     services = services_of(request)
     try:
         token = bearer_token(request.headers.get("authorization"))
@@ -200,25 +229,53 @@ async def export_sync_users(request: Request) -> Response:
         principal = await services.authenticator.authenticate(token)
         principal.require(Role.VIEWER)
         filt, order = parse_query(request.query_params.multi_items())
-        if _Running.count >= MAX_EXPORTS:
+        limiter = services.rate_limiter
+        retry_after = await limiter.spend(principal.token_id, EXPORT_COST) if limiter else None
+        if retry_after is not None:
+            raise RateLimited(
+                f"This token spent its budget of query cost for this minute; retry in "
+                f"{retry_after} s.",
+                retry_after,
+            )
+        if not services.exports.take():
             raise RateLimited("Other exports are running; retry in a few seconds.")
     except ServiceError as error:
         return _error(error)
     log.info("export tenant=%s filter=%s order=%s", principal.tenant_id, filt, order)
-
-    async def body() -> AsyncIterator[bytes]:
-        _Running.count += 1
-        try:
-            async for chunk in _rows(services, principal.tenant_id, filt, order):
-                yield chunk
-        finally:
-            _Running.count -= 1
-
-    return StreamingResponse(
-        body(),
+    rows = _rows(services, principal.tenant_id, filt, order)
+    try:
+        first = await anext(rows)
+    except BaseException:
+        services.exports.give_back()
+        raise
+    return _Export(
+        _after(first, rows),
+        services.exports,
         media_type="text/csv; charset=utf-8",
         headers={
             "Content-Disposition": 'attachment; filename="sync-users.csv"',
             "Cache-Control": "no-store",
         },
     )
+
+
+async def _after(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for chunk in rest:
+        yield chunk
+
+
+class _Export(StreamingResponse):
+    """The CSV stream, which gives its export slot back however the response ends: streamed,
+    failed, or cancelled by a client that left (even before the first row, when a generator's
+    own `finally` would never run)."""
+
+    def __init__(self, content: AsyncIterator[bytes], slots: ExportSlots, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.slots = slots
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slots.give_back()

@@ -14,6 +14,7 @@ from app.ops.runtime import Collector
 from app.reads.search_cache import SearchCache
 from app.reads.search_matches import ENTRIES as MATCH_LISTS
 from app.store.engine import Database
+from app.web.export_slots import ExportSlots
 from app.web.settings import Settings
 from app.webhooks.secret_box import SecretBox
 from app.webhooks.settings import WebhookSettings
@@ -54,6 +55,8 @@ class Services:
     # Times the collector's pauses (/healthz) and freezes survivors of a long one; installed
     # by the lifespan once the loop runs.
     collector: Collector = field(default_factory=Collector)
+    # CSV exports running now (app/web/csv_export.py).
+    exports: ExportSlots = field(default_factory=ExportSlots)
 
 
 class AppState(TypedDict):

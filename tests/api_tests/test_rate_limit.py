@@ -74,6 +74,18 @@ def test_callers_without_a_token_share_one_budget_per_address(limited: Server) -
     assert post(limited, token).status_code == 200  # a token's budget is its own
 
 
+def test_a_csv_export_spends_from_the_same_budget(limited: Server) -> None:
+    """An export costs a page of the largest size (100): a token over its budget exports
+    nothing either."""
+    token = create_token(limited.database_url, "Rate", "viewer")
+    url, headers = f"{limited.url}/export/sync-users.csv", {"Authorization": f"Bearer {token}"}
+    _fresh_window()
+    for _ in range(LIMIT // 100):
+        assert httpx.get(url, headers=headers, timeout=30).status_code == 200
+    assert_rate_limited(httpx.get(url, headers=headers, timeout=30))
+    assert_rate_limited(post(limited, token))
+
+
 async def test_over_websocket_the_operation_fails_and_the_socket_stays_open(
     limited: Server,
 ) -> None:

@@ -57,6 +57,17 @@ class ErrorCodes(SchemaExtension):
             # Raised through this hook, not returned (a syntax error found by the parser cache):
             # strawberry makes the result of it afterwards, so give it its code now.
             raise classify(error) from None
+        except Exception as error:
+            # Raised by a later extension's hook, not by a resolver: the rate limit reads the
+            # token, which needs the database. Strawberry would answer its bare message (an
+            # errno) without a code and with HTTP 200.
+            if is_outage(error):
+                log.warning("service unavailable: %r", error)
+                code, message = "SERVICE_UNAVAILABLE", OUTAGE_MESSAGE
+            else:
+                log.error("unexpected error", exc_info=error)
+                code, message = "INTERNAL_SERVER_ERROR", UNEXPECTED
+            raise GraphQLError(message, extensions={"code": code}) from None
         _classify_result(self.execution_context.result)
 
     def on_stream_result(self, result: object) -> Iterator[None]:

@@ -43,7 +43,9 @@ async def _websocket_is_told_to_retry(url: str, token: str) -> None:
 def outage() -> Iterator[tuple[PrivatePostgres, Server]]:
     """One private cluster and server for the module: each test stops the cluster and waits
     until the server serves again (an initdb and a server start cost seconds of CPU)."""
-    with private_postgres() as pg, run_server(pg.url) as server:
+    # With a rate limit: spending a budget reads the token, and that read meets the outage.
+    env = {"SYNCSTATUS_RATE_LIMIT": "1000000"}
+    with private_postgres() as pg, run_server(pg.url, env) as server:
         yield pg, server
 
 
@@ -54,14 +56,24 @@ def test_a_database_outage_is_503_with_retry_after_and_then_heals(
     token = admin_token(pg.url, "outage")
     assert _post(server.graphql_url, token, QUERY).json()["data"]["syncMetrics"]
     unchecked = admin_token(pg.url, "outage")  # not in the server's token cache yet
+    uncached = admin_token(pg.url, "outage")
     pg.stop()
     try:
-        for body in (QUERY, MUTATION):
-            response = _post(server.graphql_url, token, body)
+        for body, bearer in ((QUERY, token), (MUTATION, token), (QUERY, uncached)):
+            response = _post(server.graphql_url, bearer, body)
             assert response.status_code == 503, response.text
             assert int(response.headers["retry-after"]) > 0
             errors = response.json()["errors"]
             assert {e["extensions"]["code"] for e in errors} == {"SERVICE_UNAVAILABLE"}
+        for bearer in (token, uncached):  # the CSV export too, before any row is sent
+            export = httpx.get(
+                f"{server.url}/export/sync-users.csv",
+                headers={"Authorization": f"Bearer {bearer}"},
+                timeout=30,
+            )
+            assert export.status_code == 503, export.text
+            assert int(export.headers["retry-after"]) > 0
+            assert export.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
         asyncio.run(_websocket_is_told_to_retry(server.ws_url, unchecked))
         ready = httpx.get(f"{server.url}/readyz", timeout=10)
         assert ready.status_code == 503

@@ -168,15 +168,23 @@ def _check_not_writing() -> None:
         raise RuntimeError("A write inside write(): it would wait for itself.")
 
 
-def open_database(url: str, read_pool_size: int = 4) -> Database:
+def open_database(url: str, read_pool_size: int = 4, *, timeout: float = 0) -> Database:
+    """`timeout` (PostgreSQL; 0: none): the most seconds a connect, a wait for a pooled
+    connection or one statement may take (asyncpg's client-side `command_timeout`, which
+    also covers the pool's pre-ping) before it fails with a TimeoutError, an outage to
+    app/ops/outage.py. Server-side timeouts cannot end a wait on a silent network."""
     url = normalize_url(url)
     if is_sqlite(url):
         read_engine = _sqlite_engine(url, "BEGIN", read_pool_size)
         write_engine = _sqlite_engine(url, "BEGIN IMMEDIATE", 1)
         sqlite_writer: SQLiteWriter | None = _sqlite_writer(url)
     else:
+        limits: dict[str, Any] = {}
+        if timeout:
+            limits["connect_args"] = {"timeout": timeout, "command_timeout": timeout}
+            limits["pool_timeout"] = timeout
         read_engine = write_engine = create_async_engine(
-            url, pool_size=10, max_overflow=10, pool_pre_ping=True
+            url, pool_size=10, max_overflow=10, pool_pre_ping=True, **limits
         )
         sqlite_writer = None
     return Database(

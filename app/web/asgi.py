@@ -294,7 +294,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[AppState]:
-        db = open_database(settings.database_url)
+        db = open_database(settings.database_url, timeout=settings.database_timeout_seconds)
         if db.sqlite_writer is not None:
             db.sqlite_writer.on_wait = telemetry.sqlite_writer_wait.observe
         broadcast = create_broadcast(settings.broadcast_url)

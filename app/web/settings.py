@@ -19,6 +19,8 @@ DEFAULT_MAX_QUERY_COST = 5000
 # rows a minute, yet only four of the most expensive queries the cost limit admits (each
 # blocks the process for a while: fewer of them keep other tokens' latency low).
 DEFAULT_RATE_LIMIT = 20_000
+# The slowest statement of `serve` at a million users is ~0.2 s (an email search's count).
+DEFAULT_DATABASE_TIMEOUT_SECONDS = 10.0
 # A WebSocket's unsent subscription results (subscriptions/subscriber.py: Backlog): ~3,500 of
 # the page's ~300-byte updates. A page watches its visible rows (at most 100 users per
 # subscription), and a reader that keeps up never holds more than the hub delivers at once (a
@@ -75,6 +77,10 @@ class Settings:
     # A RUNNING run with no report (nor start) for this long is ended as FAILED with
     # WORKER_LOST by the reaper in each `serve` process (app/ops/run_reaper.py); 0: never.
     run_timeout_seconds: float = DEFAULT_RUN_TIMEOUT_SECONDS
+    # PostgreSQL: a connect, a pooled connection's wait or one statement that takes longer ends
+    # with SERVICE_UNAVAILABLE, so a silent network (no reset, no refusal) cannot hang
+    # requests, background tasks or shutdown; 0: no limit (the drivers' own: none).
+    database_timeout_seconds: float = DEFAULT_DATABASE_TIMEOUT_SECONDS
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -95,6 +101,12 @@ class Settings:
             log_format=_choice(env, "SYNCSTATUS_LOG_FORMAT", "text", ("text", "json")),
             retention_days=_number(env, "SYNCSTATUS_RETENTION_DAYS", 90, int),
             shutdown_timeout=_number(env, "SYNCSTATUS_SHUTDOWN_TIMEOUT", 10.0, float),
+            database_timeout_seconds=_number(
+                env,
+                "SYNCSTATUS_DATABASE_TIMEOUT_SECONDS",
+                DEFAULT_DATABASE_TIMEOUT_SECONDS,
+                float,
+            ),
             revocation_poll_seconds=_number(env, "SYNCSTATUS_REVOCATION_POLL_SECONDS", 1.0, float),
             ws_send_timeout=_number(
                 env, "SYNCSTATUS_WS_SEND_TIMEOUT", DEFAULT_WS_SEND_TIMEOUT, float

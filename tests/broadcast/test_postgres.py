@@ -14,11 +14,11 @@ from broadcaster import Broadcast
 
 from app.events.broker import BroadcastUnavailable, ReliableBroadcast, create_broadcast
 from app.events.broker.postgres_notify import MAX_PAYLOAD_BYTES, PostgresNotifyBackend
+from tests.freezable_proxy import FreezableProxy
 from tests.services import postgres_admin_url
 
 from .conftest import (
     WAIT,
-    FreezableProxy,
     backend_tasks,
     eventually,
     publish_until_received,

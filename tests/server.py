@@ -270,11 +270,15 @@ def run_server(
     env: dict[str, str] | None = None,
     command: str = "serve",
     args: Sequence[str] = (),
+    *,
+    migrated: bool = True,
 ) -> Iterator[Server]:
     """`syncstatus <command> --port <free port> <args>` until the block ends; its output
-    (stdout and stderr) goes to Server.log()."""
+    (stdout and stderr) goes to Server.log(). A PostgreSQL database is migrated first unless
+    `migrated` is False (the test sets its schema itself)."""
     if not database_url.startswith("sqlite"):
-        migrate(database_url)
+        if migrated:
+            migrate(database_url)
     elif command == "serve" and not Path(path := database_url.split(":///", 1)[1]).exists():
         # What the server's start-up upgrade would make of a new file, copied: an Alembic run
         # costs the server 1-1.5 s of CPU. (`demo` still migrates a new file itself.)

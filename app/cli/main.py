@@ -260,7 +260,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_prune(settings, days))
     elif args.command == "db":
         from app.store.migrate import upgrade
+        from app.store.schema_version import ahead_of_code
 
+        ahead = asyncio.run(ahead_of_code(settings.database_url))
+        if ahead is not None:
+            print(ahead)
+            return 0
         upgrade(settings.database_url)
         print("database is up to date")
     elif args.command == "token":

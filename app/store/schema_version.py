@@ -1,6 +1,10 @@
-"""Is the database's schema at the newest migration? `serve` refuses to start otherwise (on
-PostgreSQL; SQLite migrates itself), /readyz reports it, and the CLI's commands migrate only when
-it is not (upgrade_if_behind)."""
+"""Is the database's schema at the newest migration? `serve` refuses to start on an older one
+(on PostgreSQL; SQLite migrates itself), /readyz reports it, and the CLI's commands migrate only
+when it is behind (upgrade_if_behind).
+
+A schema *ahead* of this code (a revision it does not know: the next release ran `db
+upgrade`) is fine: migrations keep the previous release working, so during a rolling upgrade
+the old processes stay ready and keep serving until they are replaced."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from functools import cache
 
 from sqlalchemy import Connection, inspect, text
 
-from app.store.engine import Database
+from app.store.engine import Database, open_database
 from app.store.migrate import alembic_config, upgrade
 
 # The newest migration's revision, known without Alembic (which reads every migration script):
@@ -26,6 +30,20 @@ def head_revisions() -> frozenset[str]:
     return frozenset(script.get_heads())
 
 
+@cache
+def known_revisions() -> frozenset[str]:
+    """Every revision of the migrations shipped with this code."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return frozenset(revision.revision for revision in script.walk_revisions())
+
+
+def is_ahead(current: frozenset[str]) -> bool:
+    """Whether the database is at a revision this code does not know (a newer release's)."""
+    return bool(current - known_revisions())
+
+
 def _current(connection: Connection) -> frozenset[str]:
     # Read directly: Alembic's MigrationContext logs two lines each time (a probe is frequent).
     if not inspect(connection).has_table("alembic_version"):
@@ -40,10 +58,11 @@ async def current_revisions(db: Database) -> frozenset[str]:
 
 
 async def schema_problem(db: Database) -> str | None:
-    """None when the schema is at the newest migration, else what is wrong and what to do."""
+    """None when the schema is at the newest migration this code knows or ahead of it, else
+    what is wrong and what to do."""
     current = await current_revisions(db)
     heads = head_revisions()
-    if current == heads:
+    if current == heads or is_ahead(current):
         return None
     found = ", ".join(sorted(current)) or "none (never migrated)"
     return (
@@ -56,7 +75,23 @@ async def upgrade_if_behind(db: Database) -> None:
     """`upgrade` (Alembic) unless the database is at HEAD_REVISION already: one read of
     alembic_version instead of Alembic finding nothing to do (its import, every migration
     script and an engine of its own: about 0.5 s of CPU, most of a CLI command's start). A
-    database never migrated, older or at a revision this code does not know goes to Alembic
-    as before."""
-    if await current_revisions(db) != {HEAD_REVISION}:
+    database never migrated or older goes to Alembic as before; one ahead of this code is
+    left alone (Alembic cannot go from a revision it does not know)."""
+    current = await current_revisions(db)
+    if current != {HEAD_REVISION} and not is_ahead(current):
         await asyncio.to_thread(upgrade, db.url)
+
+
+async def ahead_of_code(url: str) -> str | None:
+    """What to tell `syncstatus db upgrade` of a database ahead of this code, else None."""
+    db = open_database(url)
+    try:
+        current = await current_revisions(db)
+    finally:
+        await db.dispose()
+    if not is_ahead(current):
+        return None
+    return (
+        f"the database is at revision {', '.join(sorted(current))}, newer than this release's "
+        f"newest ({', '.join(sorted(head_revisions()))}): nothing to do"
+    )

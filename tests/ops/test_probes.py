@@ -13,6 +13,7 @@ import httpx
 import pytest
 from alembic import command
 
+from app.ops.probes import SCHEMA_CACHE_SECONDS
 from app.store.migrate import alembic_config
 from app.store.schema_version import head_revisions
 from tests.ops.metrics_scrape import scrape, value
@@ -81,6 +82,39 @@ def test_readyz_names_a_schema_behind_and_a_lost_broker() -> None:
             assert reconnects >= 1
     finally:
         redis.kill()
+
+
+def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, "SYNCSTATUS_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_schema_ahead_of_the_code_keeps_the_old_release_serving() -> None:
+    """A rolling upgrade: the next release ran `db upgrade` (a revision this code does not
+    know), and the old processes stay ready and serving until they are replaced; an old
+    process (re)started meanwhile serves too, and the old CLI neither migrates nor fails."""
+    with postgres_database(postgres_admin_url()) as url, run_server(url) as server:
+        _set_revision(url, "9999")
+        time.sleep(SCHEMA_CACHE_SECONDS + 1)  # the probe has read it by now
+        response = httpx.get(f"{server.url}/readyz", timeout=5)
+        assert response.status_code == 200, response.text
+        with run_server(url, migrated=False) as restarted:
+            assert httpx.get(f"{restarted.url}/readyz", timeout=5).status_code == 200
+        upgraded = _cli(url, "db", "upgrade")
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert "revision 9999, newer than this release's newest" in upgraded.stdout
+        create = ("token", "create", "--tenant", "Ahead", "--role", "viewer", "--create-tenant")
+        created = _cli(url, *create)
+        assert created.returncode == 0 and "Traceback" not in created.stderr, created.stderr
+        listed = _cli(url, "token", "list", "--tenant", "Ahead")
+        assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
 
 
 def _set_revision(url: str, revision: str) -> None:

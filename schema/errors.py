@@ -58,16 +58,15 @@ class ErrorCodes(SchemaExtension):
             # strawberry makes the result of it afterwards, so give it its code now.
             raise classify(error) from None
         except Exception as error:
-            # Raised by a later extension's hook, not by a resolver: the rate limit reads the
-            # token, which needs the database. Strawberry would answer its bare message (an
-            # errno) without a code and with HTTP 200.
-            if is_outage(error):
-                log.warning("service unavailable: %r", error)
-                code, message = "SERVICE_UNAVAILABLE", OUTAGE_MESSAGE
-            else:
-                log.error("unexpected error", exc_info=error)
-                code, message = "INTERNAL_SERVER_ERROR", UNEXPECTED
-            raise GraphQLError(message, extensions={"code": code}) from None
+            # An outage met by a later extension's hook, not by a resolver: the rate limit
+            # reads the token, which needs the database. Strawberry would answer its bare
+            # message (an errno) without a code and with HTTP 200. Anything else goes on to
+            # Strawberry: it turns its own exceptions (an unknown operation name, a mutation
+            # over GET) into HTTP 400.
+            if not is_outage(error):
+                raise
+            log.warning("service unavailable: %r", error)
+            raise GraphQLError(OUTAGE_MESSAGE, extensions={"code": "SERVICE_UNAVAILABLE"}) from None
         _classify_result(self.execution_context.result)
 
     def on_stream_result(self, result: object) -> Iterator[None]:

@@ -65,6 +65,16 @@ def _text_value(value: Any) -> str:
     return json.dumps(text) if (not text or any(c in text for c in ' "=\n')) else text
 
 
+class NoWebSocketAccessLines(logging.Filter):
+    """Drops uvicorn's own line per WebSocket handshake ('... "WebSocket /graphql?..."
+    [accepted]', or its status), logged at INFO on uvicorn.error: it carries the query string,
+    where a careless client puts its token, and our request log has a line per connection
+    already (app/ops/request_log.py, without query strings)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith('%s - "WebSocket %s"'))
+
+
 def _formatter_class(log_format: str) -> str:
     return "app.ops.logs.JsonFormatter" if log_format == "json" else "app.ops.logs.TextFormatter"
 
@@ -78,6 +88,7 @@ def uvicorn_log_config(level: str, log_format: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": {"()": _formatter_class(log_format)}},
+        "filters": {"no_websocket_access": {"()": NoWebSocketAccessLines}},
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
@@ -88,7 +99,12 @@ def uvicorn_log_config(level: str, log_format: str) -> dict[str, Any]:
         "root": {"handlers": ["default"], "level": level},
         "loggers": {
             "uvicorn": {"handlers": [], "level": level, "propagate": True},
-            "uvicorn.error": {"handlers": [], "level": level, "propagate": True},
+            "uvicorn.error": {
+                "handlers": [],
+                "level": level,
+                "propagate": True,
+                "filters": ["no_websocket_access"],
+            },
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": True},
             # Alembic's plugin registration when it is first imported (seven lines, nothing
             # about the database): commands import it only to migrate, after this is applied.

@@ -4,6 +4,7 @@ request id, operation, tenant and outcome; never a token."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -154,6 +155,25 @@ def test_an_unexpected_error_carries_the_request_id() -> None:
 def test_a_lost_connection_is_service_unavailable_not_internal() -> None:
     error = GraphQLError("x", path=["syncMetrics"], original_error=ConnectionRefusedError())
     assert classify(error).extensions == {"code": "SERVICE_UNAVAILABLE"}
+
+
+async def test_a_token_in_a_websocket_url_is_not_logged(json_server: Server) -> None:
+    """Our request log drops query strings; uvicorn's own WebSocket lines ("WebSocket
+    /graphql?access_token=... [accepted]", at INFO) kept them."""
+    async with websockets.connect(
+        json_server.ws_url + "?access_token=sst_in_a_websocket_url",
+        subprotocols=[websockets.Subprotocol("graphql-transport-ws")],
+        additional_headers={"X-Request-ID": "ws-url"},
+    ):
+        pass
+    _line_of(json_server, "ws-url")
+    with pytest.raises(websockets.InvalidStatus):  # refused at the handshake: another line
+        async with websockets.connect(
+            json_server.url.replace("http", "ws") + "/nowhere?access_token=sst_in_a_refused_url"
+        ):
+            pass
+    await asyncio.sleep(0.5)
+    assert "sst_in_a" not in json_server.log()
 
 
 def test_tokens_never_appear_in_the_log(json_server: Server, logged_tenant: ApiTenant) -> None:

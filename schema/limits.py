@@ -23,19 +23,25 @@ from graphql import (
     GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
+    ListValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
     VariableNode,
     get_named_type,
+    get_nullable_type,
     is_interface_type,
+    is_list_type,
     is_object_type,
     parse,
 )
 
+from app.domain.validation import MAX_CLAIMS_PER_CALL, MAX_USERS_PER_CALL
 from app.reads.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from schema.library_internals import validate
 
 QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+MAX_LIST_LIMIT = MAX_CLAIMS_PER_CALL  # claimDueSyncRuns(limit:)
+MAX_LIST_ARGUMENT = MAX_USERS_PER_CALL  # addSyncUsers(users:), assignPolicy(userIds:)
 PAGE_ARGUMENTS = ("first", "last")
 
 
@@ -93,6 +99,34 @@ def _page_size(node: FieldNode) -> int:
         elif isinstance(value, VariableNode):
             sizes.append(MAX_PAGE_SIZE)
     return max(sizes) if sizes else DEFAULT_PAGE_SIZE
+
+
+def _list_size(field: GraphQLField, node: FieldNode) -> int:
+    """The most items a plain list field returns, from its arguments: its `limit` if it has
+    one (claimDueSyncRuns' other list, `services`, only filters), else the length of a list it
+    is given (addSyncUsers, assignPolicy); a variable counts as the largest each allows; else
+    1."""
+    sizes = [1]
+    limited = "limit" in field.args
+    for argument in node.arguments or ():
+        value, name = argument.value, argument.name.value
+        definition = field.args.get(name)
+        if limited:
+            if name != "limit":
+                continue
+            if isinstance(value, IntValueNode):
+                sizes.append(max(0, int(value.value)))
+            elif isinstance(value, VariableNode):
+                sizes.append(MAX_LIST_LIMIT)
+        elif isinstance(value, ListValueNode):
+            sizes.append(len(value.values))
+        elif (
+            isinstance(value, VariableNode)
+            and definition is not None
+            and is_list_type(get_nullable_type(definition.type))
+        ):
+            sizes.append(MAX_LIST_ARGUMENT)
+    return max(sizes)
 
 
 def _is_connection(field: GraphQLField) -> bool:
@@ -163,6 +197,10 @@ class CostEstimator:
             return 0  # unknown (validation reports it) or __typename
         child = get_named_type(field.type)
         below = self._selections(node.selection_set, child, top=False)
+        if below and not _is_connection(field) and is_list_type(get_nullable_type(field.type)):
+            # A plain list (claimDueSyncRuns, addSyncUsers, assignPolicy) repeats what is
+            # below it for each item: a connection under 100 claimed runs costs 100 times.
+            below *= _list_size(field, node)
         if _is_connection(field):
             size = _page_size(node)
             return size + size * below

@@ -20,6 +20,7 @@ RUN_KINDS = ("INITIAL", "DELTA")
 MIN_INTERVAL, MAX_INTERVAL = 15, 10080
 MAX_FAILED_ITEMS_PER_CALL = 1000
 MAX_USERS_PER_CALL = 1000
+MAX_CLAIMS_PER_CALL = 100  # claimDueSyncRuns(limit:)
 SEARCH_MAX = 254
 # A run's cumulative counters (items, changes): far above any mailbox (the largest hold tens of
 # millions of items), and far enough below 2^31 that no sum of a few of them wraps a reader.

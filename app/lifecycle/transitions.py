@@ -341,8 +341,8 @@ def claim_due_runs(
 ) -> tuple[list[RunView], list[Event]]:
     """Starts runs for due users of active policies. On PostgreSQL, SKIP LOCKED keeps concurrent
     claimers apart; on SQLite the single BEGIN IMMEDIATE writer does."""
-    if not 1 <= limit <= 100:
-        raise BadUserInput("limit must be between 1 and 100.")
+    if not 1 <= limit <= validation.MAX_CLAIMS_PER_CALL:
+        raise BadUserInput(f"limit must be between 1 and {validation.MAX_CLAIMS_PER_CALL}.")
     wanted = validation.services(list(services)) if services is not None else None
     service_of: dict[int, str] = {}
     for policy_id, offered in conn.execute(sql.ACTIVE_POLICIES, {"tenant_id": tenant_id}):

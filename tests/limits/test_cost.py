@@ -192,3 +192,24 @@ def test_limits_are_checked_before_validation_rules_run() -> None:
     assert [e.extensions for e in errors] == [REPEATED]
     with pytest.raises(AssertionError, match="validation ran"):
         validate_within_limits(SCHEMA, parse("{ viewer { role } }"), limits, (Exploding,))
+
+
+RUNS_BELOW = "runs(first: 49) { edges { node { failedItems(first: 100) { totalCount } } } }"
+
+
+def test_a_plain_list_repeats_the_cost_below_it_for_each_item() -> None:
+    # 49 runs, each with a page of 100 failed items: 49 + 49 * 100 = 4,949 below each item.
+    claim = f"mutation {{ claimDueSyncRuns(limit: 100) {{ user {{ {RUNS_BELOW} }} }} }}"
+    assert cost(claim) == 1 + 100 * 4949  # 4,950 before: as if one run were claimed
+    assert cost(claim.replace("limit: 100", "limit: 2")) == 1 + 2 * 4949
+    as_variable = claim.replace("limit: 100", "limit: $n").replace("mutation", "mutation($n: Int)")
+    assert cost(as_variable) == 1 + 100 * 4949
+    # Its other list argument only filters the runs.
+    filtered = claim.replace("limit: 100", "limit: 2, services: [MAIL, DRIVE, CALENDAR]")
+    assert cost(filtered) == 1 + 2 * 4949
+    assign = f'mutation {{ assignPolicy(userIds: ["a", "b", "c"]) {{ {RUNS_BELOW} }} }}'
+    assert cost(assign) == 1 + 3 * 4949
+    many = "mutation($ids: [ID!]!) { assignPolicy(userIds: $ids) { " + RUNS_BELOW + " } }"
+    assert cost(many) == 1 + 1000 * 4949
+    # Leaves below a list cost nothing more: adding 1,000 users costs what it did.
+    assert cost("mutation { claimDueSyncRuns(limit: 100) { id state } }") == 1

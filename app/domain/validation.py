@@ -48,8 +48,23 @@ def storable(value: str, field: str) -> str:
     return value
 
 
-def text(value: str, field: str, max_length: int, *, allow_empty: bool = False) -> str:
+# Control characters (Unicode category Cc) and the line and paragraph separators: in a name,
+# an email or a code they forge lines and terminal escapes in what operators read (`syncstatus
+# audit`, `token list`, logs). Multi-line texts (descriptions, error messages) keep tab, LF
+# and CR.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROLS_BUT_LINES = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def text(
+    value: str, field: str, max_length: int, *, allow_empty: bool = False, lines: bool = False
+) -> str:
     value = storable(value, field).strip()
+    control = (_CONTROLS_BUT_LINES if lines else _CONTROLS).search(value)
+    if control is not None:
+        raise BadUserInput(
+            f"{field} must not contain control characters (U+{ord(control.group()):04X})."
+        )
     if not value and not allow_empty:
         raise BadUserInput(f"{field} must not be empty.")
     if len(value) > max_length:
@@ -69,9 +84,10 @@ def name(value: str, field: str = "name") -> str:
 
 
 def optional_text(value: str | None, field: str, max_length: int = TEXT_MAX) -> str | None:
+    """A multi-line text (a description, an error message), or None."""
     if value is None:
         return None
-    return text(value, field, max_length, allow_empty=True) or None
+    return text(value, field, max_length, allow_empty=True, lines=True) or None
 
 
 def error_code(value: str, field: str = "errorCode") -> str:
@@ -113,7 +129,7 @@ def failed_items(items: list[FailedItemInput] | None) -> list[FailedItemInput]:
             item_id=text(item.item_id, "itemId", ITEM_ID_MAX),
             item_type=text(item.item_type, "itemType", CODE_MAX),
             error_code=error_code(item.error_code),
-            error_message=text(item.error_message, "errorMessage", TEXT_MAX),
+            error_message=text(item.error_message, "errorMessage", TEXT_MAX, lines=True),
         )
         for item in items
     ]

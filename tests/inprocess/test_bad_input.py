@@ -282,6 +282,12 @@ BAD_EMAILS = [
     "@b.example",
     "a@b.",
     "a@" + "x" * 250 + ".example",
+    # Control characters: a terminal escape, a forged line, DEL, a C1 control, U+2028.
+    "a\x1b[31m@b.example",
+    "a\x01@b.example",
+    "a\x7f@b.example",
+    "a\x85@b.example",
+    "a\u2028@b.example",
 ]
 
 
@@ -328,6 +334,29 @@ async def test_strings_over_their_length(world: World, unchanged: None) -> None:
         await expect(
             t.worker, "BAD_USER_INPUT", h.REPORT, run=run, processed=9, changes=9, items=items
         )
+
+
+async def test_control_characters_in_one_line_texts(world: World, unchanged: None) -> None:
+    """A name or code with a control character (a newline, an escape) would forge lines and
+    terminal escapes where operators read it (`syncstatus audit`, `token list`, logs)."""
+    t = world.tenant
+    forged = "ok\n2026-12-07T11:50:00+00:00  token.revoke  cli  forged line"
+    for bad in (forged, "red \x1b[31m", "bell\x07"):
+        policy = {"name": bad, "syncIntervalMinutes": 60}
+        await expect(t.admin, "BAD_USER_INPUT", h.CREATE_POLICY, input=policy)
+        await expect(t.admin, "BAD_USER_INPUT", TOKEN, name=bad)
+        await expect(t.worker, "BAD_USER_INPUT", h.FINISH, run=world.run, code=bad)
+        items = [{**h.item("i"), "itemId": bad}]
+        await expect(t.worker, "BAD_USER_INPUT", h.FINISH, run=world.run, items=items)
+    escaped = {"name": "ok", "description": "a \x1b[2J clear", "syncIntervalMinutes": 60}
+    await expect(t.admin, "BAD_USER_INPUT", h.CREATE_POLICY, input=escaped)
+
+
+async def test_multi_line_texts_keep_their_lines(tenant: Tenant) -> None:
+    # A tenant of its own: the module's world must stay as `unchanged` found it.
+    policy = {"name": "Lines", "description": "one\ntwo\tthree\r\n", "syncIntervalMinutes": 60}
+    created = await tenant.admin.execute(h.CREATE_POLICY, input=policy)
+    assert created["createPolicy"]["description"] == "one\ntwo\tthree"  # stripped at the ends
 
 
 async def test_negative_counters(world: World, unchanged: None) -> None:

@@ -13,6 +13,11 @@ import redis.asyncio as redis
 
 log = logging.getLogger("syncstatus.rate_limit")
 WINDOW_SECONDS = 60
+# A spend waits at most this long for Redis (on a LAN it answers in well under a millisecond);
+# after a failure this process counts alone for REDIS_RETRY_SECONDS before it asks again, so a
+# Redis that hangs costs one request a timeout every few seconds, not every request 5 s.
+REDIS_TIMEOUT_SECONDS = 0.5
+REDIS_RETRY_SECONDS = 5.0
 # INCRBY, with the key's expiry set when the window's first spend creates it.
 SPEND = """
 local used = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -28,8 +33,13 @@ class RateLimiter:
         self._windows: dict[int | str, tuple[int, int]] = {}
         self._redis: Any = None
         self._script: Any = None
+        self._redis_down_until = 0.0  # monotonic; counting alone until then
         if limit and redis_url:
-            self._redis = redis.Redis.from_url(redis_url)
+            self._redis = redis.Redis.from_url(
+                redis_url,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            )
             self._script = self._redis.register_script(SPEND)
 
     async def close(self) -> None:
@@ -45,13 +55,23 @@ class RateLimiter:
         window = int(now // WINDOW_SECONDS)
         retry_after = max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
         cost = max(1, cost)
-        if self._script is not None:
+        if self._script is not None and time.monotonic() >= self._redis_down_until:
             try:
                 name = f"syncstatus:rate:{key}:{window}"
                 spent = int(await self._script(keys=[name], args=[cost, 2 * WINDOW_SECONDS]))
             except Exception as error:  # Redis down: serve rather than refuse everyone
-                log.warning("rate limit not checked (Redis: %s); using this process's count", error)
+                if not self._redis_down_until:
+                    log.warning(
+                        "rate limit counted by this process alone (Redis: %r); asking Redis "
+                        "again every %.0f s",
+                        error,
+                        REDIS_RETRY_SECONDS,
+                    )
+                self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
             else:
+                if self._redis_down_until:
+                    log.info("rate limit counted in Redis again")
+                    self._redis_down_until = 0.0
                 return retry_after if spent > self.limit else None
         started, spent = self._windows.get(key, (window, 0))
         if started != window:

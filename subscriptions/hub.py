@@ -41,6 +41,7 @@ from app.events.messages import (
     decode,
     decode_sequenced,
 )
+from app.ops.outage import is_outage
 from app.store.engine import Database
 from subscriptions.metrics_feed import MetricsFeed, MetricsSubscriber
 from subscriptions.policy_changes import (
@@ -114,8 +115,15 @@ class TenantFeed:
             )
         finally:
             ready.cancel()
-        if ready not in done:
-            raise RuntimeError(f"the event feed of tenant {self.tenant_id} did not start")
+        if ready in done:
+            return
+        if not self._task.done():
+            # TimeoutError: an outage (app/ops/outage.py), so the subscriber is told to retry.
+            raise TimeoutError(f"the event feed of tenant {self.tenant_id} did not start in time")
+        failure = None if self._task.cancelled() else self._task.exception()
+        # Chained, so that a database or broker outage reads as one (1013 or
+        # SERVICE_UNAVAILABLE), not as a bug that drops the socket.
+        raise RuntimeError(f"the event feed of tenant {self.tenant_id} did not start") from failure
 
     async def close(self) -> None:
         for task in (self._poller, self._task):
@@ -132,10 +140,13 @@ class TenantFeed:
     async def _listen(self) -> None:
         try:
             await self._receive()
-        except Exception:
+        except Exception as error:
             # Never leave subscribers waiting on a dead feed: they get an error and resubscribe
             # (to a new feed, as this one is dropped).
-            log.exception("the event feed of tenant %s failed", self.tenant_id)
+            if is_outage(error):
+                log.warning("the event feed of tenant %s failed: %r", self.tenant_id, error)
+            else:
+                log.exception("the event feed of tenant %s failed", self.tenant_id)
             self.hub.discard(self)
             for subscriber in self.user_subscribers():
                 subscriber.overflow()

@@ -244,7 +244,16 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         if self.connection_acknowledged and hub is not None and not hub.broker_up:
             await self.close_unavailable(operation_id)  # it would miss events
             return
-        if await self._subscribe_live(message):
+        try:
+            if await self._subscribe_live(message):
+                return
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            # The tenant's event feed could not start (the database or broker is down): tell
+            # the client to retry rather than drop the socket.
+            log.warning("subscription refused during an outage: %r", error)
+            await self.close_unavailable(operation_id)
             return
         await super().handle_subscribe(message)
 

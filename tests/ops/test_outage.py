@@ -39,6 +39,27 @@ async def _websocket_is_told_to_retry(url: str, token: str) -> None:
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
 
 
+async def _subscriber_is_told_to_retry(url: str, token: str) -> None:
+    """A token the server knows already passes connection_init; its subscribe, which needs
+    the tenant's event feed (the database), is told to retry instead of the socket dropping."""
+    async with websockets.connect(
+        url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
+    ) as ws:
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
+        query = "subscription { syncMetricsUpdated { failedSyncs } }"
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+        try:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        except websockets.ConnectionClosed as closed:
+            assert closed.rcvd is not None and closed.rcvd.code == 1013, closed
+        else:
+            payload = message["payload"]
+            errors = payload if message["type"] == "error" else payload["errors"]
+            assert errors[0]["extensions"]["code"] == "SERVICE_UNAVAILABLE", message
+
+
 @pytest.fixture(scope="module")
 def outage() -> Iterator[tuple[PrivatePostgres, Server]]:
     """One private cluster and server for the module: each test stops the cluster and waits
@@ -75,6 +96,7 @@ def test_a_database_outage_is_503_with_retry_after_and_then_heals(
             assert int(export.headers["retry-after"]) > 0
             assert export.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
         asyncio.run(_websocket_is_told_to_retry(server.ws_url, unchecked))
+        asyncio.run(_subscriber_is_told_to_retry(server.ws_url, token))
         ready = httpx.get(f"{server.url}/readyz", timeout=10)
         assert ready.status_code == 503
         assert ready.json()["failing"][0] == "database"

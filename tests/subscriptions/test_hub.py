@@ -12,6 +12,7 @@ import pytest
 
 from app.events.broker import ReliableBroadcast
 from app.events.messages import PolicyEvent, UsersRequested, channel_for, encode
+from app.ops.outage import is_outage
 from subscriptions.hub import PROGRESS_INTERVAL, REQUESTED_STATES_MAX, SMALL_WATCHERS, Hub
 from subscriptions.subscriber import MAX_PENDING, SubscriberOverflow, UserSubscriber
 from tests.subscriptions.factories import next_batch, policy_view, user_event, users
@@ -152,3 +153,19 @@ async def test_every_watcher_of_a_user_gets_its_events_as_they_come_and_go(
         if watching:
             await event_reaches_exactly_the_present()
     assert all(7 not in feed.by_user for feed in hub._feeds.values())
+
+
+class RefusingBroadcast:
+    """A broker that cannot be reached: subscribing fails as a refused connection does."""
+
+    def subscribe(self, channel: str) -> Any:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+
+async def test_a_feed_that_cannot_start_reads_as_an_outage() -> None:
+    """The error a subscriber gets names the feed and is chained to the cause, so that the
+    transport tells the client to retry (1013) instead of dropping the socket."""
+    hub = Hub(RefusingBroadcast(), db=None)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="did not start") as raised:
+        await hub.add_users(7, None)
+    assert is_outage(raised.value)

@@ -125,7 +125,10 @@ class RequestLog:
                     if self.telemetry is not None:
                         self.telemetry.websockets.inc()
             elif kind == "websocket.close":
-                record.status = message.get("code", 1000)
+                # Closed before it was accepted, the handshake is refused: HTTP 403 (ASGI).
+                record.status = message.get("code", 1000) if accepted else 403
+            elif kind == "websocket.http.response.start":  # a refusal with a body
+                record.status = message["status"]
             await send(message)
 
         async def logged_receive() -> Message:

@@ -53,6 +53,19 @@ def outcome_label(code: str | None) -> str:
     return code if code in ERROR_CODES else "OTHER"
 
 
+# WebSocket close codes the server sends, or the protocol defines (1000-1015): a client picks
+# the code it closes with, so any other would add a series per value ("other" instead).
+CLOSE_CODES = frozenset(range(1000, 1016)) | {4400, 4401, 4403, 4406, 4408, 4409, 4413, 4429, 4500}
+
+
+def status_label(method: str, status: int) -> str:
+    """The status label: HTTP statuses as they are (the server picks them), a WebSocket's
+    close code when it is one of CLOSE_CODES, else 'other'."""
+    if method == "WS" and status not in CLOSE_CODES and not 100 <= status < 600:
+        return "other"
+    return str(status)
+
+
 def operation_type_label(kind: str | None) -> str:
     return kind if kind in OPERATION_TYPES else "unknown"
 
@@ -174,7 +187,7 @@ class Telemetry:
 
     def http_request(self, route: str, method: str, status: int, seconds: float) -> None:
         method = method if method in METHODS else "OTHER"
-        self.http_requests.labels(route, method, str(status)).inc()
+        self.http_requests.labels(route, method, status_label(method, status)).inc()
         self.http_seconds.labels(route).observe(seconds)
 
     def exposition(self) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 import websockets
 
 from tests.api_tests.conftest import ApiTenant
@@ -118,3 +119,38 @@ async def test_errors_count_by_code_and_labels_stay_bounded(
                 assert label_value in ALLOWED_LABELS[label], (name, label, label_value)
             elif label == "route":
                 assert label_value.startswith("/") or label_value == "unmatched"
+
+
+async def test_client_close_codes_do_not_become_label_values(server: Server) -> None:
+    """A client picks the code it closes with: codes outside the protocol's and the server's
+    own are counted as "other", so 2,000 of them cannot make 2,000 series. A handshake the
+    server refuses counts as HTTP 403 (it was counted as a 1000 close)."""
+    requests = "syncstatus_http_requests_total"
+    before = scrape(server.url)
+    for code in (4100, 4101, 4999):
+        ws = await websockets.connect(
+            server.ws_url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
+        )
+        await ws.close(code=code)
+    with pytest.raises(websockets.InvalidStatus):  # an origin the service does not allow
+        await websockets.connect(
+            server.ws_url,
+            subprotocols=[websockets.Subprotocol("graphql-transport-ws")],
+            origin=websockets.Origin("https://evil.example"),
+        )
+    labels = {"route": "/graphql", "method": "WS"}
+
+    def counted(status: str) -> float:
+        return value(scrape(server.url), requests, **labels, status=status) - value(
+            before, requests, **labels, status=status
+        )
+
+    for _ in range(100):  # the server counts a socket once it has closed its side
+        if counted("other") >= 3 and counted("403") >= 1:
+            break
+        await asyncio.sleep(0.05)
+    assert counted("other") == 3 and counted("403") == 1
+    statuses = {
+        dict(labels_)["status"] for (name, labels_) in scrape(server.url) if name == requests
+    }
+    assert not statuses & {"4100", "4101", "4999"}, statuses

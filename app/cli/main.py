@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the API and the page")
     serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--port", type=_port_arg)
     serve.add_argument(
         "--workers",
         type=int,
@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo = commands.add_parser("demo", help="seeded demo with moving syncs")
     demo.add_argument("--host")
-    demo.add_argument("--port", type=int)
+    demo.add_argument("--port", type=_port_arg)
     demo.add_argument("--users", type=int, default=DEMO_USERS)
     demo.add_argument("--no-simulator", action="store_true", help="keep the data still")
     demo.add_argument(
@@ -117,6 +117,31 @@ def workers_problem(settings: Settings, workers: int) -> str | None:
             "--workers above 1 needs a broker every process shares: "
             "SYNCSTATUS_BROADCAST_URL=redis://... or postgres://..."
         )
+    return None
+
+
+def _port_arg(raw: str) -> int:
+    port = int(raw)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is from 1 to 65535, not {raw}")
+    return port
+
+
+def _config_problem(settings: Settings) -> str | None:
+    """What is wrong with settings read elsewhere than Settings.from_env (the broker URL, the
+    webhook settings, the server key), found before uvicorn starts: inside its lifespan each
+    was a traceback."""
+    from app.events.broker import create_broadcast
+    from app.webhooks.secret_box import SecretBox
+    from app.webhooks.settings import WebhookSettings
+
+    try:
+        create_broadcast(settings.broadcast_url)  # builds it, connects nothing
+        WebhookSettings.from_env()
+        if key := os.environ.get("SYNCSTATUS_SECRET_KEY"):
+            SecretBox(key)
+    except ValueError as error:
+        return str(error).splitlines()[0]
     return None
 
 
@@ -164,7 +189,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
-    problem = workers_problem(settings, workers) or _check_schema(settings)
+    problem = (
+        _config_problem(settings) or workers_problem(settings, workers) or _check_schema(settings)
+    )
     if problem is not None:
         print(f"syncstatus serve: {problem}", file=sys.stderr)
         return 2

@@ -38,6 +38,9 @@ DEFAULT_WS_PING_SECONDS = 15.0
 DEFAULT_RUN_TIMEOUT_SECONDS = 3600.0
 
 N = TypeVar("N", int, float)
+# Above this a number is a typo, and some overflow (1e300 seconds in a timedelta).
+MAX_SETTING = 1_000_000_000
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +92,8 @@ class Settings:
             database_url=env.get("SYNCSTATUS_DATABASE_URL", DEFAULT_DATABASE_URL),
             broadcast_url=env.get("SYNCSTATUS_BROADCAST_URL", DEFAULT_BROADCAST_URL),
             host=env.get("SYNCSTATUS_HOST", "127.0.0.1"),
-            port=int(env.get("SYNCSTATUS_PORT", "8000")),
-            log_level=env.get("SYNCSTATUS_LOG_LEVEL", "info"),
+            port=_port(env, "SYNCSTATUS_PORT"),
+            log_level=_choice(env, "SYNCSTATUS_LOG_LEVEL", "info", LOG_LEVELS),
             cors_origins=tuple(
                 o.strip() for o in env.get("SYNCSTATUS_CORS_ORIGINS", "").split(",") if o.strip()
             ),
@@ -145,7 +148,16 @@ def _number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str],
         raise ValueError(f"{name} must be a finite number, not {raw!r}")
     if value < 0:  # type: ignore[operator]
         raise ValueError(f"{name} must not be negative, not {raw!r}")
+    if value > MAX_SETTING:  # type: ignore[operator]
+        raise ValueError(f"{name} must be at most {MAX_SETTING}, not {raw!r}")
     return value
+
+
+def _port(env: Mapping[str, str], name: str) -> int:
+    port = _number(env, name, 8000, int)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{name} must be a port from 1 to 65535, not {env.get(name)!r}")
+    return port
 
 
 def _positive(env: Mapping[str, str], name: str, default: float) -> float:

@@ -29,8 +29,18 @@ class WebhookSettings:
         default = cls()
 
         def number(name: str, fallback: float) -> float:
-            value = env.get(f"SYNCSTATUS_WEBHOOK_{name}")
-            return float(value) if value else fallback
+            """A setting's number; ValueError naming it if it is not one (not negative)."""
+            variable = f"SYNCSTATUS_WEBHOOK_{name}"
+            value = env.get(variable)
+            if not value:
+                return fallback
+            try:
+                parsed = float(value)
+            except ValueError:
+                raise ValueError(f"{variable} must be a number, not {value!r}") from None
+            if not 0 <= parsed <= 1e9:  # also refuses nan
+                raise ValueError(f"{variable} must be from 0 to 1e9, not {value!r}")
+            return parsed
 
         return cls(
             allow_private=_flag(env.get("SYNCSTATUS_WEBHOOK_ALLOW_PRIVATE")),

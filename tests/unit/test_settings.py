@@ -1,0 +1,53 @@
+"""A bad setting stops `syncstatus serve` before anything starts, with one line naming it and
+exit status 2: never a traceback from inside uvicorn's start, nor a port that wraps around."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.cli.main import main
+
+BAD = [
+    ("SYNCSTATUS_PORT", "abc", "SYNCSTATUS_PORT must be a number"),
+    ("SYNCSTATUS_PORT", "99999", "SYNCSTATUS_PORT must be a port from 1 to 65535"),
+    ("SYNCSTATUS_PORT", "0", "SYNCSTATUS_PORT must be a port from 1 to 65535"),
+    ("SYNCSTATUS_LOG_LEVEL", "verbose", "SYNCSTATUS_LOG_LEVEL must be one of"),
+    ("SYNCSTATUS_WS_INIT_TIMEOUT_SECONDS", "1e300", "must be at most 1000000000"),
+    ("SYNCSTATUS_BROADCAST_URL", "foo://x", "unsupported broadcast URL scheme 'foo'"),
+    ("SYNCSTATUS_SECRET_KEY", "short", "SYNCSTATUS_SECRET_KEY needs at least 32 characters"),
+    ("SYNCSTATUS_WEBHOOK_TIMEOUT_SECONDS", "soon", "SYNCSTATUS_WEBHOOK_TIMEOUT_SECONDS must be"),
+    ("SYNCSTATUS_WEBHOOK_POLL_SECONDS", "nan", "SYNCSTATUS_WEBHOOK_POLL_SECONDS must be"),
+]
+
+
+def _refuse_to_serve(*_args: object, **_kwargs: object) -> None:
+    raise AssertionError("the bad setting was accepted: uvicorn was started")
+
+
+@pytest.fixture(autouse=True)
+def never_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Were a bad setting accepted, `serve` would serve until killed: fail at once instead."""
+    monkeypatch.setattr("uvicorn.run", _refuse_to_serve)
+
+
+def test_a_port_argument_out_of_range_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--port", "99999"])
+    assert exited.value.code == 2
+    assert "a port is from 1 to 65535, not 99999" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "raw", "said"), BAD, ids=[f"{n}={r}" for n, r, _ in BAD])
+def test_a_bad_setting_is_one_line_and_status_2(
+    name: str,
+    raw: str,
+    said: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: object,
+) -> None:
+    monkeypatch.setenv("SYNCSTATUS_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/never.db")
+    monkeypatch.setenv(name, raw)
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and len(err.strip().splitlines()) == 1, err

@@ -51,10 +51,34 @@ def parse(url: str) -> Target:
     return Target(parsed, host, port)
 
 
+# IETF protocol assignments (RFC 6890): not a receiver's; Python calls most of it global.
+IETF_PROTOCOL = ipaddress.ip_network("192.0.0.0/24")
+
+
+def _carried_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one maps or tunnels to (6to4, Teredo), if any: Python's
+    is_global calls 2002:7f00:1:: global although it leads to 127.0.0.1. (NAT64's 64:ff9b::/96
+    and ::a.b.c.d lie in ::/8, which is_reserved refuses anyway.)"""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]  # the client's: where the packets end up
+    return None
+
+
 def refusal(address: IPAddress) -> str | None:
-    """Why a receiver may not be at this address, or None for a public one."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Why a receiver may not be at this address, or None for a public one. An IPv6 address
+    that carries an IPv4 one (mapped, 6to4, Teredo) is judged by that one too."""
+    if isinstance(address, ipaddress.IPv6Address):
+        carried = _carried_ipv4(address)
+        if carried is not None:
+            problem = refusal(carried)
+            if problem is not None or address.ipv4_mapped is not None:
+                return problem
+    elif address in IETF_PROTOCOL:
+        return "a reserved address"
     if address in METADATA:
         return "a cloud metadata address"
     if address.is_loopback:

@@ -42,8 +42,17 @@ REFUSED = [
     "::ffff:127.0.0.1",
     "::ffff:10.0.0.1",
     "2001:db8::1",
+    # IPv6 that carries an internal IPv4: 6to4, NAT64, IPv4-compatible, Teredo (its client
+    # 127.0.0.1); and the IETF protocol block. (6to4 and 192.0.0.8 were accepted.)
+    "2002:7f00:1::",
+    "2002:a9fe:a9fe::",
+    "64:ff9b::7f00:1",
+    "64:ff9b::a9fe:a9fe",
+    "::127.0.0.1",
+    "2001:0:4136:e378:8000:63bf:80ff:fffe",
+    "192.0.0.8",
 ]
-ALLOWED = ["93.184.215.14", "8.8.8.8", "2606:4700:4700::1111"]
+ALLOWED = ["93.184.215.14", "8.8.8.8", "2606:4700:4700::1111", "2002:808:808::"]
 
 
 @pytest.mark.parametrize("address", REFUSED)

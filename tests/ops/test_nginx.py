@@ -139,7 +139,8 @@ async def test_nginx_fronts_two_backends_and_survives_losing_one() -> None:
         assert response.status_code == 200 and "errors" not in response.json(), response.text
         assert response.json()["data"]["syncUsers"]["totalCount"] == 1
         assert response.headers["x-request-id"] == "via-nginx"
-        assert (await http.get(f"{front.url}/metrics")).status_code == 403
+        for internal in ("/metrics", "/readyz", "/healthz"):
+            assert (await http.get(f"{front.url}{internal}")).status_code == 403, internal
 
         ws = await _subscribe(front.ws_url, tenant.viewer.token, user["id"])
         run = await start(tenant.worker, user["id"])

@@ -213,6 +213,15 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             log.debug("socket not closed: %s", error)
 
     async def handle_subscribe(self, message: Any) -> None:
+        payload = message.get("payload")
+        if isinstance(payload, dict) and not _well_formed(payload):
+            # As graphql-transport-ws says (and as HTTP answers 400): variables and extensions
+            # are objects, operationName a string. Strawberry would execute it regardless.
+            await self.handle_invalid_message(
+                "Invalid subscribe payload: variables and extensions must be objects and "
+                "operationName a string"
+            )
+            return
         limit = self.max_subscriptions_per_connection
         operation_id = message.get("id")
         if (
@@ -533,3 +542,13 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         for live in lives:
             if hub is not None:
                 await live.close(hub)
+
+
+def _well_formed(payload: dict[str, Any]) -> bool:
+    variables, extensions = payload.get("variables"), payload.get("extensions")
+    name = payload.get("operationName")
+    return (
+        (variables is None or isinstance(variables, dict))
+        and (extensions is None or isinstance(extensions, dict))
+        and (name is None or isinstance(name, str))
+    )

@@ -101,6 +101,25 @@ async def test_json_nested_too_deeply_is_a_bad_message(server: Server, tenant: T
     assert "Traceback" not in server.log()[start:]
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"query": "{ __typename }", "variables": [1]},
+        {"query": "{ __typename }", "extensions": "x"},
+        {"query": "{ __typename }", "operationName": 5},
+    ],
+    ids=["variables-list", "extensions-string", "operation-name-number"],
+)
+async def test_a_malformed_subscribe_payload_closes_with_4400(
+    server: Server, tenant: Tenant, payload: dict[str, object]
+) -> None:
+    """What HTTP answers with 400 (tests/api_tests/test_garbage.py) is an invalid message
+    here, as graphql-transport-ws says; it was executed."""
+    async with raw_socket(server, tenant.viewer.token) as ws:
+        await send(ws, {"id": "bad", "type": "subscribe", "payload": payload})
+        assert await close_code(ws) == 4400
+
+
 async def test_a_message_under_the_limit_is_fine(server: Server, tenant: Tenant) -> None:
     async with raw_socket(server, tenant.viewer.token) as ws:
         padded = "subscription { syncMetricsUpdated { totalUsers } " + " " * (30 * 1024) + "}"

@@ -145,6 +145,25 @@ def _config_problem(settings: Settings) -> str | None:
     return None
 
 
+def _broker_problem(settings: Settings) -> str | None:
+    """Why the broker cannot be reached now (None: it can, or it is memory://): connecting
+    inside uvicorn's start failed with a 60-line traceback."""
+    if settings.broadcast_url.startswith("memory:"):
+        return None
+    from app.events.broker import BroadcastUnavailable, create_broadcast
+
+    async def check() -> None:
+        async with create_broadcast(settings.broadcast_url):
+            pass
+
+    try:
+        asyncio.run(check())
+    except (BroadcastUnavailable, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return f"cannot reach the broker ({reason}): start it, or check SYNCSTATUS_BROADCAST_URL"
+    return None
+
+
 def _check_schema(settings: Settings) -> str | None:
     from app.store.engine import is_sqlite, open_database
     from app.store.schema_version import schema_problem
@@ -190,7 +209,10 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
     problem = (
-        _config_problem(settings) or workers_problem(settings, workers) or _check_schema(settings)
+        _config_problem(settings)
+        or workers_problem(settings, workers)
+        or _check_schema(settings)
+        or _broker_problem(settings)
     )
     if problem is not None:
         print(f"syncstatus serve: {problem}", file=sys.stderr)

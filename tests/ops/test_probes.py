@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -54,6 +55,27 @@ def test_serve_refuses_a_postgres_schema_behind_the_newest_migration(revision: s
         assert time.monotonic() - started < 30
         assert "syncstatus db upgrade" in result.stderr, result.stderr
         assert (revision or "never migrated") in result.stderr
+
+
+def test_serve_says_in_one_line_that_the_broker_is_unreachable(tmp_path: Path) -> None:
+    """Starting while the broker is down was a 60-line traceback from uvicorn's start."""
+    env = {
+        **os.environ,
+        "SYNCSTATUS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/broker.db",
+        "SYNCSTATUS_BROADCAST_URL": f"redis://127.0.0.1:{free_port()}/0",  # nobody listens
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(free_port())],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "syncstatus serve: cannot reach the broker" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
 
 
 def test_readyz_names_a_schema_behind_and_a_lost_broker() -> None:

@@ -23,16 +23,25 @@ from tests.server import ROOT, Server, free_port, postgres_database, run_server
 from tests.services import postgres_admin_url
 
 
-def _serve(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(
+    database_url: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`syncstatus <args>` in a process of its own, to its end."""
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(free_port()), *args],
+        [sys.executable, "-m", "app.cli", *args],
         cwd=ROOT,
-        env={**os.environ, "SYNCSTATUS_DATABASE_URL": database_url},
+        env={**os.environ, "SYNCSTATUS_DATABASE_URL": database_url, **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def _serve(
+    database_url: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return _cli(database_url, "serve", "--port", str(free_port()), *args, env=env)
 
 
 def test_livez_and_readyz_answer_200_when_all_is_well(server: Server) -> None:
@@ -59,20 +68,8 @@ def test_serve_refuses_a_postgres_schema_behind_the_newest_migration(revision: s
 
 def test_serve_says_in_one_line_that_the_broker_is_unreachable(tmp_path: Path) -> None:
     """Starting while the broker is down was a 60-line traceback from uvicorn's start."""
-    env = {
-        **os.environ,
-        "SYNCSTATUS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/broker.db",
-        "SYNCSTATUS_BROADCAST_URL": f"redis://127.0.0.1:{free_port()}/0",  # nobody listens
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(free_port())],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    unreachable = {"SYNCSTATUS_BROADCAST_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    result = _serve(f"sqlite+aiosqlite:///{tmp_path}/broker.db", env=unreachable)
     assert result.returncode == 2, result.stderr
     assert "syncstatus serve: cannot reach the broker" in result.stderr
     assert "Traceback" not in result.stderr, result.stderr
@@ -104,18 +101,6 @@ def test_readyz_names_a_schema_behind_and_a_lost_broker() -> None:
             assert reconnects >= 1
     finally:
         redis.kill()
-
-
-def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=ROOT,
-        env={**os.environ, "SYNCSTATUS_DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_a_schema_ahead_of_the_code_keeps_the_old_release_serving() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import logging
 import os
 import sys
 import tempfile
@@ -215,7 +216,10 @@ def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
         or _broker_problem(settings)
     )
     if problem is not None:
-        print(f"syncstatus serve: {problem}", file=sys.stderr)
+        if settings.log_format == "json":  # one JSON object per line, this one too
+            logging.getLogger("syncstatus.serve").error("syncstatus serve: %s", problem)
+        else:
+            print(f"syncstatus serve: {problem}", file=sys.stderr)
         return 2
     import uvicorn
 

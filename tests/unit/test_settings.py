@@ -3,6 +3,8 @@ exit status 2: never a traceback from inside uvicorn's start, nor a port that wr
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from app.cli.main import main
@@ -51,3 +53,15 @@ def test_a_bad_setting_is_one_line_and_status_2(
     assert main(["serve"]) == 2
     err = capsys.readouterr().err
     assert said in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_with_json_logs_a_refusal_is_a_json_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: object
+) -> None:
+    monkeypatch.setenv("SYNCSTATUS_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/never.db")
+    monkeypatch.setenv("SYNCSTATUS_LOG_FORMAT", "json")
+    monkeypatch.setenv("SYNCSTATUS_BROADCAST_URL", "foo://x")
+    assert main(["serve"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    record = json.loads(line)
+    assert record["level"] == "error" and "unsupported broadcast URL" in record["message"]

@@ -132,34 +132,35 @@ class PostgresNotifyBackend(SupervisedBackend):
         the channel is remembered and LISTENed again when the connection is re-established.
         """
         _check_channel(channel)
+        await self._listen(channel, listening=True)
+
+    async def unsubscribe(self, channel: str) -> None:
+        await self._listen(channel, listening=False)
+
+    async def _listen(self, channel: str, *, listening: bool) -> None:
+        """LISTEN or UNLISTEN on the current connection (the channel set is what a reconnect
+        LISTENs to). Bounded: on a silently dead network either would wait for TCP to give up
+        (minutes), holding this lock, so the health check could not run, and
+        ReliableBroadcast's, so no other channel could be subscribed either."""
         async with self._lock:
-            self._channels.add(channel)
+            if listening:
+                self._channels.add(channel)
+            else:
+                self._channels.discard(channel)
             if self._conn is None:
                 return
             try:
-                # Bounded: on a silently dead network LISTEN would wait for TCP to give up
-                # (minutes), holding this lock, so the health check could not run, and
-                # ReliableBroadcast's, so no other channel could be subscribed either.
                 async with asyncio.timeout(self._health_interval):
-                    await self._conn.add_listener(channel, self._on_notification)
+                    if listening:
+                        await self._conn.add_listener(channel, self._on_notification)
+                    else:
+                        await self._conn.remove_listener(channel, self._on_notification)
             except _CONNECTION_ERRORS as exc:
                 # Ended here, not left to the health check: a connection whose LISTEN failed
                 # may still look alive, and this channel would then stay deaf. The supervisor
-                # reconnects and LISTENs every channel, this one included.
-                log.warning("LISTEN %s failed (%s); will LISTEN after reconnect", channel, exc)
-                self._conn.terminate()
-
-    async def unsubscribe(self, channel: str) -> None:
-        async with self._lock:
-            self._channels.discard(channel)
-            if self._conn is None:
-                return
-            try:
-                async with asyncio.timeout(self._health_interval):  # as for LISTEN
-                    await self._conn.remove_listener(channel, self._on_notification)
-            except _CONNECTION_ERRORS as exc:
-                # A new connection will not LISTEN to it again; this one may be unusable.
-                log.debug("UNLISTEN %s failed: %s", channel, exc)
+                # reconnects and LISTENs every channel (an UNLISTENed one no more).
+                verb = "LISTEN" if listening else "UNLISTEN"
+                log.warning("%s %s failed (%s); the connection is renewed", verb, channel, exc)
                 self._conn.terminate()
 
     async def publish(self, channel: str, message: Any) -> None:

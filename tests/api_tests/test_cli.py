@@ -23,7 +23,7 @@ from app.store.migrate import alembic_config
 from app.web.settings import Settings
 from tests.api import Api
 from tests.api_tests import helpers as h
-from tests.server import Server, _run_async, create_token, postgres_database
+from tests.server import Server, _run_async, create_token, plain_dsn, postgres_database
 from tests.services import postgres_admin_url
 from tests.subscriptions.support import close_code, raw_socket, receive, subscribe
 
@@ -53,7 +53,7 @@ def _ok(result: subprocess.CompletedProcess[str]) -> str:
 
 
 async def _pg_tables(url: str) -> set[str]:
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    conn = await asyncpg.connect(plain_dsn(url))
     try:
         rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         return {r["tablename"] for r in rows}
@@ -65,7 +65,7 @@ HEAD = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head
 
 
 async def _pg_version(url: str) -> str:
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    conn = await asyncpg.connect(plain_dsn(url))
     try:
         return str(await conn.fetchval("SELECT version_num FROM alembic_version"))
     finally:

@@ -22,7 +22,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from tests.api import Api
 from tests.api_tests import helpers as h
 from tests.api_tests.conftest import ApiTenant, new_tenant
-from tests.server import Server, run_server, throwaway_database
+from tests.server import Server, plain_dsn, run_server, throwaway_database
 from tests.webhook_receiver import Receiver
 
 T = TypeVar("T")
@@ -308,7 +308,7 @@ async def test_the_secret_is_stored_sealed(hook_tenant: ApiTenant, hook_server: 
         mode = stat.S_IMODE(os.stat(path + ".key").st_mode)
         assert mode == 0o600
     else:
-        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        conn = await asyncpg.connect(plain_dsn(url))
         try:
             stored = [r[0] for r in await conn.fetch("SELECT secret_sealed FROM webhooks")]
         finally:

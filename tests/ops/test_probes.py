@@ -19,7 +19,7 @@ from app.store.migrate import alembic_config
 from app.store.schema_version import head_revisions
 from tests.ops.metrics_scrape import scrape, value
 from tests.private_redis import PrivateRedis
-from tests.server import ROOT, Server, free_port, postgres_database, run_server
+from tests.server import ROOT, Server, free_port, plain_dsn, postgres_database, run_server
 from tests.services import postgres_admin_url
 
 
@@ -126,7 +126,7 @@ def test_a_schema_ahead_of_the_code_keeps_the_old_release_serving() -> None:
 
 def _set_revision(url: str, revision: str) -> None:
     async def update() -> None:
-        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        conn = await asyncpg.connect(plain_dsn(url))
         try:
             await conn.execute("UPDATE alembic_version SET version_num = $1", revision)
         finally:

@@ -38,7 +38,11 @@ def logged_tenant(json_server: Server) -> ApiTenant:
 
 
 def _lines(server: Server) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in server.log().splitlines() if line.strip()]
+    """The log's complete lines, parsed: the server may be writing the last one as we read
+    (a CI run read half a line)."""
+    text = server.log()
+    complete = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
 
 def _line_of(server: Server, request_id: str, within: float = 5.0) -> dict[str, Any]:

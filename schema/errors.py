@@ -65,8 +65,7 @@ class ErrorCodes(SchemaExtension):
             # over GET) into HTTP 400.
             if not is_outage(error):
                 raise
-            log.warning("service unavailable: %r", error)
-            raise GraphQLError(OUTAGE_MESSAGE, extensions={"code": "SERVICE_UNAVAILABLE"}) from None
+            raise classify(GraphQLError(str(error), original_error=error)) from None
         _classify_result(self.execution_context.result)
 
     def on_stream_result(self, result: object) -> Iterator[None]:

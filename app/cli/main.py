@@ -128,16 +128,14 @@ def _port_arg(raw: str) -> int:
     return port
 
 
-def _config_problem(settings: Settings) -> str | None:
-    """What is wrong with settings read elsewhere than Settings.from_env (the broker URL, the
-    webhook settings, the server key), found before uvicorn starts: inside its lifespan each
-    was a traceback."""
-    from app.events.broker import create_broadcast
+def _config_problem() -> str | None:
+    """What is wrong with settings read elsewhere than Settings.from_env (the webhook
+    settings, the server key; the broker URL: _broker_problem), found before uvicorn starts:
+    inside its lifespan each was a traceback."""
     from app.webhooks.secret_box import SecretBox
     from app.webhooks.settings import WebhookSettings
 
     try:
-        create_broadcast(settings.broadcast_url)  # builds it, connects nothing
         WebhookSettings.from_env()
         if key := os.environ.get("SYNCSTATUS_SECRET_KEY"):
             SecretBox(key)
@@ -147,14 +145,19 @@ def _config_problem(settings: Settings) -> str | None:
 
 
 def _broker_problem(settings: Settings) -> str | None:
-    """Why the broker cannot be reached now (None: it can, or it is memory://): connecting
-    inside uvicorn's start failed with a 60-line traceback."""
-    if settings.broadcast_url.startswith("memory:"):
-        return None
+    """What is wrong with the broker URL, or why the broker cannot be reached now (None: it
+    can, or it is memory://): inside uvicorn's start either was a traceback."""
     from app.events.broker import BroadcastUnavailable, create_broadcast
 
+    try:
+        broadcast = create_broadcast(settings.broadcast_url)  # connects nothing yet
+    except ValueError as error:
+        return str(error).splitlines()[0]
+    if settings.broadcast_url.startswith("memory:"):
+        return None
+
     async def check() -> None:
-        async with create_broadcast(settings.broadcast_url):
+        async with broadcast:
             pass
 
     try:
@@ -210,10 +213,10 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
     problem = (
-        _config_problem(settings)
+        _config_problem()
         or workers_problem(settings, workers)
-        or _check_schema(settings)
         or _broker_problem(settings)
+        or _check_schema(settings)
     )
     if problem is not None:
         if settings.log_format == "json":  # one JSON object per line, this one too

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 from functools import cache
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, inspect, text
 
 from app.store.engine import Database, open_database
 from app.store.migrate import alembic_config, upgrade
+
+if TYPE_CHECKING:
+    from alembic.script import ScriptDirectory
 
 # The newest migration's revision, known without Alembic (which reads every migration script):
 # tests/unit/test_schema_head.py checks that it is Alembic's head. Update it with each migration.
@@ -22,26 +26,23 @@ HEAD_REVISION = "0012"
 
 
 @cache
+def _scripts() -> ScriptDirectory:
+    """The migrations shipped with this code, read once (Alembic reads every script)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
 def head_revisions() -> frozenset[str]:
     """The newest revision(s) of the migrations shipped with this code, as Alembic finds them."""
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    return frozenset(script.get_heads())
-
-
-@cache
-def known_revisions() -> frozenset[str]:
-    """Every revision of the migrations shipped with this code."""
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    return frozenset(revision.revision for revision in script.walk_revisions())
+    return frozenset(_scripts().get_heads())
 
 
 def is_ahead(current: frozenset[str]) -> bool:
     """Whether the database is at a revision this code does not know (a newer release's)."""
-    return bool(current - known_revisions())
+    if not current:
+        return False  # never migrated: no need to read the scripts
+    return bool(current - {revision.revision for revision in _scripts().walk_revisions()})
 
 
 def _current(connection: Connection) -> frozenset[str]:

@@ -99,31 +99,35 @@ class Settings:
             ),
             frame_ancestors=env.get("SYNCSTATUS_FRAME_ANCESTORS", "'self'").strip() or "'self'",
             graphiql_dir=env.get("SYNCSTATUS_GRAPHIQL_DIR", ""),
-            max_query_cost=_number(env, "SYNCSTATUS_MAX_QUERY_COST", DEFAULT_MAX_QUERY_COST, int),
-            rate_limit=_number(env, "SYNCSTATUS_RATE_LIMIT", DEFAULT_RATE_LIMIT, int),
+            max_query_cost=env_number(
+                env, "SYNCSTATUS_MAX_QUERY_COST", DEFAULT_MAX_QUERY_COST, int
+            ),
+            rate_limit=env_number(env, "SYNCSTATUS_RATE_LIMIT", DEFAULT_RATE_LIMIT, int),
             log_format=_choice(env, "SYNCSTATUS_LOG_FORMAT", "text", ("text", "json")),
-            retention_days=_number(env, "SYNCSTATUS_RETENTION_DAYS", 90, int),
-            shutdown_timeout=_number(env, "SYNCSTATUS_SHUTDOWN_TIMEOUT", 10.0, float),
-            database_timeout_seconds=_number(
+            retention_days=env_number(env, "SYNCSTATUS_RETENTION_DAYS", 90, int),
+            shutdown_timeout=env_number(env, "SYNCSTATUS_SHUTDOWN_TIMEOUT", 10.0, float),
+            database_timeout_seconds=env_number(
                 env,
                 "SYNCSTATUS_DATABASE_TIMEOUT_SECONDS",
                 DEFAULT_DATABASE_TIMEOUT_SECONDS,
                 float,
             ),
-            revocation_poll_seconds=_number(env, "SYNCSTATUS_REVOCATION_POLL_SECONDS", 1.0, float),
-            ws_send_timeout=_number(
+            revocation_poll_seconds=env_number(
+                env, "SYNCSTATUS_REVOCATION_POLL_SECONDS", 1.0, float
+            ),
+            ws_send_timeout=env_number(
                 env, "SYNCSTATUS_WS_SEND_TIMEOUT", DEFAULT_WS_SEND_TIMEOUT, float
             ),
             ws_init_timeout_seconds=_positive(
                 env, "SYNCSTATUS_WS_INIT_TIMEOUT_SECONDS", DEFAULT_WS_INIT_TIMEOUT_SECONDS
             ),
             ws_ping_seconds=_positive(env, "SYNCSTATUS_WS_PING_SECONDS", DEFAULT_WS_PING_SECONDS),
-            ws_backlog_bytes=_number(
+            ws_backlog_bytes=env_number(
                 env, "SYNCSTATUS_WS_BACKLOG_BYTES", DEFAULT_WS_BACKLOG_BYTES, int
             ),
-            event_log_seconds=_number(env, "SYNCSTATUS_EVENT_LOG_SECONDS", 600, int),
-            broker_grace_seconds=_number(env, "SYNCSTATUS_BROKER_GRACE_SECONDS", 60.0, float),
-            run_timeout_seconds=_number(
+            event_log_seconds=env_number(env, "SYNCSTATUS_EVENT_LOG_SECONDS", 600, int),
+            broker_grace_seconds=env_number(env, "SYNCSTATUS_BROKER_GRACE_SECONDS", 60.0, float),
+            run_timeout_seconds=env_number(
                 env, "SYNCSTATUS_RUN_TIMEOUT_SECONDS", DEFAULT_RUN_TIMEOUT_SECONDS, float
             ),
         )
@@ -136,7 +140,9 @@ def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str,
     return value
 
 
-def _number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:
+def env_number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:
+    """The variable's number (`default` when unset or blank); ValueError naming it when it is
+    not a finite number from 0 to MAX_SETTING."""
     raw = env.get(name)
     if raw is None or not raw.strip():
         return default
@@ -154,7 +160,7 @@ def _number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str],
 
 
 def _port(env: Mapping[str, str], name: str) -> int:
-    port = _number(env, name, 8000, int)
+    port = env_number(env, name, 8000, int)
     if not 1 <= port <= 65535:
         raise ValueError(f"{name} must be a port from 1 to 65535, not {env.get(name)!r}")
     return port
@@ -163,7 +169,7 @@ def _port(env: Mapping[str, str], name: str) -> int:
 def _positive(env: Mapping[str, str], name: str, default: float) -> float:
     """Seconds that cannot be 0: no timeout or interval of that length makes sense (a 0 ping
     interval would ping without pause)."""
-    value = _number(env, name, default, float)
+    value = env_number(env, name, default, float)
     if value == 0:
         raise ValueError(f"{name} must be more than 0, not {env.get(name)!r}")
     return value

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from app.web.settings import env_number
+
 
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
@@ -29,18 +31,7 @@ class WebhookSettings:
         default = cls()
 
         def number(name: str, fallback: float) -> float:
-            """A setting's number; ValueError naming it if it is not one (not negative)."""
-            variable = f"SYNCSTATUS_WEBHOOK_{name}"
-            value = env.get(variable)
-            if not value:
-                return fallback
-            try:
-                parsed = float(value)
-            except ValueError:
-                raise ValueError(f"{variable} must be a number, not {value!r}") from None
-            if not 0 <= parsed <= 1e9:  # also refuses nan
-                raise ValueError(f"{variable} must be from 0 to 1e9, not {value!r}")
-            return parsed
+            return env_number(env, f"SYNCSTATUS_WEBHOOK_{name}", fallback, float)
 
         return cls(
             allow_private=_flag(env.get("SYNCSTATUS_WEBHOOK_ALLOW_PRIVATE")),

@@ -11,6 +11,7 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from app.auth.rate_limit import RateLimiter
+from app.auth.rate_limit import over_budget as over_budget_message
 from app.domain.errors import ServiceError
 from schema.library_internals import graphql_core_schema
 from schema.limits import query_cost
@@ -20,7 +21,7 @@ RATE_LIMITED = "RATE_LIMITED"
 
 def rate_limited(retry_after: int) -> GraphQLError:
     return GraphQLError(
-        f"This token spent its budget of query cost for this minute; retry in {retry_after} s.",
+        over_budget_message(retry_after),
         extensions={"code": RATE_LIMITED, "retryAfterSeconds": retry_after},
     )
 

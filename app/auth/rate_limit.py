@@ -26,6 +26,11 @@ return used
 """
 
 
+def over_budget(retry_after: int) -> str:
+    """What a caller over its budget is told (GraphQL's RATE_LIMITED, the CSV export's)."""
+    return f"This token spent its budget of query cost for this minute; retry in {retry_after} s."
+
+
 class RateLimiter:
     def __init__(self, limit: int, redis_url: str | None = None) -> None:
         self.limit = limit

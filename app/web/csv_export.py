@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from app.auth.rate_limit import over_budget
 from app.auth.tokens import bearer_token
 from app.domain import validation
 from app.domain.errors import BadUserInput, ServiceError, ServiceUnavailable, Unauthenticated
@@ -232,11 +233,7 @@ async def _export(request: Request) -> Response:
         limiter = services.rate_limiter
         retry_after = await limiter.spend(principal.token_id, EXPORT_COST) if limiter else None
         if retry_after is not None:
-            raise RateLimited(
-                f"This token spent its budget of query cost for this minute; retry in "
-                f"{retry_after} s.",
-                retry_after,
-            )
+            raise RateLimited(over_budget(retry_after), retry_after)
         if not services.exports.take():
             raise RateLimited("Other exports are running; retry in a few seconds.")
     except ServiceError as error:

@@ -223,16 +223,7 @@ def query_cost(schema: GraphQLSchema, document: DocumentNode) -> int:
 
 
 def count_aliases(document: DocumentNode) -> int:
-    count = 0
-    stack: list[Any] = list(document.definitions)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, FieldNode) and node.alias is not None:
-            count += 1
-        selection_set = getattr(node, "selection_set", None)
-        if selection_set is not None:
-            stack.extend(selection_set.selections)
-    return count
+    return sum(field.alias is not None for field in _fields(document))
 
 
 def _fields(document: DocumentNode) -> Iterable[FieldNode]:

@@ -14,22 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, bindparam, func, literal, select, text
+from sqlalchemy import bindparam, func, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.timeutil import MICROS_PER_HOUR
 from app.store.models import LatestCount, StatusCount, SyncUser
 
 HOUR = MICROS_PER_HOUR
-
-
-def _counter_where(model: Any, tenant_id: int, status: str | None, policy_id: int | None) -> list:
-    where = [model.tenant_id == tenant_id]
-    if status is not None:
-        where.append(model.status == status)
-    if policy_id is not None:
-        where.append(model.policy_key == policy_id)
-    return where
 
 
 def _counted_query(status: bool, policy: bool) -> Any:
@@ -74,49 +65,79 @@ async def other_tenants_users(session: AsyncSession, tenant_id: int) -> int | No
     return None if found >= OTHER_TENANTS_ROWS else int(users)
 
 
-def user_filters(
-    tenant_id: int, status: str | None, policy_id: int | None
-) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = [SyncUser.tenant_id == tenant_id]
-    if status is not None:
-        where.append(SyncUser.status == status)
-    if policy_id is not None:
-        # With a status too, SQLite counts inside ix_sync_users_status_policy (three equalities).
-        where.append(SyncUser.policy_id == policy_id)
-    return where
+# One term of a RangeCount: its sign, "hours" (counters) or "scan" (the index), and whether
+# it has an upper bound.
+_Term = tuple[int, str, bool]
+MAX_RANGE_SHAPES = 256  # a range makes at most 7 terms of a few kinds: a few dozen shapes
+
+
+def _range_term(kind: str, bounded: bool, i: int, status: bool, policy: bool) -> Any:
+    low, high = bindparam(f"lo{i}"), bindparam(f"hi{i}")
+    tenant = bindparam("tenant")
+    if kind == "hours":
+        query = select(func.coalesce(func.sum(LatestCount.count), 0)).where(
+            LatestCount.tenant_id == tenant, LatestCount.hour >= low
+        )
+        if status:
+            query = query.where(LatestCount.status == bindparam("status"))
+        if policy:
+            query = query.where(LatestCount.policy_key == bindparam("policy"))
+        column = LatestCount.hour
+    else:
+        query = select(func.count()).where(
+            SyncUser.tenant_id == tenant, SyncUser.latest_sort >= low
+        )
+        if status:
+            query = query.where(SyncUser.status == bindparam("status"))
+        if policy:
+            # With a status too, SQLite counts inside ix_sync_users_status_policy (three
+            # equalities).
+            query = query.where(SyncUser.policy_id == bindparam("policy"))
+        column = SyncUser.latest_sort
+    return (query.where(column <= high) if bounded else query).scalar_subquery()
+
+
+def _range_sum(status: bool, policy: bool, terms: tuple[_Term, ...]) -> Any:
+    expression: Any = literal(0)
+    for i, (sign, kind, bounded) in enumerate(terms):
+        term = _range_term(kind, bounded, i, status, policy)
+        expression = expression + term if sign > 0 else expression - term
+    return select(expression)
+
+
+_RANGE_SUMS: dict[tuple[bool, bool, tuple[_Term, ...]], Any] = {}
 
 
 class RangeCount:
-    """Builds one SELECT summing hour counters and counting partial hours in the index."""
+    """One SELECT summing hour counters and counting partial hours in the index.
+
+    The statement is built once per shape (which terms, which filters) with every value bound:
+    building its SQLAlchemy expression anew took about a fifth of a ranged page query's time
+    (all filters combined at 1M users)."""
 
     def __init__(self, tenant_id: int, status: str | None, policy_id: int | None) -> None:
         self.tenant_id, self.status, self.policy_id = tenant_id, status, policy_id
-        self.terms: list[tuple[int, ScalarSelect[Any]]] = []
+        self.terms: list[_Term] = []
+        self.params: dict[str, Any] = {"tenant": tenant_id, "status": status, "policy": policy_id}
+
+    def _add(self, sign: int, kind: str, low: int, high: int | None) -> None:
+        i = len(self.terms)
+        self.terms.append((sign, kind, high is not None))
+        self.params[f"lo{i}"] = low
+        self.params[f"hi{i}"] = high
 
     def hours(self, first: int, last: int | None, sign: int = 1) -> None:
         """Add the counters of whole hours first..last (None: no end)."""
         if last is not None and last < first:
             return
-        query = select(func.coalesce(func.sum(LatestCount.count), 0)).where(
-            *_counter_where(LatestCount, self.tenant_id, self.status, self.policy_id),
-            LatestCount.hour >= first,
-        )
-        if last is not None:
-            query = query.where(LatestCount.hour <= last)
-        self.terms.append((sign, query.scalar_subquery()))
+        self._add(sign, "hours", first, last)
 
     def scan(self, low: int, high: int | None, sign: int = 1) -> None:
         """Add the users whose latest sync is in low..high (inclusive; None: no end)."""
         low = max(low, 1)  # latest_sort 0 is "never synced"
         if high is not None and high < low:
             return
-        query = select(func.count()).where(
-            *user_filters(self.tenant_id, self.status, self.policy_id),
-            SyncUser.latest_sort >= low,
-        )
-        if high is not None:
-            query = query.where(SyncUser.latest_sort <= high)
-        self.terms.append((sign, query.scalar_subquery()))
+        self._add(sign, "scan", low, high)
 
     def partial_hour(self, hour: int, low: int, high: int) -> None:
         """Users of one hour whose latest sync is in low..high: scan the smaller side."""
@@ -145,10 +166,14 @@ class RangeCount:
     async def total(self, session: AsyncSession) -> int:
         if not self.terms:
             return 0
-        expression: Any = literal(0)
-        for sign, term in self.terms:
-            expression = expression + term if sign > 0 else expression - term
-        return int(await session.scalar(select(expression)) or 0)
+        key = (self.status is not None, self.policy_id is not None, tuple(self.terms))
+        statement = _RANGE_SUMS.get(key)
+        if statement is None:
+            statement = _range_sum(*key)
+            if len(_RANGE_SUMS) < MAX_RANGE_SHAPES:
+                _RANGE_SUMS[key] = statement
+        conn = await session.connection()
+        return int((await conn.execute(statement, self.params)).scalar() or 0)
 
 
 async def structured_count(

@@ -103,10 +103,19 @@ class Plan(Stream):
     response_name: str
 
 
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A valid subscription not started: the error for the transport's `error` message."""
+
+    error: GraphQLError
+    operation: OperationDefinitionNode
+
+
 async def plan(
     documents: Documents, shared: SharedExecution, context: Context, payload: Any
-) -> Plan | None:
-    """A subscription this module can serve, or None for the usual path."""
+) -> Plan | Refused | None:
+    """A subscription this module can serve, one it refuses before it starts (over the rate
+    budget), or None for the usual path."""
     if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
         return None
     variables, operation_name = payload.get("variables"), payload.get("operationName")
@@ -139,8 +148,12 @@ async def plan(
         user_ids = streams.parse_user_ids(args.get("userIds")) if field == USER_FIELD else None
     except (GraphQLError, ServiceError):
         return None
-    if await over_budget(context, query_cost(documents.schema, document)):
-        return None  # the usual path refuses it with RATE_LIMITED
+    refusal = await over_budget(context, query_cost(documents.schema, document))
+    if refusal is not None:
+        # graphql-transport-ws: errors before execution are an `error` message, as HTTP
+        # answers 429 before running anything (Strawberry's path sent `next`, then
+        # `complete`, and spent the budget a second time).
+        return Refused(refusal, operation)
     return Plan(
         field=field,
         tenant_id=tenant_id,
@@ -308,10 +321,9 @@ async def updates(hub: Hub, stream: Stream) -> AsyncIterator[Any]:
     """The stream's payloads for Strawberry's own pipeline, which executes them (graphql-core).
 
     The transport serves every valid subscription itself (plan()), so Strawberry's pipeline
-    only reaches here for one the transport does not see (schema.subscribe() in process) or
-    one plan() found over its rate budget that Strawberry's own check then admitted (a new
-    minute began in between). It still streams them, through a LiveOperation like the
-    transport's, so that what subscribers get is implemented once."""
+    only reaches here for one the transport does not see (schema.subscribe() in process). It
+    still streams them, through a LiveOperation like the transport's, so that what
+    subscribers get is implemented once."""
     woken = asyncio.Event()
     live = await LiveOperation.open("", stream, hub, lambda _: woken.set())
     try:
@@ -335,6 +347,7 @@ __all__ = [
     "Documents",
     "LiveOperation",
     "Plan",
+    "Refused",
     "Stream",
     "SubscriberOverflow",
     "plan",

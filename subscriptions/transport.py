@@ -32,10 +32,11 @@ from app.auth.tokens import Principal
 from app.ops.outage import is_outage
 from app.web.settings import Settings
 from app.web.ws_protocol import ABORT_EXTENSION, FRAME_EXTENSION
+from schema.errors import classify
 from schema.library_internals import starlette_websocket
 from schema.operation_log import record_operation
 from subscriptions.hub import Hub
-from subscriptions.live import Documents, LiveOperation, SubscriberOverflow, plan
+from subscriptions.live import Documents, LiveOperation, Refused, SubscriberOverflow, plan
 from subscriptions.shared import SharedExecution
 from subscriptions.subscriber import Backlog
 
@@ -283,6 +284,15 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         found = await plan(documents, hub.shared, self.context, message.get("payload"))
         if found is None:
             return False
+        if isinstance(found, Refused):
+            error = classify(found.error)
+            code = (error.extensions or {}).get("code")
+            name = found.operation.name.value if found.operation.name else None
+            record_operation(self.context, name, "subscription", code, perf_counter() - started)
+            await self.send_message(
+                {"id": operation_id, "type": "error", "payload": [error.formatted]}
+            )
+            return True
         self.live[operation_id] = await LiveOperation.open(
             operation_id, found, hub, self._wake, self.backlog
         )

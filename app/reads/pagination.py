@@ -196,7 +196,6 @@ async def keyset_page(
     core: bool = False,
     ids_first: ColumnElement[Any] | None = None,
     sort_matches: bool = False,
-    params: dict[str, Any] | None = None,
 ) -> Page[Any]:
     """ids_first (the table's id column): select the page's ids and keys alone, then join their
     rows: where an index holds the keys and every filtered column, the walk is an index-only
@@ -205,12 +204,10 @@ async def keyset_page(
 
     sort_matches (with ids_first): the filter is known to select few rows: read them where the
     filter is indexed and sort them, rather than walk the order's index checking the filter
-    (PostgreSQL guesses how far it must walk from a selectivity it cannot know for LIKE).
-
-    params: values of the query's own bind parameters."""
+    (PostgreSQL guesses how far it must walk from a selectivity it cannot know for LIKE)."""
     window = _window(keyset, tenant_id, args)
     statement = _page_statement(query, keyset, window, ids_first, sort_matches)
-    return await _read_page(session, statement, params, window, keyset, tenant_id, key_of, core)
+    return await _read_page(session, statement, None, window, keyset, tenant_id, key_of, core)
 
 
 def _page_statement(

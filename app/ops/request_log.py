@@ -8,6 +8,9 @@ query strings and bodies are never logged: tokens travel in them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
 import re
 import uuid
@@ -20,6 +23,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.ops.outage import RETRY_AFTER_SECONDS
 from app.ops.telemetry import Telemetry
 
 log = logging.getLogger("syncstatus.access")
@@ -27,6 +31,25 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 OPERATION_NAME = re.compile(r"[^A-Za-z0-9_]")
 MAX_OPERATION_NAME = 64
 MAX_PATH = 200
+_STOPPING = json.dumps(
+    {
+        "errors": [
+            {
+                "message": "The server is stopping; retry the request.",
+                "extensions": {"code": "SERVICE_UNAVAILABLE"},
+            }
+        ]
+    }
+).encode()
+
+
+# The message of uvicorn's cancel at the end of its graceful shutdown (uvicorn/server.py);
+# tests/ops/test_cut_off_at_shutdown.py fails if an upgrade changes it.
+UVICORN_SHUTDOWN_CANCEL = "timeout graceful shutdown exceeded"
+
+
+def _shutdown_cancel(cancelled: asyncio.CancelledError) -> bool:
+    return any(UVICORN_SHUTDOWN_CANCEL in str(arg) for arg in cancelled.args)
 
 
 @dataclass(slots=True)
@@ -140,6 +163,16 @@ class RequestLog:
         try:
             with serving(record):
                 await self.app(scope, logged_receive, logged_send)
+        except asyncio.CancelledError as cancelled:
+            # uvicorn cancels the requests still running when its graceful shutdown ends.
+            # Re-raised, it logs that as an "Exception in ASGI application" traceback and
+            # answers 500 to a request that did nothing wrong. Any other cancellation (a
+            # caller's timeout around an in-process app) goes on as before.
+            if not _shutdown_cancel(cancelled):
+                if record.status is None:
+                    record.status = 500
+                raise
+            await self._stopped(kind, record, send)
         except BaseException:
             if record.status is None:
                 record.status = 500
@@ -153,6 +186,35 @@ class RequestLog:
                 self.telemetry.http_request(
                     _route_template(scope), record.method, record.status or 0, seconds
                 )
+
+    @staticmethod
+    async def _stopped(kind: str, record: RequestRecord, send: Send) -> None:
+        """A request cut off because the server stops: a 503 with Retry-After if its answer
+        had not started (what a proxy or client retries elsewhere), and one warning."""
+        log.warning(
+            "%s cut off: the server stopped before it finished",
+            "request" if kind == "http" else "websocket",
+            extra={"request_id": record.request_id},
+        )
+        record.outcome = "SERVICE_UNAVAILABLE"
+        if kind != "http" or record.status is not None:
+            return  # a started answer can only be cut short, a socket only closed
+        record.status = 503
+        with contextlib.suppress(Exception):  # the client may be gone
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(_STOPPING)).encode()),
+                        (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
+                        (b"connection", b"close"),
+                        (b"x-request-id", record.request_id.encode("ascii")),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": _STOPPING})
 
     @staticmethod
     def _log(record: RequestRecord, seconds: float) -> None:

@@ -298,7 +298,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         base = Settings.from_env()
     except ValueError as error:
-        print(f"syncstatus: {error}", file=sys.stderr)
+        # The log format is read with the rest; where it is json, this line is JSON too.
+        if os.environ.get("SYNCSTATUS_LOG_FORMAT") == "json":
+            configure_logging("info", "json")
+            logging.getLogger("syncstatus").error("syncstatus: %s", error)
+        else:
+            print(f"syncstatus: {error}", file=sys.stderr)
         return 2
     configure_logging(base.log_level, base.log_format)
     settings = dataclasses.replace(

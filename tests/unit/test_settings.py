@@ -55,13 +55,26 @@ def test_a_bad_setting_is_one_line_and_status_2(
     assert said in err and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.parametrize(
+    ("name", "raw", "said"),
+    [
+        ("SYNCSTATUS_BROADCAST_URL", "foo://x", "unsupported broadcast URL"),
+        # Read with the log format itself (Settings.from_env), before logging is set up.
+        ("SYNCSTATUS_PORT", "99999", "SYNCSTATUS_PORT must be a port from 1 to 65535"),
+    ],
+)
 def test_with_json_logs_a_refusal_is_a_json_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: object
+    name: str,
+    raw: str,
+    said: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: object,
 ) -> None:
     monkeypatch.setenv("SYNCSTATUS_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/never.db")
     monkeypatch.setenv("SYNCSTATUS_LOG_FORMAT", "json")
-    monkeypatch.setenv("SYNCSTATUS_BROADCAST_URL", "foo://x")
+    monkeypatch.setenv(name, raw)
     assert main(["serve"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     record = json.loads(line)
-    assert record["level"] == "error" and "unsupported broadcast URL" in record["message"]
+    assert record["level"] == "error" and said in record["message"], record

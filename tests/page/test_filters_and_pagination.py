@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from playwright.sync_api import Page, Request, Response, expect
 
+from app.domain.validation import CODE_MAX, SEARCH_MAX
 from tests.page.conftest import MAIN_USERS, TIMEZONE, PageEnv, result_count
 from tests.page.helpers import STATUS_LABELS, local_day_bounds, range_text
 
@@ -241,6 +242,34 @@ def test_previous_and_next_walk_the_pages(page_env: PageEnv, dashboard: Page) ->
         assert queries.last.get("last") == 10 and queries.last.get("before")
     expect(previous).to_be_disabled()
     expect(following).to_be_enabled()
+
+
+def test_paging_with_the_keyboard_keeps_the_focus_on_the_pager(
+    page_env: PageEnv, dashboard: Page
+) -> None:
+    """Enter on Next turns the page and Next keeps the focus, so Enter again turns the next
+    one; on the last page the focus moves to Previous (Next is disabled)."""
+    total = page_env.viewer.total()
+    previous = dashboard.get_by_role("button", name="Previous")
+    following = dashboard.get_by_role("button", name="Next")
+    following.focus()
+    for start in range(10, total, 10):
+        dashboard.keyboard.press("Enter")
+        expect(result_count(dashboard)).to_have_text(
+            range_text(start + 1, min(start + 10, total), total)
+        )
+        expect(following if start + 10 < total else previous).to_be_focused()
+    dashboard.keyboard.press("Enter")  # Previous, now focused
+    expect(previous).to_be_focused()
+    expect(following).to_be_enabled()
+
+
+def test_search_fields_stop_at_what_the_api_accepts(dashboard: Page) -> None:
+    """A longer text could only come back as an error."""
+    expect(dashboard.get_by_label("Search by email")).to_have_attribute(
+        "maxlength", str(SEARCH_MAX)
+    )
+    expect(dashboard.locator("#filter-error-code")).to_have_attribute("maxlength", str(CODE_MAX))
 
 
 def test_result_count_is_announced(dashboard: Page) -> None:

@@ -115,6 +115,22 @@ def test_keyboard_opens_with_enter_or_space_and_esc_closes(
     expect(second_row).to_be_focused()
 
 
+def test_escape_in_the_search_box_is_the_search_box_s(page_env: PageEnv, dashboard: Page) -> None:
+    """Typing a search with the panel open: Escape clears the search (as a search box does)
+    and leaves the panel and the focus where they are."""
+    users = page_env.viewer.users(first=10)["users"]
+    details = panel(dashboard)
+    row(dashboard, users[1]["email"]).click()
+    expect(details).to_be_visible()
+    search = dashboard.get_by_label("Search by email")
+    search.click()
+    search.press_sequentially("alex")
+    dashboard.keyboard.press("Escape")
+    expect(search).to_have_value("")
+    expect(search).to_be_focused()
+    expect(details).to_be_visible()
+
+
 def test_failures_alert_and_errors_modal(page_env: PageEnv, live_dashboard: Page) -> None:
     worker = page_env.live_worker
     user = live_user(page_env, 1)

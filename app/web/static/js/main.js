@@ -313,6 +313,9 @@ async function loadPage(mode) {
   }
 
   const seq = ++state.loadSeq;
+  // Disabling the focused pager button would drop focus to <body>: a keyboard user paging
+  // with Enter would start again from the top of the page. Give it back afterwards.
+  const pager = [el.prev, el.next].includes(document.activeElement) ? document.activeElement : null;
   table.setLoading(true);
   el.prev.disabled = true;
   el.next.disabled = true;
@@ -366,6 +369,7 @@ async function loadPage(mode) {
     el.next.disabled = backward
       ? !(offset + users.length < connection.totalCount)
       : !connection.pageInfo.hasNextPage;
+    if (pager) refocusPager(pager);
     resubscribeRows();
     return true;
   } catch (error) {
@@ -386,6 +390,15 @@ el.pageSize.addEventListener("change", () => {
   state.pageSize = Number(el.pageSize.value) || 10;
   loadPage("first");
 });
+/** After a page turned by the pager: focus where it was (or on the other button once it is the
+ * last page), and the new page's first rows in view when they had scrolled above it (phones). */
+function refocusPager(pressed) {
+  const target = [pressed, pressed === el.next ? el.prev : el.next].find((b) => !b.disabled);
+  (target || $("#users-body tr[tabindex]"))?.focus({ preventScroll: true });
+  const users = $("#users-table");
+  if (users.getBoundingClientRect().top < 0) users.scrollIntoView({ block: "start" });
+}
+
 el.prev.addEventListener("click", () => loadPage("prev"));
 el.next.addEventListener("click", () => loadPage("next"));
 
@@ -406,6 +419,9 @@ function openPanel(id) {
 document.addEventListener("keydown", (event) => {
   if (event.key !== "Escape") return;
   if ($("#confirm-modal").open) return; // the dialog closes itself
+  // In a field outside the panel, Escape is the field's (a search box clears itself).
+  const field = event.target.closest?.("input, select, textarea, [contenteditable]");
+  if (field && !el.panel.contains(field)) return;
   if (panel.modalOpen) {
     event.preventDefault();
     panel.closeModal();

@@ -4,6 +4,8 @@ the "x-y of N results" text, and Previous / Next through cursors."""
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -270,6 +272,55 @@ def test_search_fields_stop_at_what_the_api_accepts(dashboard: Page) -> None:
         "maxlength", str(SEARCH_MAX)
     )
     expect(dashboard.locator("#filter-error-code")).to_have_attribute("maxlength", str(CODE_MAX))
+
+
+def test_the_applied_filter_is_kept_in_the_address(page_env: PageEnv, dashboard: Page) -> None:
+    """Applied filters and the page size go in the query string: a reload (or the link, sent
+    to a colleague) opens the same view; Clear filters takes them out. The token never
+    appears in it."""
+    policies = page_env.viewer.policies()
+    policy = next(p for p in policies if page_env.viewer.total({"policyId": p["id"]}))
+    wanted = {"policyId": policy["id"], "emailContains": "a"}
+    total = page_env.viewer.total(wanted)
+    dashboard.get_by_label("Policy", exact=True).select_option(label=policy["name"])
+    dashboard.get_by_label("Search by email").fill("a")
+    apply(dashboard)
+    dashboard.get_by_label("Results per page").select_option("25")
+    expect(result_count(dashboard)).to_have_text(range_text(1, min(25, total), total))
+    address = dashboard.url
+    assert "policy=" in address and "email=a" in address and "size=25" in address, address
+    assert page_env.viewer_token not in address
+
+    queries = UserQueries(dashboard)
+    dashboard.reload()
+    expect(result_count(dashboard)).to_have_text(range_text(1, min(25, total), total))
+    assert queries.sent[0] == {"filter": wanted, "first": 25}, queries.sent  # the first read
+    expect(dashboard.get_by_label("Policy", exact=True).locator("option:checked")).to_have_text(
+        policy["name"]
+    )
+    expect(dashboard.get_by_label("Search by email")).to_have_value("a")
+    expect(dashboard.locator("#filters-note")).to_be_hidden()  # nothing pending
+
+    dashboard.get_by_role("button", name="Clear filters").click()
+    expect(result_count(dashboard)).to_have_text(re.compile(r" of \d+ results$"))
+    assert "policy=" not in dashboard.url and "email=" not in dashboard.url, dashboard.url
+
+
+def test_an_address_with_odd_filters_opens_without_them(
+    page_env: PageEnv, new_page: Callable[[], Page]
+) -> None:
+    """A hand-edited link: an unknown status, a malformed date and page size are left out,
+    not sent; what is valid applies from the first read."""
+    page = new_page()
+    queries = UserQueries(page)
+    page.goto(
+        f"{page_env.url}/?status=BOGUS&start=2026-13-45&size=7&email=%20a%20"
+        f"#token={page_env.viewer_token}"
+    )
+    total = page_env.viewer.total({"emailContains": "a"})
+    expect(result_count(page)).to_have_text(range_text(1, min(10, total), total))
+    assert queries.sent[0] == {"filter": {"emailContains": "a"}, "first": 10}, queries.sent
+    expect(page.get_by_label("Status", exact=True)).to_have_value("")
 
 
 def test_result_count_is_announced(dashboard: Page) -> None:

@@ -1,8 +1,13 @@
 // Filter controls. Editing them changes nothing until Apply filters (or Enter in the search box);
 // Clear filters resets them and applies the empty filter; Refresh reloads with the applied ones.
+// The applied filter is kept in the address (?status=FAILED&policy=…), so a filtered view can be
+// reloaded, bookmarked and shared; the token never is (it stays in this tab's storage).
 
 import { h } from "./dom.js";
 import { STATUS_LABELS, localDayEnd, localDayStart } from "./format.js";
+
+// The controls' names, as the address's query parameters.
+const URL_KEYS = ["email", "start", "end", "policy", "status", "errorCode"];
 
 export function createFilters({ form, note, onApply, onClear, onRefresh }) {
   const email = form.elements.namedItem("email");
@@ -62,6 +67,7 @@ export function createFilters({ form, note, onApply, onClear, onRefresh }) {
     }
     applied = next;
     showNote("");
+    writeUrl(applied);
     onApply(toFilter(applied));
   }
 
@@ -69,12 +75,37 @@ export function createFilters({ form, note, onApply, onClear, onRefresh }) {
     form.reset();
     applied = snapshot();
     showNote("");
+    writeUrl(applied);
     onClear(toFilter(applied));
   });
 
   form.querySelector("#refresh").addEventListener("click", () => onRefresh());
 
   return {
+    /** Set the controls from the address (an unknown status or a malformed date is left
+     * out, as the controls would refuse it) and make that the applied filter. */
+    restoreFromUrl() {
+      const params = new URLSearchParams(location.search);
+      email.value = params.get("email") ?? "";
+      start.value = params.get("start") ?? "";
+      end.value = params.get("end") ?? "";
+      status.value = params.get("status") ?? "";
+      const policyId = params.get("policy");
+      if (policyId) {
+        // The policies load later (setPolicies keeps this choice if the policy exists).
+        policy.append(h("option", { value: policyId }, "…"));
+        policy.value = policyId;
+      }
+      const code = params.get("errorCode");
+      if (code) {
+        errorCodeField.hidden = false; // until the server says whether it serves errorCode
+        errorCode.value = code;
+      }
+      applied = snapshot();
+      if (applied.start && applied.end && applied.start > applied.end) applied.end = end.value = "";
+      return toFilter(applied);
+    },
+
     /** Fill the Policy dropdown, keeping the current choice when it still exists. */
     setPolicies(policies) {
       const current = policy.value;
@@ -101,6 +132,16 @@ export function createFilters({ form, note, onApply, onClear, onRefresh }) {
       return toFilter(applied);
     },
   };
+}
+
+/** The applied values in the address, beside whatever else it holds. */
+function writeUrl(values) {
+  const url = new URL(location.href);
+  for (const key of URL_KEYS) {
+    if (values[key]) url.searchParams.set(key, values[key]);
+    else url.searchParams.delete(key);
+  }
+  history.replaceState(history.state, "", url);
 }
 
 /** Control values → SyncUserFilter (only the parts that are set), or null. */

@@ -388,8 +388,22 @@ async function loadPage(mode) {
 
 el.pageSize.addEventListener("change", () => {
   state.pageSize = Number(el.pageSize.value) || 10;
+  const url = new URL(location.href);
+  if (state.pageSize === 10) url.searchParams.delete("size");
+  else url.searchParams.set("size", String(state.pageSize));
+  history.replaceState(history.state, "", url);
   loadPage("first");
 });
+
+/** The filter and page size a reloaded, bookmarked or shared address asks for. */
+function restoreFromUrl() {
+  state.filter = filters.restoreFromUrl();
+  const size = new URLSearchParams(location.search).get("size");
+  if ([...el.pageSize.options].some((option) => option.value === size)) {
+    el.pageSize.value = size;
+    state.pageSize = Number(size);
+  }
+}
 /** After a page turned by the pager: focus where it was (or on the other button once it is the
  * last page), and the new page's first rows in view when they had scrolled above it (phones). */
 function refocusPager(pressed) {
@@ -669,6 +683,7 @@ function start() {
 }
 
 takeTokenFromUrl();
+restoreFromUrl();
 start();
 
 // For debugging from the console; not used by the page itself.

@@ -72,29 +72,24 @@ MAX_RANGE_SHAPES = 256  # a range makes at most 7 terms of a few kinds: a few do
 
 
 def _range_term(kind: str, bounded: bool, i: int, status: bool, policy: bool) -> Any:
-    low, high = bindparam(f"lo{i}"), bindparam(f"hi{i}")
-    tenant = bindparam("tenant")
+    """hours: the hour counters of the hours lo..hi; scan: the users whose latest_sort is in
+    lo..hi, counted in the index (with a status and a policy, inside
+    ix_sync_users_status_policy: three equalities)."""
     if kind == "hours":
-        query = select(func.coalesce(func.sum(LatestCount.count), 0)).where(
-            LatestCount.tenant_id == tenant, LatestCount.hour >= low
-        )
-        if status:
-            query = query.where(LatestCount.status == bindparam("status"))
-        if policy:
-            query = query.where(LatestCount.policy_key == bindparam("policy"))
-        column = LatestCount.hour
+        query = select(func.coalesce(func.sum(LatestCount.count), 0))
+        model, column, policy_column = LatestCount, LatestCount.hour, LatestCount.policy_key
     else:
-        query = select(func.count()).where(
-            SyncUser.tenant_id == tenant, SyncUser.latest_sort >= low
-        )
-        if status:
-            query = query.where(SyncUser.status == bindparam("status"))
-        if policy:
-            # With a status too, SQLite counts inside ix_sync_users_status_policy (three
-            # equalities).
-            query = query.where(SyncUser.policy_id == bindparam("policy"))
-        column = SyncUser.latest_sort
-    return (query.where(column <= high) if bounded else query).scalar_subquery()
+        query = select(func.count())
+        model, column, policy_column = SyncUser, SyncUser.latest_sort, SyncUser.policy_id
+    query = query.where(model.tenant_id == bindparam("tenant"))
+    if status:
+        query = query.where(model.status == bindparam("status"))
+    if policy:
+        query = query.where(policy_column == bindparam("policy"))
+    query = query.where(column >= bindparam(f"lo{i}"))
+    if bounded:
+        query = query.where(column <= bindparam(f"hi{i}"))
+    return query.scalar_subquery()
 
 
 def _range_sum(status: bool, policy: bool, terms: tuple[_Term, ...]) -> Any:

@@ -32,6 +32,20 @@ def never_serve(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("uvicorn.run", _refuse_to_serve)
 
 
+def _refused(
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: object,
+) -> str:
+    """What `syncstatus serve` writes to stderr as it refuses to start with `env`."""
+    monkeypatch.setenv("SYNCSTATUS_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/never.db")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["serve"]) == 2
+    return capsys.readouterr().err
+
+
 def test_a_port_argument_out_of_range_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["serve", "--port", "99999"])
@@ -48,10 +62,7 @@ def test_a_bad_setting_is_one_line_and_status_2(
     capsys: pytest.CaptureFixture[str],
     tmp_path: object,
 ) -> None:
-    monkeypatch.setenv("SYNCSTATUS_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/never.db")
-    monkeypatch.setenv(name, raw)
-    assert main(["serve"]) == 2
-    err = capsys.readouterr().err
+    err = _refused({name: raw}, monkeypatch, capsys, tmp_path)
     assert said in err and len(err.strip().splitlines()) == 1, err
 
 
@@ -71,10 +82,7 @@ def test_with_json_logs_a_refusal_is_a_json_line(
     capsys: pytest.CaptureFixture[str],
     tmp_path: object,
 ) -> None:
-    monkeypatch.setenv("SYNCSTATUS_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/never.db")
-    monkeypatch.setenv("SYNCSTATUS_LOG_FORMAT", "json")
-    monkeypatch.setenv(name, raw)
-    assert main(["serve"]) == 2
-    (line,) = capsys.readouterr().err.strip().splitlines()
+    env = {"SYNCSTATUS_LOG_FORMAT": "json", name: raw}
+    (line,) = _refused(env, monkeypatch, capsys, tmp_path).strip().splitlines()
     record = json.loads(line)
     assert record["level"] == "error" and said in record["message"], record

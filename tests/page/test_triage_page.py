@@ -102,6 +102,24 @@ def test_failure_reasons_list_filters_the_table_and_update_live(
     screenshot(page, "failure-reasons.png")
 
 
+@needs("failureReasons", "filter.errorCode")
+def test_a_picked_reason_is_unpicked_by_a_second_click(
+    page_env: PageEnv, live_dashboard: Page
+) -> None:
+    page = live_dashboard
+    fail(page_env, live_user(page_env, 5)["id"])
+    page.get_by_role("button", name="Refresh").click()
+    button = reason_button(page, CODE)
+    button.click()
+    expect(button).to_have_attribute("aria-pressed", "true")
+    expect(page.get_by_label("Error code")).to_have_value(CODE)
+    button.click()  # again: the error code filter comes off, the other filters stay
+    expect(button).to_have_attribute("aria-pressed", "false")
+    expect(page.get_by_label("Error code")).to_have_value("")
+    total = page_env.live_viewer.total()
+    expect(result_count(page)).to_have_text(f"1-{min(total, 10)} of {total} results")
+
+
 @needs("syncTrends")
 def test_the_chart_shows_24_hours_or_7_days(page_env: PageEnv, live_dashboard: Page) -> None:
     page = live_dashboard
@@ -203,6 +221,9 @@ def test_export_downloads_exactly_the_applied_filter(
         re.compile(rf" of {total} results$") if total else "No users match"
     )
     page.get_by_label("Search by email").fill("not applied")  # edited, not applied: not exported
+    if not total:  # nothing to export: the button says so rather than save an empty file
+        expect(page.get_by_role("button", name="Export CSV")).to_be_disabled()
+        return
 
     with page.expect_download() as download_info:
         page.get_by_role("button", name="Export CSV").click()
@@ -217,6 +238,18 @@ def test_export_downloads_exactly_the_applied_filter(
     assert parse_qs(urlsplit(request.url).query) == {"status": ["FAILED"], "emailContains": ["a"]}
     assert request.headers["authorization"] == f"Bearer {page_env.live_viewer_token}"
     assert page_env.live_viewer_token not in request.url
+
+
+def test_export_is_disabled_while_nothing_matches(live_dashboard: Page) -> None:
+    page = live_dashboard
+    export = page.get_by_role("button", name="Export CSV")
+    expect(export).to_be_enabled()
+    page.get_by_label("Search by email").fill("no-such-user-anywhere")
+    page.get_by_label("Search by email").press("Enter")
+    expect(result_count(page)).to_have_text("No users match")
+    expect(export).to_be_disabled()
+    page.get_by_role("button", name="Clear filters").click()
+    expect(export).to_be_enabled()
 
 
 def test_sections_the_server_does_not_serve_stay_hidden(

@@ -37,6 +37,7 @@ export function createActions({ exportButton, retryButton, note, modal, client, 
   const confirmText = modal.querySelector("#confirm-text");
   const confirmOk = modal.querySelector("#confirm-ok");
   let pending = null; // { filter, n } the confirmation is about
+  let exporting = false;
 
   function say(text, isError = false) {
     note.hidden = !text;
@@ -49,6 +50,7 @@ export function createActions({ exportButton, retryButton, note, modal, client, 
   exportButton.addEventListener("click", async () => {
     const params = exportParams(filter());
     const url = `${EXPORT_URL}${params.size ? `?${params}` : ""}`;
+    exporting = true;
     exportButton.disabled = true;
     exportButton.textContent = "Exporting…";
     say("");
@@ -71,8 +73,9 @@ export function createActions({ exportButton, retryButton, note, modal, client, 
     } catch (error) {
       say(error.message || "The export failed.", true);
     } finally {
-      exportButton.disabled = false;
+      exporting = false;
       exportButton.textContent = "Export CSV";
+      update();
     }
   });
 
@@ -80,6 +83,9 @@ export function createActions({ exportButton, retryButton, note, modal, client, 
 
   function update() {
     const n = total();
+    // Nothing matches: an export would be a file of headers only.
+    exportButton.disabled = exporting || n === 0;
+    exportButton.title = n === 0 && !exporting ? "No users match the applied filters" : "";
     const show = bulkSupported && canRequestSyncs(role) && Boolean(filter()) && n > 0;
     retryButton.hidden = !show;
     retryButton.textContent = `Retry all ${formatNumber(n)}`;

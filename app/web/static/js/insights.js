@@ -22,6 +22,11 @@ function throttled(fn, ms) {
   };
 }
 
+/** A reason's button filters the table by its code; pressed again, it takes that filter off. */
+function reasonTitle(code, active) {
+  return code === active ? "Show all users again (clear the error code filter)" : `Show the users who failed with ${code}`;
+}
+
 export function createFailureReasons({ section, list, empty, client, onPick, onError }) {
   let enabled = false;
   let active = null;
@@ -48,7 +53,7 @@ export function createFailureReasons({ section, list, empty, client, onPick, onE
           class: "reason",
           "data-code": reason.errorCode,
           "aria-pressed": String(reason.errorCode === active),
-          title: `Show the users who failed with ${reason.errorCode}`,
+          title: reasonTitle(reason.errorCode, active),
           onclick: () => onPick(reason.errorCode),
         },
         h("span", { class: "badge badge-code no-dot reason-code" }, reason.errorCode),
@@ -71,6 +76,7 @@ export function createFailureReasons({ section, list, empty, client, onPick, onE
       active = code || null;
       for (const button of list.querySelectorAll("button.reason")) {
         button.setAttribute("aria-pressed", String(button.dataset.code === active));
+        button.title = reasonTitle(button.dataset.code, active);
       }
     },
   };

@@ -157,7 +157,13 @@ const reasons = createFailureReasons({
   list: $("#reason-list"),
   empty: $("#reasons-empty"),
   client,
-  onPick: (code) => filters.applyErrorCode(code),
+  onPick: (code) => {
+    // The pressed reason again: take its filter off.
+    filters.applyErrorCode(state.filter?.errorCode === code ? "" : code);
+    // On a phone the table is far below the list: show where the answer is.
+    const users = $("#users-table");
+    if (users.getBoundingClientRect().top > window.innerHeight) users.scrollIntoView({ block: "start" });
+  },
   onError: quiet($("#failure-reasons")),
 });
 

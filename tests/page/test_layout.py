@@ -76,6 +76,34 @@ def test_the_page_fits_its_width(page_env: PageEnv, operator_page: Page, width: 
     screenshot(page, f"layout-{width}-panel.png")
 
 
+def test_on_a_phone_back_closes_the_panel_not_the_page(dashboard: Page) -> None:
+    """The panel covers a phone's whole screen, so Back is how people leave it: Back closes
+    it and stays on the page; closing it with its own button leaves no entry behind."""
+    page = dashboard
+    page.set_viewport_size({"width": 390, "height": 844})
+    address = page.url
+    details = page.locator("#panel")
+    rows = page.locator("#users-body tr.user-row")
+    rows.nth(0).click()
+    expect(details).to_be_visible()
+    page.go_back()
+    expect(details).to_be_hidden()
+    assert page.url == address
+    expect(rows.first).to_be_visible()
+
+    rows.nth(1).click()
+    expect(details).to_be_visible()
+    page.locator("#panel-close").click()
+    expect(details).to_be_hidden()
+    page.wait_for_timeout(300)  # the history.back() of the close, if any, has run
+    assert page.url == address
+    rows.nth(2).click()  # and the next Back again closes only the panel
+    expect(details).to_be_visible()
+    page.go_back()
+    expect(details).to_be_hidden()
+    assert page.url == address
+
+
 def screenshot_full(page: Page, name: str) -> None:
     screenshot(page, name)
     page.screenshot(path=str(ARTIFACTS / f"full-{name}"), full_page=True)

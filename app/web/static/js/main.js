@@ -127,6 +127,10 @@ const panel = createPanel({
   onClose: (id) => {
     table.setSelected(null);
     if (!table.focusRow(id)) $("#users-table").querySelector("tr.user-row")?.focus();
+    if (panelEntry) {
+      panelEntry = false;
+      history.back(); // the entry the full-screen panel pushed (its popstate finds it gone)
+    }
   },
   onError: (error) => handleAuth(error),
   canRequestSync: () => canRequestSyncs(state.role) && Boolean(state.capabilities?.mutation.has("requestSync")),
@@ -431,10 +435,25 @@ function refreshAll() {
 
 // ---- panel ------------------------------------------------------------------------------------
 
+// On a phone the panel covers the whole page, and Back is how people leave a screen: while it is
+// open, a history entry stands for it, so Back closes it rather than the page.
+const FULL_SCREEN_PANEL = window.matchMedia("(max-width: 640px)");
+let panelEntry = false;
+
 function openPanel(id) {
   table.setSelected(id);
   panel.open(id, table.user(id));
+  if (FULL_SCREEN_PANEL.matches && !panelEntry) {
+    history.pushState({ panel: id }, "");
+    panelEntry = true;
+  }
 }
+
+window.addEventListener("popstate", () => {
+  if (!panelEntry) return;
+  panelEntry = false;
+  if (panel.isOpen) panel.close();
+});
 
 document.addEventListener("keydown", (event) => {
   if (event.key !== "Escape") return;

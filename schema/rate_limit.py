@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from graphql import GraphQLError
+from graphql import DocumentNode, GraphQLError, GraphQLSchema
 from strawberry.extensions import SchemaExtension
 
 from app.auth.rate_limit import RateLimiter
@@ -26,15 +26,17 @@ def rate_limited(retry_after: int) -> GraphQLError:
     )
 
 
-async def check(context: Any, cost: int) -> GraphQLError | None:
-    """The error if the caller is over its budget after spending `cost`: its token's, or for
-    a caller without a (valid) token, the budget of its client address. Such a caller can read
-    only the schema's description (every other field fails with UNAUTHENTICATED), but that
-    costs CPU all the same (schema/limits.py), so it is not free."""
+async def check(context: Any, schema: GraphQLSchema, document: DocumentNode) -> GraphQLError | None:
+    """The error if the caller is over its budget after spending the document's cost: its
+    token's, or for a caller without a (valid) token, the budget of its client address. Such a
+    caller can read only the schema's description (every other field fails with
+    UNAUTHENTICATED), but that costs CPU all the same (schema/limits.py), so it is not free.
+    With the limit off (SYNCSTATUS_RATE_LIMIT=0) the cost is not even estimated."""
     services = getattr(context, "services", None)
     limiter = getattr(services, "rate_limiter", None)
     if not isinstance(limiter, RateLimiter) or not limiter.limit:
         return None
+    cost = query_cost(schema, document)
     key: int | str
     try:
         key = (context.principal_ or await context.principal()).token_id
@@ -50,9 +52,7 @@ class RateLimit(SchemaExtension):
         context = self.execution_context
         document = context.graphql_document
         if document is not None:
-            error = await check(
-                context.context, query_cost(graphql_core_schema(context.schema), document)
-            )
+            error = await check(context.context, graphql_core_schema(context.schema), document)
             if error is not None:
                 raise error
         yield

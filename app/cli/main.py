@@ -23,7 +23,7 @@ from app.domain.roles import ROLES, Role
 from app.domain.validation import MAX_TOKEN_LIFETIME_DAYS
 from app.ops.logs import configure as configure_logging
 from app.ops.logs import uvicorn_log_config
-from app.web.settings import Settings
+from app.web.settings import Settings, is_port
 
 WORKER_HEALTHCHECK_SECONDS = 30
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client in each worker
@@ -121,9 +121,19 @@ def workers_problem(settings: Settings, workers: int) -> str | None:
     return None
 
 
+def _refuse(message: str, log_format: str, logger: str = "syncstatus") -> int:
+    """One line saying why a command will not run, and its exit status (2). With JSON logs,
+    a JSON line like every other."""
+    if log_format == "json":
+        logging.getLogger(logger).error("%s", message)
+    else:
+        print(message, file=sys.stderr)
+    return 2
+
+
 def _port_arg(raw: str) -> int:
     port = int(raw)
-    if not 1 <= port <= 65535:
+    if not is_port(port):
         raise argparse.ArgumentTypeError(f"a port is from 1 to 65535, not {raw}")
     return port
 
@@ -219,11 +229,7 @@ def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
         or _check_schema(settings)
     )
     if problem is not None:
-        if settings.log_format == "json":  # one JSON object per line, this one too
-            logging.getLogger("syncstatus.serve").error("syncstatus serve: %s", problem)
-        else:
-            print(f"syncstatus serve: {problem}", file=sys.stderr)
-        return 2
+        return _refuse(f"syncstatus serve: {problem}", settings.log_format, "syncstatus.serve")
     import uvicorn
 
     options = uvicorn_options(settings)
@@ -298,13 +304,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         base = Settings.from_env()
     except ValueError as error:
-        # The log format is read with the rest; where it is json, this line is JSON too.
-        if os.environ.get("SYNCSTATUS_LOG_FORMAT") == "json":
+        # The log format is read with the rest, so logging is not set up yet.
+        log_format = os.environ.get("SYNCSTATUS_LOG_FORMAT", "text")
+        if log_format == "json":
             configure_logging("info", "json")
-            logging.getLogger("syncstatus").error("syncstatus: %s", error)
-        else:
-            print(f"syncstatus: {error}", file=sys.stderr)
-        return 2
+        return _refuse(f"syncstatus: {error}", log_format)
     configure_logging(base.log_level, base.log_format)
     settings = dataclasses.replace(
         base,

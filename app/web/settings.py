@@ -159,9 +159,13 @@ def env_number(env: Mapping[str, str], name: str, default: N, kind: Callable[[st
     return value
 
 
+def is_port(number: int) -> bool:
+    return 1 <= number <= 65535
+
+
 def _port(env: Mapping[str, str], name: str) -> int:
     port = env_number(env, name, 8000, int)
-    if not 1 <= port <= 65535:
+    if not is_port(port):
         raise ValueError(f"{name} must be a port from 1 to 65535, not {env.get(name)!r}")
     return port
 

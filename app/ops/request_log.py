@@ -163,20 +163,16 @@ class RequestLog:
         try:
             with serving(record):
                 await self.app(scope, logged_receive, logged_send)
-        except asyncio.CancelledError as cancelled:
+        except BaseException as error:
             # uvicorn cancels the requests still running when its graceful shutdown ends.
             # Re-raised, it logs that as an "Exception in ASGI application" traceback and
             # answers 500 to a request that did nothing wrong. Any other cancellation (a
             # caller's timeout around an in-process app) goes on as before.
-            if not _shutdown_cancel(cancelled):
+            if not (isinstance(error, asyncio.CancelledError) and _shutdown_cancel(error)):
                 if record.status is None:
                     record.status = 500
                 raise
             await self._stopped(kind, record, send)
-        except BaseException:
-            if record.status is None:
-                record.status = 500
-            raise
         finally:
             seconds = perf_counter() - started
             if kind == "websocket" and accepted and self.telemetry is not None:

@@ -349,12 +349,9 @@ async def _error_count(session: AsyncSession, tenant_id: int, filt: UserFilter) 
             )
         )
         return int(found or 0)
-    dialect = session.bind.dialect.name
-    if dialect == "sqlite":
-        return await _scan_count(session, tenant_id, filt, BY_ERROR["LATEST_SYNC_DESC"])
-    await plan_for_values(session, filt)
-    query = select(func.count()).select_from(SyncUser)
-    return int(await session.scalar(query.where(*conditions(tenant_id, dialect, filt))) or 0)
+    if session.bind.dialect.name == "sqlite":
+        return await _filter_count(session, tenant_id, filt, BY_ERROR["LATEST_SYNC_DESC"])
+    return await _postgres_count(session, tenant_id, filt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,7 +395,7 @@ async def _sqlite_uncached(
         structured = await _structured_count(session, tenant_id, filt)
         if not term or structured == 0:
             return Counts(structured, structured, None)
-        total = await _scan_count(session, tenant_id, filt, by_filters(filt))
+        total = await _filter_count(session, tenant_id, filt, by_filters(filt))
         return Counts(total, structured, None)
     if filt.status is None and filt.policy_id is None and not filt.ranged:
         fts = await fts_matches(session, term)  # in every tenant
@@ -407,7 +404,7 @@ async def _sqlite_uncached(
             return Counts(fts, None, fts)
         if others is not None and others <= fts:  # less the other tenants' matches
             return Counts(fts - await _others_matching(session, tenant_id, term), None, fts)
-        return Counts(await _scan_count(session, tenant_id, filt, BY_TRIGRAMS), None, fts)
+        return Counts(await _filter_count(session, tenant_id, filt, BY_TRIGRAMS), None, fts)
     structured = await _structured_count(session, tenant_id, filt)
     if structured == 0:
         return Counts(0, 0, None)
@@ -416,9 +413,9 @@ async def _sqlite_uncached(
     if fts == 0:
         return Counts(0, structured, 0)
     if fts is None or structured <= fts:
-        total = await _scan_count(session, tenant_id, filt, by_filters(filt))
+        total = await _filter_count(session, tenant_id, filt, by_filters(filt))
     else:  # check the fewer trigram matches against the other filters
-        total = await _scan_count(session, tenant_id, filt, BY_TRIGRAMS)
+        total = await _filter_count(session, tenant_id, filt, BY_TRIGRAMS)
     return Counts(total, structured, fts)
 
 
@@ -432,21 +429,28 @@ async def _others_matching(session: AsyncSession, tenant_id: int, term: str) -> 
     return int(await session.scalar(query, {"pattern": _like_pattern(term)}) or 0)
 
 
-async def _scan_count(
-    session: AsyncSession, tenant_id: int, filt: UserFilter, access: Access
+async def _filter_count(
+    session: AsyncSession, tenant_id: int, filt: UserFilter, access: Access | None
 ) -> int:
-    key = (access, _shape(filt))
-    query = _SCAN_COUNTS.get(key)
+    """The users the filter selects, counted as `access` says (None: as PostgreSQL plans it),
+    with a statement built once per shape of filter, like the page's."""
+    dialect = session.bind.dialect.name
+    key = (dialect, access, _shape(filt))
+    query = _COUNTS.get(key)
     if query is None:
-        where = conditions_of("sqlite", filt, access.indexed, access.search, access.ids)
-        query = access.select(select(func.count()).select_from(SyncUser).where(*where))
-        if len(_SCAN_COUNTS) < MAX_SHAPES:
-            _SCAN_COUNTS[key] = query
+        query = select(func.count()).select_from(SyncUser)
+        if access is None:
+            query = query.where(*conditions_of(dialect, filt))
+        else:
+            where = conditions_of(dialect, filt, access.indexed, access.search, access.ids)
+            query = access.select(query.where(*where))
+        if len(_COUNTS) < MAX_SHAPES:
+            _COUNTS[key] = query
     conn = await session.connection()
     return int((await conn.execute(query, filter_params(tenant_id, filt))).scalar() or 0)
 
 
-_SCAN_COUNTS: dict[tuple[Access, tuple[Any, ...]], Select[Any]] = {}
+_COUNTS: dict[tuple[Any, ...], Select[Any]] = {}
 
 
 async def user_count(
@@ -478,9 +482,7 @@ async def user_count(
 
 async def _postgres_count(session: AsyncSession, tenant_id: int, filt: UserFilter) -> int:
     await plan_for_values(session, filt)
-    query = select(func.count()).select_from(SyncUser)
-    where = conditions(tenant_id, session.bind.dialect.name, filt)
-    return int(await session.scalar(query.where(*where)) or 0)
+    return await _filter_count(session, tenant_id, filt, None)
 
 
 @dataclass(frozen=True, slots=True)

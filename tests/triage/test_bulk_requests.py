@@ -8,12 +8,14 @@ stay as they were, a request pending beside each), the counters do not move
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, select
 
+import tests.server as server_helpers
 from app.admin import user_admin
 from app.admin.policies import PolicyInput, create_policy
 from app.domain.timeutil import MICROS_PER_HOUR
@@ -52,6 +54,15 @@ class World:
     other: int
     active: int
     paused: int
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database of the module's own: the tests compare every user before and after, and on
+    the session's database the session server's reaper ends the runs these worlds leave
+    running (they started long ago, at NOW) whenever it looks."""
+    with server_helpers.throwaway_database(request.param) as url:
+        yield url
 
 
 @pytest.fixture

@@ -215,7 +215,9 @@ async def test_a_run_started_meanwhile_is_requested_too(world: World) -> None:
     async with db.write_engine.connect() as conn:
         await conn.begin()
         _, started = await conn.run_sync(
-            lambda c: transitions.start_run(c, transitions.load_user(c, world.tenant, user_id), 5)
+            lambda c: transitions.start_run(
+                c, transitions.load_user(c, world.tenant, user_id), now_micros()
+            )
         )
         request = asyncio.create_task(_request(world, UserFilter()))
         await asyncio.sleep(1.0)

@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Page, Request, expect
 
 from tests.page.conftest import LIVE_TENANT, PageEnv, open_dashboard, result_count, screenshot
-from tests.page.test_panel import live_user, panel, row
+from tests.page.test_panel import LIVE_FIRST, live_user, panel, row
 
 CODE = "ERR_PAGE_QUOTA"
 MESSAGE = "Destination mailbox is over its storage quota"
@@ -50,10 +50,12 @@ def fail(env: PageEnv, user_id: str, code: str = CODE, message: str = MESSAGE) -
     env.live_worker.finish(run["id"], error_code=code, error_message=message)
 
 
-def reasons(env: PageEnv) -> list[dict]:
-    return env.live_viewer("{ failureReasons(first: 5) { errorCode sampleMessage userCount } }")[
-        "failureReasons"
-    ]
+def reasons(env: PageEnv, first: int = 5) -> list[dict]:
+    return env.live_viewer(
+        "query($first: Int) {"
+        " failureReasons(first: $first) { errorCode sampleMessage userCount } }",
+        first=first,
+    )["failureReasons"]
 
 
 def reason_button(page: Page, code: str):
@@ -118,6 +120,28 @@ def test_a_picked_reason_is_unpicked_by_a_second_click(
     expect(page.get_by_label("Error code")).to_have_value("")
     total = page_env.live_viewer.total()
     expect(result_count(page)).to_have_text(f"1-{min(total, 10)} of {total} results")
+
+
+@needs("failureReasons", "filter.errorCode")
+def test_the_error_code_field_suggests_every_failing_code(
+    page_env: PageEnv, live_dashboard: Page
+) -> None:
+    """The list shows the top five reasons; the field offers every code failing now, so a code
+    is picked rather than typed exactly."""
+    page = live_dashboard
+    for i, user in enumerate(page_env.live_viewer.users(first=LIVE_FIRST)["users"][6:12]):
+        page_env.live_worker.make_idle(user)
+        fail(page_env, user["id"], code=f"ERR_SUGGEST_{i}", message=f"Suggested {i}")
+    page.get_by_role("button", name="Refresh").click()
+    every = reasons(page_env, 100)
+    assert len(every) > 5
+    options = page.locator("#error-codes option")
+    expect(options).to_have_count(len(every))
+    assert options.evaluate_all("os => os.map(o => [o.value, o.label])") == [
+        [r["errorCode"], r["sampleMessage"]] for r in every
+    ]
+    expect(page.locator("#reason-list button.reason")).to_have_count(5)
+    expect(page.get_by_label("Error code")).to_have_attribute("list", "error-codes")
 
 
 @needs("syncTrends")

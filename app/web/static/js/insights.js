@@ -9,6 +9,8 @@ import { FAILURE_REASONS_QUERY, TRENDS_QUERY } from "./queries.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const REASONS_SHOWN = 5;
+// The Error code field suggests every code failing now (the API's most), not only the five shown.
+const REASONS_SUGGESTED = 100;
 
 /** Calls fn at most once per `ms`, the last call winning (trailing). */
 function throttled(fn, ms) {
@@ -27,7 +29,7 @@ function reasonTitle(code, active) {
   return code === active ? "Show all users again (clear the error code filter)" : `Show the users who failed with ${code}`;
 }
 
-export function createFailureReasons({ section, list, empty, client, onPick, onError }) {
+export function createFailureReasons({ section, list, empty, suggestions, client, onPick, onError }) {
   let enabled = false;
   let active = null;
   let seq = 0;
@@ -36,7 +38,7 @@ export function createFailureReasons({ section, list, empty, client, onPick, onE
     if (!enabled) return;
     const mine = ++seq;
     try {
-      const data = await client.request(FAILURE_REASONS_QUERY, { first: REASONS_SHOWN });
+      const data = await client.request(FAILURE_REASONS_QUERY, { first: REASONS_SUGGESTED });
       if (mine === seq) render(data.failureReasons);
     } catch (error) {
       if (mine === seq) onError(error);
@@ -45,8 +47,12 @@ export function createFailureReasons({ section, list, empty, client, onPick, onE
 
   function render(reasons) {
     clear(list);
+    clear(suggestions);
     empty.hidden = reasons.length > 0;
     for (const reason of reasons) {
+      suggestions.append(h("option", { value: reason.errorCode, label: reason.sampleMessage || "" }));
+    }
+    for (const reason of reasons.slice(0, REASONS_SHOWN)) {
       list.append(h("li", {},
         h("button", {
           type: "button",

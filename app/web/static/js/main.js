@@ -160,6 +160,7 @@ const reasons = createFailureReasons({
   section: $("#failure-reasons"),
   list: $("#reason-list"),
   empty: $("#reasons-empty"),
+  suggestions: $("#error-codes"),
   client,
   onPick: (code) => {
     // The pressed reason again: take its filter off.

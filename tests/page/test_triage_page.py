@@ -144,6 +144,35 @@ def test_the_error_code_field_suggests_every_failing_code(
     expect(page.get_by_label("Error code")).to_have_attribute("list", "error-codes")
 
 
+@needs("failureReasons")
+def test_a_reason_under_the_pointer_stays_put_until_the_pointer_leaves(
+    page_env: PageEnv, live_dashboard: Page
+) -> None:
+    """A live refresh re-sorts the list; while the pointer rests on it (about to click), the
+    newest answer waits, so the button under the pointer is still the one it was."""
+    page, code = live_dashboard, "AAA_HELD"  # first among equal counts: in the top five
+    users = page_env.live_viewer.users(first=LIVE_FIRST)["users"][9:12]
+    for user in users:
+        page_env.live_worker.make_idle(user)
+    for user in users[:2]:
+        fail(page_env, user["id"], code=code)
+    page.get_by_role("button", name="Refresh").click()
+    count = reason_button(page, code).locator(".reason-count")
+    expect(count).to_have_text("2")
+    reason_button(page, code).hover()
+    page_env.wait_for_subscribers()
+    with page.expect_response(lambda r: "FailureReasons" in (r.request.post_data or "")) as seen:
+        fail(page_env, users[2]["id"], code=code)  # a metrics event: the list reloads
+    assert any(
+        r["errorCode"] == code and r["userCount"] == 3
+        for r in seen.value.json()["data"]["failureReasons"]
+    )
+    page.wait_for_timeout(300)
+    expect(count).to_have_text("2")
+    page.mouse.move(5, 5)
+    expect(count).to_have_text("3")
+
+
 @needs("syncTrends")
 def test_the_chart_shows_24_hours_or_7_days(page_env: PageEnv, live_dashboard: Page) -> None:
     page = live_dashboard

@@ -39,11 +39,35 @@ export function createFailureReasons({ section, list, empty, suggestions, client
     const mine = ++seq;
     try {
       const data = await client.request(FAILURE_REASONS_QUERY, { first: REASONS_SUGGESTED });
-      if (mine === seq) render(data.failureReasons);
+      if (mine === seq) show(data.failureReasons);
     } catch (error) {
       if (mine === seq) onError(error);
     }
   }
+
+  // A live refresh must not move a reason under the pointer or the keyboard focus: while the
+  // list is held, the newest answer waits and is shown when the list is let go. Hover is tracked
+  // for mouse and pen only (a finger's :hover sticks after a tap).
+  let hovered = false;
+  let pending = null;
+  const held = () => hovered || list.contains(document.activeElement);
+  function show(reasons) {
+    pending = held() ? reasons : null;
+    if (!pending) render(reasons);
+  }
+  function release() {
+    if (pending && !held()) show(pending);
+  }
+  list.addEventListener("pointerenter", (event) => {
+    hovered = event.pointerType !== "touch";
+  });
+  list.addEventListener("pointerleave", () => {
+    hovered = false;
+    release();
+  });
+  list.addEventListener("focusout", (event) => {
+    if (!list.contains(event.relatedTarget)) setTimeout(release);
+  });
 
   function render(reasons) {
     clear(list);

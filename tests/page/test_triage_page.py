@@ -97,7 +97,9 @@ def test_failure_reasons_list_filters_the_table_and_update_live(
     expect(row(page, first["email"])).to_be_visible()
     expect(button).to_have_attribute("aria-pressed", "true")
 
-    # Another user fails with the same code: the count moves without a reload.
+    # Another user fails with the same code: the count moves without a reload (the pointer
+    # leaves the list first: a list held under it is not re-sorted).
+    page.mouse.move(5, 5)
     page_env.wait_for_subscribers()
     fail(page_env, second["id"])
     expect(button.locator(".reason-count")).to_have_text(str(expected["userCount"] + 1))
@@ -148,29 +150,37 @@ def test_the_error_code_field_suggests_every_failing_code(
 def test_a_reason_under_the_pointer_stays_put_until_the_pointer_leaves(
     page_env: PageEnv, live_dashboard: Page
 ) -> None:
-    """A live refresh re-sorts the list; while the pointer rests on it (about to click), the
-    newest answer waits, so the button under the pointer is still the one it was."""
-    page, code = live_dashboard, "AAA_HELD"  # first among equal counts: in the top five
+    """A live refresh re-sorts the list; while the pointer rests on it (about to click), an
+    answer that would move the buttons waits, so the button under the pointer is still the one
+    it was."""
+    page, p, q = live_dashboard, "AAA_P", "AAA_Q"  # first among equal counts: in the top five
     users = page_env.live_viewer.users(first=LIVE_FIRST)["users"][9:12]
     for user in users:
         page_env.live_worker.make_idle(user)
-    for user in users[:2]:
+    for user, code in zip(users, (p, p, q), strict=True):
         fail(page_env, user["id"], code=code)
     page.get_by_role("button", name="Refresh").click()
-    count = reason_button(page, code).locator(".reason-count")
-    expect(count).to_have_text("2")
-    reason_button(page, code).hover()
+    expect(reason_button(page, q)).to_be_visible()
+
+    def order() -> list[str]:
+        return [
+            c for c in page.locator("#reason-list .reason-code").all_text_contents() if c in (p, q)
+        ]
+
+    assert order() == [p, q]
+    reason_button(page, p).hover()
     page_env.wait_for_subscribers()
     with page.expect_response(lambda r: "FailureReasons" in (r.request.post_data or "")) as seen:
-        fail(page_env, users[2]["id"], code=code)  # a metrics event: the list reloads
-    assert any(
-        r["errorCode"] == code and r["userCount"] == 3
-        for r in seen.value.json()["data"]["failureReasons"]
-    )
+        page_env.live_worker.make_idle(page_env.live_viewer.user(users[0]["id"]))
+        fail(page_env, users[0]["id"], code=q)  # q 2, p 1: a metrics event reloads the list
+    answer = [r["errorCode"] for r in seen.value.json()["data"]["failureReasons"]]
+    assert answer.index(q) < answer.index(p)
     page.wait_for_timeout(300)
-    expect(count).to_have_text("2")
+    assert order() == [p, q]
+    expect(reason_button(page, p).locator(".reason-count")).to_have_text("2")
     page.mouse.move(5, 5)
-    expect(count).to_have_text("3")
+    expect(reason_button(page, p).locator(".reason-count")).to_have_text("1")
+    assert order() == [q, p]
 
 
 @needs("syncTrends")

@@ -46,14 +46,38 @@ export function createFailureReasons({ section, list, empty, suggestions, client
   }
 
   // A live refresh must not move a reason under the pointer or the keyboard focus: while the
-  // list is held, the newest answer waits and is shown when the list is let go. Hover is tracked
-  // for mouse and pen only (a finger's :hover sticks after a tap).
+  // list is held, new counts are written in place, and an answer that re-sorts the list waits
+  // until the list is let go. Hover is tracked for mouse and pen only (a finger's :hover sticks
+  // after a tap).
   let hovered = false;
   let pending = null;
   const held = () => hovered || list.contains(document.activeElement);
   function show(reasons) {
-    pending = held() ? reasons : null;
+    pending = held() && !updateInPlace(reasons) ? reasons : null;
     if (!pending) render(reasons);
+  }
+  /** New counts and messages for the same reasons in the same order: nothing moves. */
+  function updateInPlace(reasons) {
+    const buttons = [...list.querySelectorAll("button.reason")];
+    const shown = reasons.slice(0, REASONS_SHOWN);
+    if (shown.length !== buttons.length || shown.some((r, i) => r.errorCode !== buttons[i].dataset.code)) {
+      return false;
+    }
+    shown.forEach((reason, i) => {
+      const count = buttons[i].querySelector(".reason-count");
+      count.textContent = formatNumber(reason.userCount);
+      count.setAttribute("aria-label", `${formatNumber(reason.userCount)} users`);
+      const message = buttons[i].querySelector(".reason-message");
+      message.textContent = message.title = reason.sampleMessage;
+    });
+    renderSuggestions(reasons);
+    return true;
+  }
+  function renderSuggestions(reasons) {
+    clear(suggestions);
+    for (const reason of reasons) {
+      suggestions.append(h("option", { value: reason.errorCode, label: reason.sampleMessage || "" }));
+    }
   }
   function release() {
     if (pending && !held()) show(pending);
@@ -71,11 +95,8 @@ export function createFailureReasons({ section, list, empty, suggestions, client
 
   function render(reasons) {
     clear(list);
-    clear(suggestions);
+    renderSuggestions(reasons);
     empty.hidden = reasons.length > 0;
-    for (const reason of reasons) {
-      suggestions.append(h("option", { value: reason.errorCode, label: reason.sampleMessage || "" }));
-    }
     for (const reason of reasons.slice(0, REASONS_SHOWN)) {
       list.append(h("li", {},
         h("button", {

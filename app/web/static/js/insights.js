@@ -51,7 +51,9 @@ export function createFailureReasons({ section, list, empty, suggestions, client
   // after a tap).
   let hovered = false;
   let pending = null;
-  const held = () => hovered || list.contains(document.activeElement);
+  // Keyboard focus only (:focus-visible): a clicked button keeps the focus, and the list would
+  // stay held long after the pointer left it.
+  const held = () => hovered || list.querySelector(":focus-visible") !== null;
   function show(reasons) {
     pending = held() && !updateInPlace(reasons) ? reasons : null;
     if (!pending) render(reasons);

@@ -152,11 +152,11 @@ class Gql:
 
 # ---- page reading helpers ----------------------------------------------------------------------
 
-RANGE = re.compile(r"^(\d+)-(\d+) of (\d+) results$")
-
 
 def range_text(first: int, last: int, total: int) -> str:
-    return f"{first}-{last} of {total} results"
+    """The page's result count: "1-10 of 250 results", "11 of 11 results", "1 of 1 result"."""
+    rows = str(first) if first == last else f"{first}-{last}"
+    return f"{rows} of {total} {'result' if total == 1 else 'results'}"
 
 
 def local_day_bounds(day: date, tz: str) -> tuple[str, str]:

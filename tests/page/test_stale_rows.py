@@ -8,6 +8,7 @@ import re
 from playwright.sync_api import Page, expect
 
 from tests.page.conftest import PageEnv, result_count, screenshot
+from tests.page.helpers import range_text
 from tests.page.test_panel import live_user, row
 
 
@@ -28,7 +29,7 @@ def test_rows_that_stop_matching_are_announced_until_refresh(
     page.get_by_label("Status").select_option("FAILED")
     page.get_by_role("button", name="Apply filters").click()
     failed_total = page_env.live_viewer.total({"status": "FAILED"})
-    expect(result_count(page)).to_have_text(f"1-{min(10, failed_total)} of {failed_total} results")
+    expect(result_count(page)).to_have_text(range_text(1, min(10, failed_total), failed_total))
     for user in users:
         expect(row(page, user["email"])).to_be_visible()
     note = page.locator("#stale-note")
@@ -48,7 +49,7 @@ def test_rows_that_stop_matching_are_announced_until_refresh(
         expect(row(page, user["email"])).to_have_count(0)
     now_failed = failed_total - 2
     expect(result_count(page)).to_have_text(
-        f"1-{min(10, now_failed)} of {now_failed} results" if now_failed else "No users match"
+        range_text(1, min(10, now_failed), now_failed) if now_failed else "No users match"
     )
 
 

@@ -128,10 +128,12 @@ export function localDayEnd(value) {
 }
 
 /**
- * "1-10 of 250 results" (offset is 0-based; plain digits so the text stays easy to read aloud and
- * parse); with nothing to show, "No users match" (or "No users yet" without a filter).
+ * "1-10 of 250 results", "11 of 11 results" (a page of one row), "1 of 1 result" (offset is
+ * 0-based; plain digits so the text stays easy to read aloud and parse); with nothing to show,
+ * "No users match" (or "No users yet" without a filter).
  */
 export function formatRange(offset, count, total, { filtered = true } = {}) {
   if (!total || !count) return filtered ? "No users match" : "No users yet";
-  return `${offset + 1}-${offset + count} of ${total} results`;
+  const rows = count === 1 ? `${offset + 1}` : `${offset + 1}-${offset + count}`;
+  return `${rows} of ${total} ${total === 1 ? "result" : "results"}`;
 }

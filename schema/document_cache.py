@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from graphql import DocumentNode, GraphQLError, Node
+from graphql import DocumentNode, GraphQLError, GraphQLSchema, Node
 from strawberry.extensions import SchemaExtension
 
 from schema.library_internals import graphql_core_schema
-from schema.limits import DocumentLimits, parse_document, validate_within_limits
+from schema.limits import DocumentLimits, parse_document, query_cost, validate_within_limits
 
 V = TypeVar("V")
 BYTES_PER_NODE = 400  # measured: a parsed node with its location and tokens, 300-400 bytes
@@ -72,12 +72,13 @@ class BoundedCache(Generic[V]):
 @dataclass(slots=True)
 class Parsed:
     """One query text: its document (or the error parsing gave) and, once run, what
-    validation said with the rules it ran with."""
+    validation said with the rules it ran with, and its estimated cost once asked."""
 
     document: DocumentNode | None
     parse_error: GraphQLError | None = None
     rules: tuple[Any, ...] | None = None
     errors: list[GraphQLError] = field(default_factory=list)
+    cost: int | None = None
 
 
 class Documents:
@@ -106,6 +107,16 @@ class Documents:
             found.errors = validate_within_limits(schema, found.document, self.limits, rules)
             found.rules = rules
         return list(found.errors)
+
+    def cost(self, schema: GraphQLSchema, query: str | None, document: DocumentNode) -> int:
+        """The document's estimated cost (schema/limits.py), kept with it while it is cached:
+        the rate limit spends it on every request (20-50 us to estimate the page's queries)."""
+        found = self.cache.get(query) if query is not None else None
+        if found is None or found.document is not document:
+            return query_cost(schema, document)
+        if found.cost is None:
+            found.cost = query_cost(schema, document)
+        return found.cost
 
 
 class DocumentCache(SchemaExtension):

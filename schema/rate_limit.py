@@ -4,17 +4,17 @@ extensions {retryAfterSeconds} (HTTP 429 with Retry-After, schema/http_status.py
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from graphql import DocumentNode, GraphQLError, GraphQLSchema
+from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from app.auth.rate_limit import RateLimiter
 from app.auth.rate_limit import over_budget as over_budget_message
 from app.domain.errors import ServiceError
+from schema.document_cache import Documents
 from schema.library_internals import graphql_core_schema
-from schema.limits import query_cost
 
 RATE_LIMITED = "RATE_LIMITED"
 
@@ -26,17 +26,18 @@ def rate_limited(retry_after: int) -> GraphQLError:
     )
 
 
-async def check(context: Any, schema: GraphQLSchema, document: DocumentNode) -> GraphQLError | None:
+async def check(context: Any, cost_of: Callable[[], int]) -> GraphQLError | None:
     """The error if the caller is over its budget after spending the document's cost: its
     token's, or for a caller without a (valid) token, the budget of its client address. Such a
     caller can read only the schema's description (every other field fails with
     UNAUTHENTICATED), but that costs CPU all the same (schema/limits.py), so it is not free.
-    With the limit off (SYNCSTATUS_RATE_LIMIT=0) the cost is not even estimated."""
+    `cost_of` gives the operation's cost (schema/limits.py); with the limit off
+    (SYNCSTATUS_RATE_LIMIT=0) it is not even asked."""
     services = getattr(context, "services", None)
     limiter = getattr(services, "rate_limiter", None)
     if not isinstance(limiter, RateLimiter) or not limiter.limit:
         return None
-    cost = query_cost(schema, document)
+    cost = cost_of()
     key: int | str
     try:
         key = (context.principal_ or await context.principal()).token_id
@@ -48,11 +49,18 @@ async def check(context: Any, schema: GraphQLSchema, document: DocumentNode) -> 
 
 
 class RateLimit(SchemaExtension):
+    def __init__(self, documents: Documents) -> None:
+        super().__init__()
+        self.documents = documents  # the cost is kept with the cached document
+
     async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context
         document = context.graphql_document
         if document is not None:
-            error = await check(context.context, graphql_core_schema(context.schema), document)
+            schema = graphql_core_schema(context.schema)
+            error = await check(
+                context.context, lambda: self.documents.cost(schema, context.query, document)
+            )
             if error is not None:
                 raise error
         yield

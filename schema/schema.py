@@ -83,7 +83,7 @@ def build_schema(limits: DocumentLimits | None = None) -> strawberry.Schema:
             # before validation, with the caches.
             lambda: DocumentCache(documents),
             QueryDepthLimiter(max_depth=limits.max_depth),
-            RateLimit,
+            lambda: RateLimit(documents),
         ],
         # A subscription event shared by many subscribers is executed once for them all.
         execution_context_class=SharedEventExecutor,

@@ -38,7 +38,7 @@ from app.web.context import Context
 from schema.document_cache import BoundedCache, document_bytes
 from schema.errors import classify
 from schema.library_internals import root_fields
-from schema.limits import DocumentLimits, parse_document, validate_within_limits
+from schema.limits import DocumentLimits, parse_document, query_cost, validate_within_limits
 from schema.rate_limit import check as over_budget
 from schema.shared_executor import SharedEventExecutor
 from schema.types import SyncMetrics, SyncUser
@@ -148,7 +148,7 @@ async def plan(
         user_ids = streams.parse_user_ids(args.get("userIds")) if field == USER_FIELD else None
     except (GraphQLError, ServiceError):
         return None
-    refusal = await over_budget(context, documents.schema, document)
+    refusal = await over_budget(context, lambda: query_cost(documents.schema, document))
     if refusal is not None:
         # graphql-transport-ws: errors before execution are an `error` message, as HTTP
         # answers 429 before running anything (Strawberry's path sent `next`, then

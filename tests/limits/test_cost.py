@@ -136,6 +136,21 @@ def test_documents_keep_texts_within_their_byte_budget() -> None:
     assert document_bytes(big, parse(big)) > 400 * 2000
 
 
+def test_the_cost_is_estimated_once_per_cached_document() -> None:
+    """The rate limit asks for every request's cost; a cached document keeps it."""
+    documents = Documents(DocumentLimits(), max_entries=10, max_bytes=1_000_000)
+    query = "{ syncUsers(first: 50) { edges { node { id runs(first: 20) { totalCount } } } } }"
+    found = documents.parsed(query)
+    assert found.cost is None
+    assert documents.cost(SCHEMA, query, found.document) == cost(query) == 50 + 50 * 20
+    assert found.cost == cost(query)
+    found.cost = 7  # what a second request gets: the kept figure, not a new estimate
+    assert documents.cost(SCHEMA, query, found.document) == 7
+    # Another document of the same text (not the cached one), or no text: estimated anew.
+    assert documents.cost(SCHEMA, query, parse(query)) == cost(query)
+    assert documents.cost(SCHEMA, None, found.document) == cost(query)
+
+
 REPEATED = {"code": "QUERY_TOO_COMPLEX", "limit": 10}
 
 

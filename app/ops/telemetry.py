@@ -75,7 +75,7 @@ def multiprocess_dir() -> str | None:
 
 
 class Telemetry:
-    def __init__(self) -> None:
+    def __init__(self, *, sqlite: bool = True) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.multiprocess = multiprocess_dir() is not None
         r = self.registry
@@ -147,11 +147,17 @@ class Telemetry:
             "Reconnections of the broker's subscribe connection after it was lost.",
             registry=r,
         )
-        self.sqlite_writer_wait = Histogram(
-            "syncstatus_sqlite_writer_queue_wait_seconds",
-            "Time a write transaction waited for SQLite's writer thread.",
-            buckets=WAIT_BUCKETS,
-            registry=r,
+        # Only on SQLite: on PostgreSQL there is no writer thread, and a metric that never
+        # moves reads as "no write ever waits".
+        self.sqlite_writer_wait = (
+            Histogram(
+                "syncstatus_sqlite_writer_queue_wait_seconds",
+                "Time a write transaction waited for SQLite's writer thread.",
+                buckets=WAIT_BUCKETS,
+                registry=r,
+            )
+            if sqlite
+            else None
         )
         self.http_requests = Counter(
             "syncstatus_http_requests",

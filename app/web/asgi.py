@@ -290,12 +290,12 @@ def create_app(
     origins = allowed_origins(settings.cors_origins)
     graphql.allowed_origins = origins
     graphql.graphiql = GraphiQLAssets(settings.graphiql_dir)
-    telemetry = Telemetry()
+    telemetry = Telemetry(sqlite=is_sqlite(settings.database_url))
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[AppState]:
         db = open_database(settings.database_url, timeout=settings.database_timeout_seconds)
-        if db.sqlite_writer is not None:
+        if db.sqlite_writer is not None and telemetry.sqlite_writer_wait is not None:
             db.sqlite_writer.on_wait = telemetry.sqlite_writer_wait.observe
         broadcast = create_broadcast(settings.broadcast_url)
         backend = getattr(broadcast, "backend", None)

@@ -86,6 +86,21 @@ def parse_document(query: str, limits: DocumentLimits) -> DocumentNode:
     return parse(query, max_tokens=limits.max_tokens)
 
 
+# A literal count (first, last, limit) above this counts as this: far over any limit, and a
+# literal of thousands of digits is never converted (past 4,300 digits int() raises).
+LARGEST_COUNTED = 10**9
+# The most `extensions.cost` reports: a JSON number a JavaScript client still reads exactly.
+MAX_REPORTED_COST = 2**53 - 1
+
+
+def _count(value: IntValueNode) -> int:
+    """A literal count, at least 0 and at most LARGEST_COUNTED."""
+    text = value.value
+    if len(text) > len(str(LARGEST_COUNTED)):
+        return 0 if text.startswith("-") else LARGEST_COUNTED
+    return min(max(0, int(text)), LARGEST_COUNTED)
+
+
 def _page_size(node: FieldNode) -> int:
     """first/last as the resolver will take it; a variable counts as the largest page (the
     estimate is cached with the document, whatever the variables of a request)."""
@@ -95,7 +110,7 @@ def _page_size(node: FieldNode) -> int:
             continue
         value = argument.value
         if isinstance(value, IntValueNode):
-            sizes.append(max(0, int(value.value)))
+            sizes.append(_count(value))
         elif isinstance(value, VariableNode):
             sizes.append(MAX_PAGE_SIZE)
     return max(sizes) if sizes else DEFAULT_PAGE_SIZE
@@ -115,7 +130,7 @@ def _list_size(field: GraphQLField, node: FieldNode) -> int:
             if name != "limit":
                 continue
             if isinstance(value, IntValueNode):
-                sizes.append(max(0, int(value.value)))
+                sizes.append(_count(value))
             elif isinstance(value, VariableNode):
                 sizes.append(MAX_LIST_LIMIT)
         elif isinstance(value, ListValueNode):
@@ -294,6 +309,7 @@ def document_errors(
     if limits.max_cost:
         cost = query_cost(schema, document)
         if cost > limits.max_cost:
+            cost = min(cost, MAX_REPORTED_COST)
             return [
                 too_complex(
                     f"The query's estimated cost is {cost}; the limit is {limits.max_cost}.",

@@ -170,6 +170,17 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         pinger = getattr(self.view, "pinger", None)
         return pinger if isinstance(pinger, Pinger) else None
 
+    async def handle_message(self, message: Any) -> None:
+        """Only messages shaped as graphql-transport-ws says reach the handlers: an object
+        with a string type, a string id where one belongs and a subscribe payload with a
+        string query; anything else closes the socket with 4400 (Strawberry indexed into it
+        and died with a traceback, before the token was even checked)."""
+        problem = _malformed(message)
+        if problem is not None:
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_message(message)
+
     async def handle_connection_init(self, message: Any) -> None:
         payload = message.get("payload") or {}
         has_token = isinstance(payload, dict) and isinstance(
@@ -552,6 +563,22 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         for live in lives:
             if hub is not None:
                 await live.close(hub)
+
+
+def _malformed(message: Any) -> str | None:
+    """What is wrong with a message's envelope, or None."""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return "Invalid message: expected an object with a string type"
+    kind = message["type"]
+    if kind in ("subscribe", "complete") and not (
+        isinstance(message.get("id"), str) and message["id"]
+    ):
+        return f"Invalid {kind} message: id must be a non-empty string"
+    if kind == "subscribe":
+        payload = message.get("payload")
+        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            return "Invalid subscribe payload: expected an object with a string query"
+    return None
 
 
 def _well_formed(payload: dict[str, Any]) -> bool:

@@ -207,19 +207,24 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
         return response
 
     def decode_json(self, data: str | bytes) -> object:
-        """The body (or a GET parameter) must be a JSON object, or a list for a batch:
-        anything else, bytes that are not UTF-8 or JSON nested too deeply to decode is a bad
-        request (strawberry: a 500)."""
+        """The body (or a GET parameter, or a WebSocket message) must be a JSON object, or a
+        list for a batch: anything else, bytes that are not UTF-8, JSON nested too deeply or a
+        number too long to decode is a bad request (strawberry: a 500). As decode errors they
+        are a 400 over HTTP and a 4400 close on a WebSocket, as bad JSON is."""
         try:
             value = json.loads(data)
         except UnicodeDecodeError:
             raise HTTPException(400, "The request body is not UTF-8.") from None
+        except json.JSONDecodeError:
+            raise
         except RecursionError:
-            # Nesting past the interpreter's limit (~1,000 levels). As a decode error, a body
-            # or GET parameter is a 400 and a WebSocket message a 4400 close, as for bad JSON.
+            # Nesting past the interpreter's limit (~1,000 levels).
             raise json.JSONDecodeError("JSON nested too deeply", "", 0) from None
+        except ValueError:
+            # An integer of more than 4,300 digits (the interpreter's conversion limit).
+            raise json.JSONDecodeError("JSON number too long", "", 0) from None
         if not isinstance(value, dict | list):
-            raise HTTPException(400, "Expected a JSON object.")
+            raise json.JSONDecodeError("Expected a JSON object", "", 0)
         return value
 
 

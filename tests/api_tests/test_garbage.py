@@ -53,6 +53,12 @@ BODIES: list[tuple[str, str, bytes]] = [
         JSON,
         b'{"query": "{ __typename }", "variables": {"a": ' + b"[" * 3000 + b"]" * 3000 + b"}}",
     ),
+    # Past the interpreter's 4,300 digits json.loads raises ValueError: once a 500.
+    (
+        "huge-integer",
+        JSON,
+        b'{"query": "{ __typename }", "variables": {"a": ' + b"9" * 4301 + b"}}",
+    ),
 ]
 
 # GraphQL documents that are wrong in every way a client can get them wrong.
@@ -109,6 +115,16 @@ DOCUMENTS: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     ("huge-string", {"query": '{ syncUser(id: "' + "x" * 200_000 + '") { id } }'}),
+    # The cost estimate converted literals with int(): past 4,300 digits an error without a code.
+    ("huge-int-literal", {"query": "{ syncUsers(first: " + "9" * 4301 + ") { totalCount } }"}),
+    (
+        "huge-negative-literal",
+        {"query": "{ failureReasons(first: -" + "9" * 4301 + ") { errorCode } }"},
+    ),
+    (
+        "huge-list-limit",
+        {"query": "mutation { claimDueSyncRuns(limit: " + "9" * 4301 + ") { id } }"},
+    ),
     ("subscription-over-http", {"query": "subscription { syncMetricsUpdated { totalUsers } }"}),
     ("mutation-bad-input-type", {"query": "mutation { addSyncUsers(users: 5) { id } }"}),
     ("null-for-non-null", {"query": "mutation { startSyncRun(userId: null) { id } }"}),

@@ -102,6 +102,36 @@ async def test_json_nested_too_deeply_is_a_bad_message(server: Server, tenant: T
 
 
 @pytest.mark.parametrize(
+    ("message", "init"),
+    [
+        ("[1, 2]", False),
+        ('"just a string"', False),
+        ('{"type": 5}', False),
+        ('{"type": "subscribe", "id": [1], "payload": {"query": "{ __typename }"}}', False),
+        ('{"type": "complete", "id": {}}', False),
+        ('{"type": "connection_init", "payload": {"n": ' + "9" * 4301 + "}}", False),
+        ("[1, 2]", True),
+        ('{"id": "1", "type": "subscribe", "payload": "x"}', True),
+        ('{"id": "1", "type": "subscribe", "payload": {"query": 5}}', True),
+        ('{"id": "", "type": "subscribe", "payload": {"query": "{ __typename }"}}', True),
+        ('{"id": 7, "type": "complete"}', True),
+    ],
+)
+async def test_a_malformed_message_closes_with_4400_and_logs_nothing(
+    server: Server, tenant: Tenant, message: str, init: bool
+) -> None:
+    """graphql-transport-ws: a message that is not an object with a string type, or whose id or
+    subscribe payload is malformed, closes with 4400 (these killed the handler with a
+    traceback and dropped the socket without a close frame, some before the token)."""
+    start = len(server.log())
+    async with raw_socket(server, tenant.viewer.token if init else None, init=init) as ws:
+        await ws.send(message)
+        assert await close_code(ws) == 4400
+    assert "Traceback" not in server.log()[start:]
+    assert "Exception" not in server.log()[start:]
+
+
+@pytest.mark.parametrize(
     "payload",
     [
         {"query": "{ __typename }", "variables": [1]},

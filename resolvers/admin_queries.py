@@ -36,13 +36,13 @@ async def audit_events(
     ctx: Context, filt: audit.AuditFilter, args: PageArgs
 ) -> tuple[Page[audit.AuditEventView], int]:
     tenant_id = await _admin(ctx)
-    async with ctx.services.db.read() as session:
+    async with ctx.read() as session:
         return await audit.audit_page(session, tenant_id, filt, args)
 
 
 async def webhook_list(ctx: Context, args: PageArgs) -> tuple[Page[registry.WebhookView], int]:
     tenant_id = await _admin(ctx)
-    async with ctx.services.db.read() as session:
+    async with ctx.read() as session:
         return await registry.webhook_page(session, tenant_id, args)
 
 
@@ -50,7 +50,7 @@ async def deliveries(
     ctx: Context, webhook_id: int, args: PageArgs
 ) -> tuple[Page[registry.DeliveryView], int]:
     tenant_id = await _admin(ctx)
-    async with ctx.services.db.read() as session:
+    async with ctx.read() as session:
         return await registry.delivery_page(session, tenant_id, webhook_id, args)
 
 
@@ -62,7 +62,7 @@ async def admin_node(
     principal = await ctx.principal()
     if principal.role != Role.ADMIN:
         return None
-    async with ctx.services.db.read() as session:
+    async with ctx.read() as session:
         if type_name == "AuditEvent":
             return await audit.audit_event_by_id(session, principal.tenant_id, row_id)
         if type_name == "Webhook":

@@ -29,7 +29,7 @@ async def viewer(ctx: Context) -> int:
 
 async def sync_metrics(ctx: Context) -> MetricsView:
     tenant_id = await viewer(ctx)
-    async with ctx.services.db.read() as session:
+    async with ctx.read() as session:
         return await metrics.sync_metrics(session, tenant_id, now_micros())
 
 
@@ -63,7 +63,7 @@ async def sync_users(
     """A page with each user's policy and the asked runs, and the exact total when asked (or
     when planning the page needed it), all in one session."""
     tenant_id = await viewer(ctx)
-    async with ctx.services.db.read() as session:
+    async with ctx.read() as session:
         result = await users.user_page(
             session,
             tenant_id,
@@ -82,7 +82,7 @@ async def sync_users(
 
 async def sync_user_count(ctx: Context, filt: UserFilter) -> int:
     tenant_id = await viewer(ctx)
-    async with ctx.services.db.read() as session:
+    async with ctx.read() as session:
         return await users.user_count(session, tenant_id, filt, ctx.services.search_counts)
 
 
@@ -114,7 +114,7 @@ async def node(ctx: Context, global_id: str) -> UserView | RunView | PolicyView 
 
 async def policies(ctx: Context, args: PageArgs) -> tuple[Page[PolicyView], int]:
     tenant_id = await viewer(ctx)
-    async with ctx.services.db.read() as session:
+    async with ctx.read() as session:
         return await runs.policy_page(session, tenant_id, args)
 
 
@@ -141,7 +141,7 @@ class WhoAmI:
 async def who_am_i(ctx: Context) -> WhoAmI:
     """Any valid token may ask who it is."""
     principal = await ctx.principal()
-    async with ctx.services.db.read() as session:
+    async with ctx.read() as session:
         tenant_name = await session.scalar(
             select(Tenant.name).where(Tenant.id == principal.tenant_id)
         )
@@ -151,7 +151,7 @@ async def who_am_i(ctx: Context) -> WhoAmI:
 async def api_tokens(ctx: Context, args: PageArgs) -> tuple[Page[TokenView], int]:
     principal = await ctx.principal()
     principal.require(Role.ADMIN)
-    async with ctx.services.db.read() as session:
+    async with ctx.read() as session:
         return await token_page(session, principal.tenant_id, args)
 
 
@@ -160,5 +160,5 @@ async def api_token(ctx: Context, token_id: int) -> TokenView | None:
     principal = await ctx.principal()
     if principal.role != Role.ADMIN:
         return None
-    async with ctx.services.db.read() as session:
+    async with ctx.read() as session:
         return await token_by_id(session, principal.tenant_id, token_id)

@@ -23,7 +23,7 @@ from resolvers.queries import viewer
 
 async def failure_reasons(ctx: Context, first: int) -> list[FailureReasonView]:
     tenant_id = await viewer(ctx)
-    async with ctx.services.db.read() as session:
+    async with ctx.read() as session:
         return await reasons.failure_reasons(session, tenant_id, first)
 
 
@@ -33,7 +33,7 @@ async def sync_trends(
     tenant_id = await viewer(ctx)
     end = to_micros(until) if until is not None else now_micros()
     trends.window(to_micros(since), end, bucket)  # bad windows fail before any read
-    async with ctx.services.db.read() as session:
+    async with ctx.read() as session:
         return await trends.sync_trends(session, tenant_id, to_micros(since), end, bucket)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
 from app.auth.tokens import Principal, bearer_token
@@ -18,26 +21,36 @@ from app.web.services import Services
 
 T = TypeVar("T")
 Paged = tuple[Page[T], int]
+# Read sessions one request (or one WebSocket connection) holds at once. The fields of a query
+# resolve concurrently, and the SQLite read pool has 4 connections: a document of 100 aliased
+# counts took them all, and every other tenant's request queued behind its 100 reads. Two
+# cover the page (its users, then its policies and runs side by side).
+READS_AT_ONCE = 2
 
 
 class Loaders:
     """Batch loaders (no N+1): one query per kind of row per tick of the event loop."""
 
-    def __init__(self, services: Services, tenant_id: int, *, cache: bool) -> None:
-        db = services.db
+    def __init__(
+        self,
+        reading: Callable[[], AbstractAsyncContextManager[AsyncSession]],
+        tenant_id: int,
+        *,
+        cache: bool,
+    ) -> None:
 
         async def load_policies(ids: list[int]) -> list[PolicyView | None]:
-            async with db.read() as session:
+            async with reading() as session:
                 found = await policies_by_ids(session, tenant_id, ids)
             return [found.get(i) for i in ids]
 
         async def load_runs(ids: list[int]) -> list[RunView | None]:
-            async with db.read() as session:
+            async with reading() as session:
                 found = await runs_by_ids(session, tenant_id, ids)
             return [found.get(i) for i in ids]
 
         async def load_users(ids: list[int]) -> list[UserView | None]:
-            async with db.read() as session:
+            async with reading() as session:
                 found = await users_by_ids(session, tenant_id, ids)
             return [found.get(i) for i in ids]
 
@@ -60,7 +73,7 @@ class Loaders:
             for parent_id, args in keys:
                 by_args.setdefault(args, []).append(parent_id)
             found: dict[tuple[int, PageArgs], Any] = {}
-            async with db.read() as session:
+            async with reading() as session:
                 for args, ids in by_args.items():
                     try:
                         pages = await read(session, sorted(set(ids)), args)
@@ -89,6 +102,15 @@ class Context:
     connection_params: dict[str, Any] | None = None
     principal_: Principal | None = None
     _loaders: Loaders | None = field(default=None)
+    _reads: asyncio.Semaphore | None = field(default=None)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read session, at most READS_AT_ONCE of them at a time for this request."""
+        if self._reads is None:
+            self._reads = asyncio.Semaphore(READS_AT_ONCE)
+        async with self._reads, self.services.db.read() as session:
+            yield session
 
     def bearer(self) -> str | None:
         if self.websocket:
@@ -112,5 +134,5 @@ class Context:
         if self._loaders is None:
             # A WebSocket context lives as long as the connection: never cache rows in it
             # (its loaders still batch what one tick asks for).
-            self._loaders = Loaders(self.services, principal.tenant_id, cache=not self.websocket)
+            self._loaders = Loaders(self.read, principal.tenant_id, cache=not self.websocket)
         return self._loaders

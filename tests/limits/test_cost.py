@@ -10,6 +10,7 @@ from schema.library_internals import graphql_core_schema
 from schema.limits import (
     MAX_EXPANDED_FIELDS,
     SCHEMA_INTROSPECTION_COST,
+    SEARCH_COST,
     DocumentLimits,
     document_errors,
     parse_document,
@@ -61,6 +62,26 @@ def test_aliases_add_up() -> None:
 
 def test_variables_count_as_the_largest_page() -> None:
     assert cost("query($n: Int) { syncUsers(first: $n) { totalCount } }") == 100
+
+
+def test_a_connection_that_may_search_emails_costs_a_search_more() -> None:
+    """A new term is counted over every email of the tenant: 100 aliased searches of one row
+    each cost 10,100, not 100, and are refused at the default limit."""
+    search = '{ syncUsers(first: 1, filter: {emailContains: "ab"}) { totalCount } }'
+    assert cost(search) == 1 + SEARCH_COST
+    assert cost("query($f: SyncUserFilter) { syncUsers(first: 1, filter: $f) { id } }") == 101
+    term = "query($t: String) { syncUsers(first: 1, filter: {emailContains: $t}) { id } }"
+    assert cost(term) == 101
+    # No search: no filter, another field of it, or an explicit null.
+    assert cost("{ syncUsers(first: 1, filter: {status: FAILED}) { totalCount } }") == 1
+    assert cost("{ syncUsers(first: 1, filter: {emailContains: null}) { totalCount } }") == 1
+    assert cost("{ policies(first: 3) { totalCount } }") == 3
+    searches = " ".join(
+        f'a{i}: syncUsers(first: 1, filter: {{emailContains: "t{i}"}}) {{ totalCount }}'
+        for i in range(100)
+    )
+    assert cost("{ " + searches + " }") == 100 * (1 + SEARCH_COST)
+    assert [c["code"] for c in codes("{ " + searches + " }")] == ["QUERY_TOO_COMPLEX"]
 
 
 def test_fragments_are_expanded_once_per_spread() -> None:

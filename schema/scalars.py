@@ -9,22 +9,18 @@ from typing import NewType
 import strawberry
 
 from app.domain.errors import BadUserInput
+from app.domain.timeutil import OutOfRange, parse_iso
 
 
 def _parse(value: object) -> datetime:
     if not isinstance(value, str) or len(value) > 64:
         raise BadUserInput("DateTime must be an ISO 8601 string.")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_iso(value)
+    except OutOfRange:
+        raise BadUserInput(f"DateTime out of range in UTC: {value!r}.") from None
     except ValueError:
         raise BadUserInput(f"Malformed DateTime: {value!r}.") from None
-    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    try:
-        # 0001-01-01T00:00+01:00 is in year 0 in UTC: no answer could ever serve it back.
-        parsed.astimezone(UTC)
-    except OverflowError:
-        raise BadUserInput(f"DateTime out of range in UTC: {value!r}.") from None
-    return parsed
 
 
 def _serialize(value: datetime) -> str:

@@ -10,6 +10,22 @@ MICROS_PER_MINUTE = 60 * MICROS_PER_SECOND
 MICROS_PER_HOUR = 60 * MICROS_PER_MINUTE
 
 
+class OutOfRange(ValueError):
+    """A date and time with no UTC value (0001-01-01T00:00+01:00 is in year 0 in UTC)."""
+
+
+def parse_iso(value: str) -> datetime:
+    """An ISO 8601 date and time (`Z` for UTC; without an offset: UTC) that has a UTC value:
+    no answer could ever serve back one that has not. ValueError (OutOfRange) otherwise."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise OutOfRange(value) from None
+    return parsed
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -11,7 +11,6 @@ import csv
 import io
 import logging
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -24,7 +23,7 @@ from app.domain import validation
 from app.domain.errors import BadUserInput, ServiceError, ServiceUnavailable, Unauthenticated
 from app.domain.ids import decode_id
 from app.domain.roles import Role
-from app.domain.timeutil import from_micros, now_micros, to_micros
+from app.domain.timeutil import OutOfRange, from_micros, now_micros, parse_iso, to_micros
 from app.domain.views import PolicyView
 from app.ops.outage import MESSAGE as OUTAGE_MESSAGE
 from app.ops.outage import RETRY_AFTER_SECONDS as OUTAGE_RETRY_AFTER_SECONDS
@@ -89,10 +88,11 @@ def _datetime(value: str, name: str) -> int:
     if len(value) > 64:
         raise BadUserInput(f"{name} is not an ISO 8601 date and time.")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return to_micros(parse_iso(value))  # as the DateTime scalar reads it
+    except OutOfRange:
+        raise BadUserInput(f"{name} is out of range in UTC: {value!r}.") from None
     except ValueError:
         raise BadUserInput(f"{name} is not an ISO 8601 date and time: {value!r}.") from None
-    return to_micros(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
 
 
 def parse_query(pairs: Sequence[tuple[str, str]]) -> tuple[UserFilter, str]:

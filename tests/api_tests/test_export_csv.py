@@ -159,6 +159,9 @@ async def test_tokens(server: Server, world: dict[str, Any], module_tenant: ApiT
         {"orderBy": "EMAIL_DESC"},
         {"latestSyncFrom": "yesterday"},
         {"latestSyncFrom": "2026-02-01T00:00:00Z", "latestSyncTo": "2026-01-01T00:00:00Z"},
+        # No UTC value (year 0 and 10000 in UTC): the GraphQL DateTime refuses them too.
+        {"latestSyncFrom": "0001-01-01T00:00:00+01:00"},
+        {"latestSyncTo": "9999-12-31T23:59:59-01:00"},
         {"policyId": "not-an-id"},
         {"errorCode": " "},
         {"emailContains": "x" * 300},

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from graphql import DocumentNode, GraphQLError, GraphQLSchema, Node
+from graphql import DocumentNode, GraphQLError, GraphQLSchema, Node, OperationDefinitionNode
 from strawberry.extensions import SchemaExtension
 
-from schema.library_internals import graphql_core_schema
+from schema.library_internals import graphql_core_schema, provided_operation_name
 from schema.limits import DocumentLimits, parse_document, query_cost, validate_within_limits
 
 V = TypeVar("V")
@@ -141,4 +141,25 @@ class DocumentCache(SchemaExtension):
             context.pre_execution_errors = self.documents.validated(
                 graphql_core_schema(context.schema), context.query, tuple(context.validation_rules)
             )
+            document = context.graphql_document
+            if not context.pre_execution_errors and document is not None:
+                context.pre_execution_errors = _unnamed_choice(
+                    document, provided_operation_name(context)
+                )
         yield
+
+
+def _unnamed_choice(document: DocumentNode, operation_name: str | None) -> list[GraphQLError]:
+    """GraphQL's GetOperation: with several operations, the request must name one (Strawberry
+    0.341 ran the first)."""
+    if operation_name is not None:
+        return []
+    operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
+    if operations < 2:
+        return []
+    return [
+        GraphQLError(
+            "Must provide operation name if query contains multiple operations.",
+            extensions={"code": "BAD_USER_INPUT"},
+        )
+    ]

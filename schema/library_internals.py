@@ -6,7 +6,9 @@ nor does it export its default execution context (which gives resolvers Strawber
 the validation it runs (graphql-core's rules plus its own), which the subscription executor and
 the document cache build on. graphql-core 3.3 keeps a per-executor memo (`_relevant_sub_fields`)
 that its per-event copies share (see shared_executor.py), and does not export collect_fields,
-which finds a subscription's one root field through aliases and fragments. Strawberry's ASGI
+which finds a subscription's one root field through aliases and fragments. Strawberry's
+ExecutionContext.operation_name answers the first operation's name when the request named none,
+so what the request gave is only in its `_provided_operation_name`. Strawberry's ASGI
 WebSocket adapter offers no way to send text already encoded (subscriptions/transport.py sends
 one encoding of a shared result to many sockets), only its Starlette socket, `ws`.
 LeafFastExecutor overrides graphql-core's `Executor.execute_field` (documented as private) and
@@ -144,6 +146,14 @@ def root_fields(
         (name, details[0].node, details[0].fragment_variable_values)
         for name, details in grouped.items()
     ]
+
+
+def provided_operation_name(execution_context: Any) -> str | None:
+    """The operationName the request gave (None: none), not Strawberry's guess."""
+    if not hasattr(execution_context, "_provided_operation_name"):  # pragma: no cover
+        raise TypeError("strawberry's ExecutionContext no longer keeps _provided_operation_name")
+    name = execution_context._provided_operation_name
+    return name if isinstance(name, str) else None
 
 
 def starlette_websocket(adapter: Any) -> WebSocket | None:

@@ -97,6 +97,8 @@ DOCUMENTS: list[tuple[str, dict[str, Any]]] = [
         {"query": "query($n: Int) { __typename }", "variables": {"n": 1, "extra": 2}},
     ),
     ("unknown-operation", {"query": "{ __typename }", "operationName": "Nope"}),
+    # GraphQL's GetOperation: several operations and none named (Strawberry ran the first).
+    ("two-operations-unnamed", {"query": "query A { __typename } query B { __typename }"}),
     ("unknown-directive", {"query": "{ __typename @nope }"}),
     (
         "fragment-cycle",

@@ -19,6 +19,7 @@ from schema.library_internals import (
     StrawberryExecutor,
     fresh_subfield_memo,
     graphql_core_schema,
+    provided_operation_name,
     root_fields,
     starlette_websocket,
     validate,
@@ -278,3 +279,22 @@ def test_resolver_middleware_still_sees_every_field() -> None:
     seen.clear()
     _run(None, query, extensions=[Spy])
     assert ours == seen and ours.count("count") == 4
+
+
+def test_strawberry_keeps_the_operation_name_a_request_gave() -> None:
+    """ExecutionContext.operation_name guesses the first operation's; the one given is kept
+    apart (schema/document_cache.py refuses several operations with none named)."""
+    from strawberry.types.execution import ExecutionContext
+
+    schema = build_schema()
+    document = parse("query A { __typename } query B { __typename }")
+    unnamed = ExecutionContext(
+        query=None, schema=schema, allowed_operations=(), provided_operation_name=None
+    )
+    unnamed.graphql_document = document
+    assert unnamed.operation_name == "A"  # the guess
+    assert provided_operation_name(unnamed) is None
+    named = ExecutionContext(
+        query=None, schema=schema, allowed_operations=(), provided_operation_name="B"
+    )
+    assert provided_operation_name(named) == "B"

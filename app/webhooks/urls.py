@@ -46,6 +46,9 @@ def parse(url: str) -> Target:
         raise BadUserInput("url needs a host.")
     if parsed.fragment:
         raise BadUserInput("url must not have a #fragment.")
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        # Port 0 read as the default, and 99999 as given: deliveries that could never connect.
+        raise BadUserInput("url's port must be 1 to 65535.")
     host = parsed.raw_host.decode("ascii")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     return Target(parsed, host, port)

@@ -77,6 +77,8 @@ def test_public_addresses_are_allowed(address: str) -> None:
         "http://exa mple.com/",
         "http://example.com/\n",
         "http://example.com/" + "x" * 2100,
+        "http://example.com:0/",
+        "https://example.com:99999/",
         "",
     ],
 )

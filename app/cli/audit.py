@@ -3,34 +3,35 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 
 from app.auth.tokens import tenant_by_name
 from app.domain.errors import BadUserInput
-from app.domain.timeutil import from_micros, to_micros
+from app.domain.timeutil import from_micros, parse_iso, to_micros
 from app.reads.audit import AuditFilter, audit_page
 from app.reads.pagination import MAX_PAGE_SIZE, PageArgs
 from app.store.engine import open_database
 from app.store.schema_version import upgrade_if_behind
+from app.web.settings import Settings
 
 
 def _since(value: str | None) -> int | None:
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return to_micros(parse_iso(value))
     except ValueError:
         raise BadUserInput(f"--since is not an ISO 8601 time: {value!r}") from None
-    return to_micros(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
 
 
-async def print_audit(database_url: str, tenant: str, since: str | None, action: str | None) -> int:
+async def print_audit(
+    settings: Settings, tenant: str, since: str | None, action: str | None
+) -> int:
     try:
         filt = AuditFilter(action=action, since=_since(since))
     except BadUserInput as error:
         print(error.message, file=sys.stderr)
         return 2
-    db = open_database(database_url)
+    db = open_database(settings.database_url, timeout=settings.database_timeout_seconds)
     try:
         await upgrade_if_behind(db)
         async with db.read() as session:

@@ -186,7 +186,7 @@ def _check_schema(settings: Settings) -> str | None:
         return None  # migrates itself at start
 
     async def check() -> str | None:
-        db = open_database(settings.database_url)
+        db = open_database(settings.database_url, timeout=settings.database_timeout_seconds)
         try:
             return await schema_problem(db)
         finally:
@@ -262,7 +262,7 @@ async def _prune(settings: Settings, days: int) -> None:
     if days <= 0:
         print("retention is 0 days: keeping everything")
         return
-    db = open_database(settings.database_url)
+    db = open_database(settings.database_url, timeout=settings.database_timeout_seconds)
     try:
         started = time.perf_counter()
         result = await prune(db, cutoff_for(days))
@@ -282,7 +282,7 @@ async def _seed(settings: Settings, tenant: str, users: int, *, only_if_empty: b
     from app.store.engine import open_database
     from app.store.schema_version import upgrade_if_behind
 
-    db = open_database(settings.database_url)
+    db = open_database(settings.database_url, timeout=settings.database_timeout_seconds)
     try:
         await upgrade_if_behind(db)
         if only_if_empty:
@@ -315,6 +315,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=getattr(args, "host", None) or base.host,
         port=getattr(args, "port", None) or base.port,
     )
+    try:
+        return _run(args, settings)
+    except Exception as error:
+        from app.ops.outage import is_outage
+
+        if not is_outage(error):
+            raise
+        # An unreachable or silent database (SYNCSTATUS_DATABASE_TIMEOUT_SECONDS): one line,
+        # not a traceback.
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return _refuse(
+            f"syncstatus: cannot reach the database ({reason}): start it, or check "
+            "SYNCSTATUS_DATABASE_URL",
+            settings.log_format,
+        )
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         return serve(settings, args.workers)
     elif args.command == "prune":
@@ -327,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from app.store.migrate import upgrade
         from app.store.schema_version import ahead_of_code
 
-        ahead = asyncio.run(ahead_of_code(settings.database_url))
+        ahead = asyncio.run(ahead_of_code(settings.database_url, settings.database_timeout_seconds))
         if ahead is not None:
             print(ahead)
             return 0
@@ -340,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "audit":
         from app.cli.audit import print_audit
 
-        return asyncio.run(print_audit(settings.database_url, args.tenant, args.since, args.action))
+        return asyncio.run(print_audit(settings, args.tenant, args.since, args.action))
     elif args.command == "seed":
         if args.users < 0:
             print("--users must not be negative", file=sys.stderr)

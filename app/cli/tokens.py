@@ -64,7 +64,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Database]:
-    db = open_database(settings.database_url)
+    db = open_database(settings.database_url, timeout=settings.database_timeout_seconds)
     try:
         await upgrade_if_behind(db)
         yield db

@@ -83,9 +83,9 @@ async def upgrade_if_behind(db: Database) -> None:
         await asyncio.to_thread(upgrade, db.url)
 
 
-async def ahead_of_code(url: str) -> str | None:
+async def ahead_of_code(url: str, connect_seconds: float = 0) -> str | None:
     """What to tell `syncstatus db upgrade` of a database ahead of this code, else None."""
-    db = open_database(url)
+    db = open_database(url, timeout=connect_seconds)
     try:
         current = await current_revisions(db)
     finally:

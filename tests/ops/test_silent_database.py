@@ -5,6 +5,10 @@ the network does."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -12,7 +16,7 @@ import httpx
 import pytest
 
 from tests.freezable_proxy import ThreadedProxy
-from tests.server import Server, create_token, run_server, throwaway_database
+from tests.server import ROOT, Server, create_token, run_server, throwaway_database
 
 TIMEOUT = 2.0  # the server's database timeout
 SHUTDOWN = 2.0
@@ -70,3 +74,48 @@ def test_sigterm_stops_the_process_in_time(frozen_db: tuple[ThreadedProxy, Serve
     server.process.wait(timeout=60)
     # Before: the lifespan's teardown waited on the silent connections for ~60 s.
     assert time.monotonic() - started < SHUTDOWN + 4 * TIMEOUT + 5
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """A PostgreSQL URL whose server accepts the connection (the kernel does) and never says
+    a word."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{listener.getsockname()[1]}/x"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["serve", "--port", "1"],
+        ["token", "list", "--tenant", "t"],
+        ["audit", "--tenant", "t"],
+        ["db", "upgrade"],
+        ["prune", "--days", "1"],
+    ],
+    ids=lambda command: command[0],
+)
+def test_commands_end_with_one_line_when_the_database_is_silent(
+    silent_url: str, command: list[str]
+) -> None:
+    """Before, every command waited forever without a word (the timeout applied to `serve`'s
+    requests only)."""
+    env = {**os.environ, "SYNCSTATUS_DATABASE_URL": silent_url}
+    env["SYNCSTATUS_DATABASE_TIMEOUT_SECONDS"] = "1"
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", *command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert time.monotonic() - started < 30
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "database" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

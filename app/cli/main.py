@@ -138,10 +138,14 @@ def _port_arg(raw: str) -> int:
     return port
 
 
-def _config_problem() -> str | None:
-    """What is wrong with settings read elsewhere than Settings.from_env (the webhook
-    settings, the server key; the broker URL: _broker_problem), found before uvicorn starts:
-    inside its lifespan each was a traceback."""
+def _config_problem(settings: Settings) -> str | None:
+    """What is wrong with settings checked elsewhere than Settings.from_env (the webhook
+    settings, the server key, the browser origins, the database URL's form; the broker URL:
+    _broker_problem), found before uvicorn starts: inside it each was a traceback."""
+    from sqlalchemy.exc import ArgumentError
+
+    from app.store.engine import is_sqlite
+    from app.web.browser_security import allowed_origins, frame_ancestors
     from app.webhooks.secret_box import SecretBox
     from app.webhooks.settings import WebhookSettings
 
@@ -149,8 +153,17 @@ def _config_problem() -> str | None:
         WebhookSettings.from_env()
         if key := os.environ.get("SYNCSTATUS_SECRET_KEY"):
             SecretBox(key)
+        allowed_origins(settings.cors_origins)
+        frame_ancestors(settings.frame_ancestors)
     except ValueError as error:
         return str(error).splitlines()[0]
+    try:
+        is_sqlite(settings.database_url)
+    except ArgumentError:
+        return (
+            "SYNCSTATUS_DATABASE_URL is not a database URL (sqlite:///path or "
+            "postgresql://user@host/db)"
+        )
     return None
 
 
@@ -223,7 +236,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 def serve(settings: Settings, workers: int = 1, **app_options: object) -> int:
     problem = (
-        _config_problem()
+        _config_problem(settings)
         or workers_problem(settings, workers)
         or _broker_problem(settings)
         or _check_schema(settings)

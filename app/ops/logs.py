@@ -106,6 +106,10 @@ def uvicorn_log_config(level: str, log_format: str) -> dict[str, Any]:
                 "filters": ["no_websocket_access"],
             },
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": True},
+            # httpx logs each webhook attempt at INFO with the receiver's full URL, whose query
+            # string may hold its secret; the deliverer logs attempts itself, without it.
+            "httpx": {"handlers": [], "level": "WARNING", "propagate": True},
+            "httpcore": {"handlers": [], "level": "WARNING", "propagate": True},
             # Alembic's plugin registration when it is first imported (seven lines, nothing
             # about the database): commands import it only to migrate, after this is applied.
             "alembic.runtime.plugins": {"handlers": [], "level": "WARNING", "propagate": True},

@@ -56,9 +56,17 @@ _writing: ContextVar[asyncio.Task[Any] | None] = ContextVar("writing", default=N
 def normalize_url(url: str) -> str:
     """Accept plain postgres:// and sqlite:// URLs and pick the async drivers."""
     if url.startswith(("postgres://", "postgresql://")):
-        return "postgresql+asyncpg://" + url.split("://", 1)[1]
-    if url.startswith("sqlite://"):
+        url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+    elif url.startswith("sqlite://"):
         return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    if url.startswith("postgresql+asyncpg://") and "sslmode=" in url:
+        # libpq's sslmode (what managed PostgreSQL services hand out) is asyncpg's ssl, with
+        # the same values; asyncpg refused the unknown keyword.
+        parsed = make_url(url)
+        if "sslmode" in parsed.query and "ssl" not in parsed.query:
+            mode = parsed.query["sslmode"]
+            parsed = parsed.difference_update_query(["sslmode"]).update_query_dict({"ssl": mode})
+            return parsed.render_as_string(hide_password=False)
     return url
 
 

@@ -91,7 +91,8 @@ class Settings:
         return cls(
             database_url=env.get("SYNCSTATUS_DATABASE_URL", DEFAULT_DATABASE_URL),
             broadcast_url=env.get("SYNCSTATUS_BROADCAST_URL", DEFAULT_BROADCAST_URL),
-            host=env.get("SYNCSTATUS_HOST", "127.0.0.1"),
+            # Blank is unset, as for every setting: not "" (every interface) for /metrics.
+            host=env.get("SYNCSTATUS_HOST", "").strip() or "127.0.0.1",
             port=_port(env, "SYNCSTATUS_PORT"),
             log_level=_choice(env, "SYNCSTATUS_LOG_LEVEL", "info", LOG_LEVELS),
             cors_origins=tuple(

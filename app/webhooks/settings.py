@@ -33,7 +33,7 @@ class WebhookSettings:
         def number(name: str, fallback: float) -> float:
             return env_number(env, f"SYNCSTATUS_WEBHOOK_{name}", fallback, float)
 
-        return cls(
+        found = cls(
             allow_private=_flag(env.get("SYNCSTATUS_WEBHOOK_ALLOW_PRIVATE")),
             attempt_timeout_seconds=number("TIMEOUT_SECONDS", default.attempt_timeout_seconds),
             first_retry_seconds=number("FIRST_RETRY_SECONDS", default.first_retry_seconds),
@@ -44,3 +44,12 @@ class WebhookSettings:
             ),
             poll_seconds=number("POLL_SECONDS", default.poll_seconds),
         )
+        # 0 would never deliver (no attempt fits), or never wait for a receiver at all.
+        for name, value in (
+            ("ENDPOINT_CONCURRENCY", found.per_endpoint_concurrency),
+            ("TIMEOUT_SECONDS", found.attempt_timeout_seconds),
+            ("POLL_SECONDS", found.poll_seconds),
+        ):
+            if value <= 0:
+                raise ValueError(f"SYNCSTATUS_WEBHOOK_{name} must be more than 0, not {value:g}")
+        return found

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from app.cli.main import main
+from app.web.settings import Settings
 
 BAD = [
     ("SYNCSTATUS_PORT", "abc", "SYNCSTATUS_PORT must be a number"),
@@ -19,6 +20,13 @@ BAD = [
     ("SYNCSTATUS_SECRET_KEY", "short", "SYNCSTATUS_SECRET_KEY needs at least 32 characters"),
     ("SYNCSTATUS_WEBHOOK_TIMEOUT_SECONDS", "soon", "SYNCSTATUS_WEBHOOK_TIMEOUT_SECONDS must be"),
     ("SYNCSTATUS_WEBHOOK_POLL_SECONDS", "nan", "SYNCSTATUS_WEBHOOK_POLL_SECONDS must be"),
+    # Checked only inside the app's start, they were tracebacks (status 1).
+    ("SYNCSTATUS_CORS_ORIGINS", "notanorigin", "SYNCSTATUS_CORS_ORIGINS"),
+    ("SYNCSTATUS_FRAME_ANCESTORS", "<script>", "SYNCSTATUS_FRAME_ANCESTORS"),
+    ("SYNCSTATUS_DATABASE_URL", "garbage", "SYNCSTATUS_DATABASE_URL is not a database URL"),
+    # Accepted, and then no delivery ever fitted.
+    ("SYNCSTATUS_WEBHOOK_ENDPOINT_CONCURRENCY", "0", "must be more than 0"),
+    ("SYNCSTATUS_WEBHOOK_TIMEOUT_SECONDS", "0", "must be more than 0"),
 ]
 
 
@@ -86,3 +94,11 @@ def test_with_json_logs_a_refusal_is_a_json_line(
     (line,) = _refused(env, monkeypatch, capsys, tmp_path).strip().splitlines()
     record = json.loads(line)
     assert record["level"] == "error" and said in record["message"], record
+
+
+def test_a_blank_host_is_the_default_not_every_interface(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty SYNCSTATUS_HOST bound 0.0.0.0 and [::]: /metrics and /healthz for anyone."""
+    monkeypatch.setenv("SYNCSTATUS_HOST", " ")
+    assert Settings.from_env().host == "127.0.0.1"
+    monkeypatch.setenv("SYNCSTATUS_HOST", "0.0.0.0")
+    assert Settings.from_env().host == "0.0.0.0"

@@ -113,6 +113,13 @@ class Telemetry:
             "Events that could not be published (broker unreachable).",
             registry=r,
         )
+        self.webhook_attempts = Counter(
+            "syncstatus_webhook_attempts",
+            "Webhook delivery attempts by outcome: delivered, retrying (failed, tried again "
+            "later) or given_up (failed past SYNCSTATUS_WEBHOOK_GIVE_UP_SECONDS).",
+            ["outcome"],
+            registry=r,
+        )
         self.publish_retries = Counter(
             "syncstatus_events_publish_retries",
             "Publishes tried again after timing out while the broker was up (a busy process).",

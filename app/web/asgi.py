@@ -344,7 +344,10 @@ def create_app(
                 services.secret_box = load_secret_box(settings.database_url)
                 services.webhook_settings = WebhookSettings.from_env()
                 services.deliverer, delivering = start_deliverer(
-                    db, services.secret_box, services.webhook_settings
+                    db,
+                    services.secret_box,
+                    services.webhook_settings,
+                    lambda outcome: telemetry.webhook_attempts.labels(outcome).inc(),
                 )
                 freeze_startup_heap()
                 tune_collector(services.collector)

@@ -22,6 +22,7 @@ import hmac
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -173,8 +174,16 @@ class _Endpoint:
 
 
 class Deliverer:
-    def __init__(self, db: Database, box: SecretBox | None, settings: WebhookSettings) -> None:
+    def __init__(
+        self,
+        db: Database,
+        box: SecretBox | None,
+        settings: WebhookSettings,
+        on_outcome: Callable[[str], None] | None = None,
+    ) -> None:
         self._db = db
+        # Each attempt's outcome ("delivered", "retrying", "given_up"), e.g. for a metric.
+        self._on_outcome = on_outcome
         self._box = box
         self._settings = settings
         self._endpoints: dict[int, _Endpoint] = {}
@@ -365,17 +374,51 @@ class Deliverer:
             log.exception("recording %d webhook attempts failed", len(params))
 
     def _row(self, outcome: Outcome) -> dict[str, Any]:
+        next_at = next_attempt(self._settings, outcome)
+        self._report(outcome, next_at)
         return {
             "delivery_id": outcome.delivery.id,
             "attempts": outcome.delivery.attempts + 1,
             "status": outcome.status,
             "delivered_at": outcome.at if outcome.delivered else None,
-            "next_at": next_attempt(self._settings, outcome),
+            "next_at": next_at,
         }
+
+    def _report(self, outcome: Outcome, next_at: int | None) -> None:
+        """A line for each attempt that did not deliver (ids and status, never the URL, whose
+        query string may hold the receiver's secret), and the outcome to the hook."""
+        delivery, attempts = outcome.delivery, outcome.delivery.attempts + 1
+        answer = f"HTTP {outcome.status}" if outcome.status is not None else "no answer"
+        if outcome.delivered:
+            kind = "delivered"
+        elif next_at is None:
+            kind = "given_up"
+            log.warning(
+                "webhook %s: delivery %s given up after %d attempts (last: %s)",
+                delivery.webhook_id,
+                delivery.id,
+                attempts,
+                answer,
+            )
+        else:
+            kind = "retrying"
+            log.warning(
+                "webhook %s: delivery %s attempt %d failed (%s); next in %.0f s",
+                delivery.webhook_id,
+                delivery.id,
+                attempts,
+                answer,
+                (next_at - outcome.at) / MICROS,
+            )
+        if self._on_outcome is not None:
+            self._on_outcome(kind)
 
 
 def start_deliverer(
-    db: Database, box: SecretBox | None, settings: WebhookSettings
+    db: Database,
+    box: SecretBox | None,
+    settings: WebhookSettings,
+    on_outcome: Callable[[str], None] | None = None,
 ) -> tuple[Deliverer, asyncio.Task[None]]:
-    deliverer = Deliverer(db, box, settings)
+    deliverer = Deliverer(db, box, settings, on_outcome)
     return deliverer, asyncio.create_task(deliverer.run(), name="webhook-deliverer")

@@ -22,6 +22,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from tests.api import Api
 from tests.api_tests import helpers as h
 from tests.api_tests.conftest import ApiTenant, new_tenant
+from tests.ops.metrics_scrape import scrape, value
 from tests.server import Server, plain_dsn, run_server, throwaway_database
 from tests.webhook_receiver import Receiver
 
@@ -395,7 +396,9 @@ async def test_a_delivery_failing_past_the_retry_window_is_given_up(hook_db: str
         run_server(url, env=server_env(url, SYNCSTATUS_WEBHOOK_GIVE_UP_SECONDS="3")) as server,
     ):
         tenant = new_tenant(server, "give-up")
-        hook = await create_webhook(tenant.admin, receiver.url, ["RUN_FAILED"])
+        # A receiver's secret in its query string (Slack-style URLs) must stay out of the logs.
+        url = receiver.url + "?secret_token=hunter2"
+        hook = await create_webhook(tenant.admin, url, ["RUN_FAILED"])
         [user] = await h.add_users(tenant.admin, ["doomed@w.example"])
         await run_once(tenant, user["id"], code="ERR_DOOM")
 
@@ -408,6 +411,15 @@ async def test_a_delivery_failing_past_the_retry_window_is_given_up(hook_db: str
         assert delivery["attempts"] >= 3 and len(receiver.received) == delivery["attempts"]
         await asyncio.sleep(1.0)
         assert len(receiver.received) == delivery["attempts"]  # no more attempts
+        # Operators see it: a line per failed attempt and one when given up, and a metric.
+        log = server.log()
+        assert "attempt 1 failed (HTTP 500)" in log, log[-3000:]
+        assert f"given up after {delivery['attempts']} attempts (last: HTTP 500)" in log
+        assert "hunter2" not in log
+        samples = scrape(server.url)
+        attempts = "syncstatus_webhook_attempts_total"
+        assert value(samples, attempts, outcome="given_up") == 1
+        assert value(samples, attempts, outcome="retrying") == delivery["attempts"] - 1
 
 
 async def test_two_api_processes_deliver_each_once(hook_db: str, hook_server: Server) -> None:

@@ -16,6 +16,7 @@ from contextlib import suppress
 
 from app.domain.timeutil import now_micros
 from app.domain.views import MetricsView
+from app.ops.outage import OutageLog
 from app.reads.metrics import sync_metrics
 from app.store.engine import Database
 
@@ -61,6 +62,7 @@ class MetricsFeed:
         self.subscribers: set[MetricsSubscriber] = set()
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._failures = OutageLog(log, f"reading the metrics of tenant {tenant_id}")
         self._sent: MetricsView | None = None  # what subscribers were last given
         self._sent_at = 0.0
         self._changed_since_sent = True
@@ -127,10 +129,11 @@ class MetricsFeed:
             previous = self._sent
             try:
                 metrics = await self._read()
-            except Exception:
-                log.exception("could not read metrics of tenant %s", self.tenant_id)
+            except Exception as error:
+                self._failures.failed(error)
                 self._changed_since_sent = True
             else:
+                self._failures.succeeded()
                 self._sent, self._sent_at = metrics, time.monotonic()
                 if previous is None or _figures(metrics) != _figures(previous):
                     await self._offer_to_all(metrics)

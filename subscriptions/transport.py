@@ -29,6 +29,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 
 from app.auth.sockets import TokenSockets
 from app.auth.tokens import Principal
+from app.ops.outage import MESSAGE as OUTAGE_MESSAGE
 from app.ops.outage import is_outage
 from app.web.settings import Settings
 from app.web.ws_protocol import ABORT_EXTENSION, FRAME_EXTENSION
@@ -274,7 +275,7 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             # The tenant's event feed could not start (the database or broker is down): tell
             # the client to retry rather than drop the socket.
             log.warning("subscription refused during an outage: %r", error)
-            await self.close_unavailable(operation_id)
+            await self.close_unavailable(operation_id, OUTAGE_MESSAGE)
             return
         await super().handle_subscribe(message)
 
@@ -411,7 +412,7 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             await live.close(hub)
             await self.send_message({"id": live.id, "type": "complete"})
 
-    async def close_unavailable(self, operation_id: Any = None) -> None:
+    async def close_unavailable(self, operation_id: Any = None, message: str = UNAVAILABLE) -> None:
         """The broker is lost: every subscription (and ``operation_id``, refused) ends with an
         `error` carrying SERVICE_UNAVAILABLE, then the socket closes with 1013, so that any
         client sees it and retries. Never raises."""
@@ -428,7 +429,7 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             for live in lives:
                 if hub is not None:
                     await live.close(hub)
-            error = {"message": UNAVAILABLE, "extensions": {"code": "SERVICE_UNAVAILABLE"}}
+            error = {"message": message, "extensions": {"code": "SERVICE_UNAVAILABLE"}}
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 for operation in ids:
                     await self.send_message({"id": operation, "type": "error", "payload": [error]})

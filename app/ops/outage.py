@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import asyncpg
 from sqlalchemy import exc as sa_exc
 
@@ -32,3 +34,27 @@ def is_outage(error: BaseException | None) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+class OutageLog:
+    """How a background loop reports its failures: an outage once, as one line when it begins
+    and one when it ends (a loop retrying every second wrote a 100-line traceback each time),
+    and anything else with its traceback, as a bug."""
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self._log = logger
+        self._what = what
+        self._down = False
+
+    def failed(self, error: BaseException) -> None:
+        if not is_outage(error):
+            self._log.error("%s failed", self._what, exc_info=error)
+        elif not self._down:
+            self._down = True
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            self._log.warning("%s failed: %s (an outage; retrying quietly)", self._what, reason)
+
+    def succeeded(self) -> None:
+        if self._down:
+            self._down = False
+            self._log.warning("%s works again", self._what)

@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Table, bindparam, func, select, update
 from app.domain.errors import BadUserInput
 from app.domain.ids import encode_id
 from app.domain.timeutil import now_micros
+from app.ops.outage import OutageLog
 from app.store.engine import Database
 from app.store.models import Webhook, WebhookDelivery
 from app.webhooks import urls
@@ -194,6 +195,7 @@ class Deliverer:
         # The lease: an attempt waits for its endpoint's slot (at most one attempt's time, as at
         # most twice the slots are claimed) and then takes at most the deadline.
         self._lease_micros = int((2 * settings.attempt_timeout_seconds + 10) * MICROS)
+        self._failures = OutageLog(log, "webhook delivery")
 
     async def run(self) -> None:
         try:
@@ -202,9 +204,11 @@ class Deliverer:
                     await self._turn()
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("webhook delivery turn failed; retrying")
+                except Exception as error:
+                    self._failures.failed(error)
                     await asyncio.sleep(self._settings.poll_seconds * 4)
+                else:
+                    self._failures.succeeded()
                 await asyncio.sleep(MIN_TURN_SECONDS)
                 try:
                     async with asyncio.timeout(self._settings.poll_seconds):

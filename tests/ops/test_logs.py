@@ -117,6 +117,31 @@ def test_the_outcome_is_the_error_code_and_client_names_are_cleaned(json_server:
     assert line["outcome"] == "BAD_USER_INPUT" and line["operation_name"] is None
 
 
+def test_an_export_line_has_its_tenant_and_outcome_and_no_search_term(
+    json_server: Server, logged_tenant: ApiTenant
+) -> None:
+    """The CSV export logged tenant and outcome null, and its filter with the search term
+    (part of someone's email) in a second line."""
+    headers = {"Authorization": f"Bearer {logged_tenant.viewer.token}"}
+    url = f"{json_server.url}/export/sync-users.csv"
+    found = httpx.get(
+        url,
+        params={"emailContains": "zebra-term-42", "status": "FAILED"},
+        headers={**headers, "X-Request-ID": "export-ok"},
+        timeout=30,
+    )
+    assert found.status_code == 200, found.text
+    line = _line_of(json_server, "export-ok")
+    assert line["outcome"] == "ok" and isinstance(line["tenant"], int), line
+    refused = httpx.get(
+        url, params={"status": "BROKEN"}, headers={**headers, "X-Request-ID": "export-bad"}
+    )
+    assert refused.status_code == 400
+    line = _line_of(json_server, "export-bad")
+    assert line["outcome"] == "BAD_USER_INPUT" and isinstance(line["tenant"], int), line
+    assert "zebra-term-42" not in json_server.log()
+
+
 def test_operation_names_are_cleaned_for_the_log() -> None:
     assert clean_operation_name('evil\n{"level":"error"} <b>') == "evil___level___error____b_"
     assert clean_operation_name("x" * 500) == "x" * 64

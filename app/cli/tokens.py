@@ -95,6 +95,8 @@ async def create(
         name = valid_name(name)
     except ServiceError as error:
         raise CommandError(error.message) from None
+    if not tenant.strip():
+        raise CommandError("--tenant must not be blank")
     async with _database(settings) as db, unit_of_work(db, Publisher(_Nowhere())) as work:
         row = await tenant_by_name(work.session, tenant, create=create_tenant)
         if row is None:

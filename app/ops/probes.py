@@ -42,7 +42,8 @@ class Readiness:
                 problem = await probe()
         except Exception as error:
             log.debug("readiness check failed: %r", error)
-            problem = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+            said = f": {error}" if str(error) else ""
+            problem = f"{type(error).__name__}{said}".splitlines()[0][:300]
         return {"ok": True} if problem is None else {"ok": False, "error": problem}
 
     async def _database(self) -> str | None:

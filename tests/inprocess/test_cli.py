@@ -117,6 +117,12 @@ async def test_token_create_refuses_a_tenant_that_does_not_exist(syncstatus: Syn
         bad = await syncstatus(*create, "--create-tenant", "--expires-in-days", days)
         assert bad.returncode != 0 and "sst_" not in bad.stdout, days
     assert (await syncstatus("token", "list", "--tenant", "Nope-cli")).returncode != 0
+    # A blank tenant name is no tenant (it was created, named "").
+    blank = await syncstatus(
+        "token", "create", "--tenant", " ", "--role", "viewer", "--create-tenant"
+    )
+    assert blank.returncode != 0 and "--tenant must not be blank" in blank.stderr
+    assert "sst_" not in blank.stdout
     assert syncstatus.cwd_is_empty()
 
 

@@ -108,7 +108,8 @@ class SupervisedBackend(BroadcastBackend):
                 self._last_error = exc
                 # Warn on the first failure and then about every 30 s, not on every retry.
                 if self._backoff.attempts % 15 == 0:
-                    log.warning("%s failed, retrying: %s", self._what, exc)
+                    # A TimeoutError says nothing of itself: name its type then.
+                    log.warning("%s failed, retrying: %s", self._what, exc or repr(exc))
             except Exception as exc:
                 # E.g. a permission error on subscribe: a supervisor that died silently would
                 # stop all delivery, so log it and start over with backoff instead.

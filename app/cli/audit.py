@@ -10,7 +10,7 @@ from app.domain.timeutil import from_micros, parse_iso, to_micros
 from app.reads.audit import AuditFilter, audit_page
 from app.reads.pagination import MAX_PAGE_SIZE, PageArgs
 from app.store.engine import open_database
-from app.store.schema_version import upgrade_if_behind
+from app.store.schema_version import ready_for_commands
 from app.web.settings import Settings
 
 
@@ -33,7 +33,10 @@ async def print_audit(
         return 2
     db = open_database(settings.database_url, timeout=settings.database_timeout_seconds)
     try:
-        await upgrade_if_behind(db)
+        problem = await ready_for_commands(db)
+        if problem is not None:
+            print(problem, file=sys.stderr)
+            return 2
         async with db.read() as session:
             row = await tenant_by_name(session, tenant, create=False)
             if row is None:

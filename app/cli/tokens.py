@@ -24,7 +24,7 @@ from app.events.broker import create_broadcast, max_message_bytes
 from app.events.messages import Publisher, TokenRevoked
 from app.store.engine import Database, open_database, run_in
 from app.store.models import Tenant
-from app.store.schema_version import upgrade_if_behind
+from app.store.schema_version import ready_for_commands
 from app.store.unit_of_work import Work, unit_of_work
 from app.web.settings import Settings
 
@@ -66,7 +66,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 async def _database(settings: Settings) -> AsyncIterator[Database]:
     db = open_database(settings.database_url, timeout=settings.database_timeout_seconds)
     try:
-        await upgrade_if_behind(db)
+        problem = await ready_for_commands(db)
+        if problem is not None:
+            raise CommandError(problem)
         yield db
     finally:
         await db.dispose()

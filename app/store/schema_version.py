@@ -72,6 +72,16 @@ async def schema_problem(db: Database) -> str | None:
     )
 
 
+async def ready_for_commands(db: Database) -> str | None:
+    """Before a command (token, audit) reads or writes: SQLite migrates itself, as `serve`
+    does; PostgreSQL is migrated by `syncstatus db upgrade` alone (a release's migrations may
+    rewrite tables and want a quiet moment, not a token listing): what is wrong, or None."""
+    if db.dialect == "sqlite":
+        await upgrade_if_behind(db)
+        return None
+    return await schema_problem(db)
+
+
 async def upgrade_if_behind(db: Database) -> None:
     """`upgrade` (Alembic) unless the database is at HEAD_REVISION already: one read of
     alembic_version instead of Alembic finding nothing to do (its import, every migration

@@ -66,6 +66,35 @@ def test_serve_refuses_a_postgres_schema_behind_the_newest_migration(revision: s
         assert (revision or "never migrated") in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("token", "list", "--tenant", "t"),
+        ("token", "create", "--tenant", "t", "--role", "viewer", "--create-tenant"),
+        ("audit", "--tenant", "t"),
+    ],
+    ids=["token-list", "token-create", "audit"],
+)
+def test_commands_leave_a_postgres_schema_behind_to_db_upgrade(args: tuple[str, ...]) -> None:
+    """They migrated it themselves (0003 to the newest: table rewrites, from a token
+    listing); like serve, they now say to run `syncstatus db upgrade` and change nothing."""
+    with postgres_database(postgres_admin_url()) as url:
+        command.upgrade(alembic_config(url), "0003")
+        result = _cli(url, *args)
+        assert result.returncode != 0
+        assert "syncstatus db upgrade" in result.stderr and "0003" in result.stderr, result.stderr
+        assert "sst_" not in result.stdout
+        assert asyncio.run(_revisions(url)) == ["0003"]
+
+
+async def _revisions(url: str) -> list[str]:
+    conn = await asyncpg.connect(plain_dsn(url))
+    try:
+        return [row[0] for row in await conn.fetch("SELECT version_num FROM alembic_version")]
+    finally:
+        await conn.close()
+
+
 def test_serve_says_in_one_line_that_the_broker_is_unreachable(tmp_path: Path) -> None:
     """Starting while the broker is down was a 60-line traceback from uvicorn's start."""
     unreachable = {"SYNCSTATUS_BROADCAST_URL": f"redis://127.0.0.1:{free_port()}/0"}

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from app.demo.simulation import MAX_IN_FLIGHT
@@ -142,9 +143,10 @@ def _config_problem(settings: Settings) -> str | None:
     """What is wrong with settings checked elsewhere than Settings.from_env (the webhook
     settings, the server key, the browser origins, the database URL's form; the broker URL:
     _broker_problem), found before uvicorn starts: inside it each was a traceback."""
+    from sqlalchemy import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from app.store.engine import is_sqlite
+    from app.store.engine import is_sqlite, normalize_url
     from app.web.browser_security import allowed_origins, frame_ancestors
     from app.webhooks.secret_box import SecretBox
     from app.webhooks.settings import WebhookSettings
@@ -158,12 +160,17 @@ def _config_problem(settings: Settings) -> str | None:
     except ValueError as error:
         return str(error).splitlines()[0]
     try:
-        is_sqlite(settings.database_url)
+        sqlite = is_sqlite(settings.database_url)
     except ArgumentError:
         return (
             "SYNCSTATUS_DATABASE_URL is not a database URL (sqlite:///path or "
             "postgresql://user@host/db)"
         )
+    if sqlite:
+        path = make_url(normalize_url(settings.database_url)).database
+        folder = Path(path).parent if path and path != ":memory:" else None
+        if folder is not None and not folder.is_dir():
+            return f"SYNCSTATUS_DATABASE_URL: no folder {str(folder)!r} for the SQLite file"
     return None
 
 
@@ -208,7 +215,8 @@ def _check_schema(settings: Settings) -> str | None:
     try:
         return asyncio.run(check())
     except Exception as error:
-        return f"cannot read the database schema's version: {error}".splitlines()[0]
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return f"cannot read the database schema's version: {reason}"
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:

@@ -24,6 +24,7 @@ BAD = [
     ("SYNCSTATUS_CORS_ORIGINS", "notanorigin", "SYNCSTATUS_CORS_ORIGINS"),
     ("SYNCSTATUS_FRAME_ANCESTORS", "<script>", "SYNCSTATUS_FRAME_ANCESTORS"),
     ("SYNCSTATUS_DATABASE_URL", "garbage", "SYNCSTATUS_DATABASE_URL is not a database URL"),
+    ("SYNCSTATUS_DATABASE_URL", "sqlite:////no/such/folder/x.db", "no folder '/no/such/folder'"),
     # Accepted, and then no delivery ever fitted.
     ("SYNCSTATUS_WEBHOOK_ENDPOINT_CONCURRENCY", "0", "must be more than 0"),
     ("SYNCSTATUS_WEBHOOK_TIMEOUT_SECONDS", "0", "must be more than 0"),

@@ -87,6 +87,28 @@ def test_commands_leave_a_postgres_schema_behind_to_db_upgrade(args: tuple[str, 
         assert asyncio.run(_revisions(url)) == ["0003"]
 
 
+def test_two_upgrades_at_once_take_turns() -> None:
+    """Two `db upgrade` of one empty database at once (an init container per pod): both ran
+    the migrations and one died on a duplicate key; they now take turns, and the second finds
+    nothing to do."""
+    with postgres_database(postgres_admin_url()) as url:
+        env = {**os.environ, "SYNCSTATUS_DATABASE_URL": url}
+        upgrades = [
+            subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "db", "upgrade"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        ended = [(u.wait(timeout=180), u.stderr.read() if u.stderr else "") for u in upgrades]
+        assert [code for code, _ in ended] == [0, 0], ended
+        assert sorted(asyncio.run(_revisions(url))) == sorted(head_revisions())
+
+
 async def _revisions(url: str) -> list[str]:
     conn = await asyncpg.connect(plain_dsn(url))
     try:

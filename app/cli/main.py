@@ -190,10 +190,12 @@ def _broker_problem(settings: Settings) -> str | None:
         async with broadcast:
             pass
 
+    from app.ops.outage import describe
+
     try:
         asyncio.run(check())
     except (BroadcastUnavailable, OSError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = describe(error)
         return f"cannot reach the broker ({reason}): start it, or check SYNCSTATUS_BROADCAST_URL"
     return None
 
@@ -212,10 +214,12 @@ def _check_schema(settings: Settings) -> str | None:
         finally:
             await db.dispose()
 
+    from app.ops.outage import describe
+
     try:
         return asyncio.run(check())
     except Exception as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = describe(error)
         return f"cannot read the database schema's version: {reason}"
 
 
@@ -339,13 +343,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args, settings)
     except Exception as error:
-        from app.ops.outage import is_outage
+        from app.ops.outage import describe, is_outage
 
         if not is_outage(error):
             raise
         # An unreachable or silent database (SYNCSTATUS_DATABASE_TIMEOUT_SECONDS): one line,
         # not a traceback.
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = describe(error)
         return _refuse(
             f"syncstatus: cannot reach the database ({reason}): start it, or check "
             "SYNCSTATUS_DATABASE_URL",

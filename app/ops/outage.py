@@ -36,6 +36,13 @@ def is_outage(error: BaseException | None) -> bool:
     return False
 
 
+def describe(error: BaseException) -> str:
+    """An error in a few words for one log or refusal line: its message's first line, or its
+    type's name when it has none (a TimeoutError says nothing of itself)."""
+    text = str(error)
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class OutageLog:
     """How a background loop reports its failures: an outage once, as one line when it begins
     and one when it ends (a loop retrying every second wrote a 100-line traceback each time),
@@ -51,8 +58,9 @@ class OutageLog:
             self._log.error("%s failed", self._what, exc_info=error)
         elif not self._down:
             self._down = True
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            self._log.warning("%s failed: %s (an outage; retrying quietly)", self._what, reason)
+            self._log.warning(
+                "%s failed: %s (an outage; retrying quietly)", self._what, describe(error)
+            )
 
     def succeeded(self) -> None:
         if self._down:

@@ -226,15 +226,7 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             log.debug("socket not closed: %s", error)
 
     async def handle_subscribe(self, message: Any) -> None:
-        payload = message.get("payload")
-        if isinstance(payload, dict) and not _well_formed(payload):
-            # As graphql-transport-ws says (and as HTTP answers 400): variables and extensions
-            # are objects, operationName a string. Strawberry would execute it regardless.
-            await self.handle_invalid_message(
-                "Invalid subscribe payload: variables and extensions must be objects and "
-                "operationName a string"
-            )
-            return
+        # handle_message let through only a well-formed envelope (_malformed).
         limit = self.max_subscriptions_per_connection
         operation_id = message.get("id")
         if (
@@ -579,6 +571,12 @@ def _malformed(message: Any) -> str | None:
         payload = message.get("payload")
         if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
             return "Invalid subscribe payload: expected an object with a string query"
+        if not _well_formed(payload):
+            # As HTTP answers 400; Strawberry would execute it regardless.
+            return (
+                "Invalid subscribe payload: variables and extensions must be objects and "
+                "operationName a string"
+            )
     return None
 
 

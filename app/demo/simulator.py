@@ -6,7 +6,9 @@ write its own transaction (app.store.unit_of_work.write) so events go out after 
 handful of runs in flight in every tenant with an active policy: when nothing is due it asks for
 a sync of a random user ("sync now"), and it takes over runs left RUNNING before it started (the
 seed's, or those of a previous process), so no user stays in progress for good. Stopped by
-cancellation; runs in flight then stay RUNNING and the next start takes them over.
+cancellation; runs in flight then stay RUNNING and the next start takes them over. A write
+already under way is not cancelled (app.store.unit_of_work.write is shielded), so the stop waits
+for it: nothing the simulator began changes the database or publishes after it stopped.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from app.lifecycle import transitions
 from app.ops.tasks import cancel_and_wait
 from app.store.engine import Database
 from app.store.models import Policy, SyncRun, SyncUser
-from app.store.unit_of_work import write
+from app.store.unit_of_work import Change, write
 
 log = logging.getLogger("syncstatus.simulator")
 T = TypeVar("T")
@@ -67,6 +69,7 @@ class Simulator:
         self._rng = random.Random(seed)
         self._started_at = now_micros()
         self._runs: dict[int, asyncio.Task[None]] = {}
+        self._writes: set[asyncio.Future[object]] = set()
         self._orphans: list[tuple[int, int]] | None = None  # (tenant id, run id)
         self._turn = 0
 
@@ -91,6 +94,8 @@ class Simulator:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Writes whose callers were cancelled: their outcome is of no use any more.
+            await asyncio.gather(*self._writes, return_exceptions=True)
 
     async def tick(self) -> None:
         """Starts up to STARTS_PER_TICK runs while fewer than max_in_flight are in flight."""
@@ -139,7 +144,7 @@ class Simulator:
         def claim(conn: Connection, now: int) -> tuple[list[RunView], list[Event]]:
             return transitions.claim_due_runs(conn, tenant_id, now, limit)
 
-        runs = await write(self._db, self._publisher, claim)
+        runs = await self._commit(claim)
         for run in runs:  # after commit
             plan = plan_run(rng_for(f"{tenant_id}/{run.id}", self._seed), run.kind, run.service)
             self._launch(tenant_id, run.id, plan)
@@ -181,7 +186,14 @@ class Simulator:
             user = transitions.load_user(conn, tenant_id, user_id)
             return None, [transitions.request_sync(conn, user, now)]
 
-        await write(self._db, self._publisher, nudge)
+        await self._commit(nudge)
+
+    async def _commit(self, change: Change[T]) -> T:
+        """write(), kept track of until it ends, so that stopping can wait for it."""
+        task: asyncio.Future[T] = asyncio.ensure_future(write(self._db, self._publisher, change))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return await asyncio.shield(task)
 
     def _launch(self, tenant_id: int, run_id: int, plan: RunPlan) -> None:
         task = asyncio.create_task(self._drive(tenant_id, run_id, plan), name=f"run-{run_id}")
@@ -228,7 +240,7 @@ class Simulator:
             )
             return None, events
 
-        await write(self._db, self._publisher, report)
+        await self._commit(report)
 
     async def _finish(self, tenant_id: int, run_id: int, plan: RunPlan) -> str:
         code, message = plan.error or (None, None)
@@ -238,7 +250,7 @@ class Simulator:
             finished, event = transitions.finish_run(conn, run, user, now, code, message)
             return finished.state, [event]
 
-        return await write(self._db, self._publisher, finish)
+        return await self._commit(finish)
 
 
 def _item_input(item: ItemFailure) -> FailedItemInput:

@@ -102,3 +102,34 @@ async def test_simulator_drives_runs_and_stops_cleanly(db: Database) -> None:
         for row in (await session.scalars(select(StatusCount))).all():
             kept[row.status] += row.count
         assert +kept == +counted
+
+
+class SlowRecorder(Recorder):
+    """A broadcast that takes its time, so that a stop can come while a write is publishing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.publishing = asyncio.Event()
+        self.busy = 0
+
+    async def publish(self, channel: str, message: Any) -> None:
+        self.busy += 1
+        self.publishing.set()
+        try:
+            await asyncio.sleep(0.3)
+            await super().publish(channel, message)
+        finally:
+            self.busy -= 1
+
+
+async def test_a_stop_waits_for_the_writes_under_way(db: Database) -> None:
+    # write() is shielded: a stop that cancelled its caller used to return while the write went
+    # on, which committed (a run started, say) and published after the simulator had stopped.
+    await seed(db, "Sim", 30)
+    recorder = SlowRecorder()
+    async with running_simulator(db, Publisher(recorder), speed=16.0, seed=2):
+        await asyncio.wait_for(recorder.publishing.wait(), 30)
+    assert recorder.busy == 0, "a write was still publishing after the simulator stopped"
+    published = len(recorder.events)
+    await asyncio.sleep(0.5)
+    assert len(recorder.events) == published

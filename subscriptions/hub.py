@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from app.events import event_log
 from app.events.messages import (
+    LIFECYCLE_KINDS,
     Message,
     PolicyEvent,
     PolicyRef,
@@ -269,7 +270,8 @@ class TenantFeed:
         return {s for subs in self.by_user.values() for s in subs} | self.everything
 
     async def _route(self, event: Message) -> None:
-        self.metrics.changed()
+        kind = event.kind if isinstance(event, UserEvent | UserRef) else None
+        self.metrics.changed(run_moved=kind in LIFECYCLE_KINDS)
         if isinstance(event, PolicyRef):
             policy = await load_policy(self.hub.db, event.tenant_id, event.policy_id)
             if policy is None:

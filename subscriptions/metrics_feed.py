@@ -1,6 +1,10 @@
 """Metrics for one tenant: computed once per change for all its subscribers, at most about
 once a second, and again each minute (the 24-hour window moves even without events).
 
+Figures equal to the last sent are not sent again, unless a run started or finished since: a
+start and a finish in one second leave the five figures as they were, yet the failure reasons
+and the trends moved, and the page refreshes those when the metrics arrive.
+
 A new subscriber gets the metrics at once: the figures last sent when nothing changed since,
 otherwise one read shared by everyone joining at the same moment (a thousand dashboards
 opening together cost one query, not a thousand).
@@ -66,6 +70,7 @@ class MetricsFeed:
         self._sent: MetricsView | None = None  # what subscribers were last given
         self._sent_at = 0.0
         self._changed_since_sent = True
+        self._runs_moved = False  # a run started or finished since the last send
         self._joining: asyncio.Task[MetricsView] | None = None
 
     async def _read(self) -> MetricsView:
@@ -97,8 +102,9 @@ class MetricsFeed:
     def remove(self, subscriber: MetricsSubscriber) -> None:
         self.subscribers.discard(subscriber)
 
-    def changed(self) -> None:
+    def changed(self, *, run_moved: bool = False) -> None:
         self._changed_since_sent = True
+        self._runs_moved = self._runs_moved or run_moved
         if self.subscribers:
             self._dirty.set()
 
@@ -126,15 +132,18 @@ class MetricsFeed:
                     await self._dirty.wait()
             self._dirty.clear()
             self._changed_since_sent = False  # changes from here on set it again
+            runs_moved, self._runs_moved = self._runs_moved, False
             previous = self._sent
             try:
                 metrics = await self._read()
             except Exception as error:
                 self._failures.failed(error)
                 self._changed_since_sent = True
+                self._runs_moved = self._runs_moved or runs_moved
             else:
                 self._failures.succeeded()
                 self._sent, self._sent_at = metrics, time.monotonic()
-                if previous is None or _figures(metrics) != _figures(previous):
+                same = previous is not None and _figures(metrics) == _figures(previous)
+                if runs_moved or not same:
                     await self._offer_to_all(metrics)
             await asyncio.sleep(MIN_INTERVAL)

@@ -36,6 +36,25 @@ async def test_metrics_at_once_then_on_change(tenant: Tenant) -> None:
     del second
 
 
+async def test_a_run_that_leaves_the_figures_as_they_were_is_still_sent(tenant: Tenant) -> None:
+    """A failed user retried and failed again within the feed's second: the five figures end
+    as they began, but the failure reasons moved, and the page refreshes those on a push."""
+    _, (busy, retried) = await add_users(tenant, 2)
+    worker = Worker(tenant)
+    await worker.finish(await worker.start(retried), error_code="ERR_BEFORE")
+    async with tenant.viewer.websocket() as session, Stream(session, METRICS_UPDATES) as stream:
+        await stream.next(within=5)
+        await worker.start(busy)
+        [*_, before] = await stream.until(lambda i: metrics(i)["syncsInProgress"] == 1)
+        # The feed sent and now waits about a second before it reads again: both land in it.
+        await worker.finish(await worker.start(retried), error_code="ERR_AFTER")
+        await stream.until(lambda i: figures(i) == figures(before), within=5)
+
+
+def figures(item: dict) -> dict:  # type: ignore[type-arg]
+    return {k: v for k, v in metrics(item).items() if k != "asOf"}
+
+
 async def test_metrics_are_sent_at_most_about_once_a_second(tenant: Tenant) -> None:
     _, ids = await add_users(tenant, 6)
     worker = Worker(tenant)

@@ -16,7 +16,8 @@ class FreezableProxy:
         self._flowing.set()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # connection handlers and pumps
+        self._closed = False
         self.port = 0
 
     async def start(self) -> None:
@@ -30,20 +31,31 @@ class FreezableProxy:
         self._flowing.set()
 
     async def close(self) -> None:
+        self._closed = True
         if self._server is not None:
             self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Every task ends here, before a ThreadedProxy closes its loop: a pump left pending
+        # would run its `finally` at garbage collection, on a closed loop.
+        while self._tasks:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         for writer in self._writers:
             writer.close()
         if self._server is not None:
             await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._tasks.add(handler)
+        handler.add_done_callback(self._tasks.discard)
+        self._writers.add(writer)
         await self._flowing.wait()
         up_reader, up_writer = await asyncio.open_connection(*self._target)
-        self._writers.update((writer, up_writer))
+        self._writers.add(up_writer)
+        if self._closed:
+            return
         for source, sink in ((reader, up_writer), (up_reader, writer)):
             task = asyncio.create_task(self._pump(source, sink))
             self._tasks.add(task)

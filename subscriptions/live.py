@@ -112,15 +112,12 @@ class Refused:
 
 
 async def plan(
-    documents: Documents, shared: SharedExecution, context: Context, payload: Any
+    documents: Documents, shared: SharedExecution, context: Context, payload: dict[str, Any]
 ) -> Plan | Refused | None:
     """A subscription this module can serve, one it refuses before it starts (over the rate
-    budget), or None for the usual path."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
-        return None
+    budget), or None for the usual path. The payload's shape was checked with its envelope
+    (subscriptions/transport.py, _malformed): a string query, an object or null variables."""
     variables, operation_name = payload.get("variables"), payload.get("operationName")
-    if not isinstance(variables, dict | None) or not isinstance(operation_name, str | None):
-        return None
     document = documents.valid(payload["query"])
     if document is None:
         return None

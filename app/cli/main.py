@@ -3,7 +3,11 @@
 Each command imports what it needs when it runs (the ORM and the store for `token` and `audit`,
 uvicorn and the whole app for `serve`, an HTTP client for `worker`): this module imports only
 the standard library and light modules of ours, so a command starts in the time its own work
-takes (tests/api_tests/test_cli.py runs dozens of them)."""
+takes (tests/api_tests/test_cli.py runs dozens of them).
+
+Exit status, the same for every command: 0 done; 1 it ran, but what it was asked for does not
+exist (no such tenant or token); 2 it did not run: bad arguments or settings, the database
+unreachable, or its schema behind (`syncstatus db upgrade`)."""
 
 from __future__ import annotations
 
@@ -363,8 +367,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "prune":
         days = settings.retention_days if args.days is None else args.days
         if days < 0:
-            print("--days must not be negative", file=sys.stderr)
-            return 2
+            return _refuse("--days must not be negative", settings.log_format)
         asyncio.run(_prune(settings, days))
     elif args.command == "db":
         from app.store.migrate import upgrade
@@ -386,15 +389,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(print_audit(settings, args.tenant, args.since, args.action))
     elif args.command == "seed":
         if args.users < 0:
-            print("--users must not be negative", file=sys.stderr)
-            return 2
+            return _refuse("--users must not be negative", settings.log_format)
         asyncio.run(_seed(settings, args.tenant, args.users, only_if_empty=False))
     elif args.command == "demo":
         from app.cli import tokens
 
         if args.speed <= 0:
-            print("--speed must be positive", file=sys.stderr)
-            return 2
+            return _refuse("--speed must be positive", settings.log_format)
         asyncio.run(_seed(settings, DEMO_TENANT, args.users, only_if_empty=True))
         # The previous start's token is revoked: restarts do not pile up usable tokens.
         viewer = tokens.replace_token(settings, DEMO_TENANT, Role.VIEWER, DEMO_TOKEN_NAME)
@@ -409,8 +410,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from app.demo.worker import run_worker
 
         if args.concurrency < 1 or args.speed <= 0:
-            print("--concurrency must be at least 1 and --speed positive", file=sys.stderr)
-            return 2
+            return _refuse(
+                "--concurrency must be at least 1 and --speed positive", settings.log_format
+            )
         try:
             return asyncio.run(
                 run_worker(args.url, args.token, max_in_flight=args.concurrency, speed=args.speed)

@@ -33,7 +33,16 @@ BROKER_TIMEOUT = 5.0
 
 
 class CommandError(Exception):
-    """A mistake of the caller: printed as one line, exit status 1."""
+    """What the command was asked for does not exist: printed as one line, exit status 1."""
+
+    status = 1
+
+
+class Refused(CommandError):
+    """The command did not run (bad arguments, a schema behind): exit status 2, as every
+    command's refusals (app/cli/main.py)."""
+
+    status = 2
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -58,7 +67,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             print(f"revoked token {args.id} ({view.name!r}) of tenant {args.tenant!r}")
     except CommandError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return error.status
     return 0
 
 
@@ -68,7 +77,7 @@ async def _database(settings: Settings) -> AsyncIterator[Database]:
     try:
         problem = await ready_for_commands(db)
         if problem is not None:
-            raise CommandError(problem)
+            raise Refused(problem)
         yield db
     finally:
         await db.dispose()
@@ -92,13 +101,13 @@ async def create(
     create_tenant: bool = False,
 ) -> str:
     if expires_in_days is not None and not 1 <= expires_in_days <= MAX_TOKEN_LIFETIME_DAYS:
-        raise CommandError(f"--expires-in-days must be between 1 and {MAX_TOKEN_LIFETIME_DAYS}")
+        raise Refused(f"--expires-in-days must be between 1 and {MAX_TOKEN_LIFETIME_DAYS}")
     try:
         name = valid_name(name)
     except ServiceError as error:
-        raise CommandError(error.message) from None
+        raise Refused(error.message) from None
     if not tenant.strip():
-        raise CommandError("--tenant must not be blank")
+        raise Refused("--tenant must not be blank")
     async with _database(settings) as db, unit_of_work(db, Publisher(_Nowhere())) as work:
         row = await tenant_by_name(work.session, tenant, create=create_tenant)
         if row is None:
@@ -149,7 +158,7 @@ async def revoke(settings: Settings, tenant: str, global_id: str) -> TokenView:
     try:
         token_id = decode_id(global_id, "ApiTokenInfo")
     except ServiceError as error:
-        raise CommandError(error.message) from None
+        raise Refused(error.message) from None
     async with _database(settings) as db:
         row = await _tenant(db, tenant)
         async with _publisher(settings) as publisher:

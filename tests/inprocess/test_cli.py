@@ -107,21 +107,21 @@ async def _within(what: str, probe: Callable[[], Awaitable[T | None]], seconds: 
 async def test_token_create_refuses_a_tenant_that_does_not_exist(syncstatus: Syncstatus) -> None:
     create = ("token", "create", "--tenant", "Nope-cli", "--role", "viewer")
     missing = await syncstatus(*create)
-    assert missing.returncode != 0
+    assert missing.returncode == 1  # ran; no such tenant
     assert "Nope-cli" in missing.stderr and "--create-tenant" in missing.stderr
     assert "sst_" not in missing.stdout
     # Nothing was created: the tenant still does not exist.
     listing = await syncstatus("token", "list", "--tenant", "Nope-cli")
-    assert listing.returncode != 0 and "Nope-cli" in listing.stderr
+    assert listing.returncode == 1 and "Nope-cli" in listing.stderr
     for days in ("0", "-1", "3651", "soon"):
         bad = await syncstatus(*create, "--create-tenant", "--expires-in-days", days)
-        assert bad.returncode != 0 and "sst_" not in bad.stdout, days
+        assert bad.returncode == 2 and "sst_" not in bad.stdout, days  # did not run
     assert (await syncstatus("token", "list", "--tenant", "Nope-cli")).returncode != 0
     # A blank tenant name is no tenant (it was created, named "").
     blank = await syncstatus(
         "token", "create", "--tenant", " ", "--role", "viewer", "--create-tenant"
     )
-    assert blank.returncode != 0 and "--tenant must not be blank" in blank.stderr
+    assert blank.returncode == 2 and "--tenant must not be blank" in blank.stderr
     assert "sst_" not in blank.stdout
     assert syncstatus.cwd_is_empty()
 
@@ -176,9 +176,9 @@ async def test_token_list_and_revoke(server: AppServer, syncstatus: Syncstatus) 
     other = ("token", "create", "--tenant", "cli-other", "--role", "admin", "--create-tenant")
     _ok(await syncstatus(*other))
     foreign = await syncstatus("token", "revoke", "--tenant", "cli-other", rows[1]["id"])
-    assert foreign.returncode != 0 and "cli-other" in foreign.stderr
+    assert foreign.returncode == 1 and "cli-other" in foreign.stderr
     garbage = await syncstatus("token", "revoke", "--tenant", tenant, "nope")
-    assert garbage.returncode != 0
+    assert garbage.returncode == 2
     assert (await h.metrics(server.api(admin)))["totalUsers"] == 0
     assert syncstatus.cwd_is_empty()
 

@@ -60,7 +60,7 @@ def test_serve_refuses_a_postgres_schema_behind_the_newest_migration(revision: s
             command.upgrade(alembic_config(url), revision)
         started = time.monotonic()
         result = _serve(url)
-        assert result.returncode != 0
+        assert result.returncode == 2
         assert time.monotonic() - started < 30
         assert "syncstatus db upgrade" in result.stderr, result.stderr
         assert (revision or "never migrated") in result.stderr
@@ -81,7 +81,7 @@ def test_commands_leave_a_postgres_schema_behind_to_db_upgrade(args: tuple[str, 
     with postgres_database(postgres_admin_url()) as url:
         command.upgrade(alembic_config(url), "0003")
         result = _cli(url, *args)
-        assert result.returncode != 0
+        assert result.returncode == 2  # as serve (README): the command did not run
         assert "syncstatus db upgrade" in result.stderr and "0003" in result.stderr, result.stderr
         assert "sst_" not in result.stdout
         assert asyncio.run(_revisions(url)) == ["0003"]

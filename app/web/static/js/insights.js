@@ -65,13 +65,7 @@ export function createFailureReasons({ section, list, empty, suggestions, client
     if (shown.length !== buttons.length || shown.some((r, i) => r.errorCode !== buttons[i].dataset.code)) {
       return false;
     }
-    shown.forEach((reason, i) => {
-      const count = buttons[i].querySelector(".reason-count");
-      count.textContent = formatNumber(reason.userCount);
-      count.setAttribute("aria-label", `${formatNumber(reason.userCount)} users`);
-      const message = buttons[i].querySelector(".reason-message");
-      message.textContent = message.title = reason.sampleMessage;
-    });
+    shown.forEach((reason, i) => fill(buttons[i], reason));
     renderSuggestions(reasons);
     return true;
   }
@@ -110,10 +104,18 @@ export function createFailureReasons({ section, list, empty, suggestions, client
           onclick: () => onPick(reason.errorCode),
         },
         h("span", { class: "badge badge-code no-dot reason-code" }, reason.errorCode),
-        h("span", { class: "reason-message", title: reason.sampleMessage }, reason.sampleMessage),
-        h("span", { class: "reason-count", "aria-label": `${formatNumber(reason.userCount)} users` },
-          formatNumber(reason.userCount)))));
+        h("span", { class: "reason-message" }),
+        h("span", { class: "reason-count" }))));
+      fill(list.lastElementChild.firstElementChild, reason);
     }
+  }
+  /** A reason's message and count, on a new button or in place. */
+  function fill(button, reason) {
+    const message = button.querySelector(".reason-message");
+    message.textContent = message.title = reason.sampleMessage;
+    const count = button.querySelector(".reason-count");
+    count.textContent = formatNumber(reason.userCount);
+    count.setAttribute("aria-label", `${formatNumber(reason.userCount)} users`);
   }
 
   return {

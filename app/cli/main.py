@@ -194,7 +194,7 @@ def _broker_problem(settings: Settings) -> str | None:
         async with broadcast:
             pass
 
-    from app.ops.outage import describe
+    from app.ops.error_line import describe
 
     try:
         asyncio.run(check())
@@ -218,7 +218,7 @@ def _check_schema(settings: Settings) -> str | None:
         finally:
             await db.dispose()
 
-    from app.ops.outage import describe
+    from app.ops.error_line import describe
 
     try:
         return asyncio.run(check())
@@ -347,7 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args, settings)
     except Exception as error:
-        from app.ops.outage import describe, is_outage
+        from app.ops.error_line import describe
+        from app.ops.outage import is_outage
 
         if not is_outage(error):
             raise

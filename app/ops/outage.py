@@ -8,6 +8,7 @@ import asyncpg
 from sqlalchemy import exc as sa_exc
 
 from app.events.broker import BroadcastUnavailable
+from app.ops.error_line import describe
 
 RETRY_AFTER_SECONDS = 2
 MESSAGE = "The service is temporarily unavailable; retry later."
@@ -34,13 +35,6 @@ def is_outage(error: BaseException | None) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
-
-
-def describe(error: BaseException) -> str:
-    """An error in a few words for one log or refusal line: its message's first line, or its
-    type's name when it has none (a TimeoutError says nothing of itself)."""
-    text = str(error)
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 class OutageLog:

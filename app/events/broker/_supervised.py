@@ -10,6 +10,7 @@ from typing import ClassVar
 
 from broadcaster import BroadcastBackend, Event
 
+from app.ops.error_line import describe
 from app.ops.tasks import cancel_and_wait
 
 from ._common import DEFAULT_MAX_QUEUE, Backoff, DropOldestQueue, await_first_connection
@@ -112,8 +113,7 @@ class SupervisedBackend(BroadcastBackend):
                 self._last_error = exc
                 # Warn on the first failure and then about every 30 s, not on every retry.
                 if self._backoff.attempts % 15 == 0:
-                    # A TimeoutError says nothing of itself: name its type then.
-                    log.warning("%s failed, retrying: %s", self._what, exc or repr(exc))
+                    log.warning("%s failed, retrying: %s", self._what, describe(exc))
             except Exception as exc:
                 # E.g. a permission error on subscribe: a supervisor that died silently would
                 # stop all delivery, so log it and start over with backoff instead.

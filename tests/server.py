@@ -177,17 +177,24 @@ def postgres_database(admin_url: str, template: str | None = None) -> Iterator[s
         _run_async(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def cli(database_url: str, *args: str, env: dict[str, str] | None = None) -> str:
-    """Runs the syncstatus CLI; returns its stdout."""
-    result = subprocess.run(
+def run_cli(
+    database_url: str, *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """`syncstatus <args>` in a process of its own, to its end, whatever its exit status."""
+    return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
         cwd=ROOT,
         env={**os.environ, "SYNCSTATUS_DATABASE_URL": database_url, **(env or {})},
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         check=False,
     )
+
+
+def cli(database_url: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """Runs the syncstatus CLI; returns its stdout."""
+    result = run_cli(database_url, *args, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"syncstatus {' '.join(args)} failed:\n{result.stderr[-3000:]}")
     return result.stdout

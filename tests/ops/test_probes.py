@@ -19,23 +19,22 @@ from app.store.migrate import alembic_config
 from app.store.schema_version import head_revisions
 from tests.ops.metrics_scrape import scrape, value
 from tests.private_redis import PrivateRedis
-from tests.server import ROOT, Server, free_port, plain_dsn, postgres_database, run_server
+from tests.server import (
+    ROOT,
+    Server,
+    free_port,
+    plain_dsn,
+    postgres_database,
+    run_cli,
+    run_server,
+)
 from tests.services import postgres_admin_url
 
 
 def _cli(
     database_url: str, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """`syncstatus <args>` in a process of its own, to its end."""
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=ROOT,
-        env={**os.environ, "SYNCSTATUS_DATABASE_URL": database_url, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(database_url, *args, env=env, timeout=60)
 
 
 def _serve(

@@ -5,10 +5,7 @@ the network does."""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -16,7 +13,7 @@ import httpx
 import pytest
 
 from tests.freezable_proxy import ThreadedProxy
-from tests.server import ROOT, Server, create_token, run_server, throwaway_database
+from tests.server import Server, create_token, run_cli, run_server, throwaway_database
 
 TIMEOUT = 2.0  # the server's database timeout
 SHUTDOWN = 2.0
@@ -102,18 +99,9 @@ def test_commands_end_with_one_line_when_the_database_is_silent(
 ) -> None:
     """Before, every command waited forever without a word (the timeout applied to `serve`'s
     requests only)."""
-    env = {**os.environ, "SYNCSTATUS_DATABASE_URL": silent_url}
-    env["SYNCSTATUS_DATABASE_TIMEOUT_SECONDS"] = "1"
     started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", *command],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = {"SYNCSTATUS_DATABASE_TIMEOUT_SECONDS": "1"}
+    result = run_cli(silent_url, *command, env=env, timeout=60)
     assert time.monotonic() - started < 30
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr

@@ -367,6 +367,8 @@ class Deliverer:
             return
         outcomes, self._outcomes = self._outcomes, []
         params = [self._row(outcome) for outcome in outcomes]
+        for outcome, row in zip(outcomes, params, strict=True):
+            self._report(outcome, row["next_at"])  # the attempts happened, recorded or not
 
         def record(conn: Connection) -> None:
             conn.execute(RECORD, params)
@@ -378,14 +380,12 @@ class Deliverer:
             log.exception("recording %d webhook attempts failed", len(params))
 
     def _row(self, outcome: Outcome) -> dict[str, Any]:
-        next_at = next_attempt(self._settings, outcome)
-        self._report(outcome, next_at)
         return {
             "delivery_id": outcome.delivery.id,
             "attempts": outcome.delivery.attempts + 1,
             "status": outcome.status,
             "delivered_at": outcome.at if outcome.delivered else None,
-            "next_at": next_at,
+            "next_at": next_attempt(self._settings, outcome),
         }
 
     def _report(self, outcome: Outcome, next_at: int | None) -> None:

@@ -60,6 +60,8 @@ def _kind(pid: int, command: str, pytest: int, parent: int) -> str:
         return "pytest and its workers"
     if command.startswith("kworker"):
         return "the kernel's workers"
+    if command == "postgres":  # its backends' command lines name our syncstatus_* databases
+        return "postgres"
     try:
         line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:

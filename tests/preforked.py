@@ -7,6 +7,9 @@ process and forks each server from there: the same `app.cli.main` with the same 
 in a process of its own with its own environment, working directory, log, sockets and signal
 handling, only without the imports.
 
+tests.server.run_cli forks the CLI's one-shot commands (seed, prune, token, db upgrade) from
+the same forkserver, with stdout and stderr kept apart as subprocess.run gives them.
+
 What a fresh interpreter decides at start-up keeps a fresh interpreter (tests.server starts
 it with subprocess, as before): `--workers` (prometheus-client picks its multiprocess mode on
 import), an environment that sets PYTHON* variables, and coverage measurement (coverage starts
@@ -19,6 +22,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from multiprocessing.context import ForkServerContext
 from pathlib import Path
@@ -26,15 +30,14 @@ from pathlib import Path
 # What `python -m app.cli serve` imports before it serves (app.web.asgi pulls in the rest).
 # "__main__" (pytest's script): imported once in the forkserver, not again in every child.
 PRELOAD = ["__main__", "app.cli.main", "app.web.asgi", "uvicorn"]
-FORKABLE_COMMANDS = ("serve", "demo")
 
 _context: ForkServerContext | None = None
 
 
-def usable(command: str, args: Sequence[str], env: Mapping[str, str]) -> bool:
+def usable(argv: Sequence[str], env: Mapping[str, str]) -> bool:
     if os.environ.get("SYNCSTATUS_TEST_FORK", "1") == "0" or sys.platform != "linux":
         return False
-    if command not in FORKABLE_COMMANDS or "--workers" in args:
+    if "--workers" in argv:
         return False
     if any(key.startswith("PYTHON") and os.environ.get(key) != value for key, value in env.items()):
         return False
@@ -89,23 +92,51 @@ class ForkedProcess:
         self._process.kill()
 
 
-def start(argv: Sequence[str], env: Mapping[str, str], cwd: Path, log_path: Path) -> ForkedProcess:
-    """`python -m app.cli <argv>` in a process forked from the forkserver."""
+def start(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    log_path: Path,
+    err_path: Path | None = None,
+) -> ForkedProcess:
+    """`python -m app.cli <argv>` in a process forked from the forkserver, its stdout to
+    log_path and its stderr to err_path (log_path too if None)."""
+    paths = (str(log_path), str(err_path or log_path))
     process = _forkserver().Process(
-        target=_run, args=(list(argv), dict(env), str(cwd), str(log_path)), daemon=False
+        target=_run, args=(list(argv), dict(env), str(cwd), paths), daemon=False
     )
     process.start()
     return ForkedProcess(process)
 
 
-def _run(argv: list[str], env: dict[str, str], cwd: str, log_path: str) -> None:
-    """In the forked process: the log as stdout and stderr, the test's environment and
+def run(
+    argv: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """What subprocess.run(..., capture_output=True, text=True) gives for `python -m app.cli
+    <argv>`, the process forked from the forkserver."""
+    with tempfile.TemporaryDirectory(prefix="syncstatus-cli-") as folder:
+        out, err = Path(folder, "stdout"), Path(folder, "stderr")
+        out.touch()  # read below even if the child died before it opened them
+        err.touch()
+        process = start(argv, env, cwd, out, err)
+        try:
+            code = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+        command = [sys.executable, "-m", "app.cli", *argv]
+        return subprocess.CompletedProcess(command, code, out.read_text(), err.read_text())
+
+
+def _run(argv: list[str], env: dict[str, str], cwd: str, paths: tuple[str, str]) -> None:
+    """In the forked process: stdout and stderr to their files, the test's environment and
     directory, then the CLI as `python -m app.cli` runs it."""
     preloaded = "app.web.asgi" in sys.modules
-    log = os.open(log_path, os.O_WRONLY | os.O_APPEND)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
+    for fd, path in zip((1, 2), paths, strict=True):
+        opened = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.dup2(opened, fd)
+        os.close(opened)
     if not preloaded:  # the forkserver ignores a failed preload: say why it is slow
         print("tests.preforked: the forkserver did not import app.web.asgi", file=sys.stderr)
     os.chdir(cwd)

@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from tests import preforked
-from tests.server import run_server, sqlite_database
+from tests.server import ROOT, free_port, run_server, sqlite_database
 
 ORIGIN = "https://portal.partner.example"
 pytestmark = pytest.mark.skipif(
-    not preforked.usable("serve", [], {}), reason="forked servers are off in this run"
+    not preforked.usable(["serve"], {}), reason="forked servers are off in this run"
 )
 
 
@@ -60,7 +60,33 @@ def test_a_forked_server_that_cannot_start_exits_with_the_clis_code() -> None:
 
 
 def test_what_a_fresh_interpreter_decides_keeps_a_fresh_interpreter() -> None:
-    assert preforked.usable("serve", ["--users", "5"], {})
-    assert not preforked.usable("serve", ["--workers", "2"], {})
-    assert not preforked.usable("worker", [], {})
-    assert not preforked.usable("serve", [], {"PYTHONTRACEMALLOC": "5"})
+    assert preforked.usable(["serve", "--users", "5"], {})
+    assert preforked.usable(["token", "list", "--tenant", "Acme"], {})
+    assert not preforked.usable(["serve", "--workers", "2"], {})
+    assert not preforked.usable(["serve"], {"PYTHONTRACEMALLOC": "5"})
+
+
+def test_a_forked_command_gives_what_subprocess_run_gives() -> None:
+    """run_cli's forked commands: stdout and stderr apart, the CLI's exit status, the
+    environment and directory given."""
+    with sqlite_database() as url:
+        env = {**os.environ, "SYNCSTATUS_DATABASE_URL": url}
+        made = preforked.run(
+            ["token", "create", "--tenant", "Acme", "--role", "viewer", "--create-tenant"],
+            env,
+            ROOT,
+            60,
+        )
+        assert made.returncode == 0, made.stderr
+        assert made.stdout.strip() and "did not import" not in made.stderr
+        missing = preforked.run(["token", "list", "--tenant", "Nobody"], env, ROOT, 60)
+        assert missing.returncode == 1 and missing.stdout == ""
+        assert "Nobody" in missing.stderr
+        refused = preforked.run(["token", "create", "--role", "king"], env, ROOT, 60)
+        assert refused.returncode == 2 and "king" in refused.stderr
+
+
+def test_a_forked_command_past_its_timeout_is_killed() -> None:
+    with sqlite_database() as url, pytest.raises(subprocess.TimeoutExpired):
+        env = {**os.environ, "SYNCSTATUS_DATABASE_URL": url}
+        preforked.run(["serve", "--port", str(free_port())], env, ROOT, 1)

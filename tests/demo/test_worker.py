@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -18,7 +17,7 @@ from typing import Any
 from app.demo.seed import RUN_ERRORS
 from tests.conftest import Tenant
 from tests.demo.support import until
-from tests.server import ROOT, free_port
+from tests.server import Process, free_port, start_cli
 
 POLICY = """mutation($name: String!) {
   createPolicy(input: {name: $name, active: true, syncIntervalMinutes: 60}) { id }
@@ -38,7 +37,7 @@ USERS = """{
 
 
 class WorkerProcess:
-    def __init__(self, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    def __init__(self, process: Process, log_path: Path) -> None:
         self.process = process
         self.log_path = log_path
 
@@ -61,13 +60,8 @@ class WorkerProcess:
 def worker(url: str, token: str, *args: str) -> Iterator[WorkerProcess]:
     with tempfile.NamedTemporaryFile(prefix="syncstatus-worker-", delete=False) as log_file:
         log_path = Path(log_file.name)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker", "--url", url, "--token", token, *args],
-            cwd=ROOT,
-            env={**os.environ, "SYNCSTATUS_LOG_LEVEL": "info"},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+    argv = ["worker", "--url", url, "--token", token, *args]
+    process = start_cli(argv, {**os.environ, "SYNCSTATUS_LOG_LEVEL": "info"}, log_path)
     running = WorkerProcess(process, log_path)
     try:
         yield running

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,13 +20,13 @@ from app.store.schema_version import head_revisions
 from tests.ops.metrics_scrape import scrape, value
 from tests.private_redis import PrivateRedis
 from tests.server import (
-    ROOT,
     Server,
     free_port,
     plain_dsn,
     postgres_database,
     run_cli,
     run_server,
+    start_cli,
 )
 from tests.services import postgres_admin_url
 
@@ -90,21 +90,12 @@ def test_two_upgrades_at_once_take_turns() -> None:
     """Two `db upgrade` of one empty database at once (an init container per pod): both ran
     the migrations and one died on a duplicate key; they now take turns, and the second finds
     nothing to do."""
-    with postgres_database(postgres_admin_url()) as url:
+    with postgres_database(postgres_admin_url()) as url, tempfile.TemporaryDirectory() as logs:
         env = {**os.environ, "SYNCSTATUS_DATABASE_URL": url}
-        upgrades = [
-            subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "db", "upgrade"],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(2)
-        ]
-        ended = [(u.wait(timeout=180), u.stderr.read() if u.stderr else "") for u in upgrades]
-        assert [code for code, _ in ended] == [0, 0], ended
+        outputs = [Path(logs, str(n)) for n in range(2)]
+        upgrades = [start_cli(["db", "upgrade"], env, output) for output in outputs]
+        codes = [upgrade.wait(timeout=180) for upgrade in upgrades]
+        assert codes == [0, 0], [output.read_text() for output in outputs]
         assert sorted(asyncio.run(_revisions(url))) == sorted(head_revisions())
 
 

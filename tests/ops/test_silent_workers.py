@@ -11,8 +11,6 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import Tenant
-from tests.server import ROOT, Server, run_server, sqlite_database
+from tests.server import Server, run_server, sqlite_database, start_cli
 from tests.subscriptions.support import (
     METRICS_UPDATES,
     USER_UPDATES,
@@ -144,13 +142,8 @@ def slow_worker(server: Server, token: str) -> Iterator[Path]:
     options = ["--url", server.graphql_url, "--token", token, "--speed", "0.1"]
     with tempfile.NamedTemporaryFile(prefix="syncstatus-worker-", delete=False) as log_file:
         log_path = Path(log_file.name)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker", "--concurrency", "1", *options],
-            cwd=ROOT,
-            env={**os.environ, "SYNCSTATUS_LOG_LEVEL": "info"},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+    argv = ["worker", "--concurrency", "1", *options]
+    process = start_cli(argv, {**os.environ, "SYNCSTATUS_LOG_LEVEL": "info"}, log_path)
     try:
         yield log_path
     finally:

@@ -39,7 +39,7 @@ async def _caller(ctx: Context, role: str) -> Principal:
     return principal
 
 
-def _uow(ctx: Context):  # type: ignore[no-untyped-def]
+def _uow(ctx: Context):
     return unit_of_work(ctx.services.db, ctx.services.publisher)
 
 

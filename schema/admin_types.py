@@ -18,7 +18,7 @@ from schema.types import Info, Node, PageInfo, connection_of
 
 
 def _time(micros: int | None) -> DateTime | None:
-    return from_micros(micros) if micros is not None else None  # type: ignore[return-value]
+    return from_micros(micros) if micros is not None else None
 
 
 @strawberry.type(description="One administrative or operator action: who, what, when, on what.")
@@ -34,7 +34,7 @@ class AuditEvent(Node):
     def of(cls, view: AuditEventView) -> AuditEvent:
         return cls(
             id=strawberry.ID(encode_id("AuditEvent", view.id)),
-            at=from_micros(view.at),  # type: ignore[arg-type]
+            at=from_micros(view.at),
             actor=view.actor,
             actor_role=Role(view.actor_role) if view.actor_role else None,
             action=view.action,
@@ -88,7 +88,7 @@ class WebhookDelivery(Node):
         return cls(
             id=strawberry.ID(encode_id("WebhookDelivery", view.id)),
             event=WebhookEvent(view.event),
-            created_at=from_micros(view.created_at),  # type: ignore[arg-type]
+            created_at=from_micros(view.created_at),
             attempts=view.attempts,
             last_status_code=view.last_status_code,
             delivered_at=_time(view.delivered_at),
@@ -124,7 +124,7 @@ class Webhook(Node):
             url=view.url,
             events=[WebhookEvent(e) for e in view.events],
             active=view.active,
-            created_at=from_micros(view.created_at),  # type: ignore[arg-type]
+            created_at=from_micros(view.created_at),
             row_id=view.id,
         )
 

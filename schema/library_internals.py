@@ -66,9 +66,9 @@ def _leaf_of(field: GraphQLField) -> _Leaf | None:
         or not getattr(read, "_is_default", False)
     ):
         return None
-    non_null = isinstance(field.type, GraphQLNonNull)
-    leaf = field.type.of_type if non_null else field.type
-    return _Leaf(read, leaf, non_null) if is_leaf_type(leaf) else None  # type: ignore[arg-type]
+    kind = field.type
+    leaf = kind.of_type if isinstance(kind, GraphQLNonNull) else kind
+    return _Leaf(read, leaf, leaf is not kind) if is_leaf_type(leaf) else None
 
 
 class LeafFastExecutor(StrawberryExecutor):
@@ -82,7 +82,7 @@ class LeafFastExecutor(StrawberryExecutor):
     middleware that wraps resolvers) takes the usual path, which then reports it as before.
     """
 
-    def execute_field(  # type: ignore[override]
+    def execute_field(
         self,
         parent_type: GraphQLObjectType,
         source: Any,

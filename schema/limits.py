@@ -164,7 +164,7 @@ def _may_search(field: GraphQLField, node: FieldNode) -> bool:
     if definition is None:
         return False
     kind = get_named_type(definition.type)
-    if not is_input_object_type(kind) or SEARCH_FIELD not in kind.fields:  # type: ignore[union-attr]
+    if not is_input_object_type(kind) or SEARCH_FIELD not in kind.fields:
         return False
     for argument in node.arguments or ():
         if argument.name.value != "filter":
@@ -238,7 +238,7 @@ class CostEstimator:
             return SCHEMA_INTROSPECTION_COST
         if top and name == "__type":
             return TYPE_INTROSPECTION_COST
-        field = parent.fields.get(name)  # type: ignore[attr-defined]
+        field = parent.fields.get(name)
         if field is None:
             return 0  # unknown (validation reports it) or __typename
         child = get_named_type(field.type)

@@ -135,7 +135,7 @@ class Mutation:
     async def create_api_token(
         self, info: Info, name: str, role: Role, expires_at: DateTime | None = None
     ) -> ApiToken:
-        expiry = to_micros(expires_at) if expires_at is not None else None  # type: ignore[arg-type]
+        expiry = to_micros(expires_at) if expires_at is not None else None
         token, view = await mutations.create_api_token(info.context, name, role.value, expiry)
         return ApiToken.of(token, view)
 

@@ -87,7 +87,7 @@ def as_node(view: UserView | RunView | PolicyView | TokenView | None) -> Node | 
         return Policy.of(view)
     if isinstance(view, TokenView):
         return ApiTokenInfo.of(view)
-    return admin_node(view)  # type: ignore[arg-type]
+    return admin_node(view)
 
 
 @strawberry.type
@@ -126,8 +126,8 @@ class Query:
         f = filter or SyncUserFilter()
         parsed = queries.user_filter(
             f.email_contains,
-            f.latest_sync_from,  # type: ignore[arg-type]
-            f.latest_sync_to,  # type: ignore[arg-type]
+            f.latest_sync_from,
+            f.latest_sync_to,
             f.policy_id,
             f.status.value if f.status else None,
             f.error_code,
@@ -177,7 +177,7 @@ class Query:
         before: str | None = None,
     ) -> AuditEventConnection:
         f = filter or AuditEventFilter()
-        parsed = admin_queries.audit_filter(f.action, f.since, f.until)  # type: ignore[arg-type]
+        parsed = admin_queries.audit_filter(f.action, f.since, f.until)
         page, total = await admin_queries.audit_events(
             info.context, parsed, PageArgs(first, after, last, before)
         )

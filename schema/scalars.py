@@ -4,7 +4,7 @@ BigInt: an integer that may pass 2^31 (GraphQL's Int is 32-bit), as a JSON numbe
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import NewType
+from typing import TYPE_CHECKING, NewType
 
 import strawberry
 
@@ -27,15 +27,6 @@ def _serialize(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-DateTime = strawberry.scalar(
-    NewType("DateTime", datetime),
-    name="DateTime",
-    description="ISO 8601 date and time with offset; the service returns UTC.",
-    serialize=_serialize,
-    parse_value=_parse,
-)
-
-
 # JSON numbers are exact up to 2^53 in every client (JavaScript's Number.MAX_SAFE_INTEGER).
 MAX_SAFE_INTEGER = 2**53 - 1
 
@@ -50,10 +41,22 @@ def _serialize_big(value: int) -> int:
     return int(value)
 
 
-BigInt = strawberry.scalar(
-    NewType("BigInt", int),
-    name="BigInt",
-    description="An integer that may pass 2^31, as a JSON number (exact up to 2^53).",
-    serialize=_serialize_big,
-    parse_value=_parse_big,
-)
+if TYPE_CHECKING:  # what a field of either holds; a type checker cannot read scalar()'s result
+    DateTime = datetime
+    BigInt = int
+else:
+    DateTime = strawberry.scalar(
+        NewType("DateTime", datetime),
+        name="DateTime",
+        description="ISO 8601 date and time with offset; the service returns UTC.",
+        serialize=_serialize,
+        parse_value=_parse,
+    )
+
+    BigInt = strawberry.scalar(
+        NewType("BigInt", int),
+        name="BigInt",
+        description="An integer that may pass 2^31, as a JSON number (exact up to 2^53).",
+        serialize=_serialize_big,
+        parse_value=_parse_big,
+    )

@@ -25,8 +25,6 @@ from schema.subscription import Subscription
 from schema.types import ApiTokenInfo, Policy, SyncRun, SyncUser, policy_nodes
 
 PRINTED_SCHEMA = Path(__file__).with_name("schema.graphql")
-MAX_DEPTH = DocumentLimits.max_depth
-MAX_TOKENS = DocumentLimits.max_tokens
 # Parsed documents, by text: at most this many, and about this many bytes (one at the token
 # limit is ~2 MB).
 MAX_CACHED_DOCUMENTS = 1000

@@ -42,16 +42,14 @@ class FailureReason:
             error_code=view.error_code,
             sample_message=view.sample_message,
             user_count=view.user_count,
-            last_seen_at=from_micros(view.last_seen_at),  # type: ignore[arg-type]
+            last_seen_at=from_micros(view.last_seen_at),
         )
 
 
 @strawberry.type(description="One bucket of the tenant's activity.")
 class TrendPoint:
     at: DateTime = strawberry.field(description="Bucket start, UTC.")
-    changes: BigInt = strawberry.field(  # type: ignore[valid-type]
-        description="Changes reported in the bucket."
-    )
+    changes: BigInt = strawberry.field(description="Changes reported in the bucket.")
     runs_started: int
     runs_succeeded: int = strawberry.field(
         description="Runs that finished in the bucket, by their final state."
@@ -62,7 +60,7 @@ class TrendPoint:
     @classmethod
     def of(cls, view: TrendPointView) -> TrendPoint:
         return cls(
-            at=from_micros(view.at),  # type: ignore[arg-type]
+            at=from_micros(view.at),
             changes=view.changes,
             runs_started=view.runs_started,
             runs_succeeded=view.runs_succeeded,
@@ -86,14 +84,14 @@ async def failure_reasons(info: Info, first: int | None = 10) -> list[FailureRea
 
 async def sync_trends(
     info: Info,
-    since: DateTime,  # type: ignore[valid-type]
-    until: DateTime | None = None,  # type: ignore[valid-type]
+    since: DateTime,
+    until: DateTime | None = None,
     bucket: TrendBucket | None = TrendBucket.HOUR,  # null: the default
 ) -> list[TrendPoint]:
     views = await resolvers.sync_trends(
         info.context,
-        since,  # type: ignore[arg-type]
-        until,  # type: ignore[arg-type]
+        since,
+        until,
         (bucket or TrendBucket.HOUR).value,
     )
     return [TrendPoint.of(v) for v in views]
@@ -102,8 +100,8 @@ async def sync_trends(
 async def request_syncs(info: Info, filter: SyncUserFilter) -> BulkSyncRequest:
     parsed = queries.user_filter(
         filter.email_contains,
-        filter.latest_sync_from,  # type: ignore[arg-type]
-        filter.latest_sync_to,  # type: ignore[arg-type]
+        filter.latest_sync_from,
+        filter.latest_sync_to,
         filter.policy_id,
         filter.status.value if filter.status else None,
         filter.error_code,

@@ -76,7 +76,7 @@ class SyncMetrics:
     users_with_active_policy: int = strawberry.field(
         description="Users assigned to a policy that is active."
     )
-    changes_last_24h: BigInt = strawberry.field(  # type: ignore[valid-type]
+    changes_last_24h: BigInt = strawberry.field(
         name="changesLast24h",
         description="Changes processed across all users in the 24 hours before asOf.",
     )
@@ -95,7 +95,7 @@ class SyncMetrics:
             syncs_in_progress=view.syncs_in_progress,
             failed_syncs=view.failed_syncs,
             total_users=view.total_users,
-            as_of=from_micros(view.as_of),  # type: ignore[arg-type]
+            as_of=from_micros(view.as_of),
         )
 
 
@@ -122,8 +122,8 @@ class Policy(Node):
             sync_interval_minutes=view.sync_interval_minutes,
             services=[SyncService(s) for s in view.services],
             user_count=view.user_count,
-            created_at=from_micros(view.created_at),  # type: ignore[arg-type]
-            updated_at=from_micros(view.updated_at),  # type: ignore[arg-type]
+            created_at=from_micros(view.created_at),
+            updated_at=from_micros(view.updated_at),
         )
 
 
@@ -156,7 +156,7 @@ class FailedItem:
             item_type=view.item_type,
             error_code=view.error_code,
             error_message=view.error_message,
-            failed_at=from_micros(view.failed_at),  # type: ignore[arg-type]
+            failed_at=from_micros(view.failed_at),
         )
 
 
@@ -195,8 +195,8 @@ class SyncRun(Node):
             kind=RunKind(view.kind),
             service=SyncService(view.service),
             state=RunState(view.state),
-            started_at=from_micros(view.started_at),  # type: ignore[arg-type]
-            finished_at=_time(view.finished_at),  # type: ignore[arg-type]
+            started_at=from_micros(view.started_at),
+            finished_at=_time(view.finished_at),
             items_total=view.items_total,
             items_processed=view.items_processed,
             items_failed=view.items_failed,
@@ -269,7 +269,7 @@ class SyncUser(Node):
             email=view.email,
             destination_email=view.destination_email,
             status=SyncStatus(view.status),
-            latest_sync_at=_time(view.latest_sync_at),  # type: ignore[arg-type]
+            latest_sync_at=_time(view.latest_sync_at),
             unresolved_failure_count=view.unresolved_failure_count,
             view=view,
         )
@@ -279,13 +279,14 @@ class SyncUser(Node):
     # Otherwise (single users, subscriptions without snapshots) they return a loader awaitable.
     def _with_policy(self, info: Info, then: Callable[[PolicyView | None], T]) -> T | Awaitable[T]:
         view = self.view
-        if view.policy_id is None or view.policy is not None:
-            return then(view.policy if view.policy_id is not None else None)
+        policy_id = view.policy_id
+        if policy_id is None or view.policy is not None:
+            return then(view.policy if policy_id is not None else None)
 
-        async def load() -> T:
-            return then(await info.context.loaders.policy.load(view.policy_id))
+        async def load(key: int) -> T:
+            return then(await info.context.loaders.policy.load(key))
 
-        return load()
+        return load(policy_id)
 
     def _with_run(
         self, info: Info, run_id: int | None, run: RunView | None
@@ -384,7 +385,7 @@ class ApiToken:
             token=token,
             role=Role(view.role),
             name=view.name,
-            expires_at=_time(view.expires_at),  # type: ignore[arg-type]
+            expires_at=_time(view.expires_at),
         )
 
 
@@ -403,10 +404,10 @@ class ApiTokenInfo(Node):
             id=strawberry.ID(encode_id("ApiTokenInfo", view.id)),
             name=view.name,
             role=Role(view.role),
-            created_at=from_micros(view.created_at),  # type: ignore[arg-type]
-            expires_at=_time(view.expires_at),  # type: ignore[arg-type]
-            last_used_at=_time(view.last_used_at),  # type: ignore[arg-type]
-            revoked_at=_time(view.revoked_at),  # type: ignore[arg-type]
+            created_at=from_micros(view.created_at),
+            expires_at=_time(view.expires_at),
+            last_used_at=_time(view.last_used_at),
+            revoked_at=_time(view.revoked_at),
         )
 
 

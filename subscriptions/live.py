@@ -296,7 +296,7 @@ class LiveOperation:
                 payload,
                 context,
                 plan.variables,
-                plan.operation.name and plan.operation.name.value,
+                plan.operation.name.value if plan.operation.name else None,
             )
             assert not isinstance(executor, list), executor  # the variables were coerced before
             result = executor.execute_operation(False)

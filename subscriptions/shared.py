@@ -64,7 +64,7 @@ class SharedExecution:
         """The GraphQL object for ``view``, built once for all subscribers."""
         entry = self._payloads.get(id(view))
         if entry is not None and entry[0] is view:
-            return entry[1]  # type: ignore[no-any-return]
+            return entry[1]
         payload = convert(view)
         self._payloads.put(id(view), (view, payload))
         self._shared.put(id(payload), payload)
@@ -118,7 +118,7 @@ class SharedExecution:
         """``data`` as JSON, encoded once however many subscribers send the same result."""
         entry = self._json.get(id(data))
         if entry is not None and entry[0] is data:
-            return entry[1]  # type: ignore[no-any-return]
+            return entry[1]
         text = json.dumps(data, separators=(",", ":"))
         self._json.put(id(data), (data, text))
         return text
@@ -130,7 +130,7 @@ class SharedExecution:
         key = (id(data), operation_id)
         entry = self._frames.get(key)
         if entry is not None and entry[0] is data:
-            return entry[1]  # type: ignore[no-any-return]
+            return entry[1]
         text = (
             f'{{"id":{json.dumps(operation_id)},"type":"next","payload":{{"data":'
             f"{self.json(data)}}}}}"
@@ -146,15 +146,14 @@ class SharedExecution:
         only choose the stream and do not change a result), or in any fragment."""
         entry = self._variables.get(id(operation))
         if entry is not None and entry[0] is operation:
-            return entry[1]  # type: ignore[no-any-return]
+            return entry[1]
         visitor = _VariableNames()
         for selection in operation.selection_set.selections:
             selection_set = getattr(selection, "selection_set", None)
             if selection_set is not None:
                 visit(selection_set, visitor)
-            if getattr(selection, "directives", None):
-                for directive in selection.directives:  # type: ignore[attr-defined]
-                    visit(directive, visitor)
+            for directive in getattr(selection, "directives", None) or ():
+                visit(directive, visitor)
             if not hasattr(selection, "arguments"):  # a fragment spread: be conservative
                 visit(selection, visitor)
         for fragment in fragments:

@@ -15,6 +15,7 @@ from app.domain.timeutil import MICROS_PER_MINUTE
 from app.domain.views import PolicyView
 from app.events.messages import PolicyEvent
 from app.store import pending_requests
+from app.store.engine import dialect_of
 from app.store.models import Policy, SyncUser
 
 
@@ -30,7 +31,7 @@ class PolicyInput:
 async def load_policy(session: AsyncSession, tenant_id: int, policy_id: int) -> Policy:
     """The tenant's policy, row-locked on PostgreSQL (its revision and counts change)."""
     query = select(Policy).where(Policy.id == policy_id, Policy.tenant_id == tenant_id)
-    if session.bind.dialect.name == "postgresql":
+    if dialect_of(session) == "postgresql":
         query = query.with_for_update()
     policy = (await session.execute(query)).scalar_one_or_none()
     if policy is None:

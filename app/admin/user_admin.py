@@ -20,13 +20,13 @@ from app.domain.views import own_version, public_version
 from app.events.messages import Event, UserEvent
 from app.lifecycle.transitions import due_after_start
 from app.store import counters, pending_requests
-from app.store.engine import run_in
+from app.store.engine import dialect_of, run_in
 from app.store.models import Policy, SyncUser
 from app.store.snapshots import user_snapshot
 
 
 def _locked(session: AsyncSession, query: Select[Any]) -> Select[Any]:
-    return query.with_for_update() if session.bind.dialect.name == "postgresql" else query
+    return query.with_for_update() if dialect_of(session) == "postgresql" else query
 
 
 async def _lock_for_assignment(

@@ -118,6 +118,7 @@ async def _poll(services: Services, every: float) -> None:
             continue
         failing = False
         for token_id, revoked_at in rows:
+            assert revoked_at is not None  # the query's revoked_at >= since
             if token_id not in applied:
                 forget_here(services, token_id)
             applied[token_id] = revoked_at

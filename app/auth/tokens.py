@@ -87,10 +87,10 @@ class Authenticator:
         now = now_micros()
         cached = self._cache.get(digest)
         if cached and cached[0] > time.monotonic():
-            principal = cached[1]
-            if principal.usable(now) and principal.token_id not in self._revoked:
-                self.usage.used(principal.token_id, now)
-                return principal
+            known = cached[1]
+            if known.usable(now) and known.token_id not in self._revoked:
+                self.usage.used(known.token_id, now)
+                return known
         generation = self._generation
         async with self._db.read() as session:
             row = (
@@ -117,7 +117,12 @@ class Authenticator:
             if row is not None and row.revoked_at is None
             else None
         )
-        if principal is None or not principal.usable(now) or principal.token_id in self._revoked:
+        if (
+            row is None
+            or principal is None
+            or not principal.usable(now)
+            or principal.token_id in self._revoked
+        ):
             self._cache.pop(digest, None)
             raise Unauthenticated(INVALID)
         if generation == self._generation:

@@ -236,6 +236,7 @@ async def _load_postgres(db: Database, maker: RowMaker, users: int) -> None:
         found = (await conn.execute(start_sql, {"tenant": maker.tenant_id})).one()
         start = Start.of(found, users)
         raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None  # asyncpg's connection, pooled
         loading = bulk_load.postgres_load(raw, start.defer_indexes)
         async with loading:
             with closing(_batches(maker, start, users)) as batches:

@@ -18,6 +18,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, func, select
@@ -204,7 +205,7 @@ class Simulator:
         try:
             for step in plan.steps:
                 await asyncio.sleep(step.delay / self._speed)
-                await self._write(lambda step=step: self._report(tenant_id, run_id, step))
+                await self._write(partial(self._report, tenant_id, run_id, step))
             await asyncio.sleep(plan.finish_delay / self._speed)
             state = await self._write(lambda: self._finish(tenant_id, run_id, plan))
             log.debug("run %d finished: %s", run_id, state)

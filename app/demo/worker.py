@@ -17,6 +17,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -174,8 +175,11 @@ class Worker:
             )
             task = asyncio.create_task(self._drive(claimed))
             self._runs[claimed.id] = (claimed, task)
-            task.add_done_callback(lambda _, key=claimed.id: self._runs.pop(key, None))
+            task.add_done_callback(partial(self._forget, claimed.id))
         return len(runs)
+
+    def _forget(self, run_id: str, _: asyncio.Task[None]) -> None:
+        self._runs.pop(run_id, None)
 
     async def _drive(self, run: Claimed) -> None:
         try:

@@ -8,7 +8,14 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # only the ORM rows' types: the views themselves need no database
+    from typing import TypeAlias
+
+    from sqlalchemy import Row
+
     from app.store import models
+
+    # A Core result row with the model's column names, read as the model is.
+    AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +33,7 @@ class PolicyView:
     updated_at: int
 
     @classmethod
-    def of(cls, row: models.Policy) -> PolicyView:
+    def of(cls, row: models.Policy | AnyRow) -> PolicyView:
         return cls(
             id=row.id,
             tenant_id=row.tenant_id,
@@ -71,7 +78,7 @@ class RunView:
     error_message: str | None
 
     @classmethod
-    def of(cls, row: models.SyncRun) -> RunView:
+    def of(cls, row: models.SyncRun | AnyRow) -> RunView:
         return cls(
             id=row.id,
             tenant_id=row.tenant_id,
@@ -116,7 +123,7 @@ class UserView:
     last_finished_run: RunView | None = field(default=None, compare=False)
 
     @classmethod
-    def of(cls, row: models.SyncUser) -> UserView:
+    def of(cls, row: models.SyncUser | AnyRow) -> UserView:
         return cls(
             id=row.id,
             tenant_id=row.tenant_id,
@@ -142,7 +149,8 @@ class UserView:
         last_finished_run: RunView | None,
     ) -> UserView:
         """From the table's columns in field order (row_fields), with the snapshots."""
-        return cls(
+        # values end before the snapshots, which mypy cannot tell from a Sequence.
+        return cls(  # type: ignore[misc]
             *values, policy=policy, current_run=current_run, last_finished_run=last_finished_run
         )
 

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
-from sqlalchemy.sql.selectable import Alias
+from sqlalchemy.sql.selectable import FromClause
 
 from app.domain.views import PolicyView, RunView, UserView, row_fields
 from app.store import pending_requests
@@ -45,7 +45,7 @@ current_runs = runs.alias("current_run")
 last_runs = runs.alias("last_run")
 
 
-def _columns(table: Table | Alias, view: type[PolicyView | RunView | UserView]) -> list[Any]:
+def _columns(table: FromClause, view: type[PolicyView | RunView | UserView]) -> list[Any]:
     return [table.c[name] for name in row_fields(view)]
 
 

@@ -389,7 +389,7 @@ def claim_due_runs(
     return [run for run, _ in started], [event for _, event in started]
 
 
-def request_sync(conn: Connection, user: UserState, now: int) -> Event:
+def request_sync(conn: Connection, user: UserState, now: int) -> UserEvent:
     policy = user.view.policy
     if policy is None or not policy.active:
         raise Conflict("The user has no active policy, so no sync can be scheduled.")

@@ -27,4 +27,4 @@ class ServerTiming:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send=timed_send)
+        await self.app(scope, receive, timed_send)

@@ -8,11 +8,11 @@ import binascii
 import json
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from sqlalchemy import BigInteger, Select, bindparam, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.domain.errors import BadUserInput
 
@@ -21,6 +21,9 @@ DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 100
 MAX_CURSOR_LENGTH = 1000
 MAX_BUILT = 1024  # page statements kept (filter shapes x sizes x directions x cursors)
+
+
+AnySelect: TypeAlias = Select[*tuple[Any, ...]]  # a select of any columns
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +46,7 @@ class Keyset:
     """How one connection sorts: its cursor tag, key columns (all in one direction)."""
 
     tag: str
-    columns: Sequence[ColumnElement[Any]]
+    columns: Sequence[InstrumentedAttribute[Any]]
     descending: bool
     key_types: tuple[type, ...]
 
@@ -76,7 +79,7 @@ def decode_cursor(cursor: str, keyset: Keyset, tenant_id: int) -> tuple[Any, ...
     return tuple(value[2:])
 
 
-def _storable(value: Any, column: ColumnElement[Any]) -> bool:
+def _storable(value: Any, column: InstrumentedAttribute[Any]) -> bool:
     """A key value the database can compare with the column (a forged cursor may hold any
     JSON): integers within the column's range, text without NUL or lone surrogates."""
     if isinstance(value, int):
@@ -134,7 +137,7 @@ def _window(keyset: Keyset, tenant_id: int, args: PageArgs) -> _Window:
     return _Window(limit, forward, after, before)
 
 
-def _bounded(query: Select[Any], keyset: Keyset, window: _Window) -> Select[Any]:
+def _bounded(query: AnySelect, keyset: Keyset, window: _Window) -> AnySelect:
     """The query bounded by the window's cursors, their key values bound at run time
     (_Window.params), so one statement serves every cursor."""
     key = tuple_(*keyset.columns)
@@ -160,10 +163,7 @@ def _ordered(columns: Sequence[Any], ascending: bool) -> list[Any]:
 def unindexed_order(keyset: Keyset, ascending: bool) -> list[Any]:
     """The keyset's order on expressions equal to its columns (same values, same collation)
     that no index offers sorted, so the planner finds the rows by the filter, then sorts."""
-    same = [
-        c.concat("") if c.type.python_type is str else c + 0  # type: ignore[attr-defined]
-        for c in keyset.columns
-    ]
+    same = [c.concat("") if c.type.python_type is str else c + 0 for c in keyset.columns]
     return _ordered(same, ascending)
 
 
@@ -187,14 +187,14 @@ def _page(
 
 async def keyset_page(
     session: AsyncSession,
-    query: Select[Any],
+    query: AnySelect,
     keyset: Keyset,
     tenant_id: int,
     args: PageArgs,
     key_of: Callable[[Any], Sequence[Any]],
     *,
     core: bool = False,
-    ids_first: ColumnElement[Any] | None = None,
+    ids_first: InstrumentedAttribute[Any] | None = None,
     sort_matches: bool = False,
 ) -> Page[Any]:
     """ids_first (the table's id column): select the page's ids and keys alone, then join their
@@ -211,12 +211,12 @@ async def keyset_page(
 
 
 def _page_statement(
-    query: Select[Any],
+    query: AnySelect,
     keyset: Keyset,
     window: _Window,
-    ids_first: ColumnElement[Any] | None,
+    ids_first: InstrumentedAttribute[Any] | None,
     sort_matches: bool,
-) -> Select[Any]:
+) -> AnySelect:
     order = window.order(keyset)
     query = _bounded(query, keyset, window).order_by(*order).limit(window.limit + 1)
     if ids_first is None:
@@ -229,14 +229,14 @@ def _page_statement(
     page = inner.subquery()
     return (
         select(*query.selected_columns)
-        .join(page, ids_first == page.c[ids_first.key])  # type: ignore[attr-defined]
+        .join(page, ids_first == page.c[ids_first.key])
         .order_by(*order)
     )
 
 
 async def _read_page(
     session: AsyncSession,
-    statement: Select[Any],
+    statement: AnySelect,
     params: dict[str, Any] | None,
     window: _Window,
     keyset: Keyset,
@@ -252,20 +252,20 @@ async def _read_page(
     return _page(rows, window, keyset, tenant_id, key_of)
 
 
-_BUILT: dict[tuple[Any, ...], Select[Any]] = {}
+_BUILT: dict[tuple[Any, ...], AnySelect] = {}
 
 
 async def shaped_page(
     session: AsyncSession,
     shape: Hashable,
-    build: Callable[[], Select[Any]],
+    build: Callable[[], AnySelect],
     params: dict[str, Any],
     keyset: Keyset,
     tenant_id: int,
     args: PageArgs,
     key_of: Callable[[Any], Sequence[Any]],
     *,
-    ids_first: ColumnElement[Any] | None = None,
+    ids_first: InstrumentedAttribute[Any] | None = None,
     sort_matches: bool = False,
 ) -> Page[Any]:
     """keyset_page() (core rows) for a query that differs between requests of the same `shape`
@@ -293,8 +293,8 @@ async def shaped_page(
 
 async def keyset_pages(
     session: AsyncSession,
-    query: Select[Any],
-    parent: ColumnElement[Any],
+    query: AnySelect,
+    parent: InstrumentedAttribute[Any],
     parent_ids: Sequence[int],
     keyset: Keyset,
     tenant_id: int,
@@ -313,13 +313,13 @@ async def keyset_pages(
         await (await session.connection()).execute(
             select(ranked)
             .where(ranked.c.row_number <= window.limit + 1)
-            .order_by(ranked.c[parent.key], ranked.c.row_number),  # type: ignore[attr-defined]
+            .order_by(ranked.c[parent.key], ranked.c.row_number),
             window.params(),
         )
     ).all()
     grouped: dict[int, list[Any]] = {parent_id: [] for parent_id in parent_ids}
     for row in rows:
-        grouped[getattr(row, parent.key)].append(row)  # type: ignore[attr-defined]
+        grouped[getattr(row, parent.key)].append(row)
     return {
         parent_id: _page(found, window, keyset, tenant_id, key_of)
         for parent_id, found in grouped.items()

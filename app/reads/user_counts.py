@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.domain.timeutil import MICROS_PER_HOUR
 from app.store.models import LatestCount, StatusCount, SyncUser
@@ -75,6 +76,9 @@ def _range_term(kind: str, bounded: bool, i: int, status: bool, policy: bool) ->
     """hours: the hour counters of the hours lo..hi; scan: the users whose latest_sort is in
     lo..hi, counted in the index (with a status and a policy, inside
     ix_sync_users_status_policy: three equalities)."""
+    model: type[LatestCount | SyncUser]
+    column: InstrumentedAttribute[int]
+    policy_column: InstrumentedAttribute[int] | InstrumentedAttribute[int | None]
     if kind == "hours":
         query = select(func.coalesce(func.sum(LatestCount.count), 0))
         model, column, policy_column = LatestCount, LatestCount.hour, LatestCount.policy_key

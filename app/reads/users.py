@@ -18,7 +18,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, false, func, literal_column, or_, select, text
+from sqlalchemy import (
+    BindParameter,
+    Select,
+    and_,
+    bindparam,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -48,6 +59,7 @@ from app.reads.user_counts import (
     structured_count,
 )
 from app.store import pending_requests
+from app.store.engine import dialect_of
 from app.store.models import FailureReason, SyncUser
 
 STATUSES = tuple(UserStatus)
@@ -119,9 +131,14 @@ def _like_pattern(term: str) -> str:
 # are built once (conditions_of, the page's in pagination.shaped_page). Building a filtered
 # page's SQLAlchemy expressions anew took about a third of its time (all filters combined at
 # 1M users).
-TENANT, STATUS, POLICY = bindparam("tenant"), bindparam("status"), bindparam("policy")
-LATEST_FROM, LATEST_TO = bindparam("latest_from"), bindparam("latest_to")
-ERROR_CODE, PATTERN, PHRASE = bindparam("error_code"), bindparam("pattern"), bindparam("phrase")
+TENANT: BindParameter[int] = bindparam("tenant")
+STATUS: BindParameter[str] = bindparam("status")
+POLICY: BindParameter[int] = bindparam("policy")
+LATEST_FROM: BindParameter[int] = bindparam("latest_from")
+LATEST_TO: BindParameter[int] = bindparam("latest_to")
+ERROR_CODE: BindParameter[str] = bindparam("error_code")
+PATTERN: BindParameter[str] = bindparam("pattern")
+PHRASE: BindParameter[str] = bindparam("phrase")
 
 
 def filter_params(tenant_id: int, filt: UserFilter) -> dict[str, Any]:
@@ -160,7 +177,7 @@ def _postgres_like(term: str) -> ColumnElement[bool]:
 
 
 def _fts() -> ColumnElement[bool]:
-    matches = (
+    matches: Select[Any] = (
         select(literal_column("rowid"))
         .select_from(text("sync_users_search"))
         .where(text("sync_users_search MATCH :phrase").bindparams(PHRASE))
@@ -287,7 +304,7 @@ async def plan_for_values(session: AsyncSession, filt: UserFilter) -> None:
     blind to the term (38 matches or 62,665), for all filters combined at 1M users it ANDs the
     term's whole trigram bitmap and sorts: 34 ms for the page where the custom plan takes 1-3.
     Not for every statement: planning each write statement cost ~0.5 ms a run lifecycle step."""
-    if filt.term and session.bind.dialect.name != "sqlite":
+    if filt.term and dialect_of(session) != "sqlite":
         await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
@@ -349,7 +366,7 @@ async def _error_count(session: AsyncSession, tenant_id: int, filt: UserFilter) 
             )
         )
         return int(found or 0)
-    if session.bind.dialect.name == "sqlite":
+    if dialect_of(session) == "sqlite":
         return await _filter_count(session, tenant_id, filt, BY_ERROR["LATEST_SYNC_DESC"])
     return await _postgres_count(session, tenant_id, filt)
 
@@ -398,13 +415,13 @@ async def _sqlite_uncached(
         total = await _filter_count(session, tenant_id, filt, by_filters(filt))
         return Counts(total, structured, None)
     if filt.status is None and filt.policy_id is None and not filt.ranged:
-        fts = await fts_matches(session, term)  # in every tenant
-        others = await other_tenants_users(session, tenant_id) if fts else 0
+        fts_all = await fts_matches(session, term)  # in every tenant
+        others = await other_tenants_users(session, tenant_id) if fts_all else 0
         if others == 0:
-            return Counts(fts, None, fts)
-        if others is not None and others <= fts:  # less the other tenants' matches
-            return Counts(fts - await _others_matching(session, tenant_id, term), None, fts)
-        return Counts(await _filter_count(session, tenant_id, filt, BY_TRIGRAMS), None, fts)
+            return Counts(fts_all, None, fts_all)
+        if others is not None and others <= fts_all:  # less the other tenants' matches
+            return Counts(fts_all - await _others_matching(session, tenant_id, term), None, fts_all)
+        return Counts(await _filter_count(session, tenant_id, filt, BY_TRIGRAMS), None, fts_all)
     structured = await _structured_count(session, tenant_id, filt)
     if structured == 0:
         return Counts(0, 0, None)
@@ -434,7 +451,7 @@ async def _filter_count(
 ) -> int:
     """The users the filter selects, counted as `access` says (None: as PostgreSQL plans it),
     with a statement built once per shape of filter, like the page's."""
-    dialect = session.bind.dialect.name
+    dialect = dialect_of(session)
     key = (dialect, access, _shape(filt))
     query = _COUNTS.get(key)
     if query is None:
@@ -463,7 +480,7 @@ async def user_count(
     check_filter(filt)
     if filt.error_code is not None:
         return await _error_count(session, tenant_id, filt)
-    dialect = session.bind.dialect.name
+    dialect = dialect_of(session)
     term = filt.term
     if dialect == "sqlite":
         return (await _sqlite_counts(session, tenant_id, filt, term, search_counts)).total
@@ -556,7 +573,7 @@ async def user_page(
     (app/reads/search_matches.py)."""
     check_filter(filt)
     keyset = ORDERS[order]
-    dialect = session.bind.dialect.name
+    dialect = dialect_of(session)
     if dialect == "sqlite":
         limit, _ = page_size(args)
         if access is None and filt.error_code is not None:
@@ -626,7 +643,7 @@ async def user_page(
 
 async def _matches(session: AsyncSession, tenant_id: int, filt: UserFilter) -> Matches:
     """A search's matches in email order: read through pg_trgm's index, then sorted."""
-    where = conditions(tenant_id, session.bind.dialect.name, filt)
+    where = conditions(tenant_id, dialect_of(session), filt)
     query = select(SyncUser.email, SyncUser.id).where(*where)
     ordered = query.order_by(*unindexed_order(ORDERS["EMAIL_ASC"], ascending=True))
     return Matches.of((await (await session.connection()).execute(ordered)).all())
@@ -648,7 +665,7 @@ async def plan_access(
     PostgreSQL plans it): planned once for a walk over all of them (an export, a bulk
     request)."""
     check_filter(filt)
-    if session.bind.dialect.name != "sqlite":
+    if dialect_of(session) != "sqlite":
         return None
     if filt.error_code is not None:
         return BY_ERROR[order]

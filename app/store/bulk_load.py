@@ -145,7 +145,7 @@ class SearchBuild:
         raw.execute("ROLLBACK TO search_build")
         raw.execute("RELEASE search_build")
 
-    def _submit(self, fn: Callable[..., object], *args: object) -> None:
+    def _submit(self, fn: Callable[..., None], *args: object) -> None:
         self._done.append(self._thread.submit(fn, *args))
 
     def _check(self) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, cast
 
-from sqlalchemy import Connection, Executable, Table, func, select, update
+from sqlalchemy import Connection, Executable, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
@@ -162,8 +162,8 @@ async def add_policy_users(session: AsyncSession, deltas: Counter[int]) -> None:
 
 async def recount(session: AsyncSession, tenant_id: int) -> None:
     """Rebuild a tenant's counters and policy user counts from the users (bulk loads)."""
-    await session.execute(StatusCount.__table__.delete().where(StatusCount.tenant_id == tenant_id))
-    await session.execute(LatestCount.__table__.delete().where(LatestCount.tenant_id == tenant_id))
+    await session.execute(delete(StatusCount).where(StatusCount.tenant_id == tenant_id))
+    await session.execute(delete(LatestCount).where(LatestCount.tenant_id == tenant_id))
     moves = Moves()
     per_policy: Counter[int] = Counter()
     grouped = await session.execute(
@@ -176,12 +176,12 @@ async def recount(session: AsyncSession, tenant_id: int) -> None:
         if policy_id:
             per_policy[policy_id] += count
     hour = SyncUser.latest_sort // MICROS_PER_HOUR
-    grouped = await session.execute(
+    by_hour = await session.execute(
         select(hour, SyncUser.policy_id, SyncUser.status, func.count())
         .where(SyncUser.tenant_id == tenant_id, SyncUser.latest_sort > 0)
         .group_by(hour, SyncUser.policy_id, SyncUser.status)
     )
-    for hour_value, policy_id, status, count in grouped:
+    for hour_value, policy_id, status, count in by_hour:
         moves.latest[(int(hour_value), policy_key(policy_id), status)] += count
     await run_in(session, moves.apply, tenant_id)
     await session.execute(update(Policy).where(Policy.tenant_id == tenant_id).values(user_count=0))

@@ -70,6 +70,14 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def dialect_of(session: AsyncSession) -> str:
+    """The session's database kind ("sqlite", "postgresql"): every session here is made bound
+    to its engine (open_database)."""
+    bind = session.bind
+    assert bind is not None, "an unbound session"
+    return bind.dialect.name
+
+
 def is_sqlite(url: str) -> bool:
     return make_url(normalize_url(url)).get_backend_name() == "sqlite"
 

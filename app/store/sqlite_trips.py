@@ -115,6 +115,7 @@ def one_trip_creator(url: URL) -> Callable[[], Awaitable[OneTripConnection]]:
     async def create() -> OneTripConnection:
         connection = OneTripConnection(connect, iter_chunk_size=64)
         connection._thread.daemon = True  # as SQLAlchemy does for aiosqlite.connect()
-        return await connection
+        await connection  # starts its thread and opens the file
+        return connection
 
     return create

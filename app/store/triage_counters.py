@@ -24,7 +24,7 @@ reasons = cast(Table, FailureReason.__table__)
 trends = cast(Table, TrendBucket.__table__)
 # TrendBucket's counters, by the RunState a finish ends in (runs_succeeded, ...).
 RUNS_STARTED = "runs_started"
-FINISHED_COLUMN = {state: f"runs_{state.lower()}" for state in FINISHED}
+FINISHED_COLUMN: dict[str, str] = {state: f"runs_{state.lower()}" for state in FINISHED}
 TREND_COLUMNS = ("changes", RUNS_STARTED, *FINISHED_COLUMN.values())
 
 

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,7 +53,7 @@ async def write(db: Database, publisher: Publisher, change: Change[T], now: int 
     return await asyncio.shield(task)
 
 
-def _retrieved(task: asyncio.Future[object]) -> None:
+def _retrieved(task: asyncio.Future[Any]) -> None:
     # A caller that was cancelled no longer waits for the outcome: mark an error (a conflict,
     # say) as retrieved, or asyncio logs it as "never retrieved". A caller still there gets
     # it raised as usual.

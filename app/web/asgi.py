@@ -89,14 +89,15 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
         ping_seconds: float = DEFAULT_WS_PING_SECONDS,
     ) -> None:
         limits = limits or DocumentLimits()
+        schema = build_schema(limits)
         super().__init__(
-            build_schema(limits),
+            schema,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),  # legacy graphql-ws off
             connection_init_wait_timeout=timedelta(seconds=init_timeout_seconds),
             max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
         )
         # Subscriptions served without strawberry's per-subscription task (subscriptions/live.py).
-        self.documents = Documents(graphql_core_schema(self.schema), limits)
+        self.documents = Documents(graphql_core_schema(schema), limits)
         self.persisted = PersistedQueries(limits)  # Apollo's automatic persisted queries
         # graphql-transport-ws pings of all this app's sockets
         self.pinger = Pinger(ping_seconds)
@@ -334,11 +335,11 @@ def create_app(
                 services.hub = Hub(
                     broadcast, db, telemetry, replay=logged, grace=settings.broker_grace_seconds
                 )
-                if hasattr(backend, "on_disconnect"):
+                if backend is not None and hasattr(backend, "on_disconnect"):
                     # A lost broker ends every subscription explicitly (subscriptions/hub.py).
                     backend.on_disconnect = services.hub.broker_lost
                     backend.on_reconnect = services.hub.broker_back
-                if hasattr(backend, "on_publish_retry"):
+                if backend is not None and hasattr(backend, "on_publish_retry"):
                     backend.on_publish_retry = telemetry.publish_retries.inc
                 services.rate_limiter = _rate_limiter(settings)
                 services.secret_box = load_secret_box(settings.database_url)

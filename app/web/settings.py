@@ -153,9 +153,9 @@ def env_number(env: Mapping[str, str], name: str, default: N, kind: Callable[[st
         raise ValueError(f"{name} must be a number, not {raw!r}") from None
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, not {raw!r}")
-    if value < 0:  # type: ignore[operator]
+    if value < 0:
         raise ValueError(f"{name} must not be negative, not {raw!r}")
-    if value > MAX_SETTING:  # type: ignore[operator]
+    if value > MAX_SETTING:
         raise ValueError(f"{name} must be at most {MAX_SETTING}, not {raw!r}")
     return value
 

@@ -69,8 +69,10 @@ class ReliableBroadcast(Broadcast):
     def backend(self) -> BroadcastBackend:
         return self._backend
 
+    # Yields our Subscriber (get() and async iteration, as broadcaster's own), which is not a
+    # subclass of the private broadcaster._base.Subscriber.
     @asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[Subscriber]:
+    async def subscribe(self, channel: str) -> AsyncIterator[Subscriber]:  # type: ignore[override]
         queue: DropOldestQueue[Event | None] = DropOldestQueue(
             self._subscriber_queue_limit, f"subscriber of {channel!r}"
         )

@@ -59,10 +59,16 @@ async def sync_users(
     *,
     with_total: bool = False,
     runs: frozenset[str] = frozenset(),
+    rows: bool = True,
 ) -> tuple[Page[UserView], int | None]:
     """A page with each user's policy and the asked runs, and the exact total when asked (or
-    when planning the page needed it), all in one session."""
+    when planning the page needed it), all in one session. Without `rows` (totalCount alone:
+    a client polling a count), the arguments are checked and only the total is read."""
     tenant_id = await viewer(ctx)
+    if not rows:
+        users.check_page(tenant_id, filt, order, args)
+        total = await sync_user_count(ctx, filt) if with_total else None
+        return Page([], False, False), total
     async with ctx.read() as session:
         result = await users.user_page(
             session,

@@ -74,7 +74,9 @@ def _names(selections: list[Any], path: tuple[str, ...]) -> set[str]:
 def selected(info: Info, *paths: tuple[str, ...]) -> list[set[str]]:
     """Names of the fields the query selects at each path below this field (fragments
     included), so a resolver reads in one go what its children will need."""
-    selections = info.selected_fields[0].selections  # built anew on each access
+    # One entry per field node: `syncUsers { totalCount } syncUsers { edges { ... } }` is one
+    # field of two nodes. selected_fields is built anew on each access.
+    selections = [s for field in info.selected_fields for s in field.selections]
     return [_names(selections, path) for path in paths]
 
 
@@ -145,6 +147,7 @@ class Query:
             PageArgs(first, after, last, before),
             with_total="totalCount" in top,
             runs=runs,
+            rows="edges" in top or "pageInfo" in top,
         )
         return SyncUserConnection(
             edges=[SyncUserEdge(cursor=c, node=SyncUser.of(v)) for c, v in page.items],

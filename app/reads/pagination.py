@@ -137,6 +137,11 @@ def _window(keyset: Keyset, tenant_id: int, args: PageArgs) -> _Window:
     return _Window(limit, forward, after, before)
 
 
+def check_window(keyset: Keyset, tenant_id: int, args: PageArgs) -> None:
+    """Raises BadUserInput for the page request's arguments as reading it would."""
+    _window(keyset, tenant_id, args)
+
+
 def _bounded(query: AnySelect, keyset: Keyset, window: _Window) -> AnySelect:
     """The query bounded by the window's cursors, their key values bound at run time
     (_Window.params), so one statement serves every cursor."""

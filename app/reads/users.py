@@ -42,6 +42,7 @@ from app.reads.pagination import (
     Keyset,
     Page,
     PageArgs,
+    check_window,
     decode_cursor,
     page_size,
     shaped_page,
@@ -554,6 +555,12 @@ async def _sqlite_plan(
     if term and counts.fts is not None:
         options.append((counts.fts, BY_TRIGRAMS))
     return Plan(min(options, key=lambda option: option[0])[1], counts.total)
+
+
+def check_page(tenant_id: int, filt: UserFilter, order: str, args: PageArgs) -> None:
+    """What user_page refuses (BAD_USER_INPUT), without reading a row."""
+    check_filter(filt)
+    check_window(ORDERS[order], tenant_id, args)
 
 
 async def user_page(

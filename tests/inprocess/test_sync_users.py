@@ -4,11 +4,14 @@ totalCount, each checked against a brute-force expectation computed from the cre
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta, timezone
 from typing import Any
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from tests.api_tests import helpers as h
 from tests.conftest import Tenant
@@ -350,3 +353,72 @@ async def test_a_search_pages_alike_whether_it_walks_the_order_or_sorts_its_matc
             want = expected(world, filt, order)
             assert await walk_forward(world, filt, order, 4) == want, (walk_order, filt)
             assert await walk_backward(world, filt, order, 5) == want, (walk_order, filt)
+
+
+COUNT_ONLY = """query Count($filter: SyncUserFilter, $order: SyncUserOrder, $first: Int,
+  $after: String, $last: Int, $before: String) {
+  syncUsers(filter: $filter, orderBy: $order, first: $first, after: $after, last: $last,
+    before: $before) { totalCount } }"""
+
+
+# What only a page read selects: its users' columns, their policies and runs.
+PAGE_READS = ("sync_users.unresolved_failure_count", "FROM policies", "FROM sync_runs")
+
+
+@pytest.fixture
+def statements() -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
+
+async def test_a_count_alone_reads_no_page(world: World, statements: list[str]) -> None:
+    """`syncUsers { totalCount }` (a client polling a count): the exact count, without
+    reading a page of users, their policies and runs."""
+    for filt in filters(world):
+        statements.clear()
+        data = await world.tenant.viewer.execute(COUNT_ONLY, filter=filt, order="EMAIL_ASC")
+        assert data["syncUsers"]["totalCount"] == len(expected(world, filt, "EMAIL_ASC")), filt
+        assert not [s for s in statements if any(read in s for read in PAGE_READS)], filt
+    statements.clear()
+    await page(world, {}, "EMAIL_ASC", first=10)  # the markers do tell a page read
+    assert all(any(read in s for s in statements) for read in PAGE_READS), statements
+
+
+async def test_a_count_alone_refuses_what_a_page_refuses(world: World) -> None:
+    cursor = (await page(world, {}, "EMAIL_ASC", first=1))["pageInfo"]["endCursor"]
+    refused: list[dict[str, Any]] = [
+        {"first": 0},
+        {"first": 101},
+        {"first": 5, "last": 5},
+        {"after": "not a cursor"},
+        {"before": ""},
+        {"after": cursor, "order": "LATEST_SYNC_DESC"},  # another order's cursor
+        {"filter": {"emailContains": "x" * 10_000}},
+    ]
+    viewer = world.tenant.viewer
+    for args in refused:
+        args = {"order": "EMAIL_ASC", **args}
+        with_rows = await viewer.errors(h.SYNC_USERS, **args)
+        alone = await viewer.errors(COUNT_ONLY, **args)
+        assert with_rows and alone, args
+        assert [e["extensions"]["code"] for e in alone] == ["BAD_USER_INPUT"], (args, alone)
+        assert [e["message"] for e in alone] == [e["message"] for e in with_rows], args
+
+
+async def test_a_field_asked_twice_is_read_for_both_selections(world: World) -> None:
+    """One response key selected twice is one field of two nodes: the page is read for the
+    node that asks for edges although the first asks only for totalCount."""
+    data = await world.tenant.viewer.execute(
+        "{ syncUsers(first: 5) { totalCount } syncUsers(first: 5) { edges { node { id } } } }"
+    )
+    ids = [e["node"]["id"] for e in data["syncUsers"]["edges"]]
+    assert ids == expected(world, {}, "EMAIL_ASC")[:5]
+    assert data["syncUsers"]["totalCount"] == len(world.users)

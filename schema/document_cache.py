@@ -1,8 +1,9 @@
 """Parsed and validated documents by query text, bounded in bytes as well as in entries: a
 document near the size limit parses to megabytes, so an entry count alone bounds nothing.
 
-DocumentCache is the Strawberry side (it replaces ParserCache and ValidationCache); the live
-subscriptions keep their own BoundedCache (subscriptions/live.py) through the same functions."""
+One Documents per schema (SyncStatusSchema.documents): DocumentCache is the Strawberry side
+(it replaces ParserCache and ValidationCache), subscriptions/live.Documents the live
+subscriptions' side, both validating with the schema's operation rules."""
 
 from __future__ import annotations
 

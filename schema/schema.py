@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, specified_rules
 from strawberry.extensions import QueryDepthLimiter
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -32,9 +32,16 @@ MAX_CACHED_BYTES = 64 * 1024 * 1024
 
 
 class SyncStatusSchema(strawberry.Schema):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, documents: Documents, depth_limiter: QueryDepthLimiter, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.policy_nodes = policy_nodes()
+        # One cache of parsed and validated documents for HTTP and the live subscriptions
+        # (subscriptions/live.py), and the rules Strawberry validates an operation with: its
+        # specified rules, then the depth limiter's (its only AddValidationRules extension).
+        self.documents = documents
+        self.operation_rules = (*specified_rules, *depth_limiter.validation_rules)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -66,9 +73,10 @@ class SyncStatusSchema(strawberry.Schema):
         )
 
 
-def build_schema(limits: DocumentLimits | None = None) -> strawberry.Schema:
+def build_schema(limits: DocumentLimits | None = None) -> SyncStatusSchema:
     limits = limits or DocumentLimits()
     documents = Documents(limits, MAX_CACHED_DOCUMENTS, MAX_CACHED_BYTES)
+    depth_limiter = QueryDepthLimiter(max_depth=limits.max_depth)
     return SyncStatusSchema(
         query=Query,
         mutation=Mutation,
@@ -80,11 +88,13 @@ def build_schema(limits: DocumentLimits | None = None) -> strawberry.Schema:
             # Size, tokens, cost, aliases, directives, repeats (schema/limits.py), checked
             # before validation, with the caches.
             lambda: DocumentCache(documents),
-            QueryDepthLimiter(max_depth=limits.max_depth),
+            depth_limiter,
             lambda: RateLimit(documents),
         ],
         # A subscription event shared by many subscribers is executed once for them all.
         execution_context_class=SharedEventExecutor,
+        documents=documents,
+        depth_limiter=depth_limiter,
     )
 
 

@@ -18,7 +18,7 @@ import asyncio
 import inspect
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphql import (
     DocumentNode,
@@ -28,17 +28,13 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     get_operation_ast,
-    specified_rules,
 )
 from graphql.execution.values import get_argument_values
-from strawberry.extensions import QueryDepthLimiter
 
 from app.domain.errors import ServiceError
 from app.web.context import Context
-from schema.document_cache import BoundedCache, document_bytes
 from schema.errors import classify
-from schema.library_internals import root_fields
-from schema.limits import DocumentLimits, parse_document, query_cost, validate_within_limits
+from schema.library_internals import graphql_core_schema, root_fields
 from schema.rate_limit import check as over_budget
 from schema.shared_executor import SharedEventExecutor
 from schema.types import SyncMetrics, SyncUser
@@ -48,39 +44,31 @@ from subscriptions.metrics_feed import MetricsSubscriber
 from subscriptions.shared import SharedExecution
 from subscriptions.subscriber import Backlog, SubscriberOverflow, UserIds, UserSubscriber
 
+if TYPE_CHECKING:  # schema.schema imports this module (through schema/subscription.py)
+    from schema.schema import SyncStatusSchema
+
 USER_FIELD = "syncUserUpdated"
 METRICS_FIELD = "syncMetricsUpdated"
-# Open pages send a handful of documents; bounds keep odd clients from filling memory
-# (a document of 5,000 tokens parses to about 2 MB).
-MAX_DOCUMENTS = 100
-MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 
 
 class Documents:
-    """Parsed and validated subscription documents, by query text (one per schema), under
-    the same limits as every other document (schema/limits.py)."""
+    """Subscription documents through the schema's own cache of parsed and validated
+    documents (schema/document_cache.py), validated with the rules of every other operation,
+    under the same limits (schema/limits.py), their estimated cost kept with them."""
 
-    def __init__(self, schema: GraphQLSchema, limits: DocumentLimits) -> None:
-        self.schema = schema
-        self.limits = limits
-        self.rules = (
-            *specified_rules,
-            *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
-        )
-        self._cache: BoundedCache[DocumentNode] = BoundedCache(MAX_DOCUMENTS, MAX_DOCUMENT_BYTES)
+    def __init__(self, schema: SyncStatusSchema) -> None:
+        self.schema: GraphQLSchema = graphql_core_schema(schema)
+        self._cache = schema.documents
+        self._rules = schema.operation_rules
 
     def valid(self, query: str) -> DocumentNode | None:
         """The document if it parses and validates, else None (and the usual path reports)."""
-        if (found := self._cache.get(query)) is not None:
-            return found
-        try:
-            document = parse_document(query, self.limits)
-        except GraphQLError:
-            return None  # the usual path reports it; an oversized text is not kept
-        if validate_within_limits(self.schema, document, self.limits, self.rules):
+        if self._cache.validated(self.schema, query, self._rules):
             return None
-        self._cache.put(query, document, document_bytes(query, document))
-        return document
+        return self._cache.parsed(query).document
+
+    def cost(self, query: str, document: DocumentNode) -> int:
+        return self._cache.cost(self.schema, query, document)
 
 
 @dataclass(slots=True)
@@ -145,7 +133,7 @@ async def plan(
         user_ids = streams.parse_user_ids(args.get("userIds")) if field == USER_FIELD else None
     except (GraphQLError, ServiceError):
         return None
-    refusal = await over_budget(context, lambda: query_cost(documents.schema, document))
+    refusal = await over_budget(context, lambda: documents.cost(payload["query"], document))
     if refusal is not None:
         # graphql-transport-ws: errors before execution are an `error` message, as HTTP
         # answers 429 before running anything (Strawberry's path sent `next`, then

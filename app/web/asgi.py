@@ -63,7 +63,6 @@ from schema.http_status import (
     response_status,
     wants_graphql_response,
 )
-from schema.library_internals import graphql_core_schema
 from schema.limits import DocumentLimits
 from schema.persisted_queries import PersistedQueries, PersistedQueryError
 from schema.schema import build_schema
@@ -97,7 +96,7 @@ class SyncStatusGraphQL(GraphQL[Context, None]):
             max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
         )
         # Subscriptions served without strawberry's per-subscription task (subscriptions/live.py).
-        self.documents = Documents(graphql_core_schema(schema), limits)
+        self.documents = Documents(schema)
         self.persisted = PersistedQueries(limits)  # Apollo's automatic persisted queries
         # graphql-transport-ws pings of all this app's sockets
         self.pinger = Pinger(ping_seconds)

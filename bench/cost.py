@@ -186,7 +186,7 @@ def main() -> None:
         cli(env, "db", "upgrade")
         cli(env, "seed", "--tenant", TENANT, "--users", str(args.users))
         token = cli(env, "token", "create", "--tenant", TENANT, "--role", "viewer").split()[-1]
-        runs = []
+        runs: list[tuple[str, Path, dict[str, str]]] = []
         if args.before:
             runs.append((f"before ({args.before})", checkout(args.before, folder), {}))
         runs += [

@@ -80,6 +80,7 @@ async def main(url: str) -> None:
         finance = await session.scalar(
             select(Policy.id).where(Policy.tenant_id == tenant, Policy.name == "Finance")
         )
+    assert tenant is not None and finance is not None, "seed with bench/queries.py --keep first"
     plain = url.replace("postgresql+asyncpg://", "postgresql://")
     conn = await asyncpg.connect(plain, server_settings={"plan_cache_mode": "force_custom_plan"})
     try:

@@ -78,13 +78,15 @@ async def load(db: Database, stop: asyncio.Event, writes: list[float], reads: li
         while not stop.is_set():
             n += 1
             started = time.perf_counter()
-            await db.run_write(
-                lambda conn, n=n: conn.execute(
+
+            def bump(conn: Connection, n: int = n) -> None:
+                conn.execute(
                     update(SyncUser)
                     .where(SyncUser.id == 1 + n % 100)
                     .values(version=SyncUser.version + 1)
                 )
-            )
+
+            await db.run_write(bump)
             writes.append(time.perf_counter() - started)
             await asyncio.sleep(0.002)
 

@@ -112,8 +112,9 @@ def sample(current: Path, pytest: int, stop: threading.Event) -> tuple[Counter[s
                 ancestor = processes[ancestor][0]
             if key not in kinds:
                 kinds[key] = _kind(pid, command, pytest, parent)
-            by_test[test or _outside(pid, kinds[key])] += spent
-            by_kind[kinds[key]] += spent
+            # CPU seconds are floats: Counter sums them, though typeshed types counts as int.
+            by_test[test or _outside(pid, kinds[key])] += spent  # type: ignore[assignment]
+            by_kind[kinds[key]] += spent  # type: ignore[assignment]
         first = False
     return by_test, by_kind
 

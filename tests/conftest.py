@@ -201,7 +201,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     with its own settings, a seeded tenant) are set up once. Units go out longest first (by
     SCOPE_SECONDS), so that the workers end together. (xdist's own `loadgroup` renames node
     ids, which pytest 9.2 no longer allows.)"""
-    from xdist.scheduler import LoadScopeScheduling  # only under xdist
+    # Only under xdist, which ships no type information.
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
 
     try:
         seconds: dict[str, float] = json.loads(SCOPE_SECONDS.read_text())
@@ -256,7 +257,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     phase = config.getoption("serial")
     if phase != "include":
         wanted = phase == "only"
-        keep, dropped = [], []
+        keep: list[pytest.Item] = []
+        dropped: list[pytest.Item] = []
         for item in items:
             (keep if (item.get_closest_marker("serial") is not None) == wanted else dropped).append(
                 item

@@ -38,6 +38,8 @@ def admin_token(database_url: str, tenant: str) -> str:
 class ApiTenant(Tenant):
     """The admin token comes from app.auth.tokens; the others from the admin's createApiToken."""
 
+    server: Server  # the API suite's servers run in processes of their own, not in-process
+
     def api(self, role: str) -> Api:
         if role in self._apis:
             return self._apis[role]

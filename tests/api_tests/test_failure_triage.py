@@ -109,8 +109,8 @@ async def _check_against_recount(
     for start in range(first, last + 1, 300):  # HOUR windows hold at most 336 buckets
         since = datetime.fromtimestamp(start * 3600, UTC)
         until = datetime.fromtimestamp(min(start + 299, last) * 3600 + 3599, UTC)
-        found = await viewer.execute(TRENDS, since=h.iso(since), until=h.iso(until))
-        points += found["syncTrends"]
+        trends = await viewer.execute(TRENDS, since=h.iso(since), until=h.iso(until))
+        points += trends["syncTrends"]
     assert [_micros(p["at"]) // MICROS_PER_HOUR for p in points] == list(range(first, last + 1))
     for point in points:
         hour = _micros(point["at"]) // MICROS_PER_HOUR

@@ -4,6 +4,7 @@ that each carry one of the contract's codes, and nothing masked as INTERNAL_SERV
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -145,7 +146,7 @@ def check(response: httpx.Response) -> list[dict[str, Any]]:
 # Garbage needs a valid token, not a tenant of its own per test: the module's viewer (a tenant
 # with its tokens per test was most of this module's time). A fresh client per test, as before.
 @pytest.fixture
-def client(module_tenant: ApiTenant):  # type: ignore[no-untyped-def]
+def client(module_tenant: ApiTenant) -> Iterator[httpx.Client]:
     headers = {"Authorization": f"Bearer {module_tenant.viewer.token}"}
     with httpx.Client(headers=headers, timeout=30) as session:
         yield session

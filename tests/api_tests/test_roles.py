@@ -183,6 +183,7 @@ async def test_malformed_authorization_headers(tenant: ApiTenant, header: str) -
 
 async def test_a_valid_token_with_another_scheme_is_refused(tenant: ApiTenant) -> None:
     token = tenant.viewer.token
+    assert token is not None
     async with httpx.AsyncClient() as client:
         for header in (f"Basic {token}", token, f"Bearer {token}x"):
             response = await client.post(

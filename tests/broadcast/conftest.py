@@ -5,16 +5,23 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import pytest
 from broadcaster import Broadcast, Event
 
 from app.events.broker import BroadcastUnavailable
-from app.events.broker._broadcast import Subscriber
 from tests.private_redis import PrivateRedis, started_private_redis
 
 # Upper bound for any single wait, so that no test can hang.
 WAIT = 5.0
+
+
+class Subscriber(Protocol):
+    """What the helpers read: ReliableBroadcast's Subscriber, which create_broadcast's
+    declared Broadcast types as broadcaster's own (they share no base class)."""
+
+    async def get(self) -> Event: ...
 
 
 @pytest.fixture

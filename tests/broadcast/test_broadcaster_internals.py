@@ -21,7 +21,9 @@ def test_the_version_is_the_one_the_adapter_was_written_for() -> None:
 
 
 def test_broadcast_keeps_its_backend_and_subscribers_where_the_adapter_reads_them() -> None:
-    backend = create_broadcast("memory://").backend
+    broadcast = create_broadcast("memory://")
+    assert isinstance(broadcast, ReliableBroadcast)
+    backend = broadcast.backend
     plain = Broadcast(backend=backend)
     assert plain._backend is backend
     assert plain._subscribers == {}

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import pytest
+from broadcaster import BroadcastBackend
 
 from app.events.broker import ReliableBroadcast, create_broadcast
 from app.events.broker._common import DropOldestQueue, redact_url
@@ -14,8 +15,16 @@ from app.events.broker.redis_pubsub import RedisPubSubBackend
 
 from .conftest import WAIT, eventually, receive
 
+
+def _backend(url: str) -> BroadcastBackend:
+    """create_broadcast's backend (it builds a ReliableBroadcast, declared a plain Broadcast)."""
+    broadcast = create_broadcast(url)
+    assert isinstance(broadcast, ReliableBroadcast)
+    return broadcast.backend
+
+
 # broadcaster's memory backend, reached through our public factory rather than its private module.
-MemoryBackend = type(create_broadcast("memory://").backend)
+MemoryBackend = type(_backend("memory://"))
 
 
 @pytest.mark.parametrize("url", ["redis://localhost:6379/0", "rediss://h:6380/1"])
@@ -34,7 +43,7 @@ def test_redis_urls_use_our_backend(url: str) -> None:
     ],
 )
 def test_postgres_urls_use_our_backend_with_a_plain_dsn(url: str) -> None:
-    backend = create_broadcast(url).backend
+    backend = _backend(url)
     assert isinstance(backend, PostgresNotifyBackend)
     assert backend._url == "postgresql://u:p@h/db"
 
@@ -54,7 +63,8 @@ async def test_memory_delivers_in_order(channel: str) -> None:
         assert [(await receive(sub)).message for _ in range(100)] == [f"m{i}" for i in range(100)]
 
 
-class SlowSubscribeMemoryBackend(MemoryBackend):
+# A base known only at run time (mypy needs a class it can name).
+class SlowSubscribeMemoryBackend(MemoryBackend):  # type: ignore[valid-type,misc]
     """Memory backend whose SUBSCRIBE takes a while, like a real broker's round trip."""
 
     async def subscribe(self, channel: str) -> None:

@@ -242,13 +242,13 @@ async def test_publish_retries_over_a_dead_pooled_connection(channel: str) -> No
 
     try:
         await backend.subscribe(channel)
-        backend._pool = flaky = FlakyPool(failures=1)  # type: ignore[assignment]
+        backend._pool = flaky = FlakyPool(failures=1)
         await backend.publish(channel, "x")
         assert flaky.calls == 2
         async with asyncio.timeout(WAIT):
             assert (await backend.next_published()).message == "x"
 
-        backend._pool = FlakyPool(failures=1000)  # type: ignore[assignment]
+        backend._pool = FlakyPool(failures=1000)
         started = time.monotonic()
         with pytest.raises(BroadcastUnavailable, match=r"could not NOTIFY.*connection was closed"):
             await backend.publish(channel, "y")
@@ -281,7 +281,7 @@ async def test_notify_queued_past_its_timeout_is_not_lost(channel: str) -> None:
     try:
         await backend.subscribe(channel)
         await eventually(lambda: backend.is_connected)
-        backend._pool = stalled = StalledOnce()  # type: ignore[assignment]
+        backend._pool = stalled = StalledOnce()
         await backend.publish(channel, "start")
         assert stalled.calls == 2
         assert backend.publish_retries == 1

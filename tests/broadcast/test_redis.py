@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from broadcaster import Broadcast
@@ -177,12 +178,12 @@ async def test_publish_queued_past_its_timeout_is_not_lost(channel: str) -> None
         publish = client.publish
         calls = 0
 
-        async def stalled_once(*args: object) -> object:
+        async def stalled_once(*args: Any, **kwargs: Any) -> int:
             nonlocal calls
             calls += 1
             if calls == 1:
                 await asyncio.sleep(0.5)  # waiting behind others, past the timeout
-            return await publish(*args)  # type: ignore[arg-type]
+            return await publish(*args, **kwargs)
 
         client.publish = stalled_once  # type: ignore[method-assign]
         await publisher.publish(channel, "start")

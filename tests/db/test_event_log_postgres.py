@@ -7,9 +7,10 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import Connection
 
 from app.events import event_log
-from app.events.messages import decode
+from app.events.messages import UserEvent, decode
 from app.store.engine import Database, open_database
 from app.store.migrate import upgrade
 from app.store.models import Tenant
@@ -42,7 +43,11 @@ async def test_concurrent_writers_take_gap_free_sequences(db: Database) -> None:
         taken = []
         for version in range(1, WRITES + 1):
             events = [user_event(user_id, version, "started", tenant_id)] * (version % 2 + 1)
-            logged = await db.run_write(lambda c, e=events: event_log.append(c, e, 1_000))
+
+            def append(c: Connection, e: list[UserEvent] = events) -> list[event_log.Logged | None]:
+                return event_log.append(c, e, 1_000)
+
+            logged = await db.run_write(append)
             taken += [entry[0] for entry in logged if entry]
         return taken
 

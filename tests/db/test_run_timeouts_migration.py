@@ -78,7 +78,7 @@ async def _rows(url: str) -> None:
         await db.dispose()
 
 
-async def _last_reports(url: str) -> tuple[dict[int, int | None], set[str]]:
+async def _last_reports(url: str) -> tuple[dict[int, int | None], set[str | None]]:
     db = open_database(url)
     try:
         async with db.read() as session:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from alembic import command
@@ -20,7 +21,8 @@ from tests.server import empty_database
 H = MICROS_PER_HOUR
 T0 = 1_790_000_000_000_000 // H * H
 # (user, tenant, status, [(state, started hour, finished minutes later, code, message, changes)])
-USERS = [
+Run = tuple[str, int, int | None, str | None, str | None, int]
+USERS: list[tuple[int, int, str, list[Run]]] = [
     (1, 1, "FAILED", [("SUCCEEDED", 0, 5, None, None, 7), ("FAILED", 2, 3, "ERR_A", "a1", 2)]),
     (2, 1, "FAILED", [("FAILED", 3, 1, "ERR_A", "a2", 0)]),
     (3, 1, "FAILED", [("FAILED", 3, 2, "ERR_B", None, 0)]),
@@ -120,7 +122,7 @@ async def _first_wave(url: str) -> None:
         await db.dispose()
 
 
-async def _trends(url: str, tenant: int) -> dict[int, tuple[int, ...]]:
+async def _trends(url: str, tenant: int) -> dict[int, tuple[Any, ...]]:
     db = open_database(url)
     try:
         async with db.read() as session:
@@ -132,7 +134,9 @@ async def _trends(url: str, tenant: int) -> dict[int, tuple[int, ...]]:
                 ),
                 {"t": tenant},
             )
-            trends = {int(r[0]): tuple(int(v) for v in r[1:]) for r in rows}
+            trends: dict[int, tuple[Any, ...]] = {
+                int(r[0]): tuple(int(v) for v in r[1:]) for r in rows
+            }
             reasons = await session.execute(
                 text(
                     "SELECT error_code, user_count, sample_message, last_seen_at"
@@ -140,7 +144,7 @@ async def _trends(url: str, tenant: int) -> dict[int, tuple[int, ...]]:
                 ),
                 {"t": tenant},
             )
-            trends[-1] = tuple(sorted(tuple(r) for r in reasons))  # type: ignore[arg-type]
+            trends[-1] = tuple(sorted(tuple(r) for r in reasons))
             return trends
     finally:
         await db.dispose()

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import cast
 
 import pytest
-from sqlalchemy import Connection, insert, make_url, select
+from sqlalchemy import Connection, Table, insert, make_url, select
 
 from app.events.messages import Publisher
 from app.store import sqlite_writer
@@ -22,7 +22,8 @@ from app.store.unit_of_work import write
 from tests.server import open_sqlite, sqlite_database
 from tests.subscriptions.support import eventually
 
-tenants = Tenant.__table__
+# A declarative class's __table__ is a Table; SQLAlchemy types it as any FromClause.
+tenants = cast(Table, Tenant.__table__)
 
 
 @pytest.fixture

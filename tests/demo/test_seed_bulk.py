@@ -81,7 +81,7 @@ async def _search_matches_like(db: Database) -> None:
 
 async def _counters(db: Database, tenant_id: int) -> list[Any]:
     async with db.read() as session:
-        found = []
+        found: list[list[Any]] = []
         for model in (StatusCount, LatestCount):
             rows = await session.execute(
                 select(model).where(model.tenant_id == tenant_id, model.count != 0)

@@ -14,6 +14,7 @@ from app.demo.simulation import (
     plan_run,
     rng_for,
 )
+from app.domain.statuses import RunState
 
 KINDS = ("INITIAL", "DELTA")
 SERVICES = ("MAIL", "CALENDAR", "CONTACTS", "DRIVE")
@@ -35,9 +36,9 @@ def test_same_seed_same_plan_and_seeds_differ() -> None:
 def test_outcome_mix_is_lively_but_mostly_green() -> None:
     outcomes = Counter(plan.outcome for _, _, plan in plans())
     total = sum(outcomes.values())
-    assert 0.07 < outcomes["FAILED"] / total < 0.13
-    assert 0.11 < outcomes["COMPLETED_WITH_WARNING"] / total < 0.19
-    assert outcomes["SUCCEEDED"] / total > 0.65
+    assert 0.07 < outcomes[RunState.FAILED] / total < 0.13
+    assert 0.11 < outcomes[RunState.COMPLETED_WITH_WARNING] / total < 0.19
+    assert outcomes[RunState.SUCCEEDED] / total > 0.65
     codes = {plan.error[0] for _, _, plan in plans() if plan.error}
     assert {"ERR_TOKEN_001", "ERR_USER_404", "ERR_RATE_429"} <= codes
 

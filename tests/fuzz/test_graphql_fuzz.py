@@ -313,13 +313,15 @@ async def test_fuzzed_queries_and_mutations_get_contract_answers(
             headers={"Authorization": f"Bearer {tokens['admin']}"},
             timeout=REQUEST_TIMEOUT,
         )
+        token = tokens[role]
+        assert token is not None
         findings = Findings()
         registered = dict(CUSTOM_SCALARS)
         register_scalars(seeded)
         started = time.monotonic()
         try:
             await asyncio.to_thread(
-                _run_all, schema, fuzz_server.graphql_url, role, tokens[role], findings
+                _run_all, schema, fuzz_server.graphql_url, role, token, findings
             )
         finally:
             CUSTOM_SCALARS.clear()

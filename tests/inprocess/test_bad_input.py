@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +63,7 @@ async def world(module_tenant: Tenant) -> World:
 
 
 @pytest.fixture
-async def unchanged(world: World):  # type: ignore[no-untyped-def]
+async def unchanged(world: World) -> AsyncIterator[None]:
     """Fails the test when the tenant's visible state changed."""
     yield
     assert await h.snapshot(world.tenant.admin) == world.state

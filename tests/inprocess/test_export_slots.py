@@ -6,6 +6,7 @@ stops reading holds it."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 from tests.api_tests import helpers as h
@@ -64,7 +65,7 @@ async def test_two_exports_at_once_and_a_leaving_client_frees_its_slot(
     stalled = asyncio.Event()
     exports = [Export(app, token, stalled) for _ in range(6)]
     await asyncio.wait_for(asyncio.gather(*(e.started.wait() for e in exports)), 30)
-    assert sorted(e.status for e in exports) == [200, 200, 429, 429, 429, 429]
+    assert Counter(e.status for e in exports) == {200: 2, 429: 4}
 
     # The two clients leave mid-stream: their slots come back.
     for export in exports:

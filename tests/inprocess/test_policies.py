@@ -57,7 +57,8 @@ async def test_policies_are_listed_by_name(tenant: Tenant) -> None:
             break
         after = page["pageInfo"]["endCursor"]
     assert forward == listed
-    backward, before = [], None
+    backward: list[str] = []
+    before = None
     while True:
         page = (await viewer.execute(h.POLICIES, last=2, before=before))["policies"]
         backward = [e["node"]["name"] for e in page["edges"]] + backward

@@ -60,9 +60,8 @@ async def test_next_scheduled_sync(tenant: Tenant) -> None:
     # Requested: now, until the next run starts.
     requested = (await tenant.operator.execute(h.REQUEST_SYNC, id=synced["id"]))["requestSync"]
     found, before, after = await _next_at(tenant, synced["id"])
-    assert _is_now(found, before, after) and _is_now(
-        requested["nextScheduledSyncAt"], before - SLACK, after
-    )
+    assert found is not None and _is_now(found, before, after)
+    assert _is_now(requested["nextScheduledSyncAt"], before - SLACK, after)
     again = await h.start(worker, synced["id"])
     expected = h.when(again["startedAt"]) + timedelta(minutes=15)
     assert h.when((await h.user(tenant.viewer, synced["id"]))["nextScheduledSyncAt"]) == expected

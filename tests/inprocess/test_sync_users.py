@@ -233,7 +233,7 @@ async def test_small_search_terms_and_wildcards_are_literal(world: World) -> Non
     assert all("underxscore" not in e["node"]["email"] for e in found["edges"])
 
 
-PAGED = (
+PAGED: tuple[dict[str, str], ...] = (
     {},
     {"emailContains": "example"},
     {"status": "SYNCED"},

@@ -4,7 +4,9 @@ mutations NOT_FOUND), its cursors are rejected, and nothing of it is ever visibl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from tests.api import Api
 from tests.api_tests import helpers as h
 from tests.conftest import Tenant
 
@@ -42,7 +44,7 @@ async def test_another_tenants_ids_do_not_exist(tenant: Tenant, other_tenant: Te
     assert filtered["syncUsers"]["totalCount"] == 0 and filtered["syncUsers"]["edges"] == []
 
     admin, worker = tenant.admin, tenant.worker
-    not_found = [
+    not_found: list[tuple[Api, str, dict[str, Any]]] = [
         (worker, h.START, {"user": theirs.user}),
         (worker, h.REPORT, {"run": theirs.run, "processed": 1, "changes": 1}),
         (worker, h.FINISH, {"run": theirs.run}),

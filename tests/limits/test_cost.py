@@ -162,7 +162,7 @@ def test_the_cost_is_estimated_once_per_cached_document() -> None:
     documents = Documents(DocumentLimits(), max_entries=10, max_bytes=1_000_000)
     query = "{ syncUsers(first: 50) { edges { node { id runs(first: 20) { totalCount } } } } }"
     found = documents.parsed(query)
-    assert found.cost is None
+    assert found.cost is None and found.document is not None
     assert documents.cost(SCHEMA, query, found.document) == cost(query) == 50 + 50 * 20
     assert found.cost == cost(query)
     found.cost = 7  # what a second request gets: the kept figure, not a new estimate

@@ -95,7 +95,7 @@ def test_a_request_line_has_its_id_operation_tenant_and_outcome(
 @pytest.mark.parametrize("bad", ["has space", "x" * 65, "ünï", "a/b", ""])
 def test_a_malformed_request_id_is_replaced(json_server: Server, bad: str) -> None:
     response = httpx.get(
-        f"{json_server.url}/livez", headers={"X-Request-ID": bad.encode()}, timeout=5
+        f"{json_server.url}/livez", headers={b"X-Request-ID": bad.encode()}, timeout=5
     )
     given = response.headers["x-request-id"]
     assert given != bad and re.fullmatch(r"[0-9a-f]{32}", given)

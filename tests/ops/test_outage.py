@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import httpx
 import pytest
@@ -24,7 +24,7 @@ MUTATION = {
 }
 
 
-def _post(url: str, token: str, body: dict[str, object]) -> httpx.Response:
+def _post(url: str, token: str, body: Mapping[str, object]) -> httpx.Response:
     return httpx.post(url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
 

@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -176,7 +177,7 @@ def _set_revision(url: str, revision: str) -> None:
     asyncio.run(update())
 
 
-def _wait_unready(server: Server, check: str, within: float = 20.0) -> dict[str, object]:
+def _wait_unready(server: Server, check: str, within: float = 20.0) -> dict[str, Any]:
     deadline = time.monotonic() + within
     while True:
         response = httpx.get(f"{server.url}/readyz", timeout=5)

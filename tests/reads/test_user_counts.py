@@ -78,7 +78,7 @@ async def _world(tenants: int) -> AsyncIterator[World]:
                 session.add_all(rows)
                 await session.flush()
                 policies[tenant.id] = [p.id for p in rows]
-                users = []
+                users: list[dict[str, Any]] = []
                 for i in range(1200 if t == 0 else 300):
                     status = rng.choice(reads.STATUSES)
                     latest = 0 if status == "NEVER_SYNCED" else _latest(rng)
@@ -135,7 +135,7 @@ def _bound(rng: random.Random) -> int | None:
 
 def _filters(world: World, count: int) -> list[reads.UserFilter]:
     rng = random.Random(42)
-    found = []
+    found: list[reads.UserFilter] = []
     while len(found) < count:
         low, high = _bound(rng), _bound(rng)
         if low is not None and high is not None and low > high:

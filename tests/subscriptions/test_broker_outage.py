@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import websockets
@@ -50,7 +51,7 @@ def servers(broker: Broker) -> Iterator[list[Server]]:
         yield running
 
 
-def user(item: dict) -> dict:  # type: ignore[type-arg]
+def user(item: dict[str, Any]) -> dict[str, Any]:
     return item["syncUserUpdated"]
 
 

@@ -51,7 +51,7 @@ async def test_connection_without_init_is_closed_with_4408(timed_server: Server)
 
 @pytest.mark.parametrize("subprotocol", ["graphql-ws", None], ids=["legacy", "none"])
 async def test_only_graphql_transport_ws_is_spoken(server: Server, subprotocol: str | None) -> None:
-    offered = [subprotocol] if subprotocol else None
+    offered = [websockets.Subprotocol(subprotocol)] if subprotocol else None
     async with websockets.connect(server.ws_url, subprotocols=offered, open_timeout=10) as ws:
         assert ws.subprotocol is None
         assert await close_code(ws) == 4406  # subprotocol not acceptable

@@ -4,6 +4,7 @@ to the other, through the machine's Redis and through PostgreSQL LISTEN/NOTIFY."
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from gql.transport.exceptions import TransportQueryError
@@ -33,7 +34,7 @@ def servers(request: pytest.FixtureRequest) -> Iterator[list[Server]]:
         yield running
 
 
-def user(item: dict) -> dict:  # type: ignore[type-arg]
+def user(item: dict[str, Any]) -> dict[str, Any]:
     return item["syncUserUpdated"]
 
 
@@ -126,7 +127,7 @@ async def test_a_bulk_request_reaches_watchers_on_the_other_process(servers: lis
         assert result["requestSyncs"] == {"requested": count, "skipped": 0}
         seen: dict[str, int] = {}
 
-        def all_seen(item: dict) -> bool:  # type: ignore[type-arg]
+        def all_seen(item: dict[str, Any]) -> bool:
             found = user(item)  # late echoes of the pokes carry older versions
             seen[found["id"]] = max(seen.get(found["id"], 0), found["version"])
             return all(seen.get(u) == version[u] + 1 for u in watched)

@@ -86,6 +86,7 @@ async def test_thousands_of_connect_disconnect_cycles_leave_nothing(
 ) -> None:
     _, ids = await add_users(tenant, 50)
     token = tenant.viewer.token
+    assert token is not None
     await _cycles(server, token, ids, WARMUP)
     await eventually(lambda: _settled(server, 10_000), within=20)
     before = health(server)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from broadcaster import Broadcast
 
 from app.events.broker import ReliableBroadcast
 from app.events.messages import PolicyEvent, UsersRequested, channel_for, encode
@@ -35,7 +36,7 @@ async def hub(broadcast: ReliableBroadcast) -> AsyncIterator[Hub]:
         await running.close()
 
 
-async def publish(broadcast: ReliableBroadcast, *events: object) -> None:
+async def publish(broadcast: Broadcast, *events: object) -> None:
     for event in events:
         await broadcast.publish(channel_for(TENANT), encode(event))  # type: ignore[arg-type]
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from typing import Any
 
 from tests.conftest import Tenant
 from tests.subscriptions.support import METRICS_UPDATES, Stream, Worker, add_users
 
 
-def metrics(item: dict) -> dict:  # type: ignore[type-arg]
+def metrics(item: dict[str, Any]) -> dict[str, Any]:
     return item["syncMetricsUpdated"]
 
 
@@ -51,7 +52,7 @@ async def test_a_run_that_leaves_the_figures_as_they_were_is_still_sent(tenant: 
         await stream.until(lambda i: figures(i) == figures(before), within=5)
 
 
-def figures(item: dict) -> dict:  # type: ignore[type-arg]
+def figures(item: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics(item).items() if k != "asOf"}
 
 

@@ -94,7 +94,7 @@ async def test_strawberrys_pipeline_streams_through_the_live_engine(
         await schema.subscribe(query, variables, context, operation_name=name)
         for query, variables, name in SHAPES.values()
     ]
-    firsts = [asyncio.ensure_future(anext(stream)) for stream in streams]  # type: ignore[arg-type]
+    firsts = [asyncio.ensure_future(anext(stream)) for stream in streams]
     async with asyncio.timeout(5):
         await all_open.wait()
     # Every subscriber in the hub is a LiveOperation's: no stream of Strawberry's own.
@@ -112,7 +112,7 @@ async def test_strawberrys_pipeline_streams_through_the_live_engine(
         {"syncUserUpdated": {"id": USER, "version": 1}},
     ]
     for stream in streams:
-        await stream.aclose()  # type: ignore[union-attr]
+        await stream.aclose()
     assert hub.stats()["user_subscribers"] == 0  # closing the stream left the hub
 
 

@@ -21,7 +21,7 @@ async def test_a_burst_of_concurrent_publishes_is_delivered() -> None:
         receiver.subscribe(channel) as subscriber,
     ):
         await asyncio.gather(*(publisher.publish(channel, f"m{i}") for i in range(BURST)))
-        received = set()
+        received: set[str] = set()
         async with asyncio.timeout(10):
             while len(received) < BURST:
                 received.add((await subscriber.get()).message)

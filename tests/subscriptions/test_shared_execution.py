@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
+from typing import Any
 
 from tests.conftest import Tenant
 from tests.server import Server
@@ -23,8 +24,8 @@ RUNS = """subscription Runs($ids: [ID!], $n: Int) { syncUserUpdated(userIds: $id
 SAME = "subscription Same { syncUserUpdated { id version status email } }"
 
 
-def _user(message: dict) -> dict:  # type: ignore[type-arg]
-    return message["payload"]["data"]["syncUserUpdated"]  # type: ignore[no-any-return]
+def _user(message: dict[str, Any]) -> dict[str, Any]:
+    return message["payload"]["data"]["syncUserUpdated"]
 
 
 async def test_results_differ_where_variables_below_the_field_differ(

@@ -39,7 +39,7 @@ BIG_USER_UPDATES = (
     "subscription($ids: [ID!]) { syncUserUpdated(userIds: $ids) "
     f"{{ id status version {ALIASES} }} }}"
 )
-SLOW = {"receive_buffer": 4096, "max_queue": 1, "max_size": None}
+SLOW: dict[str, Any] = {"receive_buffer": 4096, "max_queue": 1, "max_size": None}
 
 
 async def _make_live(ws: Any, tenant: Tenant, user_id: str, fast: Stream | None) -> None:
@@ -98,13 +98,14 @@ async def test_slow_reader_gets_latest_state_and_slows_nobody(
             for user_id in ids:
                 await worker.run(user_id, progress_reports=3)
                 done_at = time.monotonic()
-                items = await fast.until(
-                    lambda i, u=user_id: (
+
+                def synced(i: dict[str, Any], u: str = user_id) -> bool:
+                    return (
                         i["syncUserUpdated"]["id"] == u
                         and i["syncUserUpdated"]["status"] == "SYNCED"
-                    ),
-                    within=5,
-                )
+                    )
+
+                items = await fast.until(synced, within=5)
                 lag.append(time.monotonic() - done_at)
                 final_version[user_id] = items[-1]["syncUserUpdated"]["version"]
                 peak_pending = max(peak_pending, health(server)["subscriptions"]["pending_events"])

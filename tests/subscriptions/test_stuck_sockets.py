@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack, suppress
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -56,7 +57,7 @@ RSS_BOUND_MB = 40
 # watchdog's tick (a quarter of it), CLOSE_GRACE for the close frame, and slack for a loaded
 # machine.
 CLOSE_BOUND = 1.0 + SEND_TIMEOUT * 1.25 + 2.0 + 6.0  # 7-10 s measured
-STUCK = {"receive_buffer": 4096, "max_queue": 1, "max_size": None}
+STUCK: dict[str, Any] = {"receive_buffer": 4096, "max_queue": 1, "max_size": None}
 
 
 # Where nothing is measured against the send timeout (a stuck client learning why it was

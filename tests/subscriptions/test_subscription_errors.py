@@ -3,6 +3,8 @@ token is closed (4401 none, 4403 bad)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from gql.transport.exceptions import TransportQueryError
@@ -21,7 +23,7 @@ from tests.subscriptions.support import (
 )
 
 
-async def _subscribe_error(tenant: Tenant, **variables: object) -> dict:  # type: ignore[type-arg]
+async def _subscribe_error(tenant: Tenant, **variables: object) -> dict[str, Any]:
     async with (
         tenant.viewer.websocket() as session,
         Stream(session, USER_UPDATES, **variables) as stream,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from tests.conftest import Tenant
 from tests.subscriptions.support import (
@@ -16,13 +17,13 @@ from tests.subscriptions.support import (
 )
 
 
-def user(item: dict) -> dict:  # type: ignore[type-arg]
+def user(item: dict[str, Any]) -> dict[str, Any]:
     return item["syncUserUpdated"]
 
 
-async def seen_all(stream: Stream, ids: list[str]) -> list[dict]:  # type: ignore[type-arg]
+async def seen_all(stream: Stream, ids: list[str]) -> list[dict[str, Any]]:
     """Updates until each of ``ids`` had one, then whatever else follows shortly."""
-    items: list[dict] = []  # type: ignore[type-arg]
+    items: list[dict[str, Any]] = []
     while {user(i)["id"] for i in items} != set(ids):
         items.append(await stream.next())
     return items + await stream.quiet(0.5)

@@ -3,6 +3,8 @@ version order, userIds limits the stream, the whole tenant's stream sees everyth
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.conftest import Tenant
 from tests.subscriptions.support import (
     USER_UPDATES,
@@ -14,7 +16,7 @@ from tests.subscriptions.support import (
 )
 
 
-def user(item: dict) -> dict:  # type: ignore[type-arg]
+def user(item: dict[str, Any]) -> dict[str, Any]:
     return item["syncUserUpdated"]
 
 

@@ -219,6 +219,7 @@ async def test_a_run_started_meanwhile_is_requested_too(world: World) -> None:
                 c, transitions.load_user(c, world.tenant, user_id), now_micros()
             )
         )
+        assert isinstance(started, UserEvent)
         request = asyncio.create_task(_request(world, UserFilter()))
         await asyncio.sleep(1.0)
         # Ordered after the start on the user's sync_requests key (pending_requests.fold).

@@ -126,6 +126,7 @@ def test_triage_deltas() -> None:
         },
     ]
     assert emptied[1] == {"tenant": 9, "codes": ["ERR_A"]}
+    assert isinstance(trends[1], list)
     assert [(row["hour"], row["runs_started"], row["changes"]) for row in trends[1]] == [
         (5, 2, 0),
         (7, 0, 40),

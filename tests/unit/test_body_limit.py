@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import MutableMapping
 from typing import Any
 
 from app.web.body_limit import BodyLimit
@@ -20,7 +21,7 @@ class Client:
     def __init__(self, pieces: list[bytes], pause: float) -> None:
         self.pieces = pieces
         self.pause = pause
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[MutableMapping[str, Any]] = []
 
     async def receive(self) -> dict[str, Any]:
         if not self.pieces:
@@ -29,7 +30,7 @@ class Client:
         await asyncio.sleep(self.pause)
         return {"type": "http.request", "body": piece, "more_body": bool(self.pieces)}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: MutableMapping[str, Any]) -> None:
         self.sent.append(message)
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
+from broadcaster import Event
 
 from app.domain.views import PolicyView, RunView, UserView
 from app.events.broker import create_broadcast
@@ -151,7 +154,8 @@ async def test_published_events_reach_the_tenants_channel() -> None:
     broadcast = create_broadcast("memory://")
     async with broadcast, broadcast.subscribe(channel_for(9)) as subscriber:
         await Publisher(broadcast).publish([UserEvent("progress", user())])
-        received = await anext(aiter(subscriber))
+        # broadcaster types Subscriber.__aiter__ as returning `AsyncGenerator | None`.
+        received = await anext(aiter(cast(AsyncIterator[Event], subscriber)))
     assert decode(received.message) == UserEvent("progress", user())
 
 

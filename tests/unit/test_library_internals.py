@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+from typing import Any, NoReturn
 
 import graphql
 import strawberry
-from graphql import Executor, GraphQLSchema, parse
+from graphql import Executor, GraphQLObjectType, GraphQLSchema, parse
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
@@ -49,8 +50,7 @@ def test_graphql_core_keeps_a_subfield_memo_on_each_executor() -> None:
     )
     # What SharedEventExecutor.build_per_event_executor starts from (its super()): a copy that
     # shares the memo. If it stops sharing, the fix is no longer needed: say so here.
-    base = super(SharedEventExecutor, context)
-    copy = base.build_per_event_executor(None)
+    copy = super(SharedEventExecutor, context).build_per_event_executor(None)
     assert copy._relevant_sub_fields is memo, "per-event executors no longer share the memo"
     fresh_subfield_memo(copy)
     assert copy._relevant_sub_fields == {} and copy._relevant_sub_fields is not memo
@@ -95,7 +95,7 @@ def test_graphql_core_collects_a_subscriptions_root_field_through_aliases_and_fr
 
 
 def test_strawberrys_asgi_websocket_adapter_holds_the_starlette_socket() -> None:
-    async def never(*_: object) -> None:  # pragma: no cover - nothing is sent or received
+    async def never(*_: object) -> NoReturn:  # pragma: no cover - nothing is sent or received
         raise AssertionError
 
     socket = WebSocket({"type": "websocket", "path": "/", "headers": []}, never, never)
@@ -116,6 +116,7 @@ def test_uvicorn_websocket_protocol_keeps_what_app_web_ws_protocol_uses() -> Non
 
     from uvicorn.config import Config
     from uvicorn.server import ServerState
+    from websockets.http11 import Request
     from websockets.protocol import State
     from websockets.server import ServerProtocol
 
@@ -138,9 +139,10 @@ def test_uvicorn_websocket_protocol_keeps_what_app_web_ws_protocol_uses() -> Non
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
         (request,) = conn.events_received()
+        assert isinstance(request, Request)
         conn.send_response(conn.accept(request))
         assert conn.state is State.OPEN and conn.extensions == []
-        parser = conn.parser.gi_frame  # type: ignore[attr-defined]
+        parser = conn.parser.gi_frame
         assert parser is not None and parser.f_locals.get("request") is request, (
             "websockets' parser no longer keeps the handshake request: emptying its headers "
             "in app/web/ws_protocol.py is no longer needed"
@@ -172,7 +174,9 @@ def test_strawberrys_plain_attribute_fields_are_recognised() -> None:
     from schema.library_internals import _leaf_of
 
     core = graphql_core_schema(build_schema())
-    user = core.type_map["SyncUser"].fields  # type: ignore[union-attr]
+    sync_user = core.type_map["SyncUser"]
+    assert isinstance(sync_user, GraphQLObjectType)
+    user = sync_user.fields
     fast = {name for name, field in user.items() if _leaf_of(field) is not None}
     assert {"id", "email", "status", "latestSyncAt"} <= fast, (
         "strawberry's resolver of basic fields is no longer `_get_basic_result` marked"
@@ -226,7 +230,12 @@ class _Things:
         ]
 
 
-def _run(executor: type[Executor] | None, query: str, **kwargs: object) -> tuple[object, object]:
+Errors = list[tuple[str, tuple[str | int, ...]]]
+
+
+def _run(
+    executor: type[Executor] | None, query: str, **kwargs: object
+) -> tuple[dict[str, Any] | None, Errors]:
     import asyncio
 
     options = {"execution_context_class": executor} if executor else {}
@@ -269,7 +278,7 @@ def test_resolver_middleware_still_sees_every_field() -> None:
     seen: list[str] = []
 
     class Spy(SchemaExtension):
-        def resolve(self, _next, root, info, *args, **kwargs):  # type: ignore[no-untyped-def]
+        def resolve(self, _next, root, info, *args, **kwargs):
             seen.append(info.field_name)
             return _next(root, info, *args, **kwargs)
 

@@ -41,9 +41,10 @@ def test_an_outage_is_one_line_when_it_begins_and_one_when_it_ends(
 def test_a_bug_keeps_its_traceback_every_time(caplog: pytest.LogCaptureFixture) -> None:
     failures = OutageLog(logging.getLogger("test.outage"), "webhook delivery")
     with caplog.at_level(logging.INFO, "test.outage"):
+        empty: dict[str, int] = {}
         for _ in range(2):
             try:
-                {}["missing"]
+                empty["missing"]
             except KeyError as error:
                 failures.failed(error)
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [

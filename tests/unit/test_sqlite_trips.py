@@ -93,6 +93,7 @@ async def test_answers_match_plain_aiosqlite(db: Database, tmp_path: Path) -> No
     ours: list[Any] = []
     async with db.read_engine.connect() as conn:
         driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
         for sql in ("SELECT id, name FROM items ORDER BY id", "SELECT count(*) AS n FROM items"):
             cursor = await driver.cursor().execute(sql)
             ours.append((cursor.description, await cursor.fetchall()))
@@ -116,6 +117,7 @@ async def test_fetch_one_many_all_walk_the_rows_once(db: Database) -> None:
         await conn.execute(insert(items), [{"name": f"n{i}"} for i in range(5)])
     async with db.read_engine.connect() as conn:
         driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
         cursor = await driver.cursor().execute("SELECT id FROM items ORDER BY id")
         assert await cursor.fetchone() == (1,)
         assert await cursor.fetchmany(2) == [(2,), (3,)]
@@ -157,6 +159,7 @@ async def test_pragmas_and_transactions_still_apply(db: Database) -> None:
         assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
         assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar() == 10000
         driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
         assert driver.isolation_level is None  # BEGIN is ours (app/store/engine.py)
     async with db.write_engine.connect() as conn:
         await conn.execute(insert(items).values(name="rolled back"))

@@ -220,6 +220,9 @@ def test_the_chart_shows_24_hours_or_7_days(page_env: PageEnv, live_dashboard: P
     failed = sum(p["runsFailed"] for p in points)
     expect(page.locator("#trends-legend")).to_contain_text(f"Changes {changes:,}")
     expect(page.locator("#trends-legend")).to_contain_text(f"Failed runs {failed:,}")
+    # Its totals begin at the first bucket (less than the rolling 24 h card): it says so.
+    first = chart.locator(".chart-axis span").first.inner_text()
+    expect(page.locator("#trends-legend .legend-window")).to_have_text(f"since {first}")
     expect(chart.locator("svg polyline.line-failed")).to_have_count(1)
 
     # Live: a run that fails now shows up in the chart without a reload.

@@ -140,8 +140,8 @@ export function createFailureReasons({ section, list, empty, suggestions, client
 // ---- trends chart -------------------------------------------------------------------------------
 
 const PERIODS = {
-  day: { bucket: "HOUR", label: "the last 24 hours" },
-  week: { bucket: "DAY", label: "the last 7 days" },
+  day: { bucket: "HOUR" },
+  week: { bucket: "DAY" },
 };
 const hourFormat = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
 const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: "short", month: "short", day: "numeric" });
@@ -199,6 +199,9 @@ export function createTrends({ section, chart, legend, buttons, client, onError 
     const totalFailed = failed.reduce((a, b) => a + b, 0);
     const maxChanges = Math.max(1, ...changes);
     const maxFailed = Math.max(1, ...failed);
+    // Whole buckets since the first one's start: a little less than the rolling 24 hours of
+    // the "Changes (Last 24h)" card beside it, so the legend says where its totals begin.
+    const since = points.length ? `since ${label(points[0])}` : "";
     const n = Math.max(1, points.length);
     const width = n * 10;
     const height = 100;
@@ -219,7 +222,7 @@ export function createTrends({ section, chart, legend, buttons, client, onError 
       viewBox: `0 0 ${width} ${height}`,
       preserveAspectRatio: "none",
       role: "img",
-      "aria-label": `${formatNumber(totalChanges)} changes and ${formatNumber(totalFailed)} failed runs in ${PERIODS[period].label}`,
+      "aria-label": `${formatNumber(totalChanges)} changes and ${formatNumber(totalFailed)} failed runs ${since}`,
     },
     svg("line", { class: "chart-base", x1: 0, y1: height - 0.5, x2: width, y2: height - 0.5, "vector-effect": "non-scaling-stroke" }),
     ...bars,
@@ -228,6 +231,7 @@ export function createTrends({ section, chart, legend, buttons, client, onError 
     clear(legend).append(
       h("span", { class: "legend-changes" }, h("span", { class: "swatch", "aria-hidden": "true" }), `Changes ${formatNumber(totalChanges)}`),
       h("span", { class: "legend-failed" }, h("span", { class: "swatch", "aria-hidden": "true" }), `Failed runs ${formatNumber(totalFailed)}`),
+      h("span", { class: "legend-window" }, since),
     );
     clear(chart).append(
       h("div", { class: "chart-scale", "aria-hidden": "true" },

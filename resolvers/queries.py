@@ -67,7 +67,7 @@ async def sync_users(
     tenant_id = await viewer(ctx)
     if not rows:
         users.check_page(tenant_id, filt, order, args)
-        total = await sync_user_count(ctx, filt) if with_total else None
+        total = await _user_count(ctx, tenant_id, filt) if with_total else None
         return Page([], False, False), total
     async with ctx.read() as session:
         result = await users.user_page(
@@ -87,7 +87,10 @@ async def sync_users(
 
 
 async def sync_user_count(ctx: Context, filt: UserFilter) -> int:
-    tenant_id = await viewer(ctx)
+    return await _user_count(ctx, await viewer(ctx), filt)
+
+
+async def _user_count(ctx: Context, tenant_id: int, filt: UserFilter) -> int:
     async with ctx.read() as session:
         return await users.user_count(session, tenant_id, filt, ctx.services.search_counts)
 

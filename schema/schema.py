@@ -15,6 +15,7 @@ from strawberry.types.graphql import OperationType
 from schema.admin_types import AuditEvent, Webhook, WebhookDelivery
 from schema.document_cache import DocumentCache, Documents
 from schema.errors import ErrorCodes
+from schema.library_internals import install_direct_resolvers
 from schema.limits import DocumentLimits
 from schema.mutation import Mutation
 from schema.operation_log import OperationLog
@@ -42,6 +43,9 @@ class SyncStatusSchema(strawberry.Schema):
         # specified rules, then the depth limiter's (its only AddValidationRules extension).
         self.documents = documents
         self.operation_rules = (*specified_rules, *depth_limiter.validation_rules)
+        # Resolvers without arguments (a page's policy, version, currentRun...) called by
+        # graphql-core without Strawberry's per-call wrapper (library_internals).
+        self.direct_resolvers = install_direct_resolvers(self)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None

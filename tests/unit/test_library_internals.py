@@ -307,3 +307,166 @@ def test_strawberry_keeps_the_operation_name_a_request_gave() -> None:
         query=None, schema=schema, allowed_operations=(), provided_operation_name="B"
     )
     assert provided_operation_name(named) == "B"
+
+
+def test_strawberry_keeps_each_fields_definition_on_the_graphql_core_field() -> None:
+    from schema.library_internals import strawberry_field
+
+    core = graphql_core_schema(build_schema())
+    sync_user = core.type_map["SyncUser"]
+    assert isinstance(sync_user, GraphQLObjectType)
+    email = strawberry_field(sync_user.fields["email"])
+    assert email is not None, (
+        "strawberry no longer keeps its field under GraphQLCoreConverter.DEFINITION_BACKREF"
+        " in the graphql-core field's extensions: see schema/library_internals.py"
+    )
+    assert email.python_name == "email" and email.default_resolver is getattr
+
+
+def test_resolvers_without_arguments_are_called_directly() -> None:
+    schema = build_schema()
+    installed = set(schema.direct_resolvers)
+    # A page's per-row resolvers, and the others without arguments.
+    assert {
+        "SyncUser.policy",
+        "SyncUser.version",
+        "SyncUser.currentRun",
+        "SyncUser.lastFinishedRun",
+        "SyncRun.progress",
+        "SyncUserConnection.totalCount",
+        "Query.viewer",
+    } <= installed
+    # Fields with arguments, subscriptions and basic attributes keep their path.
+    assert not installed & {"SyncUser.runs", "Query.syncUsers", "SyncUser.email"}
+    assert not {name for name in installed if name.startswith("Subscription.")}
+    core = graphql_core_schema(schema)
+    sync_user = core.type_map["SyncUser"]
+    assert isinstance(sync_user, GraphQLObjectType)
+    assert sync_user.fields["policy"].resolve.__module__ == "schema.library_internals"
+
+
+class _Deny(strawberry.BasePermission):
+    message = "denied"
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        return False
+
+
+@strawberry.type
+class _Row:
+    value: int
+
+    @strawberry.field
+    def doubled(self) -> int:
+        return self.value * 2
+
+    @strawberry.field
+    def seen(self, info: strawberry.Info) -> str:
+        # What a resolver reads off Info: the context, its field, the selection below it.
+        return f"{info.context['who']}:{info.field_name}:{info.python_name}"
+
+    @strawberry.field
+    async def later(self, info: strawberry.Info) -> int:
+        return self.value + len(info.context["who"])
+
+    @strawberry.field(permission_classes=[_Deny])
+    def secret(self) -> int | None:
+        return self.value
+
+    @strawberry.field
+    def plus(self, n: int) -> int:
+        return self.value + n
+
+    @strawberry.field
+    def failing(self) -> int | None:
+        raise ValueError("no")
+
+
+@strawberry.type
+class _Rows:
+    @strawberry.field
+    def rows(self) -> list[_Row]:
+        return [_Row(value=1), _Row(value=2)]
+
+    @strawberry.field
+    @staticmethod
+    def constant() -> str:
+        return "c"
+
+
+ROWS = "{ constant rows { doubled seen later secret plus(n: 3) failing v: value } }"
+
+
+def _rows(direct: bool, **kwargs: object) -> tuple[Any, Errors, list[str]]:
+    import asyncio
+
+    from schema.library_internals import install_direct_resolvers
+
+    schema = strawberry.Schema(query=_Rows, **kwargs)  # type: ignore[arg-type]
+    installed = install_direct_resolvers(schema) if direct else []
+    result = asyncio.run(schema.execute(ROWS, context_value={"who": "ann"}))
+    errors = sorted((e.message, tuple(e.path or ())) for e in result.errors or ())
+    return result.data, errors, sorted(installed)
+
+
+def test_direct_resolvers_answer_exactly_as_strawberrys_path() -> None:
+    data, errors, installed = _rows(True)
+    assert (data, errors) == _rows(False)[:2]
+    assert installed == [
+        "Row.doubled",
+        "Row.failing",
+        "Row.later",
+        "Row.seen",
+        "Rows.constant",
+        "Rows.rows",
+    ], "a permission class, or an argument, keeps Strawberry's own path"
+    assert data == {
+        "constant": "c",
+        "rows": [
+            {"doubled": 2, "seen": "ann:seen:seen", "later": 4, "secret": None, "plus": 4}
+            | {"failing": None, "v": 1},
+            {"doubled": 4, "seen": "ann:seen:seen", "later": 5, "secret": None, "plus": 5}
+            | {"failing": None, "v": 2},
+        ],
+    }
+    assert errors == [
+        ("denied", ("rows", 0, "secret")),
+        ("denied", ("rows", 1, "secret")),
+        ("no", ("rows", 0, "failing")),
+        ("no", ("rows", 1, "failing")),
+    ]
+
+
+def test_schema_extensions_still_see_directly_resolved_fields() -> None:
+    from strawberry.extensions import SchemaExtension
+
+    seen: list[str] = []
+
+    class Spy(SchemaExtension):
+        def resolve(self, _next, root, info, *args, **kwargs):
+            seen.append(info.field_name)
+            return _next(root, info, *args, **kwargs)
+
+    _rows(False, extensions=[Spy])
+    theirs = sorted(seen)
+    seen.clear()
+    _rows(True, extensions=[Spy])
+    assert sorted(seen) == theirs and seen.count("doubled") == 2
+
+
+@strawberry.type
+class _Oops:
+    message: str
+
+
+class _Converts(strawberry.ExceptionHandler[ValueError, _Oops]):
+    def handle(self, exception: ValueError, *, field: Any, info: Any) -> _Oops:
+        return _Oops(message=str(exception))
+
+
+def test_a_schema_with_exception_handlers_keeps_strawberrys_path() -> None:
+    # Strawberry's wrapper is where exceptions become union results: nothing may bypass it.
+    from schema.library_internals import install_direct_resolvers
+
+    schema = strawberry.Schema(query=_Rows, types=[_Oops], exception_handlers=[_Converts()])
+    assert install_direct_resolvers(schema) == []

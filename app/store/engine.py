@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from app.store.sqlite_trips import one_trip_creator
+from app.store.sqlite_trips import OneTripConnection, one_trip_creator
 from app.store.sqlite_writer import SQLiteWriter
 
 T = TypeVar("T")
@@ -105,7 +105,11 @@ def _configure_sqlite(engine: Engine, begin: str) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql(begin)
+        driver = connection.connection.driver_connection
+        if isinstance(driver, OneTripConnection):  # the async engines: no trip of its own
+            driver.begin_with_next_statement(begin)
+        else:
+            connection.exec_driver_sql(begin)
 
 
 def _sqlite_engine(url: str, begin: str, pool_size: int) -> AsyncEngine:

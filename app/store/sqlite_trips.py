@@ -12,8 +12,10 @@ The adapter fetches every row right after executing anyway, so nothing holds mor
 before. It is plugged in through SQLAlchemy's public `async_creator` (open_database).
 
 This module is the one place that relies on aiosqlite's undocumented `Connection._execute` (run
-a function on the connection's thread) and `_conn` (the sqlite3 connection there), and on the
-adapter's call order; tests/unit/test_sqlite_trips.py fails loudly if either changes.
+a function on the connection's thread) and `_conn` (the sqlite3 connection there, whose
+`in_transaction` spares a commit or rollback with nothing to end its trip), and on the adapter's
+call order; BEGIN rides with the first statement (engine.py's begin event calls
+`begin_with_next_statement`); tests/unit/test_sqlite_trips.py fails loudly if either changes.
 """
 
 from __future__ import annotations
@@ -30,9 +32,13 @@ from sqlalchemy.engine import URL
 _Outcome = tuple[Any, list[Any], int, int | None]
 
 
-def _run(conn: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> _Outcome:
+def _run(
+    conn: sqlite3.Connection, begin: str | None, sql: str, parameters: Any, many: bool
+) -> _Outcome:
     cursor = conn.cursor()
     try:
+        if begin is not None:
+            cursor.execute(begin)
         if many:
             cursor.executemany(sql, parameters)
         else:
@@ -67,7 +73,8 @@ class OneTripCursor:
 
     async def _trip(self, sql: str, parameters: Any, many: bool) -> OneTripCursor:
         conn = self._connection
-        outcome: _Outcome = await conn._execute(_run, conn._conn, sql, parameters, many)
+        begin, conn._begin = conn._begin, None
+        outcome: _Outcome = await conn._execute(_run, conn._conn, begin, sql, parameters, many)
         self.description, self._rows, self.rowcount, self.lastrowid = outcome
         self._next = 0
         return self
@@ -101,9 +108,32 @@ class OneTripCursor:
 
 
 class OneTripConnection(aiosqlite.Connection):
+    _begin: str | None = None  # a BEGIN that goes to the thread with the next statement
+
     def cursor(self) -> OneTripCursor:  # type: ignore[override]
         # No trip: the sqlite3 cursor is opened on the thread, inside the statement's own trip.
         return OneTripCursor(self)
+
+    def begin_with_next_statement(self, begin: str) -> None:
+        """Starts the transaction in the next statement's trip, not in a trip of its own (~0.1
+        ms, on every read). SQLite starts a transaction's work at its first statement anyway:
+        a deferred BEGIN reads nothing, BEGIN IMMEDIATE takes the write lock (waiting as
+        busy_timeout says) right before that statement instead of right after the begin."""
+        self._begin = begin
+
+    async def commit(self) -> None:
+        self._begin = None  # never started: nothing to commit
+        if self._conn.in_transaction:
+            await super().commit()
+
+    async def rollback(self) -> None:
+        # A session's end rolls its transaction back, and then the pool "resets" the connection
+        # it takes back with a second rollback: a trip to the thread for nothing, on every read.
+        # Nothing runs on this connection meanwhile (SQLAlchemy awaits each call), so reading
+        # sqlite3's in_transaction here is safe.
+        self._begin = None
+        if self._conn.in_transaction:
+            await super().rollback()
 
 
 def one_trip_creator(url: URL) -> Callable[[], Awaitable[OneTripConnection]]:

@@ -167,3 +167,55 @@ async def test_pragmas_and_transactions_still_apply(db: Database) -> None:
         await conn.rollback()
     async with db.read_engine.connect() as conn:
         assert (await conn.exec_driver_sql("SELECT count(*) FROM items")).scalar() == 0
+
+
+async def test_a_read_session_rolls_back_once(db: Database) -> None:
+    """The session's rollback ends the read; the pool's reset after it has nothing to roll
+    back, and takes no trip to the thread."""
+    async with db.write_engine.begin() as conn:
+        await conn.execute(insert(items).values(name="a"))
+    trips = Trips()
+    async with db.read() as session:
+        trips.watch(await (await session.connection()).get_raw_connection())
+        trips.count = 0
+        assert (await session.execute(select(items.c.name))).scalar_one() == "a"
+    # The statement and the session's own rollback: not the pool's second one.
+    assert trips.count == 2
+    # A transaction still open when the connection goes back is still rolled back by it.
+    async with db.write_engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        await conn.execute(insert(items).values(name="b"))
+        assert driver is not None and driver._conn.in_transaction
+        await conn.rollback()
+        assert not driver._conn.in_transaction
+    async with db.read_engine.connect() as conn:
+        assert (await conn.exec_driver_sql("SELECT count(*) FROM items")).scalar() == 1
+
+
+async def test_begin_goes_with_the_first_statement(db: Database, tmp_path: Path) -> None:
+    import sqlite3
+
+    trips = Trips()
+    async with db.read_engine.connect() as conn:
+        trips.watch(await conn.get_raw_connection())
+        assert (await conn.execute(select(items.c.id))).all() == []  # BEGIN rides along
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None and driver._conn.in_transaction
+    assert trips.count == 2  # that statement and the rollback ending the transaction
+    # The write engine's BEGIN IMMEDIATE runs before its first statement, lock included.
+    other = sqlite3.connect(tmp_path / "trips.db", timeout=0, isolation_level=None)
+    async with db.write_engine.connect() as conn:
+        await conn.execute(select(items.c.id))
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+        await conn.rollback()
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("ROLLBACK")
+    other.close()
+    # A transaction without a statement costs no trip at all.
+    trips = Trips()
+    async with db.read_engine.connect() as conn:
+        trips.watch(await conn.get_raw_connection())
+        await conn.begin()
+        await conn.commit()
+    assert trips.count == 0

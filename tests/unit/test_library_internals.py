@@ -272,16 +272,21 @@ def test_the_leaf_short_path_answers_exactly_as_graphql_core() -> None:
     assert ours[1] == [(message, ("things", 2, "must"))]
 
 
-def test_resolver_middleware_still_sees_every_field() -> None:
+def _spy(seen: list[str]) -> type:
+    """A schema extension whose resolve hook (graphql-core middleware) notes every field."""
     from strawberry.extensions import SchemaExtension
-
-    seen: list[str] = []
 
     class Spy(SchemaExtension):
         def resolve(self, _next, root, info, *args, **kwargs):
             seen.append(info.field_name)
             return _next(root, info, *args, **kwargs)
 
+    return Spy
+
+
+def test_resolver_middleware_still_sees_every_field() -> None:
+    seen: list[str] = []
+    Spy = _spy(seen)
     query = "{ things { count } }"
     _run(LeafFastExecutor, query, extensions=[Spy])
     ours = list(seen)
@@ -438,15 +443,8 @@ def test_direct_resolvers_answer_exactly_as_strawberrys_path() -> None:
 
 
 def test_schema_extensions_still_see_directly_resolved_fields() -> None:
-    from strawberry.extensions import SchemaExtension
-
     seen: list[str] = []
-
-    class Spy(SchemaExtension):
-        def resolve(self, _next, root, info, *args, **kwargs):
-            seen.append(info.field_name)
-            return _next(root, info, *args, **kwargs)
-
+    Spy = _spy(seen)
     _rows(False, extensions=[Spy])
     theirs = sorted(seen)
     seen.clear()

@@ -12,11 +12,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import Page, Request, Response, expect
 
-from tests.page.conftest import LIVE_TENANT, PageEnv, open_dashboard, result_count, screenshot
+from tests.page.conftest import (
+    LIVE_TENANT,
+    TIMEZONE,
+    PageEnv,
+    open_dashboard,
+    result_count,
+    screenshot,
+)
 from tests.page.helpers import range_text
 from tests.page.test_panel import LIVE_FIRST, live_user, panel, row
 
@@ -220,9 +228,13 @@ def test_the_chart_shows_24_hours_or_7_days(page_env: PageEnv, live_dashboard: P
     failed = sum(p["runsFailed"] for p in points)
     expect(page.locator("#trends-legend")).to_contain_text(f"Changes {changes:,}")
     expect(page.locator("#trends-legend")).to_contain_text(f"Failed runs {failed:,}")
-    # Its totals begin at the first bucket (less than the rolling 24 h card): it says so.
+    # Its totals begin at the first bucket (less than the rolling 24 h card): it says so, and
+    # on which day (the page's zone), as the first bucket is yesterday's most of the day.
     first = chart.locator(".chart-axis span").first.inner_text()
-    expect(page.locator("#trends-legend .legend-window")).to_have_text(f"since {first}")
+    local = ZoneInfo(TIMEZONE)
+    start = datetime.fromisoformat(since).astimezone(local)
+    day = "yesterday " if start.date() != datetime.now(local).date() else ""
+    expect(page.locator("#trends-legend .legend-window")).to_have_text(f"since {day}{first}")
     expect(chart.locator("svg polyline.line-failed")).to_have_count(1)
 
     # Live: a run that fails now shows up in the chart without a reload.

@@ -192,6 +192,14 @@ export function createTrends({ section, chart, legend, buttons, client, onError 
     return period === "day" ? hourFormat.format(at) : dayFormat.format(at);
   }
 
+  // 24 hours of buckets start on the previous day most of the day: "since 4:00 PM" read at
+  // 9 AM would be an hour still to come.
+  function sinceLabel(point) {
+    const at = new Date(point.at);
+    const yesterday = period === "day" && at.toDateString() !== new Date().toDateString();
+    return yesterday ? `yesterday ${label(point)}` : label(point);
+  }
+
   function render(points) {
     const changes = points.map((p) => Number(p.changes) || 0);
     const failed = points.map((p) => p.runsFailed || 0);
@@ -201,7 +209,7 @@ export function createTrends({ section, chart, legend, buttons, client, onError 
     const maxFailed = Math.max(1, ...failed);
     // Whole buckets since the first one's start: a little less than the rolling 24 hours of
     // the "Changes (Last 24h)" card beside it, so the legend says where its totals begin.
-    const since = points.length ? `since ${label(points[0])}` : "";
+    const since = points.length ? `since ${sinceLabel(points[0])}` : "";
     const n = Math.max(1, points.length);
     const width = n * 10;
     const height = 100;

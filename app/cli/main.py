@@ -311,7 +311,9 @@ async def _seed(settings: Settings, tenant: str, users: int, *, only_if_empty: b
     from app.store.engine import open_database
     from app.store.schema_version import upgrade_if_behind
 
-    db = open_database(settings.database_url, timeout=settings.database_timeout_seconds)
+    # The load's index builds take longer than the timeout at a million users (it ended the
+    # seed with "cannot reach the database"); a silent server still ends it at connect.
+    db = open_database(settings.database_url, timeout=settings.database_timeout_seconds, bulk=True)
     try:
         await upgrade_if_behind(db)
         if only_if_empty:

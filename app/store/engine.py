@@ -188,11 +188,15 @@ def _check_not_writing() -> None:
         raise RuntimeError("A write inside write(): it would wait for itself.")
 
 
-def open_database(url: str, read_pool_size: int = 4, *, timeout: float = 0) -> Database:
+def open_database(
+    url: str, read_pool_size: int = 4, *, timeout: float = 0, bulk: bool = False
+) -> Database:
     """`timeout` (PostgreSQL; 0: none): the most seconds a connect, a wait for a pooled
     connection or one statement may take (asyncpg's client-side `command_timeout`, which
     also covers the pool's pre-ping) before it fails with a TimeoutError, an outage to
-    app/ops/outage.py. Server-side timeouts cannot end a wait on a silent network."""
+    app/ops/outage.py. Server-side timeouts cannot end a wait on a silent network.
+    `bulk` (a seed's load): statements are not timed, connecting and pool waits still are;
+    rebuilding a million users' indexes takes longer than any request should."""
     url = normalize_url(url)
     if is_sqlite(url):
         read_engine = _sqlite_engine(url, "BEGIN", read_pool_size)
@@ -201,7 +205,10 @@ def open_database(url: str, read_pool_size: int = 4, *, timeout: float = 0) -> D
     else:
         limits: dict[str, Any] = {}
         if timeout:
-            limits["connect_args"] = {"timeout": timeout, "command_timeout": timeout}
+            connect: dict[str, float] = {"timeout": timeout}
+            if not bulk:
+                connect["command_timeout"] = timeout
+            limits["connect_args"] = connect
             limits["pool_timeout"] = timeout
         read_engine = write_engine = create_async_engine(
             url, pool_size=10, max_overflow=10, pool_pre_ping=True, **limits

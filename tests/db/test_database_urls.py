@@ -4,6 +4,7 @@ hand out) is asyncpg's `ssl`. asyncpg refused the unknown keyword, so every comm
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
 
 from app.store.engine import normalize_url, open_database
@@ -42,3 +43,23 @@ async def test_sslmode_reaches_the_connection() -> None:
         assert "SSL" in str(error), error
     finally:
         await db.dispose()
+
+
+async def test_a_bulk_load_times_connecting_but_not_its_statements() -> None:
+    """`syncstatus seed` at a million users on PostgreSQL rebuilds indexes for longer than
+    SYNCSTATUS_DATABASE_TIMEOUT_SECONDS: it ended with "cannot reach the database"."""
+    slow = text("SELECT pg_sleep(1.5)")
+    timed = open_database(postgres_admin_url(), timeout=1)
+    try:
+        async with timed.read() as session:
+            with pytest.raises(TimeoutError):
+                await session.execute(slow)
+    finally:
+        await timed.dispose()
+    bulk = open_database(postgres_admin_url(), timeout=1, bulk=True)
+    try:
+        async with bulk.read() as session:
+            await session.execute(slow)
+    finally:
+        await bulk.dispose()
+    # Connecting is still timed: `seed` against a silent server ends (tests/ops).

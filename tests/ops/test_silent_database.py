@@ -91,6 +91,7 @@ def silent_url() -> Iterator[str]:
         ["audit", "--tenant", "t"],
         ["db", "upgrade"],
         ["prune", "--days", "1"],
+        ["seed", "--tenant", "t", "--users", "10"],  # statements untimed, connecting timed
     ],
     ids=lambda command: command[0],
 )

@@ -16,6 +16,7 @@ PostgreSQL plans with its own statistics, so it gets the plain conditions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -37,7 +38,7 @@ from app.domain import validation
 from app.domain.errors import BadUserInput
 from app.domain.statuses import UserStatus
 from app.domain.validation import CODE_MAX
-from app.domain.views import UserView
+from app.domain.views import UserView, row_fields
 from app.reads.pagination import (
     Keyset,
     Page,
@@ -74,6 +75,15 @@ FEW_MATCHES = 2_000
 ALL = frozenset({"tenant", "status", "policy", "latest"})
 # sync_requested and version as readers see them, pending bulk requests included.
 COLUMNS = pending_requests.overlaid(tuple(SyncUser.__table__.c))
+# A row of COLUMNS's values in UserView's field order, by position: a Row's attributes read by
+# name cost ~0.4 us each, ~5-10 us of a view's ~9-14 us, ten views a page.
+_VIEW_VALUES = itemgetter(*(tuple(c.key for c in COLUMNS).index(n) for n in row_fields(UserView)))
+
+
+def _view(row: Any) -> UserView:
+    """The UserView of a row that selects COLUMNS (every page and lookup here does)."""
+    return UserView(*_VIEW_VALUES(row))
+
 
 ORDERS = {
     "EMAIL_ASC": Keyset("u.email", (SyncUser.email, SyncUser.id), False, (str, int)),
@@ -644,7 +654,7 @@ async def user_page(
         ids_first=SyncUser.id if dialect != "sqlite" and filt.term else None,
         sort_matches=total is not None and total <= FEW_MATCHES,
     )
-    items = [(cursor, UserView.of(row)) for cursor, row in page.items]
+    items = [(cursor, _view(row)) for cursor, row in page.items]
     return UserPage(Page(items, page.has_next, page.has_previous), total)
 
 
@@ -662,7 +672,7 @@ async def users_by_ids(
     rows = await session.execute(
         select(*COLUMNS).where(SyncUser.tenant_id == tenant_id, SyncUser.id.in_(user_ids))
     )
-    return {row.id: UserView.of(row) for row in rows}
+    return {row.id: _view(row) for row in rows}
 
 
 async def plan_access(

@@ -15,7 +15,9 @@ LeafFastExecutor overrides graphql-core's `Executor.execute_field` (documented a
 recognises Strawberry's resolver of plain attributes (`_get_basic_result`). Both it and
 install_direct_resolvers find a field's Strawberry definition where Strawberry keeps it, in the
 graphql-core field's extensions (`GraphQLCoreConverter.DEFINITION_BACKREF`), and build the
-`Info` Strawberry gives resolvers as Strawberry does (`info_class(_raw_info=, _field=)`).
+`Info` Strawberry gives resolvers as Strawberry does (`info_class(_raw_info=, _field=)`);
+`resolve_info` reads graphql-core's info back from it (`_raw_info`), whose field nodes are
+cheaper to walk than Strawberry's `selected_fields`, which converts them anew on each access.
 tests/unit/test_library_internals.py fails first, naming what moved, when an upgrade changes any
 of these; then adapt this module and nothing else.
 """
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import strawberry
 from graphql import (
@@ -35,6 +37,7 @@ from graphql import (
     GraphQLLeafType,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLResolveInfo,
     GraphQLSchema,
     OperationDefinitionNode,
     is_leaf_type,
@@ -198,6 +201,15 @@ class LeafFastExecutor(StrawberryExecutor):
         return super().execute_field(
             parent_type, source, field_details_list, path, position_context
         )
+
+
+def resolve_info(info: strawberry.Info) -> GraphQLResolveInfo:
+    """graphql-core's info under Strawberry's: the field nodes and fragments as parsed."""
+    # Strawberry's execution context builds its own tuple of graphql-core's fields.
+    raw = getattr(info, "_raw_info", None)
+    if not (hasattr(raw, "field_nodes") and hasattr(raw, "fragments")):  # pragma: no cover
+        raise TypeError("strawberry.Info no longer keeps graphql-core's info as _raw_info")
+    return cast(GraphQLResolveInfo, raw)
 
 
 def graphql_core_schema(schema: strawberry.Schema) -> GraphQLSchema:

@@ -468,3 +468,28 @@ def test_a_schema_with_exception_handlers_keeps_strawberrys_path() -> None:
 
     schema = strawberry.Schema(query=_Rows, types=[_Oops], exception_handlers=[_Converts()])
     assert install_direct_resolvers(schema) == []
+
+
+def test_strawberrys_info_keeps_graphql_cores_field_nodes() -> None:
+    """schema/query.py `selected` walks them instead of Strawberry's selected_fields."""
+    import asyncio
+
+    from schema.library_internals import resolve_info
+
+    seen: dict[str, Any] = {}
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def things(self, info: strawberry.Info) -> list[_Thing]:
+            raw = resolve_info(info)
+            seen["nodes"] = [node.name.value for node in raw.field_nodes]
+            seen["fragments"] = sorted(raw.fragments)
+            return []
+
+    schema = strawberry.Schema(query=Query)
+    result = asyncio.run(
+        schema.execute("{ things { name } things { ...F } } fragment F on Thing { count }")
+    )
+    assert result.errors is None, result.errors
+    assert seen == {"nodes": ["things", "things"], "fragments": ["F"]}

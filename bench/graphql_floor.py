@@ -19,7 +19,6 @@ what the plain endpoint's request costs: (plain + execute) / plain.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
@@ -28,20 +27,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-from asgi_lifespan import LifespanManager
 from graphql import build_schema, execute, parse, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.append(str(ROOT / "bench"))
 
-import plain_endpoint  # noqa: E402
+from graphql_overhead import apps, options  # noqa: E402
 from queries import PAGE  # noqa: E402
-
-from app.cli import tokens  # noqa: E402
-from app.web.asgi import create_app  # noqa: E402
-from app.web.settings import Settings  # noqa: E402
 
 SDL = ROOT / "schema" / "schema.graphql"
 
@@ -61,9 +54,6 @@ async def _acpu_ms(fn: Any, per_round: int) -> float:
 
 
 async def measure(db: Path, rounds: int, per_round: int) -> dict[str, list[float]]:
-    settings = Settings(database_url=f"sqlite+aiosqlite:///{db}", log_level="warning", rate_limit=0)
-    token = await tokens.create(settings, "Bench", "viewer", "graphql-floor")
-    headers = {"Authorization": f"Bearer {token}"}
     body = {"query": PAGE, "variables": {"first": 10}}
     figures: dict[str, list[float]] = {
         "plain endpoint, whole request": [],
@@ -71,16 +61,7 @@ async def measure(db: Path, rounds: int, per_round: int) -> dict[str, list[float
         "json.dumps of the result": [],
         "our GraphQL endpoint, whole request": [],
     }
-    async with (
-        LifespanManager(create_app(settings)) as graphql_app,
-        LifespanManager(plain_endpoint.create_app(settings)) as plain_app,
-    ):
-        graphql = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=graphql_app.app), base_url="http://b", headers=headers
-        )
-        plain = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=plain_app.app), base_url="http://b", headers=headers
-        )
+    async with apps(db, "graphql-floor") as (graphql, plain):
         data = (await plain.get("/page")).json()["data"]
         ours = (await graphql.post("/graphql", json=body)).json()
         if ours != {"data": data}:
@@ -117,17 +98,11 @@ async def measure(db: Path, rounds: int, per_round: int) -> dict[str, list[float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", type=Path, default=Path("/tmp/q-1m.db"))
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--per-round", type=int, default=200)
-    options = parser.parse_args()
-    if not options.db.exists():
-        sys.exit(f"{options.db}: seed it first (bench/queries.py --db {options.db})")
-    figures = asyncio.run(measure(options.db, options.rounds, options.per_round))
+    given = options(__doc__ or "", per_round=200)
+    figures = asyncio.run(measure(given.db, given.rounds, given.per_round))
     medians = {name: statistics.median(values) for name, values in figures.items()}
     plain = medians["plain endpoint, whole request"]
-    print(f"CPU per request in this process, median of {options.rounds - 1} rounds")
+    print(f"CPU per request in this process, median of {given.rounds - 1} rounds")
     for name, median in medians.items():
         print(f"  {name:38s} {median:6.3f} ms  {median / plain:4.2f}x plain")
     floor = (plain + medians["graphql-core execute alone"]) / plain

@@ -21,6 +21,8 @@ import asyncio
 import statistics
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -37,6 +39,7 @@ from app.cli import tokens  # noqa: E402
 from app.web.asgi import create_app  # noqa: E402
 from app.web.settings import Settings  # noqa: E402
 
+Client = httpx.AsyncClient
 ROW = "policy { id name active } currentRun { progress }"
 VARIANTS = {
     "the first page (bench/queries.py)": PAGE,
@@ -47,22 +50,49 @@ VARIANTS = {
 }
 
 
-async def measure(db: Path, rounds: int, per_round: int) -> dict[str, list[float]]:
+@asynccontextmanager
+async def apps(
+    db: Path, token_name: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    """Clients of our app and of the plain endpoint over the same file, both lifespans run,
+    behind httpx's ASGI transport with a viewer token of the tenant "Bench": (ours, plain)."""
     url = f"sqlite+aiosqlite:///{db}"
     settings = Settings(database_url=url, log_level="warning", rate_limit=0)
-    token = await tokens.create(settings, "Bench", "viewer", "graphql-overhead")
+    token = await tokens.create(settings, "Bench", "viewer", token_name)
     headers = {"Authorization": f"Bearer {token}"}
-    figures: dict[str, list[float]] = {name: [] for name in [*VARIANTS, "plain endpoint"]}
     async with (
         LifespanManager(create_app(settings)) as graphql_app,
         LifespanManager(plain_endpoint.create_app(settings)) as plain_app,
     ):
-        graphql = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=graphql_app.app), base_url="http://b", headers=headers
+        yield (
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=graphql_app.app),
+                base_url="http://b",
+                headers=headers,
+            ),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=plain_app.app),
+                base_url="http://b",
+                headers=headers,
+            ),
         )
-        plain = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=plain_app.app), base_url="http://b", headers=headers
-        )
+
+
+def options(doc: str, per_round: int) -> argparse.Namespace:
+    """--db (a file bench/queries.py seeded), --rounds, --per-round."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--db", type=Path, default=Path("/tmp/q-1m.db"))
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--per-round", type=int, default=per_round)
+    given = parser.parse_args()
+    if not given.db.exists():
+        sys.exit(f"{given.db}: seed it first (bench/queries.py --db {given.db})")
+    return given
+
+
+async def measure(db: Path, rounds: int, per_round: int) -> dict[str, list[float]]:
+    figures: dict[str, list[float]] = {name: [] for name in [*VARIANTS, "plain endpoint"]}
+    async with apps(db, "graphql-overhead") as (graphql, plain):
         for round_ in range(rounds):
             for name in figures:
                 for _ in range(per_round):
@@ -81,14 +111,8 @@ async def measure(db: Path, rounds: int, per_round: int) -> dict[str, list[float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", type=Path, default=Path("/tmp/q-1m.db"))
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--per-round", type=int, default=60)
-    options = parser.parse_args()
-    if not options.db.exists():
-        sys.exit(f"{options.db}: seed it first (bench/queries.py --db {options.db})")
-    figures = asyncio.run(measure(options.db, options.rounds, options.per_round))
+    given = options(__doc__ or "", per_round=60)
+    figures = asyncio.run(measure(given.db, given.rounds, given.per_round))
     plain = statistics.median(figures["plain endpoint"])
     print(f"CPU per request in this process, median of {len(figures['plain endpoint'])} each")
     for name, values in figures.items():

@@ -82,7 +82,7 @@ _VIEW_VALUES = itemgetter(*(tuple(c.key for c in COLUMNS).index(n) for n in row_
 
 def _view(row: Any) -> UserView:
     """The UserView of a row that selects COLUMNS (every page and lookup here does)."""
-    return UserView(*_VIEW_VALUES(row))
+    return UserView.from_row(_VIEW_VALUES(row), None, None, None)
 
 
 ORDERS = {

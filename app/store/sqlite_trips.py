@@ -122,18 +122,19 @@ class OneTripConnection(aiosqlite.Connection):
         self._begin = begin
 
     async def commit(self) -> None:
-        self._begin = None  # never started: nothing to commit
-        if self._conn.in_transaction:
-            await super().commit()
+        await self._end(super().commit)
 
     async def rollback(self) -> None:
+        await self._end(super().rollback)
+
+    async def _end(self, end: Callable[[], Awaitable[None]]) -> None:
         # A session's end rolls its transaction back, and then the pool "resets" the connection
         # it takes back with a second rollback: a trip to the thread for nothing, on every read.
         # Nothing runs on this connection meanwhile (SQLAlchemy awaits each call), so reading
-        # sqlite3's in_transaction here is safe.
+        # sqlite3's in_transaction here is safe. A BEGIN still waiting never started anything.
         self._begin = None
         if self._conn.in_transaction:
-            await super().rollback()
+            await end()
 
 
 def one_trip_creator(url: URL) -> Callable[[], Awaitable[OneTripConnection]]:

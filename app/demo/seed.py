@@ -2,10 +2,11 @@
 every status, run history with warnings and failures, and changes in the last 24 hours.
 
 One transaction on the driver's own connection: SQLite's executemany of plain tuples on the
-writer thread, PostgreSQL's COPY (asyncpg). Rows are made in a thread one batch ahead of the
-one being written, ids are assigned here, and the counters get the rows' exact deltas at the
-end. A load that at least doubles the tables builds their indexes after it (app.store.bulk_load).
-100,000 users on SQLite: 6.1 s of CPU instead of 14.9 s (bench/README.md, bench/seed.py)."""
+writer thread, PostgreSQL's COPY (asyncpg). Rows are made in batches (for PostgreSQL in a
+thread, one batch ahead of the one being written), ids are assigned here, and the counters get
+the rows' exact deltas at the end. A load that at least doubles the tables builds their
+indexes after it (app.store.bulk_load). 100,000 users on SQLite: 6.1 s of CPU instead of
+14.9 s (bench/README.md, bench/seed.py)."""
 
 from __future__ import annotations
 
@@ -159,15 +160,25 @@ async def _tenant(db: Database, tenant_name: str, now: int) -> tuple[int, list[S
         return tenant.id, policies
 
 
-def _batches(maker: RowMaker, start: Start, users: int) -> Generator[Rows, None, None]:
-    """The users in batches, each made in a thread while the caller writes the one before
-    (SQLite's inserts and PostgreSQL's COPY run mostly outside the GIL)."""
+def _batches(
+    maker: RowMaker, start: Start, users: int, *, ahead: bool
+) -> Generator[Rows, None, None]:
+    """The users in batches; with `ahead`, each made in a thread while the caller writes the
+    one before (PostgreSQL: COPY's server side runs on the other core).
+
+    Not for SQLite: executemany gives up the GIL around each row's step, and with a thread of
+    pure Python beside it took it back only when that thread's switch interval ran out (a
+    million users: the users' inserts took 13.7 s, made in turn 5.0 s plus 7.5 s making)."""
     with ThreadPoolExecutor(1, thread_name_prefix="seed-rows") as pool:
         user_id, run_id, done = start.user_id, start.run_id, 0
 
         def submit() -> Future[Rows]:
             size = min(BATCH, users - done)
-            return pool.submit(maker.make, user_id, run_id, start.ordinal + done, size)
+            if ahead:
+                return pool.submit(maker.make, user_id, run_id, start.ordinal + done, size)
+            made: Future[Rows] = Future()
+            made.set_result(maker.make(user_id, run_id, start.ordinal + done, size))
+            return made
 
         pending: Future[Rows] | None = submit()
         while pending is not None:
@@ -198,7 +209,7 @@ def _load_sqlite(maker: RowMaker, users: int, conn: Connection) -> None:
     assert raw is not None
     start = Start.of(raw.execute(START.format(tenant="?"), (maker.tenant_id,)).fetchone(), users)
     with bulk_load.sqlite_load(raw, start.defer_indexes) as search:
-        for rows in _batches(maker, start, users):
+        for rows in _batches(maker, start, users, ahead=False):
             if search is not None:
                 search.add(map(EMAILS, rows.users))
             for name, sql in INSERTS:
@@ -239,7 +250,7 @@ async def _load_postgres(db: Database, maker: RowMaker, users: int) -> None:
         assert raw is not None  # asyncpg's connection, pooled
         loading = bulk_load.postgres_load(raw, start.defer_indexes)
         async with loading:
-            with closing(_batches(maker, start, users)) as batches:
+            with closing(_batches(maker, start, users, ahead=True)) as batches:
                 while (rows := await asyncio.to_thread(next, batches, None)) is not None:
                     for table, records, columns in (
                         ("sync_users", rows.users, USER_COLUMNS),

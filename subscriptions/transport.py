@@ -166,6 +166,20 @@ class SyncStatusTransportHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         self._progress_at = 0.0  # when the last send completed or the first began
         self._closing: asyncio.Task[None] | None = None  # a slow reader's close
 
+    def on_request_accepted(self) -> None:
+        super().on_request_accepted()
+        task = self.connection_init_timeout_task
+        if task is not None:
+            task.add_done_callback(self._forget_init_timeout)
+
+    def _forget_init_timeout(self, task: asyncio.Task[None]) -> None:
+        # Strawberry keeps the connection_init timeout's task for the socket's life; once
+        # connection_init cancels it, that is its CancelledError with the traceback and two
+        # frames (~10 of a dashboard's ~150 objects every full collection walks). Ended, it
+        # has nothing left for shutdown() to cancel or wait for.
+        if self.connection_init_timeout_task is task:
+            self.connection_init_timeout_task = None
+
     @property
     def _pinger(self) -> Pinger | None:
         pinger = getattr(self.view, "pinger", None)

@@ -11,6 +11,7 @@ indexes after it (app.store.bulk_load). 100,000 users on SQLite: 6.1 s of CPU in
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
@@ -37,6 +38,8 @@ from app.domain.timeutil import MICROS_PER_MINUTE, now_micros
 from app.store import bulk_load, counters
 from app.store.engine import Database
 from app.store.models import Policy
+
+log = logging.getLogger(__name__)
 
 POLICIES = (
     # name, description, active, interval minutes, services
@@ -218,11 +221,14 @@ def _load_sqlite(maker: RowMaker, users: int, conn: Connection) -> None:
 
 
 async def _checkpoint(db: Database) -> None:
-    """Copy the load out of the WAL and shrink it (it grew to the size of the load)."""
+    """Copy the load out of the WAL and truncate it (it grew to the size of the load), so that
+    readers read the file, not a WAL as big as the load. (Until 2026-12-08 this ran in a
+    read connection's transaction, where SQLite answers such a checkpoint busy at once; the
+    process's last close of the file did it instead.)"""
+    writer = db.sqlite_writer
     path = make_url(db.url).database
-    if path and path != ":memory:":
-        async with db.read_engine.connect() as conn:
-            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    if writer is not None and path and path != ":memory:" and not await writer.truncate_wal():
+        log.warning("the seed's WAL could not be truncated now: a reader is using it")
 
 
 def _count(conn: Connection, tenant_id: int, tally: Tally) -> None:

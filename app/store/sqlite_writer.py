@@ -95,6 +95,20 @@ class SQLiteWriter:
         finally:
             self._checkpointing = False
 
+    async def truncate_wal(self) -> bool:
+        """Copies the whole WAL into the file and truncates it (after a bulk load, which grew it
+        to the load's size), waiting up to the connection's timeout for readers. On the
+        checkpointer's thread, after the checkpoint in flight: a second checkpoint meanwhile is
+        answered busy at once, without waiting. False: readers kept it from completing."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._checkpointer, self._truncate)
+
+    def _truncate(self) -> bool:
+        if self._checkpoint_conn is None:
+            self._checkpoint_conn = sqlite3.connect(self._path, isolation_level=None)
+        busy, _, _ = self._checkpoint_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
+
     def _close_checkpointer(self) -> None:
         if self._checkpoint_conn is not None:
             self._checkpoint_conn.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -222,3 +223,20 @@ async def test_a_bulk_seed_equals_the_row_by_row_one(monkeypatch: pytest.MonkeyP
         assert bulk_content[table] == rows, table
     assert len(row_by_row["sync_users"]) == 5_000
     assert len(row_by_row["search index"]) > 100_000
+
+
+async def test_a_bulk_seed_leaves_the_wal_truncated_while_the_file_is_open() -> None:
+    """The load went through the WAL (it grows to the size of the load); the seed copies it
+    into the file and truncates it while its own connections stay open, as a server's would:
+    readers then read the file, not a WAL as big as the load."""
+    with throwaway_database("sqlite") as url:
+        path = make_url(url).database
+        assert path
+        async with opened(url) as db:
+            await seed(db, "Bulk", 3_000)
+            assert _wal_size(path) == 0  # there (the pool's connections keep it), and empty
+
+
+def _wal_size(path: str) -> int | None:
+    wal = Path(f"{path}-wal")
+    return wal.stat().st_size if wal.exists() else None

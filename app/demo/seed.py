@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Generator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
@@ -163,33 +163,29 @@ async def _tenant(db: Database, tenant_name: str, now: int) -> tuple[int, list[S
         return tenant.id, policies
 
 
-def _batches(
-    maker: RowMaker, start: Start, users: int, *, ahead: bool
-) -> Generator[Rows, None, None]:
-    """The users in batches; with `ahead`, each made in a thread while the caller writes the
-    one before (PostgreSQL: COPY's server side runs on the other core).
+def _batches(maker: RowMaker, start: Start, users: int) -> Iterator[Rows]:
+    """The users in batches, each made when asked for.
 
-    Not for SQLite: executemany gives up the GIL around each row's step, and with a thread of
-    pure Python beside it took it back only when that thread's switch interval ran out (a
-    million users: the users' inserts took 13.7 s, made in turn 5.0 s plus 7.5 s making)."""
+    SQLite makes them on its writer thread between its inserts, not in a thread beside them:
+    executemany gives up the GIL around each row's step, and with a thread of pure Python
+    beside it took it back only when that thread's switch interval ran out (a million users:
+    the users' inserts took 13.7 s, made in turn 5.0 s plus 7.5 s making)."""
+    user_id, run_id, done = start.user_id, start.run_id, 0
+    while done < users:
+        rows = maker.make(user_id, run_id, start.ordinal + done, min(BATCH, users - done))
+        done += len(rows.users)
+        user_id += len(rows.users)
+        run_id += len(rows.runs)
+        yield rows
+
+
+def _one_ahead(batches: Iterator[Rows]) -> Generator[Rows, None, None]:
+    """The batches, each made in a thread while the caller writes the one before (PostgreSQL:
+    COPY's server side runs on the other core)."""
     with ThreadPoolExecutor(1, thread_name_prefix="seed-rows") as pool:
-        user_id, run_id, done = start.user_id, start.run_id, 0
-
-        def submit() -> Future[Rows]:
-            size = min(BATCH, users - done)
-            if ahead:
-                return pool.submit(maker.make, user_id, run_id, start.ordinal + done, size)
-            made: Future[Rows] = Future()
-            made.set_result(maker.make(user_id, run_id, start.ordinal + done, size))
-            return made
-
-        pending: Future[Rows] | None = submit()
-        while pending is not None:
-            rows = pending.result()
-            done += len(rows.users)
-            user_id += len(rows.users)
-            run_id += len(rows.runs)
-            pending = submit() if done < users else None
+        pending = pool.submit(next, batches, None)
+        while (rows := pending.result()) is not None:
+            pending = pool.submit(next, batches, None)
             yield rows
 
 
@@ -212,7 +208,7 @@ def _load_sqlite(maker: RowMaker, users: int, conn: Connection) -> None:
     assert raw is not None
     start = Start.of(raw.execute(START.format(tenant="?"), (maker.tenant_id,)).fetchone(), users)
     with bulk_load.sqlite_load(raw, start.defer_indexes) as search:
-        for rows in _batches(maker, start, users, ahead=False):
+        for rows in _batches(maker, start, users):
             if search is not None:
                 search.add(map(EMAILS, rows.users))
             for name, sql in INSERTS:
@@ -256,7 +252,7 @@ async def _load_postgres(db: Database, maker: RowMaker, users: int) -> None:
         assert raw is not None  # asyncpg's connection, pooled
         loading = bulk_load.postgres_load(raw, start.defer_indexes)
         async with loading:
-            with closing(_batches(maker, start, users, ahead=True)) as batches:
+            with closing(_one_ahead(_batches(maker, start, users))) as batches:
                 while (rows := await asyncio.to_thread(next, batches, None)) is not None:
                     for table, records, columns in (
                         ("sync_users", rows.users, USER_COLUMNS),

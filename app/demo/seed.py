@@ -21,7 +21,6 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, select, text, update
-from sqlalchemy.engine import make_url
 
 from app.auth.tokens import tenant_by_name
 from app.demo.seed_rows import (
@@ -218,12 +217,9 @@ def _load_sqlite(maker: RowMaker, users: int, conn: Connection) -> None:
 
 async def _checkpoint(db: Database) -> None:
     """Copy the load out of the WAL and truncate it (it grew to the size of the load), so that
-    readers read the file, not a WAL as big as the load. (Until 2026-12-08 this ran in a
-    read connection's transaction, where SQLite answers such a checkpoint busy at once; the
-    process's last close of the file did it instead.)"""
+    readers read the file, not a WAL as big as the load."""
     writer = db.sqlite_writer
-    path = make_url(db.url).database
-    if writer is not None and path and path != ":memory:" and not await writer.truncate_wal():
+    if writer is not None and not await writer.truncate_wal():
         log.warning("the seed's WAL could not be truncated now: a reader is using it")
 
 

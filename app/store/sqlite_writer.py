@@ -52,6 +52,7 @@ class SQLiteWriter:
         self.on_wait: Callable[[float], None] | None = None
         event.listen(engine, "connect", _no_autocheckpoint)
         self._path = engine.url.database or ""
+        self._in_memory = self._path in ("", ":memory:")  # no file, so no WAL to checkpoint
         self._checkpointer = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="sqlite-checkpoint"
         )
@@ -78,17 +79,22 @@ class SQLiteWriter:
 
     def _after_commit(self) -> None:
         now = time.perf_counter()
-        if self._checkpointing or now < self._next_checkpoint or self._path in ("", ":memory:"):
+        if self._checkpointing or now < self._next_checkpoint or self._in_memory:
             return
         self._checkpointing = True
         self._next_checkpoint = now + CHECKPOINT_SECONDS
         self._checkpointer.submit(self._checkpoint)
 
+    def _run_checkpoint(self, mode: str) -> bool:
+        """On the checkpointer's thread; False: busy (a TRUNCATE that readers kept waiting)."""
+        if self._checkpoint_conn is None:
+            self._checkpoint_conn = sqlite3.connect(self._path, isolation_level=None)
+        busy, _, _ = self._checkpoint_conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        return not busy
+
     def _checkpoint(self) -> None:
         try:
-            if self._checkpoint_conn is None:
-                self._checkpoint_conn = sqlite3.connect(self._path, isolation_level=None)
-            self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self._run_checkpoint("PASSIVE")
             self.checkpoints += 1
         except sqlite3.Error:
             log.warning("WAL checkpoint failed", exc_info=True)
@@ -99,15 +105,12 @@ class SQLiteWriter:
         """Copies the whole WAL into the file and truncates it (after a bulk load, which grew it
         to the load's size), waiting up to the connection's timeout for readers. On the
         checkpointer's thread, after the checkpoint in flight: a second checkpoint meanwhile is
-        answered busy at once, without waiting. False: readers kept it from completing."""
+        answered busy at once, without waiting. False: readers kept it from completing. An
+        in-memory database has no WAL: True."""
+        if self._in_memory:
+            return True
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._checkpointer, self._truncate)
-
-    def _truncate(self) -> bool:
-        if self._checkpoint_conn is None:
-            self._checkpoint_conn = sqlite3.connect(self._path, isolation_level=None)
-        busy, _, _ = self._checkpoint_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        return not busy
+        return await loop.run_in_executor(self._checkpointer, self._run_checkpoint, "TRUNCATE")
 
     def _close_checkpointer(self) -> None:
         if self._checkpoint_conn is not None:

@@ -12,18 +12,15 @@ from app.demo.seed import seed
 from app.domain.views import UserView
 from app.reads import users as reads
 from app.reads.pagination import PageArgs
-from app.store.engine import Database, open_database
-from tests.server import throwaway_database
+from app.store.engine import Database
+from tests.server import opened, throwaway_database
 
 
 @pytest.fixture
 async def db() -> AsyncIterator[Database]:
     with throwaway_database("sqlite") as url:
-        database = open_database(url)
-        try:
+        async with opened(url) as database:
             yield database
-        finally:
-            await database.dispose()
 
 
 async def test_views_by_position_equal_views_by_name(db: Database) -> None:
